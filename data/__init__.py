@@ -1,0 +1,1 @@
+"""Synthetic click-log generator and small sample data (installed as ``rocket_ctr.datagen``)."""

@@ -1,0 +1,1 @@
+"""Batch jobs and the ``rocket-ctr`` command line (installed as ``rocket_ctr.pipelines``)."""

@@ -1,0 +1,45 @@
+"""The ``rocket-ctr`` command: a thin layer over the library, one sub-command per batch job."""
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+
+# sub-command modules of rocket_ctr.pipelines; each has add_parser(subparsers) that sets `func`.
+COMMANDS = ("demo", "generate", "inspect", "convert", "train", "evaluate", "export", "serve",
+            "bench_latency")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="rocket-ctr", description=__doc__)
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name in COMMANDS:
+        try:
+            module = importlib.import_module(f"rocket_ctr.pipelines.{name}")
+        except ModuleNotFoundError as err:
+            if err.name != f"rocket_ctr.pipelines.{name}":
+                raise
+            continue  # sub-command not part of this build
+        module.add_parser(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TF's C++ start-up chatter off the console
+    from rocket_ctr.errors import InputError
+
+    args = build_parser().parse_args(argv)
+    try:
+        result = args.func(args)
+    except InputError as err:
+        print(f"rocket-ctr {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"rocket-ctr {args.command}: interrupted", file=sys.stderr)
+        return 130
+    return int(result or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

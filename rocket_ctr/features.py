@@ -1,0 +1,192 @@
+"""FeatureSpec: which columns a click log has and how raw ids become embedding rows.
+
+Data, model and export all read this one object. Raw ids stay raw (sparse, possibly huge int64
+or strings); the id -> row mapping is :class:`IdMapper`, a ``tf.Module`` used both by the
+training input pipeline and inside the exported serving graph, so unseen ids land in a valid row
+at serving time exactly as in training.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+
+import tensorflow as tf
+
+HIST_LEN = "hist_len"  # int32 feature added by the pipeline: true history length before padding
+ID_DTYPES = ("int64", "string")
+
+
+@dataclasses.dataclass(frozen=True)
+class IdFeature:
+    """One categorical column and its embedding table.
+
+    Args:
+        name: candidate-side (or user-side) column name, e.g. ``item_id``.
+        history: name of the list column holding the same kind of id in the behaviour sequence
+            (e.g. ``hist_item_id``); it shares this feature's embedding table. None for none.
+        dtype: ``"int64"`` or ``"string"``.
+        buckets: hash buckets (the default mapping; every id, seen or not, gets a row).
+        vocabulary: optional known ids; when given, ids map to rows 1..len(vocabulary) and every
+            other id to the OOV row 0 instead of hashing.
+    """
+
+    name: str
+    history: str | None = None
+    dtype: str = "int64"
+    buckets: int = 100_000
+    vocabulary: tuple | None = None
+
+    def __post_init__(self):
+        if self.dtype not in ID_DTYPES:
+            raise ValueError(f"feature {self.name!r}: dtype must be one of {ID_DTYPES}, got {self.dtype!r}")
+        if self.vocabulary is None and self.buckets < 1:
+            raise ValueError(f"feature {self.name!r}: buckets must be >= 1, got {self.buckets}")
+        if self.vocabulary is not None:
+            object.__setattr__(self, "vocabulary", tuple(self.vocabulary))
+
+    @property
+    def num_rows(self) -> int:
+        """Rows of the embedding table this feature needs."""
+        return len(self.vocabulary) + 1 if self.vocabulary is not None else self.buckets
+
+
+def _default_sequence_features():
+    return (
+        IdFeature("item_id", history="hist_item_id", buckets=200_000),
+        IdFeature("cate_id", history="hist_cate_id", buckets=10_000),
+    )
+
+
+def _default_user_features():
+    return (
+        IdFeature("user_gender", dtype="string", buckets=16),
+        IdFeature("user_occupation", dtype="string", buckets=256),
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class FeatureSpec:
+    """Columns of a click log (defaults = the reference schema of DESIGN.md).
+
+    Args:
+        sequence_features: candidate ids that also appear in the behaviour sequence (DIN
+            attention runs over these); candidate and history share one embedding table each.
+        user_features: user profile columns, one value per row.
+        item_features: extra candidate-only columns (e.g. brand without a history).
+        user_id: column identifying the user (GAUC groups by it; a feature only if also listed).
+        label: 0/1 click column.
+        timestamp: event-time column, used for time splits; None if the log has none.
+        max_history: histories longer than this keep their newest steps.
+        history_buckets: padded lengths the pipeline groups rows into (the last must equal
+            ``max_history``); a short history is padded only to its bucket, not to the maximum.
+    """
+
+    sequence_features: tuple = dataclasses.field(default_factory=_default_sequence_features)
+    user_features: tuple = dataclasses.field(default_factory=_default_user_features)
+    item_features: tuple = ()
+    user_id: str = "user_id"
+    label: str = "label"
+    timestamp: str | None = "ts"
+    max_history: int = 50
+    history_buckets: tuple = (8, 16, 32, 50)
+
+    def __post_init__(self):
+        for group in ("sequence_features", "user_features", "item_features"):
+            value = tuple(IdFeature(**f) if isinstance(f, dict) else f for f in getattr(self, group))
+            object.__setattr__(self, group, value)
+        buckets = tuple(sorted(int(b) for b in self.history_buckets if int(b) < self.max_history))
+        object.__setattr__(self, "history_buckets", buckets + (int(self.max_history),))
+        if self.max_history < 1:
+            raise ValueError(f"max_history must be >= 1, got {self.max_history}")
+        if not self.sequence_features:
+            raise ValueError("FeatureSpec needs at least one sequence feature (the candidate id)")
+        names = [c for c in self.columns if c != self.user_id]
+        duplicates = sorted({c for c in names if names.count(c) > 1})
+        if duplicates:
+            raise ValueError(f"FeatureSpec names these columns twice: {duplicates}")
+
+    # ----- column groups -------------------------------------------------------------------
+    @property
+    def id_features(self) -> tuple:
+        """Every IdFeature (one embedding table each)."""
+        return self.sequence_features + self.user_features + self.item_features
+
+    @property
+    def history_columns(self) -> tuple:
+        return tuple(f.history for f in self.sequence_features if f.history)
+
+    @property
+    def scalar_id_columns(self) -> tuple:
+        return tuple(f.name for f in self.id_features)
+
+    @property
+    def columns(self) -> tuple:
+        """Every column the pipeline reads (label included; timestamp excluded)."""
+        cols = (self.user_id,) + self.scalar_id_columns + self.history_columns + (self.label,)
+        return tuple(dict.fromkeys(cols))
+
+    def feature(self, name: str) -> IdFeature:
+        for f in self.id_features:
+            if name in (f.name, f.history):
+                return f
+        raise KeyError(name)
+
+    # ----- (de)serialisation ---------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "FeatureSpec":
+        unknown = set(data) - {f.name for f in dataclasses.fields(cls)}
+        if unknown:
+            raise ValueError(f"unknown FeatureSpec keys {sorted(unknown)}")
+        return cls(**data)
+
+    def save(self, path: str | Path) -> None:
+        """Writes the spec as JSON (e.g. ``feature_spec.json`` beside a data set)."""
+        Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+
+    @classmethod
+    def load(cls, path: str | Path) -> "FeatureSpec":
+        try:
+            return cls.from_dict(json.loads(Path(path).read_text()))
+        except (OSError, json.JSONDecodeError, TypeError, ValueError) as err:
+            raise ValueError(f"{path}: not a valid FeatureSpec JSON ({err})") from None
+
+
+class IdMapper(tf.Module):
+    """Raw ids -> embedding row indices, in-graph (the same code in training and serving).
+
+    Hashing (default) maps every id, including unseen, negative or huge ones, into
+    ``[0, buckets)``; a vocabulary maps known ids to ``1..V`` and anything else to OOV row 0.
+    """
+
+    def __init__(self, spec: FeatureSpec, name: str = "id_mapper"):
+        super().__init__(name=name)
+        self.spec = spec
+        self._tables = {}
+        for f in spec.id_features:
+            if f.vocabulary is not None:
+                key_dtype = tf.string if f.dtype == "string" else tf.int64
+                keys = tf.constant(list(f.vocabulary), dtype=key_dtype)
+                values = tf.range(1, len(f.vocabulary) + 1, dtype=tf.int64)
+                init = tf.lookup.KeyValueTensorInitializer(keys, values)
+                self._tables[f.name] = tf.lookup.StaticHashTable(init, default_value=0)
+
+    def rows(self, feature: IdFeature, ids: tf.Tensor) -> tf.Tensor:
+        """Row indices (int64, same shape as ``ids``) for one feature's raw ids."""
+        if feature.name in self._tables:
+            return self._tables[feature.name].lookup(ids)
+        text = ids if ids.dtype == tf.string else tf.strings.as_string(ids)
+        return tf.strings.to_hash_bucket_fast(text, feature.buckets)
+
+    def __call__(self, features: dict) -> dict:
+        """Maps every id column of ``features`` to rows; other entries pass through unchanged."""
+        out = dict(features)
+        for f in self.spec.id_features:
+            for column in (f.name, f.history):
+                if column and column in features:
+                    out[column] = self.rows(f, features[column])
+        return out
