@@ -1,0 +1,405 @@
+"""Parquet click logs -> ``tf.data`` of (feature dict, label) batches, streamed with bounded memory.
+
+Files are read through ``pyarrow.dataset`` one record batch at a time; nothing holds a whole file.
+Each batch is validated (nulls, labels outside {0,1}, history lists of different lengths) and its
+histories are truncated to their newest ``max_history`` steps. Rows are grouped by history length
+into the FeatureSpec's ``history_buckets`` (e.g. 8/16/32/50) and every output batch is padded only
+to its bucket's length: real logs are mostly short histories, so this skips most of the padding
+and gives compiled (XLA) steps a handful of shapes instead of one per batch.
+
+A batch is ``(features, label)``: ``features`` holds the user id, every id column of the spec
+(raw ids, [B]), every history column ([B, L], left-aligned, zero-padded) and ``hist_len``
+([B] int32, the true length); ``label`` is float32 [B].
+"""
+from __future__ import annotations
+
+import contextlib
+import glob as globlib
+import os
+import re
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as pads
+import pyarrow.parquet as pq
+import tensorflow as tf
+
+from rocket_ctr.errors import InputError
+from rocket_ctr.features import HIST_LEN, FeatureSpec
+
+READ_BATCH_ROWS = 32_768  # rows per pyarrow record batch (bounded memory, amortised overhead)
+GROUP_BATCHES = 8  # batches handed to tf.data per Python call
+
+
+# ----- locating files ---------------------------------------------------------------------
+def resolve_paths(paths: str | os.PathLike | list) -> list[str]:
+    """Expands files, folders (all ``*.parquet`` below them) and globs into a sorted file list.
+
+    Raises:
+        InputError: a path matches nothing, or nothing Parquet-like is found.
+    """
+    items = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
+    files: list[str] = []
+    for item in items:
+        item = str(item)
+        if os.path.isdir(item):
+            found = sorted(str(p) for p in Path(item).rglob("*.parquet"))
+            if not found:
+                raise InputError(f"{item}: folder holds no *.parquet files")
+            files += found
+        elif os.path.isfile(item):
+            files.append(item)
+        else:
+            found = sorted(f for f in globlib.glob(item, recursive=True) if os.path.isfile(f))
+            if not found:
+                raise InputError(f"{item}: no such file, folder or matching glob")
+            files += found
+    return list(dict.fromkeys(files))
+
+
+# ----- schema validation -------------------------------------------------------------------
+def _describe(arrow_type: pa.DataType) -> str:
+    return "list<" + str(arrow_type.value_type) + ">" if pa.types.is_list(arrow_type) or pa.types.is_large_list(arrow_type) else str(arrow_type)
+
+
+def _is_int(t) -> bool:
+    return pa.types.is_integer(t)
+
+
+def _is_str(t) -> bool:
+    return pa.types.is_string(t) or pa.types.is_large_string(t)
+
+
+def _expected_types(spec: FeatureSpec) -> dict[str, tuple[str, callable]]:
+    """column -> (description of what is expected, predicate on the arrow type)."""
+    is_list = lambda t: pa.types.is_list(t) or pa.types.is_large_list(t)  # noqa: E731
+    expected = {
+        spec.label: ("integer 0/1 labels (int64)", lambda t: _is_int(t) or pa.types.is_boolean(t)),
+        spec.user_id: ("int64 or string user ids", lambda t: _is_int(t) or _is_str(t)),
+    }
+    for f in spec.id_features:
+        scalar = _is_int if f.dtype == "int64" else _is_str
+        expected[f.name] = (f"{f.dtype} scalar ids", scalar)
+        if f.history:
+            expected[f.history] = (f"list<{f.dtype}> history", lambda t, s=scalar: is_list(t) and s(t.value_type))
+    return expected
+
+
+def read_schema(path: str) -> pa.Schema:
+    """Reads one file's Parquet schema, turning corrupt/truncated/non-Parquet files into InputError."""
+    try:
+        return pq.read_schema(path)
+    except (pa.ArrowException, OSError) as err:
+        raise InputError(f"{path}: not a readable Parquet file ({str(err).splitlines()[0]})") from None
+
+
+def validate_schema(files: list[str], spec: FeatureSpec) -> pa.Schema:
+    """Checks every file has the spec's columns with the expected types and that rows exist.
+
+    Columns the spec does not use are allowed and ignored (logs carry extra columns).
+
+    Returns:
+        The schema of the first file.
+    Raises:
+        InputError: naming the file, the column and what was expected.
+    """
+    expected = _expected_types(spec)
+    first, total_rows, user_id_type = None, 0, None
+    for path in files:
+        schema = read_schema(path)
+        for column, (what, ok) in expected.items():
+            if column not in schema.names:
+                raise InputError(f"{path}: missing column {column!r} (expected {what}); file has {schema.names}")
+            arrow_type = schema.field(column).type
+            if not ok(arrow_type):
+                raise InputError(f"{path}: column {column!r} has type {_describe(arrow_type)}, expected {what}")
+        this_user_type = "string" if _is_str(schema.field(spec.user_id).type) else "int"
+        if user_id_type and this_user_type != user_id_type:
+            raise InputError(f"{path}: column {spec.user_id!r} is {this_user_type} here but {user_id_type} in {files[0]}")
+        user_id_type = this_user_type
+        try:
+            total_rows += pq.ParquetFile(path).metadata.num_rows
+        except (pa.ArrowException, OSError) as err:
+            raise InputError(f"{path}: not a readable Parquet file ({err})") from None
+        first = first or schema
+    if total_rows == 0:
+        raise InputError(f"empty dataset: {len(files)} file(s) hold no rows ({files[0]} ...)")
+    return first
+
+
+# ----- batch validation and conversion to numpy -------------------------------------------------
+def _check_batch(batch: pa.RecordBatch, spec: FeatureSpec, where: str) -> None:
+    for column in (spec.label, spec.user_id, *spec.scalar_id_columns, *spec.history_columns):
+        nulls = batch.column(column).null_count
+        if nulls:
+            raise InputError(f"{where}: column {column!r} has {nulls} null value(s); expected none")
+    label = batch.column(spec.label)
+    if pa.types.is_integer(label.type):
+        bounds = pc.min_max(label)
+        low, high = bounds["min"].as_py(), bounds["max"].as_py()
+        if low < 0 or high > 1:
+            bad = low if low < 0 else high
+            raise InputError(f"{where}: column {spec.label!r} holds {bad}; labels must be 0 or 1")
+    lengths = None
+    for column in spec.history_columns:
+        this = pc.list_value_length(batch.column(column))
+        if lengths is not None and not pc.all(pc.equal(lengths, this)).as_py():
+            row = int(np.flatnonzero(lengths.to_numpy() != this.to_numpy())[0])
+            raise InputError(f"{where}: {spec.history_columns[0]!r} and {column!r} have different lengths "
+                             f"in row {row}; history lists must be aligned step by step")
+        lengths = this
+
+
+def _to_numpy(array: pa.Array) -> np.ndarray:
+    if _is_str(array.type):
+        return array.to_numpy(zero_copy_only=False).astype(object)
+    return array.to_numpy(zero_copy_only=False).astype(np.int64, copy=False)
+
+
+class _Chunk:
+    """One validated record batch as numpy: scalars [n], histories as flat values + offsets."""
+
+    def __init__(self, batch: pa.RecordBatch, spec: FeatureSpec):
+        self.n = batch.num_rows
+        self.scalars = {c: _to_numpy(batch.column(c)) for c in (spec.user_id, *spec.scalar_id_columns)}
+        self.label = batch.column(spec.label).to_numpy(zero_copy_only=False).astype(np.float32)
+        self.histories = {}
+        lengths = np.zeros(self.n, dtype=np.int64)
+        for column in spec.history_columns:
+            lists = batch.column(column)
+            offsets = lists.offsets.to_numpy().astype(np.int64)
+            self.histories[column] = (_to_numpy(lists.values), offsets)
+            lengths = np.diff(offsets)
+        self.lengths = np.minimum(lengths, spec.max_history)
+
+    @classmethod
+    def _make(cls, n, scalars, label, lengths, histories) -> "_Chunk":
+        chunk = object.__new__(cls)
+        chunk.n, chunk.scalars, chunk.label, chunk.lengths, chunk.histories = n, scalars, label, lengths, histories
+        return chunk
+
+    def packed(self, column: str) -> tuple[np.ndarray, np.ndarray]:
+        """(values, offsets) of one history column holding only the kept (newest) steps."""
+        values, offsets = self.histories[column]
+        starts = offsets[1:] - self.lengths
+        new_offsets = np.zeros(self.n + 1, dtype=np.int64)
+        np.cumsum(self.lengths, out=new_offsets[1:])
+        index = np.repeat(starts - new_offsets[:-1], self.lengths) + np.arange(new_offsets[-1])
+        return values[index], new_offsets
+
+    def take(self, rows: np.ndarray) -> "_Chunk":
+        """A new chunk holding only ``rows``."""
+        histories = {}
+        for column, (values, offsets) in self.histories.items():
+            lengths = self.lengths[rows]
+            new_offsets = np.zeros(len(rows) + 1, dtype=np.int64)
+            np.cumsum(lengths, out=new_offsets[1:])
+            index = np.repeat(offsets[rows + 1] - lengths - new_offsets[:-1], lengths) + np.arange(new_offsets[-1])
+            histories[column] = (values[index], new_offsets)
+        return self._make(len(rows), {k: v[rows] for k, v in self.scalars.items()}, self.label[rows],
+                          self.lengths[rows], histories)
+
+    @classmethod
+    def concat(cls, chunks: list) -> "_Chunk":
+        """One chunk holding the rows of all ``chunks`` in order."""
+        histories = {}
+        for column in chunks[0].histories:
+            parts = [c.packed(column) for c in chunks]
+            shifts = np.cumsum([0] + [offsets[-1] for _, offsets in parts[:-1]])
+            offsets = np.concatenate([[0]] + [o[1:] + s for (_, o), s in zip(parts, shifts)]).astype(np.int64)
+            histories[column] = (np.concatenate([v for v, _ in parts]), offsets)
+        return cls._make(sum(c.n for c in chunks),
+                         {k: np.concatenate([c.scalars[k] for c in chunks]) for k in chunks[0].scalars},
+                         np.concatenate([c.label for c in chunks]),
+                         np.concatenate([c.lengths for c in chunks]), histories)
+
+    def padded(self, rows: np.ndarray, column: str, width: int) -> np.ndarray:
+        """[len(rows), width] history of the newest steps, left-aligned, zero/empty padded."""
+        values, offsets = self.histories[column]
+        keep = self.lengths[rows]
+        start = offsets[rows + 1] - keep  # newest steps: the last `keep` of each list
+        steps = np.arange(width)
+        valid = steps[None, :] < keep[:, None]
+        index = np.where(valid, start[:, None] + steps[None, :], 0)
+        if len(values) == 0:
+            return np.zeros((len(rows), width), dtype=values.dtype if values.dtype == object else np.int64)
+        out = values[index]
+        out[~valid] = b"" if values.dtype == object else 0
+        return out
+
+
+# ----- the streaming reader ---------------------------------------------------------------
+class ClickLogReader:
+    """Streams validated, bucketed, padded numpy batches from Parquet click logs.
+
+    Args:
+        paths: file, folder, glob or list of them.
+        spec: the FeatureSpec (default: the reference schema).
+        batch_size: rows per output batch.
+        shuffle: shuffle file order and rows within a window of ``shuffle_buffer`` rows.
+        shuffle_buffer: rows held for shuffling and bucketing (bounds memory).
+        seed: shuffling seed; epoch ``e`` uses ``seed + e``.
+        num_shards, shard_index: this worker's share (by file when there are at least as many files
+            as shards, else by row group).
+        drop_remainder: drop the last partial batch of every bucket (fixed shapes for training).
+        bucket_by_length: group rows into the spec's history buckets; off pads to ``max_history``.
+    """
+
+    def __init__(self, paths, spec: FeatureSpec | None = None, *, batch_size: int = 1024,
+                 shuffle: bool = False, shuffle_buffer: int = 65_536, seed: int = 0,
+                 num_shards: int = 1, shard_index: int = 0, drop_remainder: bool = False,
+                 bucket_by_length: bool = True):
+        if batch_size < 1:
+            raise InputError(f"batch_size must be >= 1, got {batch_size}")
+        if not 0 <= shard_index < num_shards:
+            raise InputError(f"shard_index must be in [0, {num_shards}), got {shard_index}")
+        self.spec = spec or FeatureSpec()
+        self.files = resolve_paths(paths)
+        self.schema = validate_schema(self.files, self.spec)
+        self.batch_size, self.shuffle, self.seed = batch_size, shuffle, seed
+        self.window = max(shuffle_buffer, batch_size)
+        self.drop_remainder = drop_remainder
+        self.widths = self.spec.history_buckets if bucket_by_length else (self.spec.max_history,)
+        self.user_id_string = _is_str(self.schema.field(self.spec.user_id).type)
+        self.units = self._shard(num_shards, shard_index)
+        self.epoch = 0
+
+    def _shard(self, num_shards: int, shard_index: int) -> list:
+        dataset = pads.dataset(self.files, format="parquet")
+        fragments = list(dataset.get_fragments())
+        if num_shards == 1:
+            return fragments
+        if len(fragments) >= num_shards:
+            return fragments[shard_index::num_shards]
+        row_groups = [rg for fragment in fragments for rg in fragment.split_by_row_group()]
+        if len(row_groups) < num_shards:
+            raise InputError(f"{len(row_groups)} row group(s) in {len(self.files)} file(s) cannot feed "
+                             f"{num_shards} workers; write smaller row groups or more files")
+        return row_groups[shard_index::num_shards]
+
+    def _chunks(self, rng: np.random.Generator) -> Iterator[_Chunk]:
+        order = rng.permutation(len(self.units)) if self.shuffle else range(len(self.units))
+        columns = list(self.spec.columns)
+        for i in order:
+            unit = self.units[i]
+            where = unit.path
+            try:
+                for batch in unit.to_batches(columns=columns, batch_size=READ_BATCH_ROWS):
+                    _check_batch(batch, self.spec, where)
+                    yield _Chunk(batch, self.spec)
+            except (pa.ArrowException, OSError) as err:
+                raise InputError(f"{where}: cannot read Parquet data ({str(err).splitlines()[0]})") from None
+
+    def _gather(self, chunk: _Chunk, rows: np.ndarray, width: int) -> tuple[dict, np.ndarray]:
+        """Features and labels of ``rows`` (shape [k, B]) as arrays of shape [k, B, ...]."""
+        flat = rows.reshape(-1)
+        features = {name: values[rows] for name, values in chunk.scalars.items()}
+        for column in self.spec.history_columns:
+            features[column] = chunk.padded(flat, column, width).reshape(rows.shape + (width,))
+        features[HIST_LEN] = chunk.lengths[rows].astype(np.int32)
+        return features, chunk.label[rows]
+
+    def groups(self) -> Iterator[tuple[dict, np.ndarray]]:
+        """One epoch as groups of up to ``GROUP_BATCHES`` same-shape batches: arrays [k, B, ...].
+
+        Grouping amortises the Python -> tf.data hand-over over several batches.
+        """
+        rng = np.random.default_rng(self.seed + self.epoch)
+        self.epoch += 1
+        pending: list[_Chunk] = []
+        pending_rows = 0
+        for chunk in self._chunks(rng):
+            pending.append(chunk)
+            pending_rows += chunk.n
+            if pending_rows >= self.window:
+                yield from self._flush(pending, rng, final=False)
+                pending_rows = sum(c.n for c in pending)
+        yield from self._flush(pending, rng, final=True)
+
+    def __iter__(self) -> Iterator[tuple[dict, np.ndarray]]:
+        """One epoch of single batches: ``(features, label)`` numpy arrays."""
+        for features, label in self.groups():
+            for i in range(len(label)):
+                yield {name: values[i] for name, values in features.items()}, label[i]
+
+    def _flush(self, pending: list, rng: np.random.Generator, final: bool):
+        """Emits the window's full batches per bucket; keeps the remainder rows unless final."""
+        window = _Chunk.concat(pending) if len(pending) > 1 else pending[0] if pending else None
+        pending.clear()
+        if window is None or window.n == 0:
+            return
+        rows = rng.permutation(window.n) if self.shuffle else np.arange(window.n)
+        bucket = np.searchsorted(np.asarray(self.widths), window.lengths[rows], side="left")
+        groups, leftover = [], []
+        size, per_group = self.batch_size, self.batch_size * GROUP_BATCHES
+        for b, width in enumerate(self.widths):
+            members = rows[bucket == b]
+            full = len(members) // size * size
+            groups += [(members[s:min(s + per_group, full)].reshape(-1, size), width)
+                       for s in range(0, full, per_group)]
+            rest = members[full:]
+            if final and len(rest) and not self.drop_remainder:
+                groups.append((rest.reshape(1, -1), width))
+            elif not final:
+                leftover.append(rest)
+        if self.shuffle:
+            groups = [groups[i] for i in rng.permutation(len(groups))]
+        for members, width in groups:
+            yield self._gather(window, members, width)
+        if leftover:
+            pending.append(window.take(np.sort(np.concatenate(leftover))))
+
+
+@contextlib.contextmanager
+def surfacing_input_errors():
+    """Re-raises an InputError that crossed a ``tf.data`` boundary (as an OpError) as InputError."""
+    try:
+        yield
+    except tf.errors.OpError as err:
+        match = re.search(r"InputError: ([^\n]*)", err.message or "")
+        if match:
+            raise InputError(match.group(1)) from None
+        raise
+
+
+# ----- tf.data -----------------------------------------------------------------------------------
+def output_signature(spec: FeatureSpec, user_id_string: bool = False) -> tuple[dict, tf.TensorSpec]:
+    """The (features, label) TensorSpecs of the datasets :func:`make_dataset` returns."""
+    def dtype(feature_dtype):
+        return tf.string if feature_dtype == "string" else tf.int64
+
+    features = {spec.user_id: tf.TensorSpec([None], tf.string if user_id_string else tf.int64)}
+    for f in spec.id_features:
+        features[f.name] = tf.TensorSpec([None], dtype(f.dtype))
+        if f.history:
+            features[f.history] = tf.TensorSpec([None, None], dtype(f.dtype))
+    features[HIST_LEN] = tf.TensorSpec([None], tf.int32)
+    return features, tf.TensorSpec([None], tf.float32)
+
+
+def make_dataset(paths, spec: FeatureSpec | None = None, *, batch_size: int = 1024,
+                 shuffle: bool = False, shuffle_buffer: int = 65_536, seed: int = 0,
+                 repeat: bool = False, num_shards: int = 1, shard_index: int = 0,
+                 drop_remainder: bool = False, bucket_by_length: bool = True) -> tf.data.Dataset:
+    """Parquet click log -> ``tf.data.Dataset`` of ``(features, label)`` batches.
+
+    Args: as :class:`ClickLogReader`, plus ``repeat`` (endless, reshuffled every epoch).
+    Returns:
+        A prefetched dataset; the schema has been validated before this returns, value errors
+        (nulls, bad labels, misaligned histories) raise InputError at the offending batch.
+    """
+    spec = spec or FeatureSpec()
+    reader = ClickLogReader(paths, spec, batch_size=batch_size, shuffle=shuffle,
+                            shuffle_buffer=shuffle_buffer, seed=seed, num_shards=num_shards,
+                            shard_index=shard_index, drop_remainder=drop_remainder,
+                            bucket_by_length=bucket_by_length)
+    features, label = output_signature(spec, reader.user_id_string)
+    grouped = ({k: tf.TensorSpec([None, *s.shape], s.dtype) for k, s in features.items()},
+               tf.TensorSpec([None, *label.shape], label.dtype))
+    dataset = tf.data.Dataset.from_generator(reader.groups, output_signature=grouped).unbatch()
+    if repeat:
+        dataset = dataset.repeat()
+    return dataset.prefetch(tf.data.AUTOTUNE)
