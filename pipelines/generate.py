@@ -1,0 +1,64 @@
+"""``rocket-ctr generate``: write a synthetic click log (reference schema) as time-split Parquet."""
+from __future__ import annotations
+
+import argparse
+import re
+
+from rocket_ctr.datagen.synthetic import GeneratorConfig, generate
+from rocket_ctr.errors import InputError
+
+_DEFAULTS = GeneratorConfig()
+# generator parameter -> flag, so error messages name what the user typed
+_FLAGS = {"n_rows": "--rows", "n_users": "--users", "n_items": "--items", "n_cates": "--cates",
+          "max_history": "--max-history", "base_ctr": "--base-ctr", "test_fraction": "--test-fraction",
+          "seed": "--seed", "rows_per_file": "--rows-per-file"}
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    """Registers the ``generate`` sub-command."""
+    parser = subparsers.add_parser(
+        "generate", help="write a synthetic click log with learnable structure",
+        description="Writes OUT/train/ and OUT/test/ Parquet parts (test = the last --test-fraction "
+                    "of time), OUT/params.json and OUT/feature_spec.json. Same seed, same data.")
+    add = parser.add_argument
+    add("--out", required=True, metavar="DIR", help="output folder (a previous log there is replaced)")
+    add("--rows", type=int, default=_DEFAULTS.n_rows, help="impressions in total (default: %(default)s)")
+    add("--users", type=int, default=_DEFAULTS.n_users, help="distinct users (default: %(default)s)")
+    add("--items", type=int, default=_DEFAULTS.n_items, help="distinct items (default: %(default)s)")
+    add("--cates", type=int, default=_DEFAULTS.n_cates, help="distinct categories (default: %(default)s)")
+    add("--max-history", type=int, default=_DEFAULTS.max_history,
+        help="longest behaviour history (default: %(default)s)")
+    add("--base-ctr", type=float, default=_DEFAULTS.base_ctr,
+        help="mean click probability, in (0, 1) (default: %(default)s)")
+    add("--test-fraction", type=float, default=_DEFAULTS.test_fraction,
+        help="last fraction of time written to test/ (default: %(default)s)")
+    add("--seed", type=int, default=_DEFAULTS.seed, help="random seed (default: %(default)s)")
+    add("--with-oracle", action=argparse.BooleanOptionalAction, default=False,
+        help="also write click_prob, the true click probability of each row")
+    add("--rows-per-file", type=int, default=1_000_000,
+        help="rows per Parquet part file (default: %(default)s)")
+    parser.set_defaults(func=run)
+    return parser
+
+
+def run(args: argparse.Namespace) -> int:
+    """Generates the log described by ``args`` and prints where everything went."""
+    try:
+        summary = generate(
+            args.out, n_rows=args.rows, n_users=args.users, n_items=args.items, n_cates=args.cates,
+            max_history=args.max_history, base_ctr=args.base_ctr, test_fraction=args.test_fraction,
+            seed=args.seed, with_oracle=args.with_oracle, rows_per_file=args.rows_per_file)
+    except InputError as err:
+        flags = re.compile(r"\b(" + "|".join(_FLAGS) + r")\b")
+        raise InputError(flags.sub(lambda m: _FLAGS[m.group(1)], str(err))) from None
+    rows, ctr = summary["rows"], summary["ctr"]
+    test_ctr = f"{ctr['test']:.4f}" if ctr["test"] is not None else "-"
+    print(f"generated {rows['train'] + rows['test']:,} rows in {summary['seconds']:.1f} s: "
+          f"realised CTR {ctr['all']:.4f} (train {ctr['train']:.4f}, test {test_ctr}; target {args.base_ctr})")
+    for split in ("train", "test"):
+        n_files = len(summary[f"{split}_files"])
+        print(f"  {split + ':':<14}{summary['out_dir']}/{split}/  "
+              f"({rows[split]:,} rows, {n_files} file{'s' * (n_files != 1)})")
+    print(f"  {'params:':<14}{summary['params']}")
+    print(f"  {'feature spec:':<14}{summary['feature_spec']}")
+    return 0
