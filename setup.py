@@ -25,6 +25,7 @@ setup(
         "numpy>=1.26",
         "pyyaml>=6",                        # YAML configs
         "matplotlib>=3.8",                  # curves.png
+        "tensorboard>=2.16",                # tf.summary writers (TensorBoard logs of training)
     ],
     extras_require={"test": ["pytest>=8", "pandas>=2"]},
     entry_points={"console_scripts": ["rocket-ctr=rocket_ctr.pipelines.cli:main"]},

@@ -14,6 +14,8 @@ from typing import Any
 
 import tensorflow as tf
 
+from rocket_ctr.errors import InputError
+
 HIST_LEN = "hist_len"  # int32 feature added by the pipeline: true history length before padding
 ID_DTYPES = ("int64", "string")
 
@@ -66,6 +68,21 @@ def _default_user_features():
     )
 
 
+def _id_feature(value, group: str) -> IdFeature:
+    """An IdFeature from an IdFeature or its dict form (as in JSON), with a clear error."""
+    if isinstance(value, IdFeature):
+        return value
+    if not isinstance(value, dict):
+        raise ValueError(f"{group}: expected IdFeature objects or dicts, got {value!r}")
+    known = {f.name for f in dataclasses.fields(IdFeature)}
+    unknown = sorted(set(value) - known)
+    if unknown:
+        raise ValueError(f"{group}: unknown IdFeature keys {unknown} (known: {sorted(known)})")
+    if "name" not in value:
+        raise ValueError(f"{group}: IdFeature {value!r} has no 'name'")
+    return IdFeature(**value)
+
+
 @dataclasses.dataclass(frozen=True)
 class FeatureSpec:
     """Columns of a click log (defaults = the reference schema of DESIGN.md).
@@ -94,15 +111,25 @@ class FeatureSpec:
 
     def __post_init__(self):
         for group in ("sequence_features", "user_features", "item_features"):
-            value = tuple(IdFeature(**f) if isinstance(f, dict) else f for f in getattr(self, group))
+            value = tuple(_id_feature(f, group) for f in getattr(self, group))
             object.__setattr__(self, group, value)
-        buckets = tuple(sorted(int(b) for b in self.history_buckets if int(b) < self.max_history))
-        object.__setattr__(self, "history_buckets", buckets + (int(self.max_history),))
         if self.max_history < 1:
             raise ValueError(f"max_history must be >= 1, got {self.max_history}")
+        if any(int(b) < 1 for b in self.history_buckets):
+            raise ValueError(f"history_buckets must be >= 1, got {tuple(self.history_buckets)}")
+        # sorted, distinct, capped below max_history, and max_history always the last bucket
+        buckets = tuple(sorted({int(b) for b in self.history_buckets if int(b) < self.max_history}))
+        object.__setattr__(self, "history_buckets", buckets + (int(self.max_history),))
         if not self.sequence_features:
             raise ValueError("FeatureSpec needs at least one sequence feature (the candidate id)")
-        names = [c for c in self.columns if c != self.user_id]
+        missing = [f.name for f in self.sequence_features if not f.history]
+        if missing:
+            raise ValueError(f"sequence features {missing} need a history column; "
+                             "list candidate-only columns under item_features")
+        # the user id may also be a feature; any other repeated name is an error
+        names = [*self.scalar_id_columns, *self.history_columns, self.label]
+        if self.label == self.user_id:
+            names.append(self.label)
         duplicates = sorted({c for c in names if names.count(c) > 1})
         if duplicates:
             raise ValueError(f"FeatureSpec names these columns twice: {duplicates}")
@@ -139,6 +166,8 @@ class FeatureSpec:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "FeatureSpec":
+        if not isinstance(data, dict):
+            raise ValueError(f"a FeatureSpec is a JSON object, got {type(data).__name__}")
         unknown = set(data) - {f.name for f in dataclasses.fields(cls)}
         if unknown:
             raise ValueError(f"unknown FeatureSpec keys {sorted(unknown)}")
@@ -150,10 +179,11 @@ class FeatureSpec:
 
     @classmethod
     def load(cls, path: str | Path) -> "FeatureSpec":
+        """Reads a spec written by :meth:`save`; raises InputError (a ValueError) naming the file."""
         try:
             return cls.from_dict(json.loads(Path(path).read_text()))
         except (OSError, json.JSONDecodeError, TypeError, ValueError) as err:
-            raise ValueError(f"{path}: not a valid FeatureSpec JSON ({err})") from None
+            raise InputError(f"{path}: not a valid FeatureSpec JSON ({err})") from None
 
 
 class IdMapper(tf.Module):

@@ -1,0 +1,114 @@
+"""Training/model configuration: one dataclass, loadable from YAML/JSON, overridable from the CLI."""
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from rocket_ctr.errors import InputError
+
+MODES = ("rocket", "base", "booster", "two-stage")
+
+
+@dataclasses.dataclass
+class RocketConfig:
+    """Everything a training run is made of (saved as ``config`` in metrics.json).
+
+    Model:
+        mode: ``rocket`` (light + booster, eq. 1), ``base`` (light alone), ``booster`` (booster
+            alone), ``two-stage`` (booster first, then light with the hint against it frozen).
+        embedding_dim, attention_units, attention_activation, attention_softmax: shared bottom.
+        light_units, light_activation: the served tower (Dense 200 → 80 → 1).
+        booster_units, booster_activation, booster_batch_norm, booster_dropout, booster_l2: the
+            booster, 7 × (Dense → BN → act) → 1. Default widths taper 360 → 90, which at the
+            default 108-wide x costs ~6.3× the light tower's multiplications, the paper's Table 5
+            ratio (its literal 720 → 90 widths were for a 576-wide x).
+        hint: ``mimic`` (logit MSE), ``mse`` (probability MSE) or ``kd``; hint_weight: λ;
+        temperature: T for ``kd``.
+        gradient_block: the hint never updates the booster (stop_gradient on z).
+        share: both towers read one shared bottom; off = separate embeddings/attention per tower.
+        detach_light: the light tower does not train the shared bottom (EasyRec's variant).
+    Training:
+        epochs, batch_size, learning_rate, seed, shuffle_buffer, jit_compile (XLA train step),
+        checkpoint_every (steps between checkpoints), booster_epochs (two-stage stage 1; default
+        = epochs).
+    """
+
+    mode: str = "rocket"
+    embedding_dim: int = 18
+    attention_units: tuple = (80, 40)
+    attention_activation: str = "sigmoid"
+    attention_softmax: bool = False
+    light_units: tuple = (200, 80)
+    light_activation: str = "relu"
+    booster_units: tuple = (360, 270, 180, 135, 90, 90, 90)
+    booster_activation: str = "relu"
+    booster_batch_norm: bool = True
+    booster_dropout: float = 0.0
+    booster_l2: float = 0.0
+    hint: str = "mimic"
+    hint_weight: float = 1.0
+    temperature: float = 1.0
+    gradient_block: bool = True
+    share: bool = True
+    detach_light: bool = False
+    epochs: int = 2
+    batch_size: int = 256
+    learning_rate: float = 1e-3
+    seed: int = 0
+    shuffle_buffer: int = 65_536
+    jit_compile: bool = True
+    checkpoint_every: int = 500
+    booster_epochs: int | None = None
+
+    def __post_init__(self):
+        for name in ("attention_units", "light_units", "booster_units"):
+            value = getattr(self, name)
+            if isinstance(value, str):
+                value = [v for v in value.replace(" ", "").split(",") if v]
+            setattr(self, name, tuple(int(v) for v in value))
+        problems = []
+        if self.mode not in MODES:
+            problems.append(f"mode must be one of {MODES}, got {self.mode!r}")
+        if self.hint not in ("mimic", "mse", "kd"):
+            problems.append(f"hint must be mimic, mse or kd, got {self.hint!r}")
+        for name in ("epochs", "batch_size", "embedding_dim", "checkpoint_every"):
+            if getattr(self, name) < 1:
+                problems.append(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.learning_rate <= 0 or self.temperature <= 0 or self.hint_weight < 0:
+            problems.append("learning_rate and temperature must be > 0 and hint_weight >= 0")
+        if not 0 <= self.booster_dropout < 1:
+            problems.append(f"booster_dropout must be in [0, 1), got {self.booster_dropout}")
+        if problems:
+            raise InputError("invalid config: " + "; ".join(problems))
+
+    @property
+    def towers(self) -> tuple:
+        """Towers the mode builds."""
+        return {"base": ("light",), "booster": ("booster",)}.get(self.mode, ("light", "booster"))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+
+    def replace(self, **overrides) -> "RocketConfig":
+        """A copy with the non-None ``overrides`` applied (CLI flags override file values)."""
+        known = {f.name for f in dataclasses.fields(self)}
+        unknown = set(overrides) - known
+        if unknown:
+            raise InputError(f"unknown config keys {sorted(unknown)}")
+        return dataclasses.replace(self, **{k: v for k, v in overrides.items() if v is not None})
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> "RocketConfig":
+        """Loads a YAML or JSON file of RocketConfig fields."""
+        try:
+            text = Path(path).read_text()
+            data = json.loads(text) if str(path).endswith(".json") else yaml.safe_load(text)
+        except (OSError, ValueError, yaml.YAMLError) as err:
+            raise InputError(f"{path}: cannot read config ({str(err).splitlines()[0]})") from None
+        if not isinstance(data, dict):
+            raise InputError(f"{path}: config must be a mapping of field: value")
+        return cls().replace(**data)

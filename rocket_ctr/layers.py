@@ -1,0 +1,155 @@
+"""Building blocks: embedding bank, DIN attention (local activation unit), MLP towers, Dice."""
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+
+from rocket_ctr.features import HIST_LEN, FeatureSpec
+
+
+class Dice(keras.layers.Layer):
+    """DIN's data-adaptive activation: p(s)·s + (1 − p(s))·α·s, p = sigmoid(BN(s))."""
+
+    def __init__(self, epsilon: float = 1e-8, **kwargs):
+        super().__init__(**kwargs)
+        self.bn = keras.layers.BatchNormalization(center=False, scale=False, epsilon=epsilon)
+
+    def build(self, input_shape):
+        self.alpha = self.add_weight(name="alpha", shape=(input_shape[-1],), initializer="zeros")
+        self.bn.build(input_shape)
+
+    def call(self, x, training=False):
+        p = tf.sigmoid(self.bn(x, training=training))
+        return p * x + (1.0 - p) * self.alpha * x
+
+
+def activation_layer(name: str) -> keras.layers.Layer:
+    """``relu``, ``sigmoid``, ``prelu``, ``dice`` or any Keras activation name."""
+    if name == "dice":
+        return Dice()
+    if name == "prelu":
+        return keras.layers.PReLU()
+    return keras.layers.Activation(name)
+
+
+class MLP(keras.layers.Layer):
+    """Dense layers (optionally Dense → BatchNorm → activation → Dropout) ending in one logit.
+
+    Args:
+        units: hidden widths, e.g. ``(200, 80)``.
+        activation: see :func:`activation_layer`.
+        batch_norm: BatchNormalization between each Dense and its activation.
+        dropout: dropout rate after each hidden layer (0 = none).
+        l2: L2 weight penalty on the Dense kernels (0 = none).
+    """
+
+    def __init__(self, units, activation="relu", batch_norm=False, dropout=0.0, l2=0.0, **kwargs):
+        super().__init__(**kwargs)
+        regularizer = keras.regularizers.L2(l2) if l2 else None
+        self.blocks = []
+        for width in units:
+            block = [keras.layers.Dense(width, use_bias=not batch_norm, kernel_regularizer=regularizer)]
+            if batch_norm:
+                block.append(keras.layers.BatchNormalization())
+            block.append(activation_layer(activation))
+            if dropout:
+                block.append(keras.layers.Dropout(dropout))
+            self.blocks.append(block)
+        self.logit = keras.layers.Dense(1, kernel_regularizer=regularizer)
+
+    def call(self, x, training=False):
+        for block in self.blocks:
+            for layer in block:
+                x = layer(x, training=training)
+        return tf.squeeze(self.logit(x), axis=-1)
+
+
+class DinAttention(keras.layers.Layer):
+    """DIN local activation unit: weight_t = MLP([h_t, c, h_t − c, h_t ⊙ c]), masked, summed.
+
+    The first Dense layer is applied in its split form h·(Wa + Wc) + c·(Wb − Wc) + (h ⊙ c)·Wd,
+    which equals the concatenated form but lets a history of batch size 1 broadcast against N
+    candidates: in serving the history term is computed once per request, not once per candidate.
+
+    Args:
+        units: attention MLP widths, e.g. ``(80, 40)``.
+        activation: hidden activation (DIN: sigmoid or Dice).
+        softmax: normalise the weights over valid steps (DIN's default is not to).
+    Call args:
+        query: [B, D] candidate embedding; keys: [B or 1, L, D] history; mask: [B or 1, L] bool.
+    Returns:
+        [B, D] attention-pooled interest.
+    """
+
+    def __init__(self, units=(80, 40), activation="sigmoid", softmax=False, **kwargs):
+        super().__init__(**kwargs)
+        self.units, self.activation, self.softmax = tuple(units), activation, softmax
+
+    def build(self, query_shape, keys_shape=None, mask_shape=None):
+        dim, first = int(query_shape[-1]), self.units[0]
+        self.w_key = self.add_weight(name="w_key", shape=(dim, first), initializer="glorot_uniform")
+        self.w_query = self.add_weight(name="w_query", shape=(dim, first), initializer="glorot_uniform")
+        self.w_diff = self.add_weight(name="w_diff", shape=(dim, first), initializer="glorot_uniform")
+        self.w_prod = self.add_weight(name="w_prod", shape=(dim, first), initializer="glorot_uniform")
+        self.bias = self.add_weight(name="bias", shape=(first,), initializer="zeros")
+        self.first_act = activation_layer(self.activation)
+        self.rest = [keras.layers.Dense(u) for u in self.units[1:]]
+        self.rest_act = [activation_layer(self.activation) for _ in self.units[1:]]
+        self.score = keras.layers.Dense(1)
+
+    def call(self, query, keys, mask, training=False):
+        q = query[:, None, :]                                      # [B, 1, D]
+        hidden = (tf.einsum("bld,du->blu", keys, self.w_key + self.w_diff)
+                  + tf.einsum("bld,du->blu", q, self.w_query - self.w_diff)
+                  + tf.einsum("bld,du->blu", keys * q, self.w_prod) + self.bias)
+        hidden = self.first_act(hidden, training=training)
+        for dense, act in zip(self.rest, self.rest_act):
+            hidden = act(dense(hidden), training=training)
+        weights = tf.squeeze(self.score(hidden), axis=-1)         # [B, L]
+        if self.softmax:
+            weights = tf.where(mask, weights, tf.fill(tf.shape(weights), -1e9))
+            weights = tf.nn.softmax(weights, axis=-1)
+        weights = tf.where(mask, weights, tf.zeros_like(weights))
+        # batched matmul broadcasts a batch-1 history against B candidates without copying it
+        return tf.squeeze(tf.matmul(weights[:, None, :], keys), axis=1)
+
+
+class SharedBottom(keras.layers.Layer):
+    """Embeddings + DIN attention -> the representation x both towers read.
+
+    x = [user profile embeddings, attention-pooled history, candidate embeddings, extra item
+    embeddings]. Item and category embeddings are shared between the candidate and the history.
+    Inputs are row indices (see :class:`rocket_ctr.features.IdMapper`) plus ``hist_len``.
+    User-side inputs (profile, history) may have batch size 1 against N candidates.
+    """
+
+    def __init__(self, spec: FeatureSpec, embedding_dim=18, attention_units=(80, 40),
+                 attention_activation="sigmoid", attention_softmax=False, **kwargs):
+        super().__init__(**kwargs)
+        self.spec = spec
+        self.embeddings = {
+            f.name: keras.layers.Embedding(f.num_rows, embedding_dim, name=f"emb_{f.name}")
+            for f in spec.id_features
+        }
+        self.attention = DinAttention(attention_units, attention_activation, attention_softmax,
+                                      name="din_attention")
+
+    def call(self, rows: dict, training=False):
+        spec = self.spec
+        candidate = tf.concat([self.embeddings[f.name](rows[f.name]) for f in spec.sequence_features], -1)
+        history = tf.concat([self.embeddings[f.name](rows[f.history]) for f in spec.sequence_features], -1)
+        steps = tf.shape(history)[1]
+        mask = tf.sequence_mask(rows[HIST_LEN], maxlen=steps)
+        interest = self.attention(candidate, history, mask, training=training)
+        n = tf.shape(candidate)[0]
+        parts = [tf.broadcast_to(self.embeddings[f.name](rows[f.name]), [n, self.embeddings[f.name].output_dim])
+                 for f in spec.user_features]
+        parts += [interest, candidate]
+        parts += [self.embeddings[f.name](rows[f.name]) for f in spec.item_features]
+        return tf.concat(parts, axis=-1)
+
+    @property
+    def output_width(self) -> int:
+        dim = next(iter(self.embeddings.values())).output_dim
+        n_seq = len(self.spec.sequence_features)
+        return dim * (len(self.spec.user_features) + 2 * n_seq + len(self.spec.item_features))

@@ -1,0 +1,33 @@
+"""Adam with lazy (sparse) updates for embedding tables.
+
+Keras 3's Adam densifies an embedding's IndexedSlices gradient and then updates every row of
+the table, its first and second moments on every step: the cost grows with the id space, not
+with the batch. ``LazyAdam`` updates only the rows a batch touched (as TF Addons' LazyAdam and
+the legacy optimizers' sparse path did); dense variables get plain Adam.
+"""
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+
+
+class LazyAdam(keras.optimizers.Adam):
+    """Adam whose sparse (embedding) updates touch only the rows present in the batch."""
+
+    def update_step(self, gradient, variable, learning_rate):
+        if not isinstance(gradient, tf.IndexedSlices):
+            return super().update_step(gradient, variable, learning_rate)
+        dtype = variable.dtype
+        rows, position = tf.unique(gradient.indices)
+        values = tf.math.unsorted_segment_sum(tf.cast(gradient.values, dtype), position, tf.shape(rows)[0])
+        lr = tf.cast(learning_rate, dtype)
+        step = tf.cast(self.iterations + 1, dtype)
+        beta_1, beta_2 = tf.cast(self.beta_1, dtype), tf.cast(self.beta_2, dtype)
+        alpha = lr * tf.sqrt(1 - tf.pow(beta_2, step)) / (1 - tf.pow(beta_1, step))
+        index = self._get_variable_index(variable)
+        m, v = self._momentums[index], self._velocities[index]
+        m_rows = beta_1 * tf.gather(m.value, rows) + (1 - beta_1) * values
+        v_rows = beta_2 * tf.gather(v.value, rows) + (1 - beta_2) * tf.square(values)
+        self.assign(m, tf.IndexedSlices(m_rows, rows))
+        self.assign(v, tf.IndexedSlices(v_rows, rows))
+        self.assign_sub(variable, tf.IndexedSlices(alpha * m_rows / (tf.sqrt(v_rows) + self.epsilon), rows))

@@ -1,0 +1,267 @@
+"""Training loop: checkpoints with step-level resume, TensorBoard, per-epoch evaluation, metrics.json.
+
+One loop serves every mode. Each step is ``RocketModel.train_step`` (eq. 1 lives only in the
+model) inside a ``tf.function`` (XLA-compiled by default). Ids are mapped to embedding rows in
+the input pipeline by the same ``IdMapper`` the exported model embeds. Re-running the same
+command on the same run dir resumes from the last checkpoint, mid-epoch included: the reader is
+deterministic per (seed, epoch), so the batches already trained on are skipped, not repeated.
+"""
+from __future__ import annotations
+
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from rocket_ctr.config import RocketConfig
+from rocket_ctr.data import ClickLogReader, find_feature_spec, surfacing_input_errors, to_dataset
+from rocket_ctr.errors import InputError
+from rocket_ctr.features import FeatureSpec, IdMapper
+from rocket_ctr.metrics import StreamingEvaluator
+from rocket_ctr.model import RocketModel
+from rocket_ctr.optimizers import LazyAdam
+
+CONFIG_FILE, SPEC_FILE, METRICS_FILE, HISTORY_FILE = "config.json", "feature_spec.json", "metrics.json", "history.json"
+
+
+def model_inputs(spec: FeatureSpec, mapper: IdMapper):
+    """tf.data map fn: raw (features, label) -> (row indices for the model, label, user ids)."""
+    def prepare(features, label):
+        rows = mapper(features)
+        user_ids = rows.pop(spec.user_id) if spec.user_id not in spec.scalar_id_columns else features[spec.user_id]
+        return rows, label, user_ids
+    return prepare
+
+
+def evaluate(model: RocketModel, paths, spec: FeatureSpec, batch_size: int = 4096) -> dict:
+    """Exact AUC, GAUC and log loss of every tower of ``model`` on a Parquet log.
+
+    Returns:
+        ``{"light": {"auc", "gauc", "logloss", "count", "gauc_users"}, "booster": {...}}``.
+    """
+    dataset = to_dataset(ClickLogReader(paths, spec, batch_size=batch_size))
+    dataset = dataset.map(model_inputs(spec, IdMapper(spec)), num_parallel_calls=tf.data.AUTOTUNE)
+    predict = tf.function(lambda rows: {k: tf.sigmoid(v) for k, v in model(rows, training=False).items()},
+                          input_signature=[row_signature(spec)])
+    evaluator = StreamingEvaluator()
+    with surfacing_input_errors():
+        for rows, label, user_ids in dataset.prefetch(2):
+            evaluator.update(user_ids.numpy(), label.numpy(), {k: v.numpy() for k, v in predict(rows).items()})
+    return evaluator.result()
+
+
+class Trainer:
+    """Trains a RocketModel on Parquet logs into ``run_dir``.
+
+    Args:
+        run_dir: checkpoints/, tensorboard/, config.json, feature_spec.json, history.json,
+            metrics.json and curves.png go here.
+        train: training data (file, folder, glob or list); eval: evaluation data (optional).
+        config: RocketConfig; spec: FeatureSpec (default: ``feature_spec.json`` beside the data,
+            else the reference schema).
+        verbose: 1 = progress bar, 0 = silent.
+    """
+
+    def __init__(self, run_dir, train, eval=None, config: RocketConfig | None = None,
+                 spec: FeatureSpec | None = None, verbose: int = 1):
+        self.run_dir = Path(run_dir)
+        self.config = config or RocketConfig()
+        self.spec = spec or find_feature_spec(train) or FeatureSpec()
+        self.train_paths, self.eval_paths, self.verbose = train, eval, verbose
+        self._check_run_dir()
+        cfg = self.config
+        self.reader = ClickLogReader(train, self.spec, batch_size=cfg.batch_size, shuffle=True,
+                                     shuffle_buffer=cfg.shuffle_buffer, seed=cfg.seed, drop_remainder=True)
+        if eval is not None:
+            ClickLogReader(eval, self.spec)  # validate the eval schema before training starts
+        keras.utils.set_random_seed(cfg.seed)
+        self.mapper = IdMapper(self.spec)
+        self.model = RocketModel(self.spec, cfg)
+        stages = ("booster", "light") if cfg.mode == "two-stage" else ("joint",)
+        self.optimizers = {stage: LazyAdam(cfg.learning_rate) for stage in stages}
+        self.progress = tf.Variable([0, 0, 0], dtype=tf.int64, trainable=False)  # epoch, step in epoch, step
+        self._build()
+        self.checkpoint = tf.train.Checkpoint(model=self.model, progress=self.progress, **self.optimizers)
+        self.manager = tf.train.CheckpointManager(self.checkpoint, str(self.run_dir / "checkpoints"), max_to_keep=3)
+        self.history = self._load_history()
+        if self.manager.latest_checkpoint:
+            self.checkpoint.restore(self.manager.latest_checkpoint).assert_existing_objects_matched()
+
+    # ----- set-up -----------------------------------------------------------------------------
+    def _check_run_dir(self):
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        saved = self.run_dir / CONFIG_FILE
+        if saved.exists():
+            previous = json.loads(saved.read_text())
+            if previous != self.config.to_dict():
+                changed = sorted(k for k in previous if previous.get(k) != self.config.to_dict().get(k))
+                raise InputError(f"{self.run_dir} holds a run with another config (differs in {changed}); "
+                                 "use a new --run-dir or the same settings to resume")
+        else:
+            saved.write_text(json.dumps(self.config.to_dict(), indent=2) + "\n")
+        self.spec.save(self.run_dir / SPEC_FILE)
+
+    def _build(self):
+        """Creates every model and optimizer variable so a checkpoint restores into them."""
+        features, label = next(iter(self.reader))
+        rows, _, _ = model_inputs(self.spec, self.mapper)({k: tf.constant(v) for k, v in features.items()},
+                                                          tf.constant(label))
+        self.model(rows, training=False)
+        self.reader.epoch = 0
+        if self.config.mode == "two-stage":
+            self.optimizers["booster"].build(self.model.tower_variables("booster"))
+            self.optimizers["light"].build(self.model.tower_variables("light"))
+        else:
+            self.optimizers["joint"].build(self.model.trainable_variables)
+
+    def _load_history(self) -> list:
+        path = self.run_dir / HISTORY_FILE
+        return json.loads(path.read_text()) if path.exists() and self.manager.latest_checkpoint else []
+
+    # ----- training ---------------------------------------------------------------------------
+    @property
+    def total_epochs(self) -> int:
+        cfg = self.config
+        return cfg.epochs + ((cfg.booster_epochs or cfg.epochs) if cfg.mode == "two-stage" else 0)
+
+    def _stage_for(self, epoch: int) -> str:
+        cfg = self.config
+        if cfg.mode != "two-stage":
+            return "joint"
+        return "booster" if epoch < (cfg.booster_epochs or cfg.epochs) else "light"
+
+    def _step_function(self, stage: str):
+        if stage != "joint":
+            self.model.set_stage(stage)
+        self.model.optimizer = self.optimizers[stage]
+        model = self.model
+
+        @tf.function(jit_compile=self.config.jit_compile)
+        def step(rows, label):
+            return model.train_step((rows, label))
+        return step
+
+    def fit(self) -> dict:
+        """Trains the remaining epochs, evaluating after each; writes metrics.json and curves.png.
+
+        Returns:
+            The metrics dict written to ``metrics.json``.
+        """
+        epoch, skip, global_step = (int(v) for v in self.progress.numpy())
+        prepare = model_inputs(self.spec, self.mapper)
+        steps_per_epoch = max(1, self.reader_rows() // self.config.batch_size)
+        train_seconds, train_examples = 0.0, 0
+        writer = tf.summary.create_file_writer(str(self.run_dir / "tensorboard" / "train"))
+        while epoch < self.total_epochs:
+            stage = self._stage_for(epoch)
+            step = self._step_function(stage)
+            for tracker in self.model.metrics:
+                tracker.reset_state()
+            self.reader.epoch = epoch
+            dataset = to_dataset(self.reader).skip(skip)
+            dataset = dataset.map(prepare, num_parallel_calls=tf.data.AUTOTUNE).prefetch(4)
+            bar = keras.utils.Progbar(steps_per_epoch, verbose=self.verbose if sys.stdout.isatty() else min(self.verbose, 2),
+                                      stateful_metrics=["loss", "light_ce", "booster_ce", "hint"])
+            if self.verbose:
+                print(f"epoch {epoch + 1}/{self.total_epochs}" + (f" (stage: {stage})" if stage != "joint" else ""))
+            started, in_epoch = time.perf_counter(), skip
+            with surfacing_input_errors():
+                for rows, label, _ in dataset:
+                    logs = {k: float(v) for k, v in step(rows, label).items()}
+                    in_epoch += 1
+                    global_step += 1
+                    bar.update(min(in_epoch, steps_per_epoch), list(logs.items()))
+                    if global_step % 50 == 0:
+                        with writer.as_default(step=global_step):
+                            for name, value in logs.items():
+                                tf.summary.scalar(name, value)
+                    if global_step % self.config.checkpoint_every == 0:
+                        self._save(epoch, in_epoch, global_step)
+            train_seconds += time.perf_counter() - started
+            train_examples += (in_epoch - skip) * self.config.batch_size
+            if not math.isfinite(logs.get("loss", 0.0)):
+                raise InputError(f"training diverged at step {global_step} (loss {logs['loss']}); "
+                                 "lower --learning-rate")
+            record = {"epoch": epoch + 1, "stage": stage, "train": logs}
+            if self.eval_paths is not None:
+                record["eval"] = evaluate(self.model, self.eval_paths, self.spec)
+                self._log_eval(record["eval"], epoch + 1)
+            self.history.append(record)
+            epoch, skip = epoch + 1, 0
+            self._save(epoch, 0, global_step)
+        return self._finish(train_examples / train_seconds if train_seconds else None)
+
+    def reader_rows(self) -> int:
+        import pyarrow.parquet as pq
+        return sum(pq.ParquetFile(f).metadata.num_rows for f in self.reader.files)
+
+    def _save(self, epoch: int, in_epoch: int, global_step: int):
+        self.progress.assign([epoch, in_epoch, global_step])
+        self.manager.save(checkpoint_number=global_step)
+        (self.run_dir / HISTORY_FILE).write_text(json.dumps(self.history, indent=1, default=float) + "\n")
+
+    def _log_eval(self, results: dict, epoch: int):
+        writer = tf.summary.create_file_writer(str(self.run_dir / "tensorboard" / "eval"))
+        with writer.as_default(step=epoch):
+            for tower, values in results.items():
+                for name in ("auc", "gauc", "logloss"):
+                    tf.summary.scalar(f"{tower}/{name}", values[name])
+        writer.flush()
+        if self.verbose:
+            print("  eval: " + "  ".join(f"{t} gauc {v['gauc']:.4f} auc {v['auc']:.4f} logloss {v['logloss']:.4f}"
+                                         for t, v in results.items()))
+
+    def _finish(self, examples_per_s) -> dict:
+        last = self.history[-1] if self.history else {}
+        metrics = {"mode": self.config.mode, "epochs": self.total_epochs,
+                   "train_examples_per_s": examples_per_s}
+        for tower, values in last.get("eval", {}).items():
+            metrics[tower] = {k: values[k] for k in ("auc", "gauc", "logloss")}
+        metrics["config"] = self.config.to_dict()
+        metrics["history"] = self.history
+        if examples_per_s is None and (self.run_dir / METRICS_FILE).exists():
+            metrics["train_examples_per_s"] = json.loads((self.run_dir / METRICS_FILE).read_text()).get("train_examples_per_s")
+        (self.run_dir / METRICS_FILE).write_text(json.dumps(metrics, indent=2, default=float) + "\n")
+        from rocket_ctr.curves import plot_curves
+        plot_curves(self.history, self.run_dir / "curves.png")
+        return metrics
+
+
+def restore_model(run_dir) -> tuple[RocketModel, FeatureSpec, RocketConfig]:
+    """Rebuilds the trained model of a run dir from its config, spec and latest checkpoint."""
+    run_dir = Path(run_dir)
+    for name in (CONFIG_FILE, SPEC_FILE):
+        if not (run_dir / name).exists():
+            raise InputError(f"{run_dir}: not a training run dir (no {name}); train with --run-dir first")
+    config = RocketConfig().replace(**json.loads((run_dir / CONFIG_FILE).read_text()))
+    spec = FeatureSpec.load(run_dir / SPEC_FILE)
+    latest = tf.train.latest_checkpoint(str(run_dir / "checkpoints"))
+    if latest is None:
+        raise InputError(f"{run_dir}: no checkpoint in {run_dir / 'checkpoints'}")
+    model = RocketModel(spec, config)
+    if config.mode == "two-stage":
+        model.set_stage("light")
+    model(example_rows(spec), training=False)
+    tf.train.Checkpoint(model=model).restore(latest).expect_partial()
+    return model, spec, config
+
+
+def row_signature(spec: FeatureSpec) -> dict:
+    """TensorSpecs of the model's inputs (row indices), any batch size and history length."""
+    rows = {f.name: tf.TensorSpec([None], tf.int64) for f in spec.id_features}
+    rows.update({f.history: tf.TensorSpec([None, None], tf.int64) for f in spec.sequence_features})
+    rows["hist_len"] = tf.TensorSpec([None], tf.int32)
+    return rows
+
+
+def example_rows(spec: FeatureSpec, batch: int = 2, steps: int = 3) -> dict:
+    """A tiny batch of valid model inputs (row indices), for building a model's variables."""
+    rows = {f.name: tf.zeros([batch], tf.int64) for f in spec.id_features}
+    rows.update({f.history: tf.zeros([batch, steps], tf.int64) for f in spec.sequence_features})
+    rows["hist_len"] = tf.fill([batch], steps)
+    return rows

@@ -1,0 +1,203 @@
+"""RocketModel mechanisms: gradient block, sharing, tower separation, modes, eq. (1)."""
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from rocket_ctr.config import RocketConfig
+from rocket_ctr.features import FeatureSpec, IdFeature
+from rocket_ctr.model import RocketModel
+from rocket_ctr.optimizers import LazyAdam
+
+SPEC = FeatureSpec(
+    sequence_features=(IdFeature("item_id", history="hist_item_id", buckets=50),
+                       IdFeature("cate_id", history="hist_cate_id", buckets=10)),
+    user_features=(IdFeature("user_gender", dtype="string", buckets=4),),
+    max_history=8, history_buckets=(4, 8))
+SMALL = dict(embedding_dim=4, attention_units=(8, 4), light_units=(8, 4), booster_units=(16, 8, 8))
+
+
+def rows(batch=16, steps=6, seed=0):
+    rng = np.random.default_rng(seed)
+    return {"item_id": tf.constant(rng.integers(0, 50, batch)), "cate_id": tf.constant(rng.integers(0, 10, batch)),
+            "user_gender": tf.constant(rng.integers(0, 4, batch)),
+            "hist_item_id": tf.constant(rng.integers(0, 50, (batch, steps))),
+            "hist_cate_id": tf.constant(rng.integers(0, 10, (batch, steps))),
+            "hist_len": tf.constant(rng.integers(0, steps + 1, batch), tf.int32)}
+
+
+def labels(batch=16, seed=0):
+    return tf.constant(np.random.default_rng(seed + 1).integers(0, 2, batch), tf.float32)
+
+
+def build(**overrides):
+    keras.utils.set_random_seed(0)
+    model = RocketModel(SPEC, RocketConfig(**{**SMALL, **overrides}))
+    model(rows(), training=False)
+    return model
+
+
+def hint_gradients(model, variables):
+    x, y = rows(), labels()
+    with tf.GradientTape() as tape:
+        hint = model.loss_terms(y, model(x, training=True))["hint"]
+    return tape.gradient(hint, [v.value for v in variables], unconnected_gradients=tf.UnconnectedGradients.ZERO)
+
+
+def is_zero(g):
+    g = tf.convert_to_tensor(g)
+    return bool(tf.reduce_all(g == 0))
+
+
+def test_gradient_block_hint_never_reaches_booster_but_reaches_light_and_bottom():
+    model = build()
+    booster_grads = hint_gradients(model, model.tower_variables("booster"))
+    assert booster_grads and all(is_zero(g) for g in booster_grads)
+    light_grads = hint_gradients(model, model.tower_variables("light"))
+    assert any(not is_zero(g) for g in light_grads)
+    bottom_grads = hint_gradients(model, model.shared_variables())
+    assert any(not is_zero(g) for g in bottom_grads)
+
+
+def test_without_gradient_block_hint_updates_booster():
+    model = build(gradient_block=False)
+    grads = hint_gradients(model, model.tower_variables("booster"))
+    assert any(not is_zero(g) for g in grads)
+
+
+def test_towers_share_the_very_same_embedding_variables():
+    model = build()
+    light_emb = model.bottom_of("light").embeddings["item_id"].embeddings
+    booster_emb = model.bottom_of("booster").embeddings["item_id"].embeddings
+    assert light_emb is booster_emb
+    # candidate and history read one table: ids seen only in histories and ids seen only as
+    # candidates both get gradient rows in that single variable
+    x = rows()
+    x["item_id"] = x["item_id"] % 10
+    x["hist_item_id"] = 40 + x["hist_item_id"] % 10
+    x["hist_len"] = tf.fill([16], 6)
+    with tf.GradientTape() as tape:
+        out = model(x, training=True)["light"]
+    grad = tf.convert_to_tensor(tape.gradient(out, light_emb.value))
+    touched = set(np.flatnonzero(np.any(grad.numpy() != 0, axis=1)))
+    assert touched & set(range(10)) and touched & set(range(40, 50))
+
+
+def test_no_share_gives_separate_embeddings():
+    model = build(share=False)
+    light_vars = {id(v) for v in model.tower_variables("light")}
+    booster_vars = {id(v) for v in model.tower_variables("booster")}
+    assert not light_vars & booster_vars
+    assert model.bottom_of("light").embeddings["item_id"].embeddings is not \
+        model.bottom_of("booster").embeddings["item_id"].embeddings
+    assert model.shared_variables() == []
+
+
+def test_light_path_holds_no_booster_variable():
+    model = build()
+    x = rows()
+    with tf.GradientTape(persistent=True) as tape:
+        light = model.light_logit(x)
+    booster_ids = {id(v) for v in model.tower_variables("booster")}
+    watched = {id(v) for v in tape.watched_variables()}
+    assert watched and not watched & booster_ids
+    np.testing.assert_allclose(light.numpy(), model(x, training=False)["light"].numpy(), rtol=1e-6)
+
+
+@pytest.mark.parametrize("mode,terms", [("rocket", {"light_ce", "booster_ce", "hint"}),
+                                        ("base", {"light_ce"}), ("booster", {"booster_ce"})])
+def test_modes_build_their_towers_and_loss_terms(mode, terms):
+    model = build(mode=mode)
+    out = model(rows(), training=False)
+    assert set(model.loss_terms(labels(), out)) == terms
+    assert set(out) == {"light", "booster"} & {t.split("_")[0] for t in terms | ({"light_ce", "booster_ce"} if mode == "rocket" else set())}
+
+
+def test_eq1_is_the_sum_of_cross_entropies_and_weighted_hint():
+    model = build(hint_weight=0.7)
+    x, y = rows(), labels()
+    out = model(x, training=False)
+    l, z = out["light"].numpy(), out["booster"].numpy()
+    ce = lambda p: float(np.mean(np.maximum(p, 0) - p * y.numpy() + np.log1p(np.exp(-np.abs(p)))))  # noqa: E731
+    expected = ce(l) + ce(z) + 0.7 * float(np.mean((l - z) ** 2))
+    assert float(model.compute_loss(x, y, out)) == pytest.approx(expected, rel=1e-5)
+
+
+@pytest.mark.parametrize("hint", ["mimic", "mse", "kd"])
+def test_hints_are_zero_when_logits_agree_and_positive_otherwise(hint):
+    from rocket_ctr.losses import get_hint
+    fn = get_hint(hint)
+    a = tf.constant([0.5, -2.0, 3.0])
+    if hint != "kd":
+        assert float(tf.reduce_max(tf.abs(fn(a, a)))) == pytest.approx(0.0)
+    # KD's minimum over l is at l = z: moving l away raises the loss
+    assert float(tf.reduce_sum(fn(a + 1.0, a, 2.0))) > float(tf.reduce_sum(fn(a, a, 2.0)))
+
+
+def test_train_step_fits_both_towers_on_a_fixed_batch():
+    model = build()
+    model.compile(optimizer=LazyAdam(1e-2))
+    x, y = rows(64), labels(64)
+    first = model.loss_terms(y, model(x, training=True))
+    step = tf.function(model.train_step)
+    for _ in range(60):
+        step((x, y))
+    last = model.loss_terms(y, model(x, training=True))
+    assert float(last["light_ce"]) < 0.5 * float(first["light_ce"])
+    assert float(last["booster_ce"]) < 0.5 * float(first["booster_ce"])
+
+
+def test_two_stage_freezes_booster_and_copies_its_bottom():
+    model = build(mode="two-stage")
+    model.compile(optimizer=LazyAdam(1e-2))
+    step = tf.function(model.train_step)
+    for _ in range(5):
+        step((rows(), labels()))
+    assert set(model.loss_terms(labels(), model(rows()))) == {"booster_ce"}
+    model.set_stage("light")
+    for a, b in zip(model.light_bottom.weights, model.booster_bottom.weights):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+    frozen = [v.numpy().copy() for v in model.tower_variables("booster")]
+    model.compile(optimizer=LazyAdam(1e-2))
+    step = tf.function(model.train_step)
+    for _ in range(5):
+        step((rows(), labels()))
+    assert set(model.loss_terms(labels(), model(rows()))) == {"light_ce", "hint"}
+    for before, v in zip(frozen, model.tower_variables("booster")):
+        np.testing.assert_array_equal(before, v.numpy())
+
+
+def test_keras_fit_uses_the_custom_steps():
+    keras.utils.set_random_seed(0)
+    model = RocketModel(SPEC, RocketConfig(**SMALL))
+    model.compile(optimizer=LazyAdam(3e-3))
+    data = tf.data.Dataset.from_tensors((rows(64), labels(64))).repeat(10)
+    history = model.fit(data, epochs=4, verbose=0)
+    assert {"loss", "light_ce", "booster_ce", "hint"} <= set(history.history)
+    assert history.history["light_ce"][-1] < history.history["light_ce"][0]
+    assert set(model.evaluate(data, verbose=0, return_dict=True)) >= {"loss", "hint"}
+
+
+def test_user_side_inputs_broadcast_against_candidates():
+    """One user's history (batch 1) against N candidates equals the same rows repeated N times."""
+    model = build()
+    x = rows(batch=5)
+    single = {k: (v[:1] if k in ("user_gender", "hist_item_id", "hist_cate_id", "hist_len") else v)
+              for k, v in x.items()}
+    repeated = {k: (tf.repeat(v[:1], 5, axis=0) if k in single and v.shape[0] == 5 and single[k].shape[0] == 1 else v)
+                for k, v in x.items()}
+    np.testing.assert_allclose(model.light_logit(single).numpy(), model.light_logit(repeated).numpy(), atol=1e-5)
+
+
+def test_lazy_adam_only_moves_touched_embedding_rows():
+    emb = keras.layers.Embedding(100, 3)
+    emb.build((None,))
+    before = emb.embeddings.numpy().copy()
+    opt = LazyAdam(0.1)
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_sum(emb(tf.constant([3, 3, 7])))
+    grad = tape.gradient(loss, emb.trainable_variables)
+    assert isinstance(grad[0], tf.IndexedSlices)
+    opt.apply(grad, emb.trainable_variables)
+    moved = np.flatnonzero(np.any(emb.embeddings.numpy() != before, axis=1))
+    assert list(moved) == [3, 7]
