@@ -1,0 +1,69 @@
+"""Shared test fixtures: small reference-schema click logs written on the fly."""
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+REFERENCE_SCHEMA = pa.schema([
+    ("user_id", pa.int64()), ("item_id", pa.int64()), ("cate_id", pa.int64()),
+    ("hist_item_id", pa.list_(pa.int64())), ("hist_cate_id", pa.list_(pa.int64())),
+    ("user_gender", pa.string()), ("user_occupation", pa.string()),
+    ("ts", pa.int64()), ("label", pa.int64()),
+])
+
+
+def log_columns(n: int = 100, *, seed: int = 0, max_len: int = 60, start: int = 0) -> dict:
+    """Columns of ``n`` reference-schema rows as Python lists.
+
+    Row ``i`` (global index ``start + i``) has ``item_id == i_global`` (so tests can recognise
+    rows), a random history of 0..``max_len`` steps whose item ids are ``i_global * 1000 + step``
+    (oldest -> newest) and category ids ``-(that)``.
+    """
+    rng = np.random.default_rng(seed)
+    index = np.arange(start, start + n)
+    lengths = rng.integers(0, max_len + 1, size=n)
+    hist_item = [[int(i) * 1000 + s for s in range(k)] for i, k in zip(index, lengths)]
+    return {
+        "user_id": [int(i) % 7 for i in index],
+        "item_id": [int(i) for i in index],
+        "cate_id": [int(i) % 5 for i in index],
+        "hist_item_id": hist_item,
+        "hist_cate_id": [[-v for v in h] for h in hist_item],
+        "user_gender": [("F", "M", "U")[int(i) % 3] for i in index],
+        "user_occupation": [f"job{int(i) % 4}" for i in index],
+        "ts": [1_700_000_000 + int(i) for i in index],
+        "label": [int(x) for x in rng.integers(0, 2, size=n)],
+    }
+
+
+def write_log(path, columns: dict | None = None, *, schema: pa.Schema | None = None,
+              row_group_size: int | None = None, **kwargs) -> str:
+    """Writes ``columns`` (default: ``log_columns(**kwargs)``) to the Parquet file ``path``.
+
+    Types come from ``REFERENCE_SCHEMA`` for reference columns unless ``schema`` is given;
+    other columns are inferred by pyarrow.
+    """
+    columns = log_columns(**kwargs) if columns is None else columns
+    if schema is None:
+        fields = [REFERENCE_SCHEMA.field(c) if c in REFERENCE_SCHEMA.names else None for c in columns]
+        arrays = {c: pa.array(v, type=f.type if f is not None else None) for (c, v), f in zip(columns.items(), fields)}
+        table = pa.table(arrays)
+    else:
+        table = pa.table(columns, schema=schema)
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    pq.write_table(table, path, row_group_size=row_group_size)
+    return str(path)
+
+
+@pytest.fixture
+def click_log(tmp_path):
+    """A function ``(name="log.parquet", columns=None, **kwargs) -> path`` writing into tmp_path."""
+    def write(name: str = "log.parquet", columns: dict | None = None, **kwargs) -> str:
+        return write_log(tmp_path / name, columns, **kwargs)
+    return write
