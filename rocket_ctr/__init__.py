@@ -1,0 +1,27 @@
+"""rocket_ctr: Rocket Launching (light + booster towers) on a DIN CTR model, Keras 3 / TensorFlow.
+
+The public API, imported lazily so that light entry points (e.g. the log generator) do not pay
+for TensorFlow's start-up::
+
+    from rocket_ctr import FeatureSpec, make_dataset, RocketConfig, RocketModel, Trainer
+"""
+import importlib
+
+__version__ = "0.1.0"
+
+_API = {
+    "FeatureSpec": "features", "IdFeature": "features", "IdMapper": "features",
+    "make_dataset": "data", "ClickLogReader": "data",
+    "RocketConfig": "config", "RocketModel": "model", "LazyAdam": "optimizers",
+    "Trainer": "trainer", "evaluate": "trainer", "restore_model": "trainer",
+    "auc": "metrics", "gauc": "metrics", "logloss": "metrics", "StreamingEvaluator": "metrics",
+    "InputError": "errors",
+    "export_light": "export",
+}
+__all__ = sorted(_API)
+
+
+def __getattr__(name):
+    if name in _API:
+        return getattr(importlib.import_module(f"rocket_ctr.{_API[name]}"), name)
+    raise AttributeError(f"module 'rocket_ctr' has no attribute {name!r}")

@@ -57,10 +57,10 @@ class RocketConfig:
     detach_light: bool = False
     epochs: int = 2
     batch_size: int = 256
-    learning_rate: float = 1e-3
+    learning_rate: float = 5e-3
     seed: int = 0
     shuffle_buffer: int = 65_536
-    jit_compile: bool = True
+    jit_compile: bool = False
     checkpoint_every: int = 500
     booster_epochs: int | None = None
 

@@ -7,6 +7,17 @@ import tensorflow as tf
 from rocket_ctr.features import HIST_LEN, FeatureSpec
 
 
+def track_for_checkpoints(layer: keras.layers.Layer, prefix: str, children: list) -> None:
+    """Makes layers held in a list/dict visible to ``tf.train.Checkpoint``.
+
+    Keras 3 finds weights inside list/dict attributes, but TensorFlow's checkpoint object graph
+    only follows plain attributes: without this, embeddings and hidden layers would silently be
+    missing from checkpoints (or saved only through the optimizer's slot references).
+    """
+    for i, child in enumerate(children):
+        setattr(layer, f"_ckpt_{prefix}_{i}", child)
+
+
 class Dice(keras.layers.Layer):
     """DIN's data-adaptive activation: p(s)·s + (1 − p(s))·α·s, p = sigmoid(BN(s))."""
 
@@ -46,21 +57,20 @@ class MLP(keras.layers.Layer):
     def __init__(self, units, activation="relu", batch_norm=False, dropout=0.0, l2=0.0, **kwargs):
         super().__init__(**kwargs)
         regularizer = keras.regularizers.L2(l2) if l2 else None
-        self.blocks = []
+        self.hidden = []
         for width in units:
-            block = [keras.layers.Dense(width, use_bias=not batch_norm, kernel_regularizer=regularizer)]
+            self.hidden.append(keras.layers.Dense(width, use_bias=not batch_norm, kernel_regularizer=regularizer))
             if batch_norm:
-                block.append(keras.layers.BatchNormalization())
-            block.append(activation_layer(activation))
+                self.hidden.append(keras.layers.BatchNormalization())
+            self.hidden.append(activation_layer(activation))
             if dropout:
-                block.append(keras.layers.Dropout(dropout))
-            self.blocks.append(block)
+                self.hidden.append(keras.layers.Dropout(dropout))
+        track_for_checkpoints(self, "hidden", self.hidden)
         self.logit = keras.layers.Dense(1, kernel_regularizer=regularizer)
 
     def call(self, x, training=False):
-        for block in self.blocks:
-            for layer in block:
-                x = layer(x, training=training)
+        for layer in self.hidden:
+            x = layer(x, training=training)
         return tf.squeeze(self.logit(x), axis=-1)
 
 
@@ -95,6 +105,7 @@ class DinAttention(keras.layers.Layer):
         self.first_act = activation_layer(self.activation)
         self.rest = [keras.layers.Dense(u) for u in self.units[1:]]
         self.rest_act = [activation_layer(self.activation) for _ in self.units[1:]]
+        track_for_checkpoints(self, "rest", self.rest + self.rest_act)
         self.score = keras.layers.Dense(1)
 
     def call(self, query, keys, mask, training=False):
@@ -131,6 +142,7 @@ class SharedBottom(keras.layers.Layer):
             f.name: keras.layers.Embedding(f.num_rows, embedding_dim, name=f"emb_{f.name}")
             for f in spec.id_features
         }
+        track_for_checkpoints(self, "emb", list(self.embeddings.values()))
         self.attention = DinAttention(attention_units, attention_activation, attention_softmax,
                                       name="din_attention")
 

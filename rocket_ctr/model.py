@@ -135,15 +135,16 @@ class RocketModel(keras.Model):
         return list(self.trackers.values())
 
     # ----- stages and variable groups -------------------------------------------------------------
-    def set_stage(self, stage: str) -> None:
+    def set_stage(self, stage: str, initialise: bool = True) -> None:
         """two-stage mode: ``booster`` (stage 1) or ``light`` (stage 2, booster frozen).
 
         Entering stage 2 initialises the light bottom from the trained booster bottom (the
-        paper's "no joint training" baseline) and freezes the booster and its bottom.
+        paper's "no joint training" baseline; ``initialise=False`` when resuming inside stage 2,
+        whose light bottom comes from the checkpoint) and freezes the booster and its bottom.
         """
         if self.config.mode != "two-stage" or stage not in ("booster", "light"):
             raise ValueError(f"set_stage({stage!r}) is only for two-stage mode")
-        if stage == "light" and self.stage != "light":
+        if stage == "light" and self.stage != "light" and initialise:
             for target, source in zip(self.light_bottom.weights, self.booster_bottom.weights):
                 target.assign(source)
         self.stage = stage

@@ -85,6 +85,7 @@ class Trainer:
         stages = ("booster", "light") if cfg.mode == "two-stage" else ("joint",)
         self.optimizers = {stage: LazyAdam(cfg.learning_rate) for stage in stages}
         self.progress = tf.Variable([0, 0, 0], dtype=tf.int64, trainable=False)  # epoch, step in epoch, step
+        self._steps = {}
         self._build()
         self.checkpoint = tf.train.Checkpoint(model=self.model, progress=self.progress, **self.optimizers)
         self.manager = tf.train.CheckpointManager(self.checkpoint, str(self.run_dir / "checkpoints"), max_to_keep=3)
@@ -135,16 +136,25 @@ class Trainer:
             return "joint"
         return "booster" if epoch < (cfg.booster_epochs or cfg.epochs) else "light"
 
-    def _step_function(self, stage: str):
-        if stage != "joint":
-            self.model.set_stage(stage)
-        self.model.optimizer = self.optimizers[stage]
-        model = self.model
+    def _step_function(self, stage: str, entering: bool):
+        """The compiled training step of a stage, built once (a new one would recompile every shape).
 
-        @tf.function(jit_compile=self.config.jit_compile)
-        def step(rows, label):
-            return model.train_step((rows, label))
-        return step
+        ``entering``: this epoch starts the stage afresh (not a resume inside it).
+        """
+        if stage != self.model.stage:
+            self.model.set_stage(stage, initialise=entering)
+        self.model.optimizer = self.optimizers[stage]
+        if stage not in self._steps:
+            model = self.model
+
+            # one trace for every batch size and history width (no retracing per bucket)
+            signature = [row_signature(self.spec), tf.TensorSpec([None], tf.float32)]
+
+            @tf.function(jit_compile=self.config.jit_compile, input_signature=signature)
+            def step(rows, label):
+                return model.train_step((rows, label))
+            self._steps[stage] = step
+        return self._steps[stage]
 
     def fit(self) -> dict:
         """Trains the remaining epochs, evaluating after each; writes metrics.json and curves.png.
@@ -153,19 +163,21 @@ class Trainer:
             The metrics dict written to ``metrics.json``.
         """
         epoch, skip, global_step = (int(v) for v in self.progress.numpy())
+        if global_step and self.verbose:
+            print(f"resuming from checkpoint: epoch {epoch + 1}, step {skip} of that epoch, global step {global_step}")
         prepare = model_inputs(self.spec, self.mapper)
         steps_per_epoch = max(1, self.reader_rows() // self.config.batch_size)
         train_seconds, train_examples = 0.0, 0
         writer = tf.summary.create_file_writer(str(self.run_dir / "tensorboard" / "train"))
         while epoch < self.total_epochs:
             stage = self._stage_for(epoch)
-            step = self._step_function(stage)
+            step = self._step_function(stage, entering=skip == 0 and self._stage_for(epoch - 1) != stage)
             for tracker in self.model.metrics:
                 tracker.reset_state()
             self.reader.epoch = epoch
             dataset = to_dataset(self.reader).skip(skip)
             dataset = dataset.map(prepare, num_parallel_calls=tf.data.AUTOTUNE).prefetch(4)
-            bar = keras.utils.Progbar(steps_per_epoch, verbose=self.verbose if sys.stdout.isatty() else min(self.verbose, 2),
+            bar = keras.utils.Progbar(steps_per_epoch, verbose=(1 if sys.stdout.isatty() else 2) if self.verbose else 0,
                                       stateful_metrics=["loss", "light_ce", "booster_ce", "hint"])
             if self.verbose:
                 print(f"epoch {epoch + 1}/{self.total_epochs}" + (f" (stage: {stage})" if stage != "joint" else ""))

@@ -1,0 +1,120 @@
+"""Training end to end on a generated log: learning, outputs, resume after a kill, evaluate."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from rocket_ctr.config import RocketConfig
+from rocket_ctr.datagen.synthetic import generate
+from rocket_ctr.errors import InputError
+from rocket_ctr.metrics import auc
+from rocket_ctr.pipelines.cli import main
+from rocket_ctr.trainer import Trainer, evaluate
+
+FAST = dict(epochs=2, batch_size=256, learning_rate=5e-3, embedding_dim=8, booster_units=(64, 48, 32, 32, 16, 16, 16))
+
+
+@pytest.fixture(scope="module")
+def log(tmp_path_factory):
+    out = tmp_path_factory.mktemp("log")
+    generate(out, n_rows=60_000, n_users=2_000, n_items=400, n_cates=20, seed=3, with_oracle=True,
+             row_group_size=8_192)
+    return out
+
+
+@pytest.fixture(scope="module")
+def trained(log, tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("run")
+    metrics = Trainer(run_dir, log / "train", log / "test", RocketConfig(**FAST), verbose=0).fit()
+    return run_dir, metrics
+
+
+def test_training_learns_but_stays_below_the_oracle(log, trained):
+    _, metrics = trained
+    test = pq.read_table(log / "test", columns=["label", "click_prob"])
+    oracle = auc(test["label"].to_numpy(), test["click_prob"].to_numpy())
+    assert 0.6 < metrics["light"]["auc"] < oracle
+    assert 0.55 < metrics["booster"]["auc"] < oracle
+    assert metrics["light"]["gauc"] > 0.55
+    history = metrics["history"]
+    assert history[-1]["train"]["light_ce"] < history[0]["train"]["light_ce"] or \
+        history[-1]["eval"]["light"]["logloss"] <= history[0]["eval"]["light"]["logloss"]
+
+
+def test_run_dir_outputs(trained):
+    run_dir, metrics = trained
+    saved = json.loads((run_dir / "metrics.json").read_text())
+    assert {"mode", "epochs", "train_examples_per_s", "light", "booster", "config"} <= set(saved)
+    assert set(saved["light"]) == {"auc", "gauc", "logloss"}
+    assert saved["mode"] == "rocket" and saved["epochs"] == 2 and saved["train_examples_per_s"] > 0
+    assert saved["config"]["hint"] == "mimic"
+    assert (run_dir / "curves.png").stat().st_size > 1000
+    assert list((run_dir / "tensorboard" / "eval").iterdir())
+    assert list((run_dir / "checkpoints").glob("ckpt-*.index"))
+
+
+def test_rerun_of_a_finished_run_trains_nothing_more(log, trained):
+    run_dir, metrics = trained
+    again = Trainer(run_dir, log / "train", log / "test", RocketConfig(**FAST), verbose=0)
+    before = int(again.progress.numpy()[2])
+    assert before > 0
+    assert again.fit()["light"] == metrics["light"]
+    assert int(again.progress.numpy()[2]) == before
+    # the restored weights (BatchNorm statistics included) reproduce the run's eval metrics
+    restored = evaluate(again.model, log / "test", again.spec)
+    assert restored["light"]["auc"] == pytest.approx(metrics["light"]["auc"], abs=1e-6)
+    assert restored["booster"]["logloss"] == pytest.approx(metrics["booster"]["logloss"], abs=1e-6)
+
+
+def test_run_dir_with_other_config_is_refused(log, trained):
+    run_dir, _ = trained
+    with pytest.raises(InputError, match="another config"):
+        Trainer(run_dir, log / "train", None, RocketConfig(**{**FAST, "hint_weight": 0.5}), verbose=0)
+
+
+def test_evaluate_cli_prints_metrics_json(log, trained, capsys):
+    run_dir, metrics = trained
+    assert main(["evaluate", "--run-dir", str(run_dir), "--data", str(log / "test")]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["light"]["auc"] == pytest.approx(metrics["light"]["auc"], abs=1e-6)
+
+
+@pytest.mark.parametrize("mode", ["base", "booster", "two-stage"])
+def test_other_modes_train(log, tmp_path, mode):
+    config = RocketConfig(**{**FAST, "epochs": 1, "mode": mode, "booster_epochs": 1})
+    metrics = Trainer(tmp_path, log / "train", log / "test", config, verbose=0).fit()
+    expected = {"base": {"light"}, "booster": {"booster"}, "two-stage": {"light", "booster"}}[mode]
+    assert expected <= set(metrics) and not ({"light", "booster"} - expected) & set(metrics)
+    assert metrics["epochs"] == (2 if mode == "two-stage" else 1)
+
+
+def test_killed_training_resumes_from_its_checkpoint(log, tmp_path):
+    run_dir = tmp_path / "run"
+    command = [sys.executable, "-m", "rocket_ctr.pipelines.cli", "train", "--train", str(log / "train"),
+               "--run-dir", str(run_dir), "--epochs", "2", "--batch-size", "256", "--embedding-dim", "8",
+               "--booster-units", "32,16", "--checkpoint-every", "40", "--quiet"]
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    deadline = time.time() + 240
+    while not list((run_dir / "checkpoints").glob("ckpt-*.index")) and time.time() < deadline:
+        if process.poll() is not None:
+            pytest.fail("training finished before it could be killed: " + process.stdout.read().decode()[-2000:])
+        time.sleep(0.2)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    resumed = subprocess.run(command[:-1], env=env, capture_output=True, text=True, timeout=400)
+    assert resumed.returncode == 0, resumed.stdout[-2000:] + resumed.stderr[-2000:]
+    match = [line for line in resumed.stdout.splitlines() if line.startswith("resuming from checkpoint")]
+    assert match, resumed.stdout[-2000:]
+    steps_per_epoch = 54_000 // 256  # rows in train split // batch (the reader drops remainders per bucket)
+    final = json.loads((run_dir / "history.json").read_text())
+    assert len(final) == 2
+    from rocket_ctr.trainer import restore_model  # noqa: F401 (the finished run restores)
+    progress = [int(p) for p in open(run_dir / "checkpoints" / "checkpoint").read().split('"')[1].split("-")[1:]]
+    assert progress[0] <= 2 * steps_per_epoch
