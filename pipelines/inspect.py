@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 SPEC_NAME = "feature_spec.json"
-SPEC_SEARCH_LEVELS = 2  # folders searched above the first data file's folder (as training does)
+SPEC_SEARCH_LEVELS = 2  # folders searched above the first data file's folder (see data.find_feature_spec_path)
 SKETCH_SIZE = 8192
 
 
@@ -31,27 +31,14 @@ def add_parser(subparsers) -> None:
     parser.set_defaults(func=run)
 
 
-def find_spec(path) -> Path | None:
-    """``feature_spec.json`` beside the data: the first data file's folder or up to 2 folders above.
-
-    The same search as :func:`rocket_ctr.data.find_feature_spec` (training), returning the path.
-    """
-    from rocket_ctr.data import resolve_paths
-
-    first = Path(resolve_paths(path)[0]).resolve()
-    for folder in first.parents[:SPEC_SEARCH_LEVELS + 1]:
-        candidate = folder / SPEC_NAME
-        if candidate.is_file():
-            return candidate
-    return None
-
-
 def resolve_spec(path, spec_path=None):
     """(FeatureSpec, where it came from) for reading ``path``: explicit file, found file or defaults."""
     from rocket_ctr.features import FeatureSpec
 
+    from rocket_ctr.data import find_feature_spec_path
+
     if spec_path is None:
-        spec_path = find_spec(path)
+        spec_path = find_feature_spec_path(path)
         if spec_path is None:
             return FeatureSpec(), "reference-schema defaults"
     return FeatureSpec.load(spec_path), str(spec_path)

@@ -434,14 +434,18 @@ def to_dataset(reader: ClickLogReader) -> tf.data.Dataset:
     return tf.data.Dataset.from_generator(reader.groups, output_signature=grouped).unbatch()
 
 
-def find_feature_spec(paths) -> FeatureSpec | None:
-    """The ``feature_spec.json`` written beside a data set (in the data folder or up to 2 above)."""
+def find_feature_spec_path(paths) -> Path | None:
+    """Where the ``feature_spec.json`` written beside a data set is: the first data file's
+    folder or up to 2 folders above (generators and converters write it at the data set's root)."""
     first = Path(resolve_paths(paths)[0]).resolve()
-    for folder in (first.parent, first.parent.parent, first.parent.parent.parent):
+    for folder in first.parents[:3]:
         candidate = folder / "feature_spec.json"
-        if candidate.exists():
-            try:
-                return FeatureSpec.load(candidate)
-            except ValueError as err:
-                raise InputError(str(err)) from None
+        if candidate.is_file():
+            return candidate
     return None
+
+
+def find_feature_spec(paths) -> FeatureSpec | None:
+    """The FeatureSpec written beside a data set (see :func:`find_feature_spec_path`), or None."""
+    path = find_feature_spec_path(paths)
+    return FeatureSpec.load(path) if path else None

@@ -429,7 +429,8 @@ def test_cli_inspect_bad_spec_exits_2(tmp_path, click_log, capsys):
 
 
 def test_inspect_summary_numbers(three_files):
-    from rocket_ctr.pipelines.inspect import find_spec, summarize
+    from rocket_ctr.data import find_feature_spec_path
+    from rocket_ctr.pipelines.inspect import summarize
 
     folder, columns = three_files
     summary = summarize(folder, SPEC, batch_size=8)
@@ -443,7 +444,7 @@ def test_inspect_summary_numbers(three_files):
     assert set(summary["widths"]) == set(WIDTHS)
     assert sum(w["rows"] for w in summary["widths"].values()) == 170
     assert summary["batches"] == sum(w["batches"] for w in summary["widths"].values())
-    assert find_spec(folder) is None  # no feature_spec.json beside or above: defaults
+    assert find_feature_spec_path(folder) is None  # no feature_spec.json beside or above: defaults
 
 
 def test_distinct_counter_estimates_large_counts():

@@ -1,0 +1,112 @@
+"""Does rocket launching work here? The paper's ablations on a generated log, mean ± std over seeds.
+
+    .venv/bin/python benchmarks/experiment_ablation.py [--rows 1120000] [--seeds 0 1 2] [--epochs 1]
+
+Generates one log (≥ 1 M training rows by default), then trains every variant with each seed
+and prints a Markdown table of the light tower's (and, where trained, the booster's) test GAUC
+and AUC. Results are appended to ``WORK/results.jsonl`` as each run finishes, so an interrupted
+experiment keeps what it measured and a re-run skips finished runs.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import statistics
+import time
+from pathlib import Path
+
+VARIANTS = {
+    "base": dict(mode="base"),
+    "rocket (mimic)": dict(mode="rocket"),
+    "booster": dict(mode="booster"),
+    "rocket --no-gradient-block": dict(mode="rocket", gradient_block=False),
+    "rocket --no-share": dict(mode="rocket", share=False),
+    "two-stage": dict(mode="two-stage"),
+    "rocket --hint mse": dict(mode="rocket", hint="mse"),
+    "rocket --hint kd (T=2)": dict(mode="rocket", hint="kd", temperature=2.0),
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rows", type=int, default=1_120_000, help="generated rows (10%% become the test split)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--epochs", type=int, default=1)
+    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    parser.add_argument("--work-dir", default="/tmp/rocket_ablation")
+    args = parser.parse_args()
+
+    from rocket_ctr.config import RocketConfig
+    from rocket_ctr.datagen.synthetic import generate
+    from rocket_ctr.trainer import Trainer
+
+    work = Path(args.work_dir)
+    data = work / f"log_{args.rows}"
+    if not (data / "params.json").exists():
+        generate(data, n_rows=args.rows, seed=1234, with_oracle=True)
+    results_path = work / "results.jsonl"
+    done = _load(results_path)
+    for seed in args.seeds:
+        for name in args.variants:
+            key = f"{name}|{seed}|{args.epochs}"
+            if key in done:
+                continue
+            run_dir = work / "runs" / f"{name.replace(' ', '_')}_{seed}"
+            shutil.rmtree(run_dir, ignore_errors=True)
+            config = RocketConfig(**VARIANTS[name], seed=seed, epochs=args.epochs)
+            started = time.time()
+            metrics = Trainer(run_dir, data / "train", data / "test", config, verbose=0).fit()
+            record = {"key": key, "variant": name, "seed": seed, "epochs": args.epochs,
+                      "seconds": time.time() - started,
+                      "train_examples_per_s": metrics["train_examples_per_s"],
+                      **{t: metrics[t] for t in ("light", "booster") if t in metrics}}
+            with results_path.open("a") as out:
+                out.write(json.dumps(record) + "\n")
+            done[key] = record
+            print(f"{name:<28} seed {seed}: " + "  ".join(
+                f"{t} gauc {record[t]['gauc']:.4f} auc {record[t]['auc']:.4f}" for t in ("light", "booster") if t in record),
+                flush=True)
+    print(table(done.values(), data))
+
+
+def _load(path: Path) -> dict:
+    if not path.exists():
+        return {}
+    return {r["key"]: r for r in map(json.loads, path.read_text().splitlines())}
+
+
+def table(records, data: Path) -> str:
+    """Markdown table: mean ± std over seeds per variant and tower."""
+    import pyarrow.parquet as pq
+
+    from rocket_ctr.metrics import auc, gauc
+
+    test = pq.read_table(data / "test", columns=["user_id", "label", "click_prob"])
+    labels = test["label"].to_numpy()
+    oracle = (gauc(test["user_id"].to_numpy(), labels, test["click_prob"].to_numpy()),
+              auc(labels, test["click_prob"].to_numpy()))
+    by_variant: dict = {}
+    for r in records:
+        by_variant.setdefault(r["variant"], []).append(r)
+
+    def cell(rows, tower, metric):
+        values = [r[tower][metric] for r in rows if tower in r]
+        if not values:
+            return "–"
+        std = statistics.stdev(values) if len(values) > 1 else 0.0
+        return f"{statistics.mean(values):.4f} ± {std:.4f}"
+
+    lines = ["| variant | seeds | light GAUC | light AUC | booster GAUC | booster AUC |",
+             "| --- | --- | --- | --- | --- | --- |"]
+    for name in VARIANTS:
+        rows = by_variant.get(name)
+        if rows:
+            lines.append(f"| {name} | {len(rows)} | {cell(rows, 'light', 'gauc')} | {cell(rows, 'light', 'auc')} "
+                         f"| {cell(rows, 'booster', 'gauc')} | {cell(rows, 'booster', 'auc')} |")
+    lines.append(f"| oracle (true click probability) | – | {oracle[0]:.4f} | {oracle[1]:.4f} | | |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()
