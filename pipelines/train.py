@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 
 from rocket_ctr.config import MODES, RocketConfig
 

@@ -71,7 +71,7 @@ class MLP(keras.layers.Layer):
     def call(self, x, training=False):
         for layer in self.hidden:
             x = layer(x, training=training)
-        return tf.squeeze(self.logit(x), axis=-1)
+        return tf.cast(tf.squeeze(self.logit(x), axis=-1), tf.float32)  # losses in float32 under mixed precision
 
 
 class DinAttention(keras.layers.Layer):

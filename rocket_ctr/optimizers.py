@@ -16,7 +16,7 @@ class LazyAdam(keras.optimizers.Adam):
 
     def update_step(self, gradient, variable, learning_rate):
         if not isinstance(gradient, tf.IndexedSlices):
-            return super().update_step(gradient, variable, learning_rate)
+            return self._dense_update(gradient, variable, learning_rate)
         dtype = variable.dtype
         rows, position = tf.unique(gradient.indices)
         values = tf.math.unsorted_segment_sum(tf.cast(gradient.values, dtype), position, tf.shape(rows)[0])
@@ -31,3 +31,23 @@ class LazyAdam(keras.optimizers.Adam):
         self.assign(m, tf.IndexedSlices(m_rows, rows))
         self.assign(v, tf.IndexedSlices(v_rows, rows))
         self.assign_sub(variable, tf.IndexedSlices(alpha * m_rows / (tf.sqrt(v_rows) + self.epsilon), rows))
+
+    def _dense_update(self, gradient, variable, learning_rate):
+        """Plain Adam, as TensorFlow's fused kernel: one op per variable instead of about a dozen
+        (a step of the rocket model updates ~40 small dense variables, so op count matters)."""
+        if self.amsgrad:
+            return super().update_step(gradient, variable, learning_rate)
+        dtype = variable.dtype
+        index = self._get_variable_index(variable)
+        step = tf.cast(self.iterations + 1, dtype)
+        beta_1, beta_2 = tf.cast(self.beta_1, dtype), tf.cast(self.beta_2, dtype)
+        tf.raw_ops.ResourceApplyAdam(
+            var=_handle(variable), m=_handle(self._momentums[index]), v=_handle(self._velocities[index]),
+            beta1_power=tf.pow(beta_1, step), beta2_power=tf.pow(beta_2, step),
+            lr=tf.cast(learning_rate, dtype), beta1=beta_1, beta2=beta_2,
+            epsilon=tf.cast(self.epsilon, dtype), grad=tf.cast(gradient, dtype))
+
+
+def _handle(variable):
+    """The resource handle of a Keras 3 (TensorFlow backend) variable."""
+    return variable.handle if isinstance(variable, tf.Variable) else variable.value.handle

@@ -187,17 +187,3 @@ def test_user_side_inputs_broadcast_against_candidates():
     repeated = {k: (tf.repeat(v[:1], 5, axis=0) if k in single and v.shape[0] == 5 and single[k].shape[0] == 1 else v)
                 for k, v in x.items()}
     np.testing.assert_allclose(model.light_logit(single).numpy(), model.light_logit(repeated).numpy(), atol=1e-5)
-
-
-def test_lazy_adam_only_moves_touched_embedding_rows():
-    emb = keras.layers.Embedding(100, 3)
-    emb.build((None,))
-    before = emb.embeddings.numpy().copy()
-    opt = LazyAdam(0.1)
-    with tf.GradientTape() as tape:
-        loss = tf.reduce_sum(emb(tf.constant([3, 3, 7])))
-    grad = tape.gradient(loss, emb.trainable_variables)
-    assert isinstance(grad[0], tf.IndexedSlices)
-    opt.apply(grad, emb.trainable_variables)
-    moved = np.flatnonzero(np.any(emb.embeddings.numpy() != before, axis=1))
-    assert list(moved) == [3, 7]
