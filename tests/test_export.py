@@ -1,0 +1,183 @@
+"""Light-tower export: variables, equality with the in-memory tower, signatures, atomicity, versions, warmup."""
+import os
+import shutil
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from tensorflow_serving.apis import prediction_log_pb2
+
+from rocket_ctr import export as export_module
+from rocket_ctr.config import RocketConfig
+from rocket_ctr.datagen.synthetic import generate
+from rocket_ctr.errors import InputError
+from rocket_ctr.export import (SCORE_ROWS, SERVING_DEFAULT, WARMUP_FILE, ServingModule, VerificationError,
+                               export_light, list_versions, one_user_request, reference_probabilities,
+                               sample_rows)
+from rocket_ctr.features import HIST_LEN
+from rocket_ctr.pipelines.cli import main
+from rocket_ctr.trainer import Trainer, restore_model
+
+TINY = dict(epochs=1, embedding_dim=8, booster_units=(32, 16), jit_compile=False)
+
+
+def tiny_run(tmp_path_factory):
+    """(run dir, log dir) of a tiny trained model, trained once per test session (shared with test_serving)."""
+    root = tmp_path_factory.getbasetemp() / "tiny_export_run"
+    log, run = root / "log", root / "run"
+    if not (run / "metrics.json").exists():
+        shutil.rmtree(root, ignore_errors=True)
+        generate(log, n_rows=20_000, n_users=1000, n_items=1000, n_cates=20, seed=0)
+        Trainer(run, log / "train", log / "test", RocketConfig(**TINY), verbose=0).fit()
+    return run, log
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    run, log = tiny_run(tmp_path_factory)
+    model, spec, _ = restore_model(run)
+    return run, log, model, spec
+
+
+@pytest.fixture(scope="module")
+def exported(trained, tmp_path_factory):
+    """{False: no-XLA export, True: XLA export} of the light tower."""
+    run, log, _, _ = trained
+    base = tmp_path_factory.mktemp("exports")
+    return {xla: export_light(run, base / ("xla" if xla else "plain"), jit_compile=xla, data=log / "test")
+            for xla in (False, True)}
+
+
+def call(loaded, signature, inputs):
+    return loaded.signatures[signature](**{k: tf.constant(v) for k, v in inputs.items()})["probabilities"].numpy()
+
+
+def saved_variables(path):
+    return dict(tf.train.list_variables(str(path / "variables" / "variables")))
+
+
+def test_savedmodel_holds_only_the_light_tower_and_its_bottom(trained, exported):
+    _, _, model, _ = trained
+    variables = {k: v for k, v in saved_variables(exported[False].path).items() if k.startswith("tower_weights/")}
+    assert variables and not any("booster" in k for k in variables)
+    assert all("light_tower" in k or "shared_bottom" in k for k in variables)
+    light = model.tower_variables("light") + model.shared_variables()
+    assert sum(np.prod(s) for s in variables.values()) == sum(np.prod(v.shape) for v in light)
+    assert model.tower_variables("booster")  # the run has a booster; it just is not exported
+
+
+@pytest.mark.parametrize("xla", [False, True])
+def test_outputs_match_the_in_memory_tower_including_unseen_ids_and_empty_histories(trained, exported, xla):
+    _, log, model, spec = trained
+    loaded = tf.saved_model.load(str(exported[xla].path))
+    rows = sample_rows(spec, log / "test", n=64)
+    assert (rows[HIST_LEN] == 0).any() and (rows[HIST_LEN] > spec.max_history).any()
+    assert rows["item_id"].max() > 2**60  # unseen ids among the edge rows
+    served = call(loaded, SCORE_ROWS, rows)
+    np.testing.assert_allclose(served, reference_probabilities(model, "light", rows), atol=1e-5)
+    assert exported[xla].max_abs_diff <= 1e-5 and exported[xla].jit_compile is xla
+
+
+def test_serving_default_equals_score_rows_on_the_same_data(trained, exported):
+    _, log, _, spec = trained
+    loaded = tf.saved_model.load(str(exported[False].path))
+    rows = sample_rows(spec, log / "test", n=40)
+    candidates = np.arange(len(rows[HIST_LEN]))
+    for user in (0, 3, len(candidates) - 1):
+        request = one_user_request(spec, rows, user, candidates)
+        tiled = {c: np.repeat(rows[c][user:user + 1], len(candidates), axis=0)
+                 for c in (*spec.history_columns, HIST_LEN, "user_gender", "user_occupation")}
+        tiled.update({c: rows[c] for c in ("item_id", "cate_id")})
+        np.testing.assert_allclose(call(loaded, SERVING_DEFAULT, request), call(loaded, SCORE_ROWS, tiled), atol=1e-6)
+
+
+def test_variable_n_and_l_without_retracing(trained):
+    _, log, model, spec = trained
+    module = ServingModule(model, jit_compile=False)
+    rows = sample_rows(spec, log / "test", n=64)
+    for n, steps in ((1, 0), (7, 3), (64, 30), (20, 55)):
+        request = one_user_request(spec, rows, 0, np.arange(n))
+        request.update({c: rows[c][:1, :steps] for c in spec.history_columns})
+        out = module.serving_default({k: tf.constant(v) for k, v in request.items()})["probabilities"]
+        assert out.shape == (n,)
+    assert module.serving_default.experimental_get_tracing_count() == 1
+
+
+def test_long_history_keeps_its_newest_steps(trained, exported):
+    _, _, _, spec = trained
+    loaded = tf.saved_model.load(str(exported[True].path))
+    rng = np.random.default_rng(1)
+    history = {c: rng.integers(0, 1000, (1, spec.max_history + 30)) for c in spec.history_columns}
+    base = {"user_gender": np.array([b"F"], object), "user_occupation": np.array([b"x"], object),
+            "item_id": rng.integers(0, 1000, 9), "cate_id": rng.integers(0, 20, 9)}
+    long = call(loaded, SERVING_DEFAULT, {**base, **history})
+    newest = call(loaded, SERVING_DEFAULT, {**base, **{c: h[:, -spec.max_history:] for c, h in history.items()}})
+    np.testing.assert_allclose(long, newest, atol=1e-6)
+
+
+def test_failed_verification_leaves_the_base_unchanged(trained, exported, tmp_path, monkeypatch):
+    run, _, _, _ = trained
+    base = tmp_path / "base"
+    shutil.copytree(exported[False].path, base / "1")
+    before = sorted(os.listdir(base))
+
+    def fail(*args, **kwargs):
+        raise VerificationError("forced mismatch")
+
+    monkeypatch.setattr(export_module, "verify_export", fail)
+    with pytest.raises(VerificationError, match="forced mismatch"):
+        export_light(run, base, jit_compile=False)
+    assert sorted(os.listdir(base)) == before  # no version 2, no .tmp-* folder
+    with pytest.raises(VerificationError):
+        export_light(run, tmp_path / "new_base", jit_compile=False)
+    assert not (tmp_path / "new_base").exists()
+
+
+def test_version_numbering(trained, tmp_path):
+    _, _, model, _ = trained
+    base = tmp_path / "base"
+    assert export_light(model, base, jit_compile=False, sample_size=16).version == 1
+    assert export_light(model, base, 7, jit_compile=False, sample_size=16).version == 7
+    assert export_light(model, base, jit_compile=False, sample_size=16).version == 8
+    assert list_versions(base) == [1, 7, 8]
+    with pytest.raises(InputError, match="already exists"):
+        export_light(model, base, 7, jit_compile=False)
+
+
+def test_warmup_file_holds_prediction_logs(exported):
+    path = exported[True].path / "assets.extra" / WARMUP_FILE
+    records = [prediction_log_pb2.PredictionLog.FromString(r.numpy()) for r in tf.data.TFRecordDataset(str(path))]
+    assert 0 < len(records) <= 1000 and len(records) == exported[True].warmup_records
+    loaded = tf.saved_model.load(str(exported[True].path))
+    for record in records:
+        request = record.predict_log.request
+        signature = loaded.signatures[request.model_spec.signature_name]
+        assert set(request.inputs) == set(signature.structured_input_signature[1])
+    assert {r.predict_log.request.model_spec.signature_name for r in records} == {SERVING_DEFAULT, SCORE_ROWS}
+
+
+def test_booster_export_is_the_booster(trained, tmp_path):
+    run, log, model, spec = trained
+    result = export_light(run, tmp_path / "booster", tower="booster", jit_compile=False, data=log / "test")
+    names = [k for k in saved_variables(result.path) if k.startswith("tower_weights/")]
+    assert any("booster_tower" in k for k in names) and not any("light_tower" in k for k in names)
+    rows = sample_rows(spec, log / "test", n=16)
+    np.testing.assert_allclose(call(tf.saved_model.load(str(result.path)), SCORE_ROWS, rows),
+                               reference_probabilities(model, "booster", rows), atol=1e-5)
+
+
+def test_cli_export_and_its_errors(trained, tmp_path, capsys):
+    run, log, _, _ = trained
+    base = tmp_path / "base"
+    assert main(["export", "--run-dir", str(run), "--export-base", str(base), "--no-xla",
+                 "--data", str(log / "test")]) == 0
+    out = capsys.readouterr().out
+    assert str(base / "1") in out and "verified" in out
+    empty_run = tmp_path / "empty_run"
+    shutil.copytree(run, empty_run, ignore=shutil.ignore_patterns("checkpoints"))
+    assert main(["export", "--run-dir", str(empty_run), "--export-base", str(base)]) == 2
+    assert "no checkpoint" in capsys.readouterr().err
+    a_file = tmp_path / "file"
+    a_file.write_text("x")
+    assert main(["export", "--run-dir", str(run), "--export-base", str(a_file)]) == 2
+    assert "not a folder" in capsys.readouterr().err
