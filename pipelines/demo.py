@@ -20,6 +20,10 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--rows", type=int, default=200_000, help="rows of the generated log (default 200k)")
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--candidates", type=int, default=200, help="candidates per latency request (default 200)")
+    parser.add_argument("--requests", type=int, default=300, help="timed latency requests per backend")
+    parser.add_argument("--xla", action=argparse.BooleanOptionalAction, default=False,
+                        help="XLA-compiled export (faster per request; the test server then needs ~30 s to load it)")
     parser.add_argument("--fresh", action=argparse.BooleanOptionalAction, default=True,
                         help="start from an empty --out (default); --no-fresh resumes an earlier demo run")
     parser.set_defaults(func=run)
@@ -33,6 +37,8 @@ def _stage(title: str) -> float:
 def run(args) -> int:
     from rocket_ctr.config import RocketConfig
     from rocket_ctr.datagen.synthetic import generate
+    from rocket_ctr.export import export_light
+    from rocket_ctr.serving.latency import format_report, run_benchmark
     from rocket_ctr.features import FeatureSpec
     from rocket_ctr.pipelines.inspect import format_summary, summarize
     from rocket_ctr.pipelines.train import format_metrics
@@ -60,19 +66,19 @@ def run(args) -> int:
     print(f"   ({time.perf_counter() - started:.1f} s)")
     outputs["training run (metrics.json, curves.png, checkpoints/, tensorboard/)"] = run_dir
 
-    serving_outputs = _serve_and_benchmark(run_dir, out, data)
-    outputs.update(serving_outputs)
+    started = _stage("4. export the light tower for TF Serving (verified, with warmup requests)")
+    export = export_light(run_dir, out / "exports" / "light", data=data / "test", jit_compile=args.xla)
+    print(f"   {export.path}: version {export.version}, {export.checked_rows} rows verified "
+          f"(max |diff| {export.max_abs_diff:.1e}), {export.warmup_records} warmup records"
+          f"  ({time.perf_counter() - started:.1f} s)")
+    outputs["light-tower SavedModel (TF Serving layout)"] = export.path
+
+    _stage(f"5. serve it (TF-Serving-protocol test server) and measure 1 user x {args.candidates} candidates")
+    report = run_benchmark(model=export.path, sizes=(args.candidates,), history=50, requests=args.requests,
+                           log=lambda line: None)
+    print(format_report(report))
 
     print("\n== outputs ==")
     for what, where in outputs.items():
         print(f"   {what}: {where}")
     return 0
-
-
-def _serve_and_benchmark(run_dir: Path, out: Path, data: Path) -> dict:
-    """Export → serve → latency, when the serving modules are part of this build."""
-    try:
-        from rocket_ctr.pipelines import demo_serving
-    except ImportError:  # serving is not part of this build yet
-        return {}
-    return demo_serving.run(run_dir, out, data)
