@@ -140,7 +140,7 @@ class Trainer:
 
         ``entering``: this epoch starts the stage afresh (not a resume inside it).
         """
-        if stage != self.model.stage:
+        if stage != "joint":
             self.model.set_stage(stage, initialise=entering)
         self.model.optimizer = self.optimizers[stage]
         if stage not in self._steps:
