@@ -26,6 +26,13 @@ VARIANTS = {
     "rocket --hint mse": dict(mode="rocket", hint="mse"),
     "rocket --hint kd (T=2)": dict(mode="rocket", hint="kd", temperature=2.0),
 }
+# Follow-ups that look for why rocket does or does not beat base (run with --variants ... --seeds 0).
+INVESTIGATIONS = {
+    "rocket --hint-weight 0.1": dict(mode="rocket", hint_weight=0.1),
+    "booster --no-booster-batch-norm": dict(mode="booster", booster_batch_norm=False),
+    "rocket --no-booster-batch-norm": dict(mode="rocket", booster_batch_norm=False),
+}
+VARIANTS.update(INVESTIGATIONS)
 
 
 def main() -> None:
@@ -33,7 +40,8 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=1_120_000, help="generated rows (10%% become the test split)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--epochs", type=int, default=1)
-    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    parser.add_argument("--variants", nargs="+", default=[v for v in VARIANTS if v not in INVESTIGATIONS],
+                        choices=list(VARIANTS))
     parser.add_argument("--work-dir", default="/tmp/rocket_ablation")
     args = parser.parse_args()
 
