@@ -148,8 +148,8 @@ def train_rocket_ctr(mode: str, train_paths: Path, work_dir: Path, warmup: int) 
 
         original = getattr(trainer, "_step_function", None)  # wrapped on this instance only
 
-        def timed_step_function(stage):
-            step = original(stage)
+        def timed_step_function(stage, *args, **kwargs):
+            step = original(stage, *args, **kwargs)
 
             def timed(rows, label):
                 start = time.perf_counter()
