@@ -18,7 +18,7 @@ def add_parser(subparsers) -> None:
                                    description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default="runs/demo", help="folder for every output (default runs/demo)")
     parser.add_argument("--rows", type=int, default=200_000, help="rows of the generated log (default 200k)")
-    parser.add_argument("--epochs", type=int, default=1)
+    parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--candidates", type=int, default=200, help="candidates per latency request (default 200)")
     parser.add_argument("--requests", type=int, default=300, help="timed latency requests per backend")
