@@ -137,6 +137,19 @@ def prepare(table, max_len):
 
 
 # ----- model and timed training --------------------------------------------------------------------
+def build_din(DIN, SparseFeat, VarLenSparseFeat, vocab: dict, dim: int, max_len: int,
+              att_activation: str, l2_reg_embedding: float, seed: int):
+    """DeepCTR's DIN at the benchmark's sizes (attention 80-40, DNN 200-80). Returns (model, config)."""
+    columns = [SparseFeat(name, vocab[name] + 1, embedding_dim=dim) for name in SCALARS]
+    columns += [VarLenSparseFeat(SparseFeat(h, vocab[base] + 1, embedding_dim=dim, embedding_name=base),
+                                 maxlen=max_len) for h, base in HISTORIES.items()]
+    config = dict(history_feature_list=["item_id", "cate_id"], dnn_hidden_units=(200, 80),
+                  att_hidden_size=(80, 40), att_activation=att_activation, dnn_activation="relu",
+                  dnn_use_bn=False, dnn_dropout=0.0, l2_reg_dnn=0.0, l2_reg_embedding=l2_reg_embedding,
+                  seed=seed)
+    return DIN(columns, **config), config
+
+
 def import_deepctr():
     """Imports deepctr with its PyPI version check (a background HTTP request) disabled."""
     import requests
@@ -189,14 +202,8 @@ def main(argv=None) -> int:
     keras.utils.set_random_seed(args.seed)
 
     dim = args.embedding_dim
-    columns = [SparseFeat(name, vocab[name] + 1, embedding_dim=dim) for name in SCALARS]
-    columns += [VarLenSparseFeat(SparseFeat(h, vocab[base] + 1, embedding_dim=dim, embedding_name=base),
-                                 maxlen=args.max_len) for h, base in HISTORIES.items()]
-    config = dict(history_feature_list=["item_id", "cate_id"], dnn_hidden_units=(200, 80),
-                  att_hidden_size=(80, 40), att_activation=args.att_activation, dnn_activation="relu",
-                  dnn_use_bn=False, dnn_dropout=0.0, l2_reg_dnn=0.0, l2_reg_embedding=args.l2_reg_embedding,
-                  seed=args.seed)
-    model = DIN(columns, **config)
+    model, config = build_din(DIN, SparseFeat, VarLenSparseFeat, vocab, dim, args.max_len,
+                              args.att_activation, args.l2_reg_embedding, args.seed)
     model.compile(keras.optimizers.Adam(args.learning_rate), "binary_crossentropy")
 
     class BatchClock(keras.callbacks.Callback):

@@ -103,17 +103,12 @@ def vocabularies(args):
 
 def build_model(args, vocab):
     sys.path.insert(0, str(HERE))
-    from deepctr_din import HISTORIES, SCALARS, import_deepctr
+    from deepctr_din import build_din, import_deepctr
 
     deepctr, DIN, SparseFeat, VarLenSparseFeat = import_deepctr()
-    dim = args.embedding_dim
-    columns = [SparseFeat(name, vocab[name] + 1, embedding_dim=dim) for name in SCALARS]
-    columns += [VarLenSparseFeat(SparseFeat(h, vocab[base] + 1, embedding_dim=dim, embedding_name=base),
-                                 maxlen=args.history) for h, base in HISTORIES.items()]
-    config = dict(history_feature_list=["item_id", "cate_id"], dnn_hidden_units=(200, 80),
-                  att_hidden_size=(80, 40), att_activation=args.att_activation, dnn_activation="relu",
-                  dnn_use_bn=False, dnn_dropout=0.0, l2_reg_dnn=0.0, l2_reg_embedding=0.0, seed=args.seed)
-    return deepctr, DIN(columns, **config), config
+    model, config = build_din(DIN, SparseFeat, VarLenSparseFeat, vocab, args.embedding_dim, args.history,
+                              args.att_activation, 0.0, args.seed)
+    return deepctr, model, config
 
 
 def one_user_request(model, vocab, n, history, seed):
