@@ -158,7 +158,6 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import numpy as np
     import tensorflow as tf
 
     started = time.perf_counter()

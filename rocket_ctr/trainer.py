@@ -15,9 +15,11 @@ import time
 from pathlib import Path
 
 import keras
+import pyarrow.parquet as pq
 import tensorflow as tf
 
 from rocket_ctr.config import RocketConfig
+from rocket_ctr.curves import plot_curves
 from rocket_ctr.data import ClickLogReader, find_feature_spec, surfacing_input_errors, to_dataset
 from rocket_ctr.errors import InputError
 from rocket_ctr.features import FeatureSpec, IdMapper
@@ -180,7 +182,7 @@ class Trainer:
                                       stateful_metrics=["loss", "light_ce", "booster_ce", "hint"])
             if self.verbose:
                 print(f"epoch {epoch + 1}/{self.total_epochs}" + (f" (stage: {stage})" if stage != "joint" else ""))
-            started, in_epoch = time.perf_counter(), skip
+            started, in_epoch, logs = time.perf_counter(), skip, {}
             with surfacing_input_errors():
                 for rows, label, _ in dataset:
                     logs = {k: float(v) for k, v in step(rows, label).items()}
@@ -208,7 +210,7 @@ class Trainer:
         return self._finish(train_examples / train_seconds if train_seconds else None)
 
     def reader_rows(self) -> int:
-        import pyarrow.parquet as pq
+        """Rows in this worker's training files (for the progress bar's epoch length)."""
         return sum(pq.ParquetFile(f).metadata.num_rows for f in self.reader.files)
 
     def _save(self, epoch: int, in_epoch: int, global_step: int):
@@ -238,7 +240,6 @@ class Trainer:
         if examples_per_s is None and (self.run_dir / METRICS_FILE).exists():
             metrics["train_examples_per_s"] = json.loads((self.run_dir / METRICS_FILE).read_text()).get("train_examples_per_s")
         (self.run_dir / METRICS_FILE).write_text(json.dumps(metrics, indent=2, default=float) + "\n")
-        from rocket_ctr.curves import plot_curves
         plot_curves(self.history, self.run_dir / "curves.png")
         return metrics
 
