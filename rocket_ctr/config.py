@@ -11,6 +11,39 @@ import yaml
 from rocket_ctr.errors import InputError
 
 MODES = ("rocket", "base", "booster", "two-stage")
+_TYPE_WORDS = {"int": "an integer", "float": "a number", "bool": "true or false", "str": "a string",
+               "tuple": "comma-separated integer widths", "int | None": "an integer or null"}
+
+
+def _coerce(type_name: str, value):
+    """A config value from YAML/JSON/CLI as its field's type (raises TypeError/ValueError)."""
+    if value is None and type_name.endswith("| None"):
+        return None
+    if type_name == "tuple":
+        if isinstance(value, str):
+            value = [v for v in value.replace(" ", "").split(",") if v]
+        elif isinstance(value, (int, float)):
+            value = [value]
+        return tuple(_whole(v) for v in value)
+    if type_name.startswith("int"):
+        return _whole(value)
+    if type_name == "float":
+        if isinstance(value, bool):
+            raise TypeError(value)
+        return float(value)
+    if type_name == "bool":
+        if not isinstance(value, bool):
+            raise TypeError(value)
+        return value
+    if type_name == "str" and not isinstance(value, str):
+        raise TypeError(value)
+    return value
+
+
+def _whole(value) -> int:
+    if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+        raise TypeError(value)
+    return int(value)
 
 
 @dataclasses.dataclass
@@ -65,12 +98,20 @@ class RocketConfig:
     booster_epochs: int | None = None
 
     def __post_init__(self):
-        for name in ("attention_units", "light_units", "booster_units"):
-            value = getattr(self, name)
-            if isinstance(value, str):
-                value = [v for v in value.replace(" ", "").split(",") if v]
-            setattr(self, name, tuple(int(v) for v in value))
         problems = []
+        for field in dataclasses.fields(self):
+            try:
+                setattr(self, field.name, _coerce(field.type, getattr(self, field.name)))
+            except (TypeError, ValueError):
+                problems.append(f"{field.name} must be {_TYPE_WORDS.get(field.type, field.type)}, "
+                                f"got {getattr(self, field.name)!r}")
+        if problems:
+            raise InputError("invalid config: " + "; ".join(problems))
+        for name in ("attention_units", "light_units", "booster_units"):
+            if not getattr(self, name) or min(getattr(self, name)) < 1:
+                problems.append(f"{name} must be widths >= 1, got {getattr(self, name)}")
+        if self.booster_epochs is not None and self.booster_epochs < 1:
+            problems.append(f"booster_epochs must be >= 1, got {self.booster_epochs}")
         if self.mode not in MODES:
             problems.append(f"mode must be one of {MODES}, got {self.mode!r}")
         if self.hint not in ("mimic", "mse", "kd"):

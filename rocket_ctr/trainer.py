@@ -1,7 +1,7 @@
 """Training loop: checkpoints with step-level resume, TensorBoard, per-epoch evaluation, metrics.json.
 
 One loop serves every mode. Each step is ``RocketModel.train_step`` (eq. 1 lives only in the
-model) inside a ``tf.function`` (XLA-compiled by default). Ids are mapped to embedding rows in
+model) inside one ``tf.function`` (optionally XLA-compiled: ``jit_compile``). Ids are mapped to embedding rows in
 the input pipeline by the same ``IdMapper`` the exported model embeds. Re-running the same
 command on the same run dir resumes from the last checkpoint, mid-epoch included: the reader is
 deterministic per (seed, epoch), so the batches already trained on are skipped, not repeated.
@@ -90,27 +90,37 @@ class Trainer:
         self._build()
         self.checkpoint = tf.train.Checkpoint(model=self.model, progress=self.progress, **self.optimizers)
         self.manager = tf.train.CheckpointManager(self.checkpoint, str(self.run_dir / "checkpoints"), max_to_keep=3)
+        self._record_run()
         self.history = self._load_history()
         if self.manager.latest_checkpoint:
             self.checkpoint.restore(self.manager.latest_checkpoint).assert_existing_objects_matched()
 
     # ----- set-up -----------------------------------------------------------------------------
     def _check_run_dir(self):
+        """A run dir that holds checkpoints resumes only with the same config and FeatureSpec."""
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        saved = self.run_dir / CONFIG_FILE
-        if saved.exists():
-            previous = json.loads(saved.read_text())
-            if previous != self.config.to_dict():
-                changed = sorted(k for k in previous if previous.get(k) != self.config.to_dict().get(k))
-                raise InputError(f"{self.run_dir} holds a run with another config (differs in {changed}); "
+        if tf.train.latest_checkpoint(str(self.run_dir / "checkpoints")) is None:
+            return
+        for name, current in ((CONFIG_FILE, self.config.to_dict()), (SPEC_FILE, self.spec.to_dict())):
+            path = self.run_dir / name
+            previous = json.loads(path.read_text()) if path.exists() else None
+            if previous is not None and previous != json.loads(json.dumps(current)):
+                changed = sorted(k for k in previous if previous.get(k) != json.loads(json.dumps(current)).get(k))
+                raise InputError(f"{self.run_dir} holds a run with another {name} (differs in {changed}); "
                                  "use a new --run-dir or the same settings to resume")
-        else:
-            saved.write_text(json.dumps(self.config.to_dict(), indent=2) + "\n")
+
+    def _record_run(self):
+        """Writes config.json and feature_spec.json once everything they describe was built."""
+        (self.run_dir / CONFIG_FILE).write_text(json.dumps(self.config.to_dict(), indent=2) + "\n")
         self.spec.save(self.run_dir / SPEC_FILE)
 
     def _build(self):
         """Creates every model and optimizer variable so a checkpoint restores into them."""
-        features, label = next(iter(self.reader))
+        first = next(iter(self.reader), None)
+        if first is None:
+            raise InputError(f"{self.train_paths}: no full batch of {self.config.batch_size} rows in any history "
+                             "bucket (training drops partial batches); lower --batch-size or add data")
+        features, label = first
         rows, _, _ = model_inputs(self.spec, self.mapper)({k: tf.constant(v) for k, v in features.items()},
                                                           tf.constant(label))
         self.model(rows, training=False)
@@ -127,15 +137,20 @@ class Trainer:
 
     # ----- training ---------------------------------------------------------------------------
     @property
+    def _booster_epochs(self) -> int:
+        cfg = self.config
+        return cfg.epochs if cfg.booster_epochs is None else cfg.booster_epochs
+
+    @property
     def total_epochs(self) -> int:
         cfg = self.config
-        return cfg.epochs + ((cfg.booster_epochs or cfg.epochs) if cfg.mode == "two-stage" else 0)
+        return cfg.epochs + (self._booster_epochs if cfg.mode == "two-stage" else 0)
 
     def _stage_for(self, epoch: int) -> str:
         cfg = self.config
         if cfg.mode != "two-stage":
             return "joint"
-        return "booster" if epoch < (cfg.booster_epochs or cfg.epochs) else "light"
+        return "booster" if epoch < self._booster_epochs else "light"
 
     def _step_function(self, stage: str, entering: bool):
         """The compiled training step of a stage, built once (a new one would recompile every shape).

@@ -117,3 +117,24 @@ def test_killed_training_resumes_from_its_checkpoint(log, tmp_path):
     from rocket_ctr.trainer import restore_model  # noqa: F401 (the finished run restores)
     progress = [int(p) for p in open(run_dir / "checkpoints" / "checkpoint").read().split('"')[1].split("-")[1:]]
     assert progress[0] <= 2 * steps_per_epoch
+
+
+def test_a_failed_first_attempt_does_not_lock_the_run_dir(log, tmp_path):
+    run_dir = tmp_path / "run"
+    with pytest.raises(InputError, match="no full batch"):
+        Trainer(run_dir, log / "test", None, RocketConfig(**{**FAST, "batch_size": 8192}), verbose=0)
+    config = RocketConfig(**{**FAST, "epochs": 1, "booster_units": (16,)})
+    trainer = Trainer(run_dir, log / "test", None, config, verbose=0)
+    assert trainer.fit()["epochs"] == 1
+
+
+def test_resuming_with_another_feature_spec_is_refused(log, trained):
+    import dataclasses
+    from rocket_ctr.features import FeatureSpec
+    run_dir, _ = trained
+    spec = FeatureSpec.load(run_dir / "feature_spec.json")
+    other = dataclasses.replace(spec, max_history=spec.max_history - 1)
+    before = (run_dir / "feature_spec.json").read_text()
+    with pytest.raises(InputError, match="another feature_spec.json"):
+        Trainer(run_dir, log / "train", None, RocketConfig(**FAST), other, verbose=0)
+    assert (run_dir / "feature_spec.json").read_text() == before
