@@ -1,8 +1,6 @@
 """``rocket-ctr evaluate``: the metrics JSON of a trained run on other data."""
 from __future__ import annotations
 
-import json
-
 
 def add_parser(subparsers) -> None:
     parser = subparsers.add_parser("evaluate", help="AUC/GAUC/logloss of a trained run on a Parquet log",
@@ -14,11 +12,11 @@ def add_parser(subparsers) -> None:
 
 
 def run(args) -> int:
-    from rocket_ctr.trainer import evaluate, restore_model
+    from rocket_ctr.trainer import evaluate, restore_model, to_json
 
     model, spec, config = restore_model(args.run_dir)
     results = evaluate(model, args.data, spec, args.batch_size)
     metrics = {"mode": config.mode, "data": args.data}
     metrics.update({tower: {k: values[k] for k in ("auc", "gauc", "logloss")} for tower, values in results.items()})
-    print(json.dumps(metrics, indent=2))
+    print(to_json(metrics))
     return 0

@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import keras
+import numpy as np
 import pyarrow.parquet as pq
 import tensorflow as tf
 
@@ -104,8 +105,9 @@ class Trainer:
         for name, current in ((CONFIG_FILE, self.config.to_dict()), (SPEC_FILE, self.spec.to_dict())):
             path = self.run_dir / name
             previous = json.loads(path.read_text()) if path.exists() else None
-            if previous is not None and previous != json.loads(json.dumps(current)):
-                changed = sorted(k for k in previous if previous.get(k) != json.loads(json.dumps(current)).get(k))
+            current = json.loads(json.dumps(current))  # tuples -> lists, as saved
+            if previous is not None and previous != current:
+                changed = sorted(k for k in previous if previous.get(k) != current.get(k))
                 raise InputError(f"{self.run_dir} holds a run with another {name} (differs in {changed}); "
                                  "use a new --run-dir or the same settings to resume")
 
@@ -231,7 +233,7 @@ class Trainer:
     def _save(self, epoch: int, in_epoch: int, global_step: int):
         self.progress.assign([epoch, in_epoch, global_step])
         self.manager.save(checkpoint_number=global_step)
-        (self.run_dir / HISTORY_FILE).write_text(json.dumps(self.history, indent=1, default=float) + "\n")
+        (self.run_dir / HISTORY_FILE).write_text(to_json(self.history, indent=1) + "\n")
 
     def _log_eval(self, results: dict, epoch: int):
         writer = tf.summary.create_file_writer(str(self.run_dir / "tensorboard" / "eval"))
@@ -254,9 +256,22 @@ class Trainer:
         metrics["history"] = self.history
         if examples_per_s is None and (self.run_dir / METRICS_FILE).exists():
             metrics["train_examples_per_s"] = json.loads((self.run_dir / METRICS_FILE).read_text()).get("train_examples_per_s")
-        (self.run_dir / METRICS_FILE).write_text(json.dumps(metrics, indent=2, default=float) + "\n")
+        (self.run_dir / METRICS_FILE).write_text(to_json(metrics, indent=2) + "\n")
         plot_curves(self.history, self.run_dir / "curves.png")
         return metrics
+
+
+def to_json(value, indent: int = 2) -> str:
+    """Strict JSON: numpy scalars as numbers, NaN (e.g. GAUC when no user has both classes) as null."""
+    def clean(v):
+        if isinstance(v, dict):
+            return {k: clean(x) for k, x in v.items()}
+        if isinstance(v, (list, tuple)):
+            return [clean(x) for x in v]
+        if isinstance(v, (float, np.floating)):
+            return float(v) if math.isfinite(v) else None
+        return v.item() if isinstance(v, np.generic) else v
+    return json.dumps(clean(value), indent=indent, allow_nan=False)
 
 
 def restore_model(run_dir) -> tuple[RocketModel, FeatureSpec, RocketConfig]:

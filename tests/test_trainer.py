@@ -6,6 +6,7 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
@@ -138,3 +139,9 @@ def test_resuming_with_another_feature_spec_is_refused(log, trained):
     with pytest.raises(InputError, match="another feature_spec.json"):
         Trainer(run_dir, log / "train", None, RocketConfig(**FAST), other, verbose=0)
     assert (run_dir / "feature_spec.json").read_text() == before
+
+
+def test_metrics_json_is_strict_json_with_nan_as_null():
+    from rocket_ctr.trainer import to_json
+    text = to_json({"light": {"gauc": float("nan"), "auc": np.float32(0.75)}, "n": np.int64(3)})
+    assert json.loads(text) == {"light": {"gauc": None, "auc": 0.75}, "n": 3}
