@@ -16,6 +16,9 @@ FLAGS = {
     "--booster-units": dict(help="comma-separated widths"), "--booster-dropout": dict(type=float),
     "--booster-l2": dict(type=float), "--checkpoint-every": dict(type=int, help="steps between checkpoints"),
     "--shuffle-buffer": dict(type=int),
+    "--validation-fraction": dict(type=float, help="share of users held out of --train, evaluated every epoch"),
+    "--early-stopping-patience": dict(type=int, help="epochs without a better light validation GAUC "
+                                                      "before stopping; restores the best weights (0 = off)"),
 }
 BOOLEAN_FLAGS = {
     "--gradient-block": "the hint never updates the booster (stop_gradient on its logit)",

@@ -68,6 +68,11 @@ class RocketConfig:
         epochs, batch_size, learning_rate, seed, shuffle_buffer, jit_compile (XLA train step),
         checkpoint_every (steps between checkpoints), booster_epochs (two-stage stage 1; default
         = epochs).
+        validation_fraction: share of users held out of the training input and evaluated after
+            every epoch (0 = none; never the eval data).
+        early_stopping_patience: epochs without a better validation GAUC of the light tower (the
+            booster in ``booster`` mode) before training stops; the best epoch's weights are
+            restored (0 = off; needs validation_fraction > 0).
     """
 
     mode: str = "rocket"
@@ -96,6 +101,8 @@ class RocketConfig:
     jit_compile: bool = False
     checkpoint_every: int = 500
     booster_epochs: int | None = None
+    validation_fraction: float = 0.0
+    early_stopping_patience: int = 0
 
     def __post_init__(self):
         problems = []
@@ -110,6 +117,10 @@ class RocketConfig:
         for name in ("attention_units", "light_units", "booster_units"):
             if not getattr(self, name) or min(getattr(self, name)) < 1:
                 problems.append(f"{name} must be widths >= 1, got {getattr(self, name)}")
+        if not 0 <= self.validation_fraction < 0.5:
+            problems.append(f"validation_fraction must be in [0, 0.5), got {self.validation_fraction}")
+        if self.early_stopping_patience < 0 or (self.early_stopping_patience and not self.validation_fraction):
+            problems.append("early_stopping_patience must be >= 0 and needs validation_fraction > 0")
         if self.booster_epochs is not None and self.booster_epochs < 1:
             problems.append(f"booster_epochs must be >= 1, got {self.booster_epochs}")
         if self.mode not in MODES:

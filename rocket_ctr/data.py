@@ -17,6 +17,7 @@ import contextlib
 import glob as globlib
 import os
 import re
+import zlib
 from pathlib import Path
 from typing import Iterator
 
@@ -254,6 +255,18 @@ class _Chunk:
         return out
 
 
+def user_unit_hash(user_ids: np.ndarray) -> np.ndarray:
+    """A stable pseudo-random number in [0, 1) per user id (int64 or bytes), for splits by user."""
+    if user_ids.dtype == object:
+        return np.fromiter((zlib.crc32(u) for u in user_ids), dtype=np.float64, count=len(user_ids)) / 2.0 ** 32
+    with np.errstate(over="ignore"):  # splitmix64 finaliser: wrapping uint64 arithmetic is the point
+        z = user_ids.astype(np.uint64) + np.uint64(0x9E3779B97F4A7C15)
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        z ^= z >> np.uint64(31)
+    return (z >> np.uint64(11)).astype(np.float64) / 2.0 ** 53
+
+
 # ----- the streaming reader ---------------------------------------------------------------
 class ClickLogReader:
     """Streams validated, bucketed, padded numpy batches from Parquet click logs.
@@ -269,12 +282,14 @@ class ClickLogReader:
             as shards, else by row group).
         drop_remainder: drop the last partial batch of every bucket (fixed shapes for training).
         bucket_by_length: group rows into the spec's history buckets; off pads to ``max_history``.
+        users: ``(fraction, part)`` keeps only one side of a split by user: ``"validation"`` =
+            the users whose id hashes below ``fraction``, ``"train"`` = the others. None = all.
     """
 
     def __init__(self, paths, spec: FeatureSpec | None = None, *, batch_size: int = 1024,
                  shuffle: bool = False, shuffle_buffer: int = 65_536, seed: int = 0,
                  num_shards: int = 1, shard_index: int = 0, drop_remainder: bool = False,
-                 bucket_by_length: bool = True):
+                 bucket_by_length: bool = True, users: tuple | None = None):
         if batch_size < 1:
             raise InputError(f"batch_size must be >= 1, got {batch_size}")
         if not 0 <= shard_index < num_shards:
@@ -288,6 +303,9 @@ class ClickLogReader:
         self.widths = self.spec.history_buckets if bucket_by_length else (self.spec.max_history,)
         self.user_id_string = _is_str(self.schema.field(self.spec.user_id).type)
         self.units = self._shard(num_shards, shard_index)
+        self.users = users
+        if users is not None and (not 0 < users[0] < 1 or users[1] not in ("train", "validation")):
+            raise InputError(f"users split must be (fraction in (0, 1), 'train' | 'validation'), got {users}")
         self.epoch = 0
 
     def _shard(self, num_shards: int, shard_index: int) -> list:
@@ -315,7 +333,12 @@ class ClickLogReader:
                         continue
                     _check_batch(batch, self.spec, where, first_row)
                     first_row += batch.num_rows
-                    yield _Chunk(batch, self.spec)
+                    chunk = _Chunk(batch, self.spec)
+                    if self.users is not None:
+                        held_out = user_unit_hash(chunk.scalars[self.spec.user_id]) < self.users[0]
+                        chunk = chunk.take(np.flatnonzero(held_out == (self.users[1] == "validation")))
+                    if chunk.n:
+                        yield chunk
             except (pa.ArrowException, OSError) as err:
                 raise InputError(f"{where}: cannot read Parquet data ({str(err).splitlines()[0]})") from None
 

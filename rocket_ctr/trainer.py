@@ -40,13 +40,16 @@ def model_inputs(spec: FeatureSpec, mapper: IdMapper):
     return prepare
 
 
-def evaluate(model: RocketModel, paths, spec: FeatureSpec, batch_size: int = 4096) -> dict:
+def evaluate(model: RocketModel, paths, spec: FeatureSpec, batch_size: int = 4096, users=None) -> dict:
     """Exact AUC, GAUC and log loss of every tower of ``model`` on a Parquet log.
 
+    Args:
+        users: optional ``(fraction, part)`` split by user (see ClickLogReader), e.g. the
+            validation users held out of a training input.
     Returns:
         ``{"light": {"auc", "gauc", "logloss", "count", "gauc_users"}, "booster": {...}}``.
     """
-    dataset = to_dataset(ClickLogReader(paths, spec, batch_size=batch_size))
+    dataset = to_dataset(ClickLogReader(paths, spec, batch_size=batch_size, users=users))
     dataset = dataset.map(model_inputs(spec, IdMapper(spec)), num_parallel_calls=tf.data.AUTOTUNE)
     predict = tf.function(lambda rows: {k: tf.sigmoid(v) for k, v in model(rows, training=False).items()},
                           input_signature=[row_signature(spec)])
@@ -77,8 +80,10 @@ class Trainer:
         self.train_paths, self.eval_paths, self.verbose = train, eval, verbose
         self._check_run_dir()
         cfg = self.config
+        self.holdout = (cfg.validation_fraction, "validation") if cfg.validation_fraction else None
         self.reader = ClickLogReader(train, self.spec, batch_size=cfg.batch_size, shuffle=True,
-                                     shuffle_buffer=cfg.shuffle_buffer, seed=cfg.seed, drop_remainder=True)
+                                     shuffle_buffer=cfg.shuffle_buffer, seed=cfg.seed, drop_remainder=True,
+                                     users=(cfg.validation_fraction, "train") if self.holdout else None)
         if eval is not None:
             ClickLogReader(eval, self.spec)  # validate the eval schema before training starts
         keras.utils.set_random_seed(cfg.seed)
@@ -91,6 +96,8 @@ class Trainer:
         self._build()
         self.checkpoint = tf.train.Checkpoint(model=self.model, progress=self.progress, **self.optimizers)
         self.manager = tf.train.CheckpointManager(self.checkpoint, str(self.run_dir / "checkpoints"), max_to_keep=3)
+        self.best = tf.train.CheckpointManager(tf.train.Checkpoint(model=self.model), str(self.run_dir / "best"),
+                                               max_to_keep=1)
         self._record_run()
         self.history = self._load_history()
         if self.manager.latest_checkpoint:
@@ -218,13 +225,52 @@ class Trainer:
                 raise InputError(f"training diverged at step {global_step} (loss {logs['loss']}); "
                                  "lower --learning-rate")
             record = {"epoch": epoch + 1, "stage": stage, "train": logs}
+            if self.holdout:
+                record["validation"] = evaluate(self.model, self.train_paths, self.spec, users=self.holdout)
+                self._log_eval(record["validation"], epoch + 1, "validation")
             if self.eval_paths is not None:
                 record["eval"] = evaluate(self.model, self.eval_paths, self.spec)
                 self._log_eval(record["eval"], epoch + 1)
             self.history.append(record)
             epoch, skip = epoch + 1, 0
+            if self._is_best(record):
+                self.best.save(checkpoint_number=epoch)
+            if self._patience_exhausted():
+                record["early_stopped"] = True
+                if self.verbose:
+                    print(f"  early stopping: no better validation GAUC for {self.config.early_stopping_patience} epoch(s)")
+                epoch = self.total_epochs
             self._save(epoch, 0, global_step)
+        if self.config.early_stopping_patience and self.best.latest_checkpoint and train_seconds:
+            self._restore_best(global_step)
         return self._finish(train_examples / train_seconds if train_seconds else None)
+
+    # ----- validation and early stopping --------------------------------------------------------------
+    @property
+    def monitored_tower(self) -> str:
+        return "light" if "light" in self.config.towers else "booster"
+
+    def _validation_gauc(self, record: dict) -> float:
+        """The monitored tower's validation GAUC of an epoch (-inf where it does not count)."""
+        value = record.get("validation", {}).get(self.monitored_tower, {}).get("gauc")
+        counts = record["stage"] != "booster" or self.monitored_tower == "booster"
+        return value if counts and value is not None and math.isfinite(value) else -math.inf
+
+    def _is_best(self, record: dict) -> bool:
+        scores = [self._validation_gauc(r) for r in self.history]
+        return bool(self.holdout) and scores[-1] > -math.inf and scores[-1] >= max(scores)
+
+    def _patience_exhausted(self) -> bool:
+        patience = self.config.early_stopping_patience
+        scores = [self._validation_gauc(r) for r in self.history]
+        if not patience or max(scores) == -math.inf:
+            return False
+        return len(scores) - 1 - scores.index(max(scores)) >= patience
+
+    def _restore_best(self, global_step: int):
+        """Loads the best epoch's weights and makes them the run's latest checkpoint."""
+        tf.train.Checkpoint(model=self.model).restore(self.best.latest_checkpoint).expect_partial()
+        self.manager.save(checkpoint_number=global_step + 1)
 
     def reader_rows(self) -> int:
         """Rows in this worker's training files (for the progress bar's epoch length)."""
@@ -235,23 +281,29 @@ class Trainer:
         self.manager.save(checkpoint_number=global_step)
         (self.run_dir / HISTORY_FILE).write_text(to_json(self.history, indent=1) + "\n")
 
-    def _log_eval(self, results: dict, epoch: int):
-        writer = tf.summary.create_file_writer(str(self.run_dir / "tensorboard" / "eval"))
+    def _log_eval(self, results: dict, epoch: int, split: str = "eval"):
+        writer = tf.summary.create_file_writer(str(self.run_dir / "tensorboard" / split))
         with writer.as_default(step=epoch):
             for tower, values in results.items():
                 for name in ("auc", "gauc", "logloss"):
                     tf.summary.scalar(f"{tower}/{name}", values[name])
         writer.flush()
         if self.verbose:
-            print("  eval: " + "  ".join(f"{t} gauc {v['gauc']:.4f} auc {v['auc']:.4f} logloss {v['logloss']:.4f}"
+            print(f"  {split}: " + "  ".join(f"{t} gauc {v['gauc']:.4f} auc {v['auc']:.4f} logloss {v['logloss']:.4f}"
                                          for t, v in results.items()))
 
     def _finish(self, examples_per_s) -> dict:
         last = self.history[-1] if self.history else {}
-        metrics = {"mode": self.config.mode, "epochs": self.total_epochs,
+        if self.config.early_stopping_patience and self.history:
+            last = max(self.history, key=self._validation_gauc)  # the restored weights' epoch
+        metrics = {"mode": self.config.mode, "epochs": self.total_epochs, "epochs_trained": len(self.history),
                    "train_examples_per_s": examples_per_s}
         for tower, values in last.get("eval", {}).items():
             metrics[tower] = {k: values[k] for k in ("auc", "gauc", "logloss")}
+        if "validation" in last:
+            metrics["validation"] = {t: {k: v[k] for k in ("auc", "gauc", "logloss")}
+                                     for t, v in last["validation"].items()}
+            metrics["best_epoch" if self.config.early_stopping_patience else "epoch"] = last["epoch"]
         metrics["config"] = self.config.to_dict()
         metrics["history"] = self.history
         if examples_per_s is None and (self.run_dir / METRICS_FILE).exists():

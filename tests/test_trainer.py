@@ -145,3 +145,32 @@ def test_metrics_json_is_strict_json_with_nan_as_null():
     from rocket_ctr.trainer import to_json
     text = to_json({"light": {"gauc": float("nan"), "auc": np.float32(0.75)}, "n": np.int64(3)})
     assert json.loads(text) == {"light": {"gauc": None, "auc": 0.75}, "n": 3}
+
+
+def test_validation_split_by_user_and_early_stopping_restore_the_best_epoch(log, tmp_path):
+    config = RocketConfig(**{**FAST, "epochs": 3, "validation_fraction": 0.2, "early_stopping_patience": 1,
+                             "learning_rate": 0.05})  # a high rate so that validation GAUC turns down
+    trainer = Trainer(tmp_path, log / "train", log / "test", config, verbose=0)
+    metrics = trainer.fit()
+    history = metrics["history"]
+    scores = [r["validation"]["light"]["gauc"] for r in history]
+    best = scores.index(max(scores))
+    assert metrics["best_epoch"] == best + 1
+    assert metrics["light"] == {k: history[best]["eval"]["light"][k] for k in ("auc", "gauc", "logloss")}
+    if len(history) < 3:  # stopped early: the last `patience` epochs did not improve
+        assert history[-1].get("early_stopped") and best == len(history) - 2
+    # the run's latest checkpoint holds the best epoch's weights
+    restored = evaluate(trainer.model, log / "test", trainer.spec)
+    assert restored["light"]["auc"] == pytest.approx(metrics["light"]["auc"], abs=1e-6)
+    assert (tmp_path / "tensorboard" / "validation").exists()
+
+
+def test_validation_users_never_reach_training(log):
+    from rocket_ctr.data import ClickLogReader, user_unit_hash
+    train = ClickLogReader(log / "train", users=(0.2, "train"))
+    held = ClickLogReader(log / "train", users=(0.2, "validation"))
+    train_users = np.concatenate([f["user_id"] for f, _ in train])
+    held_users = np.concatenate([f["user_id"] for f, _ in held])
+    assert not set(train_users) & set(held_users)
+    assert len(train_users) + len(held_users) == 54_000
+    assert (user_unit_hash(held_users) < 0.2).all()
