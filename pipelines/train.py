@@ -22,6 +22,7 @@ FLAGS = {
 }
 BOOLEAN_FLAGS = {
     "--gradient-block": "the hint never updates the booster (stop_gradient on its logit)",
+    "--hint-gate": "apply the hint only where the booster's cross-entropy is lower than the light tower's",
     "--share": "both towers read one shared embedding/attention bottom",
     "--detach-light": "the light tower does not train the shared bottom",
     "--booster-batch-norm": "BatchNorm in the booster's layers",

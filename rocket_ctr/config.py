@@ -60,7 +60,8 @@ class RocketConfig:
             default 108-wide x costs ~6.3× the light tower's multiplications, the paper's Table 5
             ratio (its literal 720 → 90 widths were for a 576-wide x).
         hint: ``mimic`` (logit MSE), ``mse`` (probability MSE) or ``kd``; hint_weight: λ;
-        temperature: T for ``kd``.
+        temperature: T for ``kd``. hint_gate: apply the hint only on examples where the booster's
+        cross-entropy on the true label is lower than the light tower's.
         gradient_block: the hint never updates the booster (stop_gradient on z).
         share: both towers read one shared bottom; off = separate embeddings/attention per tower.
         detach_light: the light tower does not train the shared bottom (EasyRec's variant).
@@ -90,6 +91,7 @@ class RocketConfig:
     hint: str = "mimic"
     hint_weight: float = 1.0
     temperature: float = 1.0
+    hint_gate: bool = False
     gradient_block: bool = True
     share: bool = True
     detach_light: bool = False

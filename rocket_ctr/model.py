@@ -94,6 +94,10 @@ class RocketModel(keras.Model):
                 # through it, the shared bottom) but never the booster's own weights.
                 booster_logit = tf.stop_gradient(booster_logit)
             hint = self.hint(logits["light"], booster_logit, self.config.temperature)
+            if self.config.hint_gate:
+                # the booster teaches only where it models the true label better than the light tower
+                better = _ce(labels, logits["booster"]) < _ce(labels, logits["light"])
+                hint *= tf.cast(tf.stop_gradient(better), hint.dtype)
             terms["hint"] = self.config.hint_weight * tf.reduce_mean(hint)
         return terms
 
@@ -163,5 +167,9 @@ class RocketModel(keras.Model):
         return list(self.bottom.weights) if hasattr(self, "bottom") else []
 
 
+def _ce(labels, logits):
+    return tf.nn.sigmoid_cross_entropy_with_logits(labels=labels, logits=logits)
+
+
 def _mean_ce(labels, logits):
-    return tf.reduce_mean(tf.nn.sigmoid_cross_entropy_with_logits(labels=labels, logits=logits))
+    return tf.reduce_mean(_ce(labels, logits))

@@ -187,3 +187,13 @@ def test_user_side_inputs_broadcast_against_candidates():
     repeated = {k: (tf.repeat(v[:1], 5, axis=0) if k in single and v.shape[0] == 5 and single[k].shape[0] == 1 else v)
                 for k, v in x.items()}
     np.testing.assert_allclose(model.light_logit(single).numpy(), model.light_logit(repeated).numpy(), atol=1e-5)
+
+
+def test_gated_hint_applies_only_where_the_booster_is_the_better_model():
+    model = build(hint_gate=True, hint_weight=2.0)
+    labels = tf.constant([1.0, 1.0])
+    logits = {"light": tf.constant([2.0, -2.0]), "booster": tf.constant([-1.0, 1.0])}
+    # example 0: light fits the label better (no hint); example 1: booster does (hint (−2 − 1)² = 9)
+    assert float(model.loss_terms(labels, logits)["hint"]) == pytest.approx(2.0 * 9.0 / 2)
+    ungated = build(hint_weight=2.0)
+    assert float(ungated.loss_terms(labels, logits)["hint"]) == pytest.approx(2.0 * 9.0)
