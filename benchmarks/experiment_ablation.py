@@ -31,6 +31,7 @@ INVESTIGATIONS = {
     "rocket --hint-weight 0.1": dict(mode="rocket", hint_weight=0.1),
     "booster --no-booster-batch-norm": dict(mode="booster", booster_batch_norm=False),
     "rocket --no-booster-batch-norm": dict(mode="rocket", booster_batch_norm=False),
+    "rocket --hint-gate": dict(mode="rocket", hint_gate=True),
 }
 VARIANTS.update(INVESTIGATIONS)
 
