@@ -47,8 +47,14 @@ def run(args) -> int:
 
     if args.history < 0:
         raise InputError(f"--history must be >= 0, got {args.history}")
-    report = run_benchmark(args.model, args.target, args.compare, args.candidates, args.history, args.requests,
-                           args.concurrency, args.warmup, args.model_name, args.server, args.allow_remote)
+    from rocket_ctr.serving.status import ServingError
+
+    try:
+        report = run_benchmark(args.model, args.target, args.compare, args.candidates, args.history,
+                               args.requests, args.concurrency, args.warmup, args.model_name, args.server,
+                               args.allow_remote)
+    except ServingError as err:
+        raise InputError(f"{args.target or args.model}: {err}") from None
     print(format_report(report))
     if args.out:
         out = Path(args.out)

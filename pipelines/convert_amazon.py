@@ -73,7 +73,7 @@ def read_reviews(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, set[st
         if missing:
             raise InputError(f"{path} line {number}: no {', '.join(missing)}; expected {REVIEW_SHAPE}")
         when = review["unixReviewTime"]
-        if not isinstance(when, int) or isinstance(when, bool):
+        if not isinstance(when, int) or isinstance(when, bool) or not -2 ** 63 <= when < 2 ** 63:
             raise InputError(f"{path} line {number}: unixReviewTime is {when!r}, expected an integer")
         asin = str(review["asin"])
         users.append(common.stable_id(str(review["reviewerID"])))

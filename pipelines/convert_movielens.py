@@ -61,6 +61,8 @@ def _records(path: Path, sep: str, fields: Sequence[str], ints: Sequence[int] = 
         try:
             for i in ints:
                 parts[i] = int(parts[i])
+                if not -2 ** 63 <= parts[i] < 2 ** 63:
+                    raise ValueError(parts[i])
         except ValueError:
             raise InputError(f"{path} line {number}: field {fields[i]!r} is {parts[i]!r}, expected an "
                              f"integer ({shape})") from None

@@ -465,7 +465,10 @@ def export_light(source, export_base, version: int | None = None, *, tower: str 
     rows = sample_rows(model.spec, data, sample_size)
     module = ServingModule(model, tower, jit_compile)
     created_base = not base.exists()
-    base.mkdir(parents=True, exist_ok=True)
+    try:
+        base.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise InputError(f"export base {base}: cannot create the folder ({err.strerror})") from None
     staging = Path(tempfile.mkdtemp(prefix=f".tmp-{version}-", dir=base))
     try:
         tf.saved_model.save(module, str(staging), signatures={SERVING_DEFAULT: module.serving_default,

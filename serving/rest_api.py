@@ -45,6 +45,8 @@ def predict_body(manager: ModelManager, name: str, version: int | None, body: by
         request = json.loads(body)
     except (ValueError, UnicodeDecodeError) as err:
         raise invalid(f"JSON Parse error: {err}") from None
+    except RecursionError:
+        raise invalid("JSON Parse error: nested too deeply") from None
     if not isinstance(request, dict):
         raise invalid("the request body must be a JSON object with 'instances' or 'inputs'")
     if ("instances" in request) == ("inputs" in request):
@@ -102,7 +104,13 @@ class RestHandler(BaseHTTPRequestHandler):
     def _handle(self, method: str) -> None:
         body = b""
         try:
-            length = int(self.headers.get("Content-Length") or 0)
+            try:
+                length = int(self.headers.get("Content-Length") or 0)
+            except ValueError:
+                length = -1
+            if length < 0:
+                self.close_connection = True
+                raise invalid("Content-Length header must be a non-negative integer")
             if length > MAX_BODY_BYTES:
                 self.close_connection = True
                 raise invalid(f"request body of {length} bytes exceeds {MAX_BODY_BYTES} bytes")

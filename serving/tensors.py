@@ -29,11 +29,20 @@ def to_proto(array) -> tensor_pb2.TensorProto:
     return proto
 
 
+MAX_RANK = 8  # request tensors here have rank <= 2; deeper nesting is refused before decoding
+MAX_ELEMENTS = 1 << 24  # values per request tensor (e.g. 1000 candidates x a long history, with room)
+
+
 def from_proto(name: str, proto: tensor_pb2.TensorProto, dtype: tf.DType | None = None) -> np.ndarray:
     """TensorProto -> numpy, checking the dtype when ``dtype`` is given."""
     if dtype is not None and proto.dtype != dtype.as_datatype_enum:
         got = tf.dtypes.as_dtype(proto.dtype).name if proto.dtype else "an unset dtype"
         raise invalid(f"input '{name}': expects {dtype.name} but got {got}")
+    dims = [d.size for d in proto.tensor_shape.dim]
+    # checked before decoding: make_ndarray allocates the declared shape, whatever the payload
+    if len(dims) > MAX_RANK or any(d < 0 for d in dims) or int(np.prod(dims, dtype=np.float64)) > MAX_ELEMENTS:
+        raise invalid(f"input '{name}': shape {dims} is not a valid request tensor "
+                      f"(rank <= {MAX_RANK}, sizes >= 0, at most {MAX_ELEMENTS:,} values)")
     try:
         return tf.make_ndarray(proto)
     except (TypeError, ValueError) as err:
@@ -76,7 +85,10 @@ def _leaves(name: str, value, shape: list, depth: int, out: list) -> None:
 def _leaf(name: str, value, dtype: tf.DType):
     if dtype == tf.string:
         if isinstance(value, str):
-            return value.encode()
+            try:
+                return value.encode()
+            except UnicodeEncodeError:
+                raise invalid(f"input '{name}': string is not valid UTF-8 (unpaired surrogate)") from None
         if isinstance(value, dict) and set(value) == {"b64"} and isinstance(value["b64"], str):
             try:
                 return base64.b64decode(value["b64"], validate=True)
@@ -105,6 +117,8 @@ def json_repr(value, limit: int = 40) -> str:
 def from_json(name: str, value, dtype: tf.DType) -> np.ndarray:
     """A JSON value (scalar or nested lists; strings as text or ``{"b64": ...}``) -> numpy."""
     shape, flat = _shape(name, value), []
+    if len(shape) > MAX_RANK:
+        raise invalid(f"input '{name}': nested {len(shape)} levels deep; request tensors have rank <= {MAX_RANK}")
     _leaves(name, value, shape, 0, flat)
     values = [_leaf(name, v, dtype) for v in flat]
     if dtype == tf.string:

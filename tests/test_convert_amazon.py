@@ -113,6 +113,8 @@ def test_sample_negatives_avoids_reviewed_items_even_when_nearly_all_are():
     ("reviews", b'{"reviewerID": "A", "asin": "i1", "unixReviewTime": 1}\n{"reviewerID": "A", "asin\n',
      "line 2: not JSON"),
     ("reviews", b'{"reviewerID": "A", "asin": "i1"}\n', "line 1: no unixReviewTime"),
+    ("reviews", b'{"reviewerID": "A", "asin": "i1", "unixReviewTime": 99999999999999999999999}\n',
+     "line 1: unixReviewTime is 99999999999999999999999, expected an integer"),
     ("reviews", b'{"reviewerID": "A", "asin": "i1", "unixReviewTime": 1}\n{"reviewerID": "\xff"}\n',
      "line 2: not utf-8 text"),
     ("reviews", b'reviewerID\tasin\tunixReviewTime\nA\ti1\t1\n', "line 1: not JSON"),

@@ -107,6 +107,7 @@ def test_seed_makes_output_deterministic(tmp_path):
     ("u.data", b"1,1,5,10\n", "line 1: expected 4 tab-separated fields (user, item, rating, timestamp), got 1"),
     ("u.data", "1\t1\t5\t10\n".encode("utf-16"), "line 1: NUL bytes (UTF-16"),
     ("u.data", b"1\t1\tfive\t10\n", "line 1: field 'rating' is 'five', expected an integer"),
+    ("u.data", b"1\t1\t5\t99999999999999999999999\n", "line 1: field 'timestamp' is 99999999999999999999999"),
     ("u.data", b"1\t1\t5\t10\n1\t99\t5\t20\n", "line 2: movie 99 is not in the movies file"),
     ("u.user", b"1|24|M|technician\n", "line 1: expected 5 '|'-separated fields"),
 ])

@@ -181,3 +181,6 @@ def test_cli_export_and_its_errors(trained, tmp_path, capsys):
     a_file.write_text("x")
     assert main(["export", "--run-dir", str(run), "--export-base", str(a_file)]) == 2
     assert "not a folder" in capsys.readouterr().err
+    assert main(["export", "--run-dir", str(run), "--export-base", str(a_file / "sub"), "--no-xla"]) == 2
+    err = capsys.readouterr().err
+    assert "cannot create the folder" in err and "Traceback" not in err

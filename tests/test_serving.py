@@ -278,3 +278,42 @@ def test_bench_latency_prints_figures(setup, server, tmp_path, capsys):
                  "--requests", "3", "--warmup", "1"]) == 0
     assert "grpc" in capsys.readouterr().out
     assert main(["bench-latency", "--target", "grpc://10.1.2.3:8500", "--requests", "3"]) == 2
+
+
+def test_hostile_requests_get_invalid_argument_and_the_server_keeps_serving(server, setup):
+    good = request(setup)
+    huge = predict_pb2.PredictRequest()
+    huge.model_spec.name = NAME
+    for k, v in good.items():
+        huge.inputs[k].CopyFrom(to_proto(v))
+    huge.inputs["item_id"].tensor_shape.dim[0].size = 10 ** 12  # declared, never sent
+    negative = predict_pb2.PredictRequest()
+    negative.CopyFrom(huge)
+    negative.inputs["item_id"].tensor_shape.dim[0].size = -1
+    stub = prediction_service_pb2_grpc.PredictionServiceStub(
+        grpc.insecure_channel(f"127.0.0.1:{server.grpc_port}", options=[("grpc.enable_http_proxy", 0)]))
+    for req in (huge, negative):
+        with pytest.raises(grpc.RpcError) as caught:
+            stub.Predict(req, timeout=30)
+        assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "item_id" in caught.value.details()
+    path = f"/v1/models/{NAME}:predict"
+    listed = {k: _listify(v) for k, v in good.items()}
+    surrogate = json.dumps({"inputs": {**listed, "user_gender": ["\ud800"]}}).encode()
+    deep = b'{"inputs": {"item_id": ' + b"[" * 600 + b"1" + b"]" * 600 + b"}}"
+    for body, text in ((surrogate, "user_gender"), (deep, "")):
+        status, payload = rest(server, "POST", path, body)
+        assert status == 400 and text in payload["error"], payload
+    connection = http.client.HTTPConnection("127.0.0.1", server.rest_port, timeout=30)
+    connection.putrequest("POST", path)
+    connection.putheader("Content-Length", "abc")
+    connection.endheaders()
+    response = connection.getresponse()
+    assert response.status == 400 and "Content-Length" in json.loads(response.read())["error"]
+    connection.close()
+    assert grpc_predict(server, good).outputs["probabilities"].tensor_shape.dim[0].size == 10  # still serving
+
+
+def test_bench_latency_against_an_unreachable_target_is_one_line(capsys):
+    assert main(["bench-latency", "--target", "grpc://127.0.0.1:1", "--requests", "2"]) == 2
+    err = capsys.readouterr().err
+    assert "UNAVAILABLE" in err and "Traceback" not in err
