@@ -178,10 +178,14 @@ class ServingModule(tf.Module):
         checks = _assert_same(batch, 0, "score_rows")
         checks += _assert_same({c: inputs[c] for c in spec.history_columns}, 1, "score_rows histories")
         checks.append(tf.debugging.assert_positive(n, message="score_rows: no rows (N = 0)"))
+        steps = tf.shape(inputs[spec.history_columns[0]])[1]
+        checks.append(tf.debugging.assert_non_negative(inputs[HIST_LEN], message="score_rows: input 'hist_len' "
+                                                       "must be >= 0"))
+        checks.append(tf.debugging.assert_less_equal(inputs[HIST_LEN], steps, message="score_rows: input "
+                                                     "'hist_len' exceeds the width of the history inputs"))
         with tf.control_dependencies(checks):
             inputs = {c: tf.identity(v) for c, v in inputs.items()}
-        steps = tf.shape(inputs[spec.history_columns[0]])[1]
-        lengths = tf.clip_by_value(inputs[HIST_LEN], 0, steps)
+        lengths = inputs[HIST_LEN]
         # keep each row's newest steps: row i reads steps [len_i - keep_i, len_i), left-aligned
         keep = tf.minimum(lengths, spec.max_history)
         index = (lengths - keep)[:, None] + tf.range(tf.minimum(steps, spec.max_history))[None, :]

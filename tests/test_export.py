@@ -184,3 +184,14 @@ def test_cli_export_and_its_errors(trained, tmp_path, capsys):
     assert main(["export", "--run-dir", str(run), "--export-base", str(a_file / "sub"), "--no-xla"]) == 2
     err = capsys.readouterr().err
     assert "cannot create the folder" in err and "Traceback" not in err
+
+
+def test_score_rows_refuses_hist_len_outside_the_history_it_comes_with(trained, exported):
+    _, log, _, spec = trained
+    loaded = tf.saved_model.load(str(exported[False].path))
+    rows = sample_rows(spec, log / "test", n=4)
+    width = rows[spec.history_columns[0]].shape[1]
+    for bad in (width + 1, -1):
+        broken = {**rows, HIST_LEN: np.array([bad] + list(rows[HIST_LEN][1:]), np.int32)}
+        with pytest.raises(tf.errors.InvalidArgumentError, match="hist_len"):
+            call(loaded, SCORE_ROWS, broken)
