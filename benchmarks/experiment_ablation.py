@@ -32,6 +32,9 @@ INVESTIGATIONS = {
     "booster --no-booster-batch-norm": dict(mode="booster", booster_batch_norm=False),
     "rocket --no-booster-batch-norm": dict(mode="rocket", booster_batch_norm=False),
     "rocket --hint-gate": dict(mode="rocket", hint_gate=True),
+    "rocket --hint-warmup (2 epochs, 5% validation)": dict(mode="rocket", hint_warmup=True,
+                                                            validation_fraction=0.05, epochs=2),
+    "base (2 epochs, 5% validation)": dict(mode="base", validation_fraction=0.05, epochs=2),
 }
 VARIANTS.update(INVESTIGATIONS)
 
@@ -63,7 +66,7 @@ def main() -> None:
                 continue
             run_dir = work / "runs" / f"{name.replace(' ', '_')}_{seed}"
             shutil.rmtree(run_dir, ignore_errors=True)
-            config = RocketConfig(**VARIANTS[name], seed=seed, epochs=args.epochs)
+            config = RocketConfig(**{"epochs": args.epochs, **VARIANTS[name]}, seed=seed)
             started = time.time()
             metrics = Trainer(run_dir, data / "train", data / "test", config, verbose=0).fit()
             record = {"key": key, "variant": name, "seed": seed, "epochs": args.epochs,

@@ -61,7 +61,9 @@ class RocketConfig:
             ratio (its literal 720 → 90 widths were for a 576-wide x).
         hint: ``mimic`` (logit MSE), ``mse`` (probability MSE) or ``kd``; hint_weight: λ;
         temperature: T for ``kd``. hint_gate: apply the hint only on examples where the booster's
-        cross-entropy on the true label is lower than the light tower's.
+        cross-entropy on the true label is lower than the light tower's. hint_warmup: λ stays 0
+        until the booster's validation log loss is below the light tower's, then ramps up linearly
+        over the next epoch (needs validation_fraction > 0).
         gradient_block: the hint never updates the booster (stop_gradient on z).
         share: both towers read one shared bottom; off = separate embeddings/attention per tower.
         detach_light: the light tower does not train the shared bottom (EasyRec's variant).
@@ -92,6 +94,7 @@ class RocketConfig:
     hint_weight: float = 1.0
     temperature: float = 1.0
     hint_gate: bool = False
+    hint_warmup: bool = False
     gradient_block: bool = True
     share: bool = True
     detach_light: bool = False
@@ -123,6 +126,8 @@ class RocketConfig:
             problems.append(f"validation_fraction must be in [0, 0.5), got {self.validation_fraction}")
         if self.early_stopping_patience < 0 or (self.early_stopping_patience and not self.validation_fraction):
             problems.append("early_stopping_patience must be >= 0 and needs validation_fraction > 0")
+        if self.hint_warmup and not self.validation_fraction:
+            problems.append("hint_warmup needs validation_fraction > 0 (it compares validation losses)")
         if self.booster_epochs is not None and self.booster_epochs < 1:
             problems.append(f"booster_epochs must be >= 1, got {self.booster_epochs}")
         if self.mode not in MODES:

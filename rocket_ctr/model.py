@@ -45,6 +45,8 @@ class RocketModel(keras.Model):
             self.booster = MLP(cfg.booster_units, cfg.booster_activation, cfg.booster_batch_norm,
                                cfg.booster_dropout, cfg.booster_l2, name="booster_tower")
         self.hint = get_hint(cfg.hint)
+        # multiplies λ; the trainer's hint warm-up keeps it at 0 until the booster is the better model
+        self.hint_scale = self.add_weight(name="hint_scale", shape=(), initializer="ones", trainable=False)
         self.trackers = {name: keras.metrics.Mean(name=name) for name in LOSS_TERMS}
 
     # ----- forward ---------------------------------------------------------------------------
@@ -98,7 +100,7 @@ class RocketModel(keras.Model):
                 # the booster teaches only where it models the true label better than the light tower
                 better = _ce(labels, logits["booster"]) < _ce(labels, logits["light"])
                 hint *= tf.cast(tf.stop_gradient(better), hint.dtype)
-            terms["hint"] = self.config.hint_weight * tf.reduce_mean(hint)
+            terms["hint"] = self.config.hint_weight * self.hint_scale * tf.reduce_mean(hint)
         return terms
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):

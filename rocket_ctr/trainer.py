@@ -209,6 +209,8 @@ class Trainer:
             started, in_epoch, logs = time.perf_counter(), skip, {}
             with surfacing_input_errors():
                 for rows, label, _ in dataset:
+                    if self.config.hint_warmup:
+                        self.model.hint_scale.assign(self._hint_scale(epoch, in_epoch))
                     logs = {k: float(v) for k, v in step(rows, label).items()}
                     in_epoch += 1
                     global_step += 1
@@ -224,7 +226,9 @@ class Trainer:
             if not math.isfinite(logs.get("loss", 0.0)):
                 raise InputError(f"training diverged at step {global_step} (loss {logs['loss']}); "
                                  "lower --learning-rate")
-            record = {"epoch": epoch + 1, "stage": stage, "train": logs}
+            record = {"epoch": epoch + 1, "stage": stage, "steps": in_epoch, "train": logs}
+            if self.config.hint_warmup:
+                record["hint_scale"] = float(self.model.hint_scale.numpy())
             if self.holdout:
                 record["validation"] = evaluate(self.model, self.train_paths, self.spec, users=self.holdout)
                 self._log_eval(record["validation"], epoch + 1, "validation")
@@ -245,7 +249,25 @@ class Trainer:
             self._restore_best(global_step)
         return self._finish(train_examples / train_seconds if train_seconds else None)
 
-    # ----- validation and early stopping --------------------------------------------------------------
+    # ----- validation, hint warm-up and early stopping ------------------------------------------------
+    def _booster_leads(self, record: dict) -> bool:
+        """Whether the booster's validation log loss was below the light tower's in an epoch."""
+        validation = record.get("validation", {})
+        return {"light", "booster"} <= set(validation) and \
+            validation["booster"]["logloss"] < validation["light"]["logloss"]
+
+    def _hint_scale(self, epoch: int, step: int) -> float:
+        """Warm-up: 0 until an epoch ends with the booster ahead, then a linear ramp over one epoch.
+
+        Args: epoch: 0-based epoch being trained; step: steps already taken in it.
+        """
+        launched = next((r["epoch"] for r in self.history if self._booster_leads(r)), None)
+        if launched is None or epoch < launched:
+            return 0.0
+        ramp_steps = max(1, self.history[launched - 1].get("steps", 1))
+        return min(1.0, epoch - launched + step / ramp_steps)
+
+
     @property
     def monitored_tower(self) -> str:
         return "light" if "light" in self.config.towers else "booster"
@@ -304,6 +326,13 @@ class Trainer:
             metrics["validation"] = {t: {k: v[k] for k in ("auc", "gauc", "logloss")}
                                      for t, v in last["validation"].items()}
             metrics["best_epoch" if self.config.early_stopping_patience else "epoch"] = last["epoch"]
+        if {"light", "booster"} <= set(last.get("validation", {})):
+            light, booster = (last["validation"][t]["gauc"] for t in ("light", "booster"))
+            metrics["booster_beat_light_on_validation"] = bool(booster > light)
+            if booster <= light and self.verbose:
+                print(f"warning: the booster did not beat the light tower on the validation users (GAUC "
+                      f"{booster:.4f} vs {light:.4f}). Rocket launching helps only while the booster knows "
+                      "more; consider --mode base, a smaller --hint-weight, --hint-warmup or --hint-gate.")
         metrics["config"] = self.config.to_dict()
         metrics["history"] = self.history
         if examples_per_s is None and (self.run_dir / METRICS_FILE).exists():

@@ -174,3 +174,22 @@ def test_validation_users_never_reach_training(log):
     assert not set(train_users) & set(held_users)
     assert len(train_users) + len(held_users) == 54_000
     assert (user_unit_hash(held_users) < 0.2).all()
+
+
+def test_hint_warmup_keeps_the_hint_off_until_the_booster_leads_on_validation(log, tmp_path):
+    config = RocketConfig(**{**FAST, "epochs": 1, "validation_fraction": 0.2, "hint_warmup": True})
+    trainer = Trainer(tmp_path, log / "train", None, config, verbose=0)
+    metrics = trainer.fit()
+    first = metrics["history"][0]
+    assert first["hint_scale"] == 0.0 and first["train"]["hint"] == 0.0  # nothing known before epoch 1 ends
+    assert isinstance(metrics["booster_beat_light_on_validation"], bool)
+
+    def record(epoch, booster_loss):
+        return {"epoch": epoch, "stage": "joint", "steps": 100,
+                "validation": {"light": {"logloss": 0.2}, "booster": {"logloss": booster_loss}}}
+    trainer.history = [record(1, 0.3), record(2, 0.1)]  # the booster leads from the end of epoch 2
+    assert trainer._hint_scale(1, 50) == 0.0
+    assert trainer._hint_scale(2, 0) == 0.0 and trainer._hint_scale(2, 50) == 0.5
+    assert trainer._hint_scale(3, 0) == 1.0
+    with pytest.raises(InputError, match="hint_warmup needs validation_fraction"):
+        RocketConfig(hint_warmup=True)
