@@ -35,6 +35,7 @@ INVESTIGATIONS = {
     "rocket --hint-warmup (2 epochs, 5% validation)": dict(mode="rocket", hint_warmup=True,
                                                             validation_fraction=0.05, epochs=2),
     "base (2 epochs, 5% validation)": dict(mode="base", validation_fraction=0.05, epochs=2),
+    "rocket (2 epochs, 5% validation)": dict(mode="rocket", validation_fraction=0.05, epochs=2),
 }
 VARIANTS.update(INVESTIGATIONS)
 
