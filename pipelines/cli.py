@@ -7,7 +7,7 @@ import os
 import sys
 
 # sub-command modules of rocket_ctr.pipelines; each has add_parser(subparsers) that sets `func`.
-COMMANDS = ("demo", "generate", "inspect", "convert", "train", "evaluate", "export", "serve",
+COMMANDS = ("demo", "generate", "inspect", "convert", "train", "launch_local", "evaluate", "export", "serve",
             "bench_latency")
 
 

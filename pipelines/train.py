@@ -54,15 +54,23 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--run-dir", required=True, help="outputs; re-running resumes from its checkpoint")
     parser.add_argument("--spec", help="feature_spec.json (default: the one beside the data, else the reference schema)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("--strategy", choices=("default", "multi-worker", "parameter-server"), default="default",
+                        help="default: this process; multi-worker: data-parallel over the TF_CONFIG cluster "
+                             "(--batch-size per worker); parameter-server: see the README (default: %(default)s)")
     add_config_arguments(parser)
     parser.set_defaults(func=run)
 
 
 def run(args) -> int:
+    from rocket_ctr.distributed import make_strategy, serve_forever
     from rocket_ctr.features import FeatureSpec
     from rocket_ctr.trainer import Trainer
     from rocket_ctr.errors import InputError
 
+    strategy, task = make_strategy(args.strategy)  # first: before any other TensorFlow op
+    if strategy is None:  # a parameter-server cluster's ps or worker task: serve until stopped
+        serve_forever()
+        return 0
     spec = None
     if args.spec:
         try:
@@ -70,8 +78,10 @@ def run(args) -> int:
         except ValueError as err:
             raise InputError(str(err)) from None
     trainer = Trainer(args.run_dir, args.train, args.eval, config_from_args(args), spec,
-                      verbose=0 if args.quiet else 1)
+                      verbose=0 if args.quiet else 1, strategy=(strategy, task))
     metrics = trainer.fit()
+    if not task.is_chief:
+        return 0
     print(format_metrics(metrics))
     print(f"run dir: {args.run_dir}  (metrics.json, curves.png, checkpoints/, tensorboard/)")
     return 0

@@ -321,6 +321,19 @@ class ClickLogReader:
                              f"{num_shards} workers; write smaller row groups or more files")
         return row_groups[shard_index::num_shards]
 
+    @property
+    def num_rows(self) -> int:
+        """Rows in this reader's share of the input (before any split by user)."""
+        return sum(_unit_rows(unit) for unit, _ in self.units)
+
+    def shard_rows(self, num_shards: int) -> list[int]:
+        """Rows in each of ``num_shards`` shards of this input (the same list on every worker).
+
+        Raises:
+            InputError: fewer files and row groups than shards.
+        """
+        return [sum(_unit_rows(unit) for unit, _ in self._shard(num_shards, i)) for i in range(num_shards)]
+
     def _chunks(self, rng: np.random.Generator) -> Iterator[_Chunk]:
         order = rng.permutation(len(self.units)) if self.shuffle else range(len(self.units))
         columns = list(self.spec.columns)
@@ -399,6 +412,14 @@ class ClickLogReader:
             yield self._gather(window, members, width)
         if leftover:
             pending.append(window.take(np.sort(np.concatenate(leftover))))
+
+
+def _unit_rows(fragment) -> int:
+    """Rows of a whole-file fragment or of a single-row-group fragment (from metadata only)."""
+    if fragment.row_groups is not None and len(fragment.row_groups) == 1 and \
+            fragment.metadata.num_row_groups > 1:
+        return fragment.row_groups[0].num_rows
+    return fragment.metadata.num_rows
 
 
 @contextlib.contextmanager

@@ -5,23 +5,35 @@ model) inside one ``tf.function`` (optionally XLA-compiled: ``jit_compile``). Id
 the input pipeline by the same ``IdMapper`` the exported model embeds. Re-running the same
 command on the same run dir resumes from the last checkpoint, mid-epoch included: the reader is
 deterministic per (seed, epoch), so the batches already trained on are skipped, not repeated.
+
+Distributed (``strategy="multi-worker"``, ``TF_CONFIG``): the same loop runs the same step under
+``strategy.run`` over a distributed dataset, each worker streaming its own shard; Keras 3's
+optimizer sums the replicas' gradients and ``train_step`` divides the loss by the replica count,
+so an update is the global batch's mean gradient. Every worker runs the same fixed number of
+steps per epoch (collectives would hang otherwise); only the chief evaluates, and its results
+reach the other workers by an all-reduce so that early stopping and the hint warm-up decide the
+same everywhere. Only the chief writes into the run dir; the others save their checkpoints (a
+collective) into a temporary folder and restore from the chief's.
 """
 from __future__ import annotations
 
 import json
 import math
+import os
+import shutil
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 import keras
 import numpy as np
-import pyarrow.parquet as pq
 import tensorflow as tf
 
 from rocket_ctr.config import RocketConfig
 from rocket_ctr.curves import plot_curves
 from rocket_ctr.data import ClickLogReader, find_feature_spec, surfacing_input_errors, to_dataset
+from rocket_ctr.distributed import broadcast_from_chief, make_strategy
 from rocket_ctr.errors import InputError
 from rocket_ctr.features import FeatureSpec, IdMapper
 from rocket_ctr.metrics import StreamingEvaluator
@@ -70,38 +82,60 @@ class Trainer:
         config: RocketConfig; spec: FeatureSpec (default: ``feature_spec.json`` beside the data,
             else the reference schema).
         verbose: 1 = progress bar, 0 = silent.
+        strategy: ``default`` (this process), ``multi-worker`` (``MultiWorkerMirroredStrategy``
+            over the cluster in ``TF_CONFIG``; ``config.batch_size`` is per worker, the global
+            batch is that × workers) or a ``(tf.distribute.Strategy, TaskInfo)`` pair from
+            :func:`rocket_ctr.distributed.make_strategy`.
     """
 
     def __init__(self, run_dir, train, eval=None, config: RocketConfig | None = None,
-                 spec: FeatureSpec | None = None, verbose: int = 1):
+                 spec: FeatureSpec | None = None, verbose: int = 1, strategy="default"):
+        # a multi-worker strategy must exist before any other TensorFlow op of the process
+        self.strategy, self.task = make_strategy(strategy) if isinstance(strategy, str) else strategy
+        if self.strategy is None:
+            raise InputError(f"a {self.task.task_type} task of --strategy parameter-server does not train: "
+                             "it serves variables or steps (rocket-ctr train does that for it)")
+        self.distributed = self.task.num_workers > 1
+        self.is_chief = self.task.is_chief
         self.run_dir = Path(run_dir)
         self.config = config or RocketConfig()
         self.spec = spec or find_feature_spec(train) or FeatureSpec()
-        self.train_paths, self.eval_paths, self.verbose = train, eval, verbose
+        self.train_paths, self.eval_paths = train, eval
+        self.verbose = verbose if self.is_chief else 0
         self._check_run_dir()
         cfg = self.config
+        if cfg.jit_compile and self.distributed:
+            raise InputError("jit_compile is not supported with a multi-worker strategy "
+                             "(XLA does not compile its CPU collectives); drop --jit-compile")
         self.holdout = (cfg.validation_fraction, "validation") if cfg.validation_fraction else None
         self.reader = ClickLogReader(train, self.spec, batch_size=cfg.batch_size, shuffle=True,
                                      shuffle_buffer=cfg.shuffle_buffer, seed=cfg.seed, drop_remainder=True,
+                                     num_shards=self.task.num_workers, shard_index=self.task.worker_index,
                                      users=(cfg.validation_fraction, "train") if self.holdout else None)
+        self.steps_per_epoch = self._fixed_steps_per_epoch() if self.distributed else None
         if eval is not None:
             ClickLogReader(eval, self.spec)  # validate the eval schema before training starts
         keras.utils.set_random_seed(cfg.seed)
         self.mapper = IdMapper(self.spec)
-        self.model = RocketModel(self.spec, cfg)
-        stages = ("booster", "light") if cfg.mode == "two-stage" else ("joint",)
-        self.optimizers = {stage: LazyAdam(cfg.learning_rate) for stage in stages}
+        # the chief writes into the run dir; the other workers' (collective) saves go to a scratch dir
+        self._scratch = None if self.is_chief else Path(tempfile.mkdtemp(prefix=f"rocket_ctr_worker{self.task.worker_index}_"))
+        with self.strategy.scope():
+            self.model = RocketModel(self.spec, cfg)
+            stages = ("booster", "light") if cfg.mode == "two-stage" else ("joint",)
+            self.optimizers = {stage: LazyAdam(cfg.learning_rate) for stage in stages}
+            self._build()
         self.progress = tf.Variable([0, 0, 0], dtype=tf.int64, trainable=False)  # epoch, step in epoch, step
         self._steps = {}
-        self._build()
         self.checkpoint = tf.train.Checkpoint(model=self.model, progress=self.progress, **self.optimizers)
-        self.manager = tf.train.CheckpointManager(self.checkpoint, str(self.run_dir / "checkpoints"), max_to_keep=3)
-        self.best = tf.train.CheckpointManager(tf.train.Checkpoint(model=self.model), str(self.run_dir / "best"),
+        self.manager = tf.train.CheckpointManager(self.checkpoint, str(self._write_dir("checkpoints")), max_to_keep=3)
+        self.best = tf.train.CheckpointManager(tf.train.Checkpoint(model=self.model), str(self._write_dir("best")),
                                                max_to_keep=1)
-        self._record_run()
-        self.history = self._load_history()
-        if self.manager.latest_checkpoint:
-            self.checkpoint.restore(self.manager.latest_checkpoint).assert_existing_objects_matched()
+        if self.is_chief:
+            self._record_run()
+        latest = tf.train.latest_checkpoint(str(self.run_dir / "checkpoints"))  # the chief's, for every worker
+        if latest:
+            self.checkpoint.restore(latest).assert_existing_objects_matched()
+        self.history = self._load_history(latest)
 
     # ----- set-up -----------------------------------------------------------------------------
     def _check_run_dir(self):
@@ -120,8 +154,23 @@ class Trainer:
 
     def _record_run(self):
         """Writes config.json and feature_spec.json once everything they describe was built."""
-        (self.run_dir / CONFIG_FILE).write_text(json.dumps(self.config.to_dict(), indent=2) + "\n")
-        self.spec.save(self.run_dir / SPEC_FILE)
+        _write_atomic(self.run_dir / CONFIG_FILE, json.dumps(self.config.to_dict(), indent=2) + "\n")
+        _write_atomic(self.run_dir / SPEC_FILE, json.dumps(self.spec.to_dict(), indent=2) + "\n")
+
+    def _write_dir(self, name: str) -> Path:
+        """Where this worker's checkpoints go: the run dir for the chief, scratch for the others."""
+        return (self.run_dir if self.is_chief else self._scratch) / name
+
+    def _fixed_steps_per_epoch(self) -> int:
+        """Steps every worker runs per epoch: the smallest shard's full batches (each worker
+        computes the same number from the files' metadata; a shard that runs out early wraps
+        around into its next pass, so no worker waits in a collective for a missing step)."""
+        keep = 1.0 - self.config.validation_fraction
+        steps = min(int(rows * keep) // self.config.batch_size for rows in self.reader.shard_rows(self.task.num_workers))
+        if steps < 1:
+            raise InputError(f"{self.train_paths}: the smallest of {self.task.num_workers} shards holds no full "
+                             f"batch of {self.config.batch_size} rows; lower --batch-size or add data")
+        return steps
 
     def _build(self):
         """Creates every model and optimizer variable so a checkpoint restores into them."""
@@ -133,6 +182,7 @@ class Trainer:
         rows, _, _ = model_inputs(self.spec, self.mapper)({k: tf.constant(v) for k, v in features.items()},
                                                           tf.constant(label))
         self.model(rows, training=False)
+        self._example_rows = rows
         self.reader.epoch = 0
         if self.config.mode == "two-stage":
             self.optimizers["booster"].build(self.model.tower_variables("booster"))
@@ -140,9 +190,13 @@ class Trainer:
         else:
             self.optimizers["joint"].build(self.model.trainable_variables)
 
-    def _load_history(self) -> list:
+    def _load_history(self, latest) -> list:
+        """The finished epochs' records (history.json is written before the checkpoint, so a kill
+        in between leaves a record of an epoch the checkpoint does not count: dropped here)."""
         path = self.run_dir / HISTORY_FILE
-        return json.loads(path.read_text()) if path.exists() and self.manager.latest_checkpoint else []
+        if not (path.exists() and latest):
+            return []
+        return json.loads(path.read_text())[:int(self.progress.numpy()[0])]
 
     # ----- training ---------------------------------------------------------------------------
     @property
@@ -161,10 +215,11 @@ class Trainer:
             return "joint"
         return "booster" if epoch < self._booster_epochs else "light"
 
-    def _step_function(self, stage: str, entering: bool):
+    def _step_function(self, stage: str, entering: bool, element_spec=None):
         """The compiled training step of a stage, built once (a new one would recompile every shape).
 
         ``entering``: this epoch starts the stage afresh (not a resume inside it).
+        ``element_spec``: the distributed dataset's (rows, label, user) spec (multi-worker).
         """
         if stage != "joint":
             self.model.set_stage(stage, initialise=entering)
@@ -178,8 +233,40 @@ class Trainer:
             @tf.function(jit_compile=self.config.jit_compile, input_signature=signature)
             def step(rows, label):
                 return model.train_step((rows, label))
+            if self.distributed:
+                strategy = self.strategy
+
+                @tf.function(input_signature=list(element_spec[:2]))
+                def step(rows, label):
+                    logs = strategy.run(model.train_step, args=((rows, label),))
+                    return tf.nest.map_structure(lambda v: strategy.experimental_local_results(v)[0], logs)
             self._steps[stage] = step
         return self._steps[stage]
+
+    def _epoch_dataset(self, epoch: int, skip: int):
+        """This worker's batches of an epoch, resumed after ``skip`` steps: ``(rows, label, user)``.
+
+        Multi-worker: a repeated stream cut at the fixed step count, handed out through the
+        strategy's distributed dataset (one input pipeline per worker = one shard).
+        """
+        prepare = model_inputs(self.spec, self.mapper)
+
+        def build(context=None):
+            if context is not None and context.input_pipeline_id != self.task.worker_index:
+                raise RuntimeError(f"input pipeline {context.input_pipeline_id} is not worker "
+                                   f"{self.task.worker_index}'s shard")
+            self.reader.epoch = epoch
+            dataset = to_dataset(self.reader)
+            if self.steps_per_epoch is not None:
+                dataset = dataset.repeat().skip(skip).take(self.steps_per_epoch - skip)
+            else:
+                dataset = dataset.skip(skip)
+            return dataset.map(prepare, num_parallel_calls=tf.data.AUTOTUNE).prefetch(4)
+
+        if not self.distributed:
+            return build()
+        options = tf.distribute.InputOptions(experimental_fetch_to_device=False)
+        return self.strategy.distribute_datasets_from_function(build, options)
 
     def fit(self) -> dict:
         """Trains the remaining epochs, evaluating after each; writes metrics.json and curves.png.
@@ -188,20 +275,20 @@ class Trainer:
             The metrics dict written to ``metrics.json``.
         """
         epoch, skip, global_step = (int(v) for v in self.progress.numpy())
-        if global_step and self.verbose:
-            print(f"resuming from checkpoint: epoch {epoch + 1}, step {skip} of that epoch, global step {global_step}")
-        prepare = model_inputs(self.spec, self.mapper)
-        steps_per_epoch = max(1, self.reader_rows() // self.config.batch_size)
+        if global_step and (self.verbose or self.distributed):
+            print(f"resuming from checkpoint: epoch {epoch + 1}, step {skip} of that epoch, global step {global_step}",
+                  flush=True)
+        steps_per_epoch = self.steps_per_epoch or max(1, self.reader_rows() // self.config.batch_size)
         train_seconds, train_examples = 0.0, 0
-        writer = tf.summary.create_file_writer(str(self.run_dir / "tensorboard" / "train"))
+        writer = tf.summary.create_file_writer(str(self.run_dir / "tensorboard" / "train")) if self.is_chief \
+            else tf.summary.create_noop_writer()
         while epoch < self.total_epochs:
             stage = self._stage_for(epoch)
-            step = self._step_function(stage, entering=skip == 0 and self._stage_for(epoch - 1) != stage)
+            dataset = self._epoch_dataset(epoch, skip)
+            step = self._step_function(stage, entering=skip == 0 and self._stage_for(epoch - 1) != stage,
+                                       element_spec=dataset.element_spec)
             for tracker in self.model.metrics:
                 tracker.reset_state()
-            self.reader.epoch = epoch
-            dataset = to_dataset(self.reader).skip(skip)
-            dataset = dataset.map(prepare, num_parallel_calls=tf.data.AUTOTUNE).prefetch(4)
             bar = keras.utils.Progbar(steps_per_epoch, verbose=(1 if sys.stdout.isatty() else 2) if self.verbose else 0,
                                       stateful_metrics=["loss", "light_ce", "booster_ce", "hint"])
             if self.verbose:
@@ -222,19 +309,21 @@ class Trainer:
                     if global_step % self.config.checkpoint_every == 0:
                         self._save(epoch, in_epoch, global_step)
             train_seconds += time.perf_counter() - started
-            train_examples += (in_epoch - skip) * self.config.batch_size
-            if not math.isfinite(logs.get("loss", 0.0)):
-                raise InputError(f"training diverged at step {global_step} (loss {logs['loss']}); "
-                                 "lower --learning-rate")
+            train_examples += (in_epoch - skip) * self.config.batch_size * self.task.num_workers
             record = {"epoch": epoch + 1, "stage": stage, "steps": in_epoch, "train": logs}
             if self.config.hint_warmup:
                 record["hint_scale"] = float(self.model.hint_scale.numpy())
-            if self.holdout:
+            if self.holdout and self.is_chief:
                 record["validation"] = evaluate(self.model, self.train_paths, self.spec, users=self.holdout)
                 self._log_eval(record["validation"], epoch + 1, "validation")
-            if self.eval_paths is not None:
+            if self.eval_paths is not None and self.is_chief:
                 record["eval"] = evaluate(self.model, self.eval_paths, self.spec)
                 self._log_eval(record["eval"], epoch + 1)
+            if self.distributed:
+                self._share_chief_results(record)
+            if not math.isfinite(logs.get("loss", 0.0)):
+                raise InputError(f"training diverged at step {global_step} (loss {logs['loss']}); "
+                                 "lower --learning-rate")
             self.history.append(record)
             epoch, skip = epoch + 1, 0
             if self._is_best(record):
@@ -245,9 +334,32 @@ class Trainer:
                     print(f"  early stopping: no better validation GAUC for {self.config.early_stopping_patience} epoch(s)")
                 epoch = self.total_epochs
             self._save(epoch, 0, global_step)
-        if self.config.early_stopping_patience and self.best.latest_checkpoint and train_seconds:
-            self._restore_best(global_step)
-        return self._finish(train_examples / train_seconds if train_seconds else None)
+        if self.distributed:
+            broadcast_from_chief(self.strategy, [0.0], self.is_chief)  # barrier: the chief's saves are done
+        best = tf.train.latest_checkpoint(str(self.run_dir / "best"))  # the chief's, for every worker
+        if self.config.early_stopping_patience and best and train_seconds:
+            self._restore_best(best, global_step)
+        metrics = self._finish(train_examples / train_seconds if train_seconds else None)
+        if self._scratch is not None:
+            shutil.rmtree(self._scratch, ignore_errors=True)
+        return metrics
+
+    def _share_chief_results(self, record: dict):
+        """Puts the chief's training loss and validation metrics into every worker's ``record``.
+
+        Each worker's local loss becomes the chief's; the validation numbers (which drive early
+        stopping and the hint warm-up) are the chief's float64 values, exactly, on every worker.
+        """
+        keys, towers = ("auc", "gauc", "logloss", "count", "gauc_users"), self.config.towers
+        values = [record["train"].get("loss", 0.0)]
+        if self.holdout:
+            values += [record.get("validation", {}).get(t, {}).get(k, 0.0) for t in towers for k in keys]
+        shared = broadcast_from_chief(self.strategy, np.asarray(values, np.float64), self.is_chief)
+        record["train"]["loss"] = float(shared[0])
+        if self.holdout and not self.is_chief:
+            it = iter(shared[1:])
+            record["validation"] = {t: {k: (int(v) if k in ("count", "gauc_users") else float(v))
+                                        for k, v in zip(keys, it)} for t in towers}
 
     # ----- validation, hint warm-up and early stopping ------------------------------------------------
     def _booster_leads(self, record: dict) -> bool:
@@ -289,19 +401,20 @@ class Trainer:
             return False
         return len(scores) - 1 - scores.index(max(scores)) >= patience
 
-    def _restore_best(self, global_step: int):
+    def _restore_best(self, best: str, global_step: int):
         """Loads the best epoch's weights and makes them the run's latest checkpoint."""
-        tf.train.Checkpoint(model=self.model).restore(self.best.latest_checkpoint).expect_partial()
+        tf.train.Checkpoint(model=self.model).restore(best).expect_partial()
         self.manager.save(checkpoint_number=global_step + 1)
 
     def reader_rows(self) -> int:
-        """Rows in this worker's training files (for the progress bar's epoch length)."""
-        return sum(pq.ParquetFile(f).metadata.num_rows for f in self.reader.files)
+        """Rows in this worker's share of the training input (for the progress bar's epoch length)."""
+        return self.reader.num_rows
 
     def _save(self, epoch: int, in_epoch: int, global_step: int):
+        if self.is_chief:  # before the checkpoint: a kill in between leaves a record that resume drops
+            _write_atomic(self.run_dir / HISTORY_FILE, to_json(self.history, indent=1) + "\n")
         self.progress.assign([epoch, in_epoch, global_step])
         self.manager.save(checkpoint_number=global_step)
-        (self.run_dir / HISTORY_FILE).write_text(to_json(self.history, indent=1) + "\n")
 
     def _log_eval(self, results: dict, epoch: int, split: str = "eval"):
         writer = tf.summary.create_file_writer(str(self.run_dir / "tensorboard" / split))
@@ -334,12 +447,24 @@ class Trainer:
                       f"{booster:.4f} vs {light:.4f}). Rocket launching helps only while the booster knows "
                       "more; consider --mode base, a smaller --hint-weight, --hint-warmup or --hint-gate.")
         metrics["config"] = self.config.to_dict()
+        if self.distributed:
+            metrics["workers"] = self.task.num_workers
+            metrics["global_batch_size"] = self.config.batch_size * self.task.num_workers
         metrics["history"] = self.history
+        if not self.is_chief:
+            return metrics
         if examples_per_s is None and (self.run_dir / METRICS_FILE).exists():
             metrics["train_examples_per_s"] = json.loads((self.run_dir / METRICS_FILE).read_text()).get("train_examples_per_s")
-        (self.run_dir / METRICS_FILE).write_text(to_json(metrics, indent=2) + "\n")
+        _write_atomic(self.run_dir / METRICS_FILE, to_json(metrics, indent=2) + "\n")
         plot_curves(self.history, self.run_dir / "curves.png")
         return metrics
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    """Writes ``text`` to ``path`` through a rename: readers (other workers) never see half a file."""
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    temporary.write_text(text)
+    os.replace(temporary, path)
 
 
 def to_json(value, indent: int = 2) -> str:

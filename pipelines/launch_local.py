@@ -1,0 +1,182 @@
+"""``rocket-ctr launch-local``: a training cluster of local processes on 127.0.0.1, for trying
+distributed training on one machine and for tests.
+
+Each process gets free ports and its own ``TF_CONFIG`` (as a cluster manager would set it) and
+runs ``rocket-ctr train <train args> --strategy multi-worker`` (or ``parameter-server`` with
+``--ps``). Output lines are prefixed with the task's name. When a process fails (killed,
+crashed), the others are stopped and the whole group is started again, at most
+``--max-restarts`` times: training resumes from the chief's last checkpoint in the run dir.
+Bad input (exit code 2) is not retried.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+from rocket_ctr.errors import InputError
+
+
+def add_parser(subparsers) -> None:
+    """Registers the ``launch-local`` sub-command."""
+    parser = subparsers.add_parser(
+        "launch-local", help="run `train` as a local multi-worker (or parameter-server) cluster",
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+        usage="rocket-ctr launch-local --workers N [--ps M] [--max-restarts K] -- --train PATH --run-dir DIR ...")
+    parser.add_argument("--workers", type=int, required=True, help="worker processes (data-parallel replicas)")
+    parser.add_argument("--ps", type=int, default=0,
+                        help="parameter servers: > 0 runs --strategy parameter-server with a chief, "
+                             "the workers and these ps tasks (default: 0 = multi-worker)")
+    parser.add_argument("--max-restarts", type=int, default=2,
+                        help="times the group is restarted after a failed process (default: %(default)s)")
+    parser.add_argument("train_args", nargs=argparse.REMAINDER,
+                        help="after --: the arguments of `rocket-ctr train`")
+    parser.set_defaults(func=run)
+
+
+def free_ports(n: int) -> list[int]:
+    """``n`` distinct ports that were free on 127.0.0.1 a moment ago."""
+    sockets = []
+    try:
+        for _ in range(n):
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s.bind(("127.0.0.1", 0))
+            sockets.append(s)
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
+
+
+def cluster_spec(workers: int, ps: int = 0) -> dict:
+    """``{"worker": [...]}`` (multi-worker) or ``{"chief", "worker", "ps"}`` on free local ports."""
+    ports = iter(free_ports(workers + ps + (1 if ps else 0)))
+    cluster = {"chief": [f"127.0.0.1:{next(ports)}"]} if ps else {}
+    cluster["worker"] = [f"127.0.0.1:{next(ports)}" for _ in range(workers)]
+    if ps:
+        cluster["ps"] = [f"127.0.0.1:{next(ports)}" for _ in range(ps)]
+    return cluster
+
+
+def _die_with_parent():
+    """Child side of Popen: get SIGKILL when the launcher dies, so no orphan keeps training."""
+    try:
+        import ctypes
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+def _pump(stream, prefix: str):
+    for line in iter(stream.readline, b""):
+        sys.stdout.write(prefix + line.decode(errors="replace"))
+        sys.stdout.flush()
+
+
+class Group:
+    """One attempt: the cluster's processes, started together and stopped together."""
+
+    def __init__(self, train_args: list[str], workers: int, ps: int, attempt: int):
+        self.cluster = cluster_spec(workers, ps)
+        strategy = "parameter-server" if ps else "multi-worker"
+        command = [sys.executable, "-m", "rocket_ctr.pipelines.cli", "train", *train_args, "--strategy", strategy]
+        self.processes, self.threads = {}, []
+        for task_type, addresses in self.cluster.items():
+            for index in range(len(addresses)):
+                name = f"{task_type} {index}"
+                tf_config = {"cluster": self.cluster, "task": {"type": task_type, "index": index}}
+                env = {**os.environ, "TF_CONFIG": json.dumps(tf_config), "PYTHONUNBUFFERED": "1"}
+                env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+                process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                           stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent)
+                self.processes[name] = process
+                print(f"launch-local: attempt {attempt}: started {name} (pid {process.pid}) at "
+                      f"{addresses[index]}", flush=True)
+                thread = threading.Thread(target=_pump, args=(process.stdout, f"[{name}] "), daemon=True)
+                thread.start()
+                self.threads.append(thread)
+        # the processes whose exit ends the job: the chief with ps, every worker without
+        self.trainers = ["chief 0"] if ps else list(self.processes)
+
+    def wait(self) -> tuple[int, str | None]:
+        """Blocks until the job ends: (0, None) when the trainers succeeded, else (code, failed task)."""
+        while True:
+            for name, process in self.processes.items():
+                code = process.poll()
+                if code is not None and (code != 0 or name not in self.trainers):
+                    return code or 1, name
+            if all(self.processes[name].poll() == 0 for name in self.trainers):
+                return 0, None
+            time.sleep(0.2)
+
+    def stop(self, grace: float = 10.0):
+        """SIGTERM to every live process, SIGKILL after ``grace`` seconds."""
+        for process in self.processes.values():
+            if process.poll() is None:
+                process.terminate()
+        deadline = time.time() + grace
+        for process in self.processes.values():
+            try:
+                process.wait(max(0.1, deadline - time.time()))
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        for thread in self.threads:
+            thread.join(timeout=5)
+
+
+def launch(train_args: list[str], workers: int, ps: int = 0, max_restarts: int = 2) -> int:
+    """Runs ``rocket-ctr train`` as a local cluster until it finishes or fails too often.
+
+    Args:
+        train_args: arguments of ``rocket-ctr train`` (without ``--strategy``).
+        workers: worker processes; ps: parameter servers (0 = multi-worker, no chief task).
+        max_restarts: group restarts allowed after a failed process.
+    Returns:
+        0 on success, 2 for bad input, else the failed process's exit code.
+    """
+    if workers < 1 or ps < 0 or max_restarts < 0:
+        raise InputError("--workers must be >= 1, --ps and --max-restarts >= 0")
+    if workers < 2 and not ps:
+        raise InputError("--workers must be >= 2 for multi-worker training (one process: plain `rocket-ctr train`)")
+    if "--strategy" in train_args or any(a.startswith("--strategy=") for a in train_args):
+        raise InputError("launch-local sets --strategy itself; leave it out of the train arguments")
+    if not train_args:
+        raise InputError("give the train arguments after --, e.g. -- --train data/train --run-dir runs/mw")
+    attempt = 0
+    previous = signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    try:
+        while True:
+            group = Group(train_args, workers, ps, attempt)
+            try:
+                code, failed = group.wait()
+            finally:
+                group.stop()
+            if code == 0:
+                print(f"launch-local: done ({workers} worker(s){f', {ps} ps' if ps else ''}, "
+                      f"{attempt} restart(s))", flush=True)
+                return 0
+            reason = f"killed by signal {-code}" if code < 0 else f"exit code {code}"
+            if code == 2 or attempt >= max_restarts:
+                print(f"launch-local: {failed} failed ({reason}); giving up", file=sys.stderr, flush=True)
+                return 2 if code == 2 else 1
+            attempt += 1
+            print(f"launch-local: {failed} failed ({reason}); restarting the group "
+                  f"(restart {attempt} of {max_restarts}), resuming from the last checkpoint", flush=True)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def run(args) -> int:
+    train_args = list(args.train_args)
+    if train_args and train_args[0] == "--":
+        train_args = train_args[1:]
+    if train_args and train_args[0] == "train":
+        train_args = train_args[1:]
+    return launch(train_args, args.workers, args.ps, args.max_restarts)
