@@ -9,11 +9,15 @@ part from the popularity chart). Its click probability is ``sigmoid`` of::
 
     b0 + recent  * z(sum over the last steps of decay**age * exp(sharpness * (cos(cand, step) - 1)))
        + profile * z(gender x category-group table + occupation vector . item vector)
-       + pop     * z(log item popularity) + user * z(user propensity) + noise * N(0, 1)
+       + pop     * z(log item popularity) + user * z(user propensity)
+       + cross   * z(random deep net of (item vector, occupation, gender)) + noise * N(0, 1)
 
 The recent-match kernel is sharp and non-linear, so pooling the history into one mean vector
 loses it while attention of the candidate over the steps keeps it; the profile term is an
-interaction, centred so that it has no item-only or gender-only part. ``z()`` standardises each
+interaction, centred so that it has no item-only or gender-only part. The cross term (off by
+default) is a fixed random two-layer tanh network of the candidate's latent vector and the user's
+profile: a high-order interaction where a wider, deeper tower has the edge (the regime in which a
+booster can know more than the light tower). ``z()`` standardises each
 signal on a calibration sample, so a strength is that signal's logit standard deviation, and
 ``b0`` is solved for (Newton, bisection fallback) so the mean click probability on that sample
 is ``base_ctr``. The noise is unobserved per impression: the oracle ``click_prob`` integrates it
@@ -41,7 +45,8 @@ OCCUPATIONS = ("other", "academic/educator", "artist", "clerical/admin", "colleg
                "scientist", "self-employed", "technician/engineer", "tradesman/craftsman",
                "unemployed", "writer")
 BLOCK = 1 << 15  # rows per generation step; fixed, so the data never depends on file sizes
-SIGNALS = ("recent", "profile", "pop", "user")
+SIGNALS = ("recent", "profile", "pop", "user", "cross")
+CROSS_HIDDEN = (256, 64)  # widths of the cross term's random network
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,7 +61,7 @@ class GeneratorConfig:
     steps and ``1 - cand_from_interest`` of candidates drawn from popularity alone), Zipf
     exponents. Signal strengths (logit std each): ``recent_strength`` (match of the candidate with
     the last ``match_window`` steps, weights ``recency_decay**age``), ``profile_strength``,
-    ``pop_strength``, ``user_strength``, ``noise_strength``.
+    ``pop_strength``, ``user_strength``, ``cross_strength`` (0 = off), ``noise_strength``.
     """
 
     n_rows: int = 200_000
@@ -86,6 +91,7 @@ class GeneratorConfig:
     profile_strength: float = 0.6
     pop_strength: float = 0.4
     user_strength: float = 0.4
+    cross_strength: float = 0.0
     noise_strength: float = 0.8
     base_ctr: float = 0.05
     test_fraction: float = 0.1
@@ -223,6 +229,8 @@ class _World:
         self.gender_group = table - table.mean(0) - table.mean(1, keepdims=True) + table.mean()
         occ_vec = rng.normal(size=(len(OCCUPATIONS), d))
         self.occ_vec = (occ_vec - occ_p @ occ_vec).astype(np.float32)  # centred: no item-only effect
+        # its own random stream: switching the cross term on leaves every other signal as it was
+        self.cross = _CrossNet(c, np.random.default_rng([c.seed, 0xC2055])) if c.cross_strength else None
 
     def _item_in_cate(self, cate, rng):
         x = self.cate_lo[cate] + rng.random(len(cate)) * (self.cate_hi[cate] - self.cate_lo[cate])
@@ -269,8 +277,28 @@ class _World:
             + np.einsum("ij,ij->i", self.occ_vec[self.occupation[users]], cand_vec),
             "pop": self.item_logpop[cand],
             "user": self.propensity[users],
+            "cross": self.cross(cand_vec, self.occupation[users], self.gender[users]) if self.cross else np.zeros(n),
         }
         return {"users": users, "cand": cand, "hist": hist, "offsets": offsets, "signals": signals}
+
+
+class _CrossNet:
+    """A fixed random tanh network of (item latent vector, occupation, gender): the cross signal."""
+
+    def __init__(self, cfg: GeneratorConfig, rng: np.random.Generator):
+        self.occ_code = rng.normal(size=(len(OCCUPATIONS), 8)).astype(np.float32)
+        self.gender_code = rng.normal(size=(len(GENDERS), 4)).astype(np.float32)
+        widths = (cfg.latent_dim + 12, *CROSS_HIDDEN)
+        # weights scaled so the units work in tanh's curved range: a sharply non-linear function
+        self.layers = [((2.0 / np.sqrt(a)) * rng.normal(size=(a, b)).astype(np.float32),
+                        0.5 * rng.normal(size=b).astype(np.float32)) for a, b in zip(widths, widths[1:])]
+        self.out = rng.normal(size=widths[-1]).astype(np.float32)
+
+    def __call__(self, item_vec, occupation, gender) -> np.ndarray:
+        h = np.concatenate([item_vec, self.occ_code[occupation], self.gender_code[gender]], axis=1)
+        for weights, bias in self.layers:
+            h = np.tanh(h @ weights + bias)
+        return (h @ self.out).astype(np.float64)
 
 
 class _Calibration:

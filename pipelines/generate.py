@@ -11,7 +11,7 @@ _DEFAULTS = GeneratorConfig()
 # generator parameter -> flag, so error messages name what the user typed
 _FLAGS = {"n_rows": "--rows", "n_users": "--users", "n_items": "--items", "n_cates": "--cates",
           "max_history": "--max-history", "base_ctr": "--base-ctr", "test_fraction": "--test-fraction",
-          "seed": "--seed", "rows_per_file": "--rows-per-file"}
+          "seed": "--seed", "rows_per_file": "--rows-per-file", "cross_strength": "--cross-strength"}
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -33,6 +33,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     add("--test-fraction", type=float, default=_DEFAULTS.test_fraction,
         help="last fraction of time written to test/ (default: %(default)s)")
     add("--seed", type=int, default=_DEFAULTS.seed, help="random seed (default: %(default)s)")
+    add("--cross-strength", type=float, default=_DEFAULTS.cross_strength,
+        help="logit std of a high-order (item, occupation, gender) interaction where a bigger "
+             "tower has the edge; 0 = off (default: %(default)s)")
     add("--with-oracle", action=argparse.BooleanOptionalAction, default=False,
         help="also write click_prob, the true click probability of each row")
     add("--rows-per-file", type=int, default=1_000_000,
@@ -47,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
         summary = generate(
             args.out, n_rows=args.rows, n_users=args.users, n_items=args.items, n_cates=args.cates,
             max_history=args.max_history, base_ctr=args.base_ctr, test_fraction=args.test_fraction,
-            seed=args.seed, with_oracle=args.with_oracle, rows_per_file=args.rows_per_file)
+            seed=args.seed, cross_strength=args.cross_strength, with_oracle=args.with_oracle, rows_per_file=args.rows_per_file)
     except InputError as err:
         flags = re.compile(r"\b(" + "|".join(_FLAGS) + r")\b")
         raise InputError(flags.sub(lambda m: _FLAGS[m.group(1)], str(err))) from None

@@ -121,6 +121,18 @@ def test_click_structure_is_learnable(log):
     assert prob[recent].mean() > 1.5 * prob[older & ~recent].mean()  # recency matters, not just presence
 
 
+def test_cross_term_changes_only_the_click_probability(tmp_path):
+    generate(tmp_path / "off", n_rows=20_000, seed=4, with_oracle=True, **SMALL)
+    generate(tmp_path / "on", n_rows=20_000, seed=4, with_oracle=True, cross_strength=1.5, **SMALL)
+    off, on = read(tmp_path / "off", "train"), read(tmp_path / "on", "train")
+    features = [c for c in off.column_names if c not in ("label", "click_prob")]
+    assert on.select(features).equals(off.select(features))  # same world, impressions and histories
+    prob_off, prob_on = off["click_prob"].to_numpy(), on["click_prob"].to_numpy()
+    assert np.corrcoef(prob_off, prob_on)[0, 1] < 0.95
+    # one more signal with its own strength: the oracle separates clicks better
+    assert auc(prob_on, on["label"].to_numpy()) > auc(prob_off, off["label"].to_numpy())
+
+
 def test_deterministic_by_seed(tmp_path):
     a = generate(tmp_path / "a", n_rows=4_000, seed=7, **SMALL)
     b = generate(tmp_path / "b", n_rows=4_000, seed=7, **SMALL)
