@@ -24,6 +24,8 @@ BOOLEAN_FLAGS = {
     "--gradient-block": "the hint never updates the booster (stop_gradient on its logit)",
     "--hint-warmup": "λ stays 0 until the booster's validation loss is below the light tower's, then ramps up",
     "--hint-gate": "apply the hint only where the booster's cross-entropy is lower than the light tower's",
+    "--hint-trains-bottom": "the hint's gradient also trains the shared bottom (the paper); "
+                            "--no-hint-trains-bottom: the light tower's own layers only",
     "--share": "both towers read one shared embedding/attention bottom",
     "--detach-light": "the light tower does not train the shared bottom",
     "--booster-batch-norm": "BatchNorm in the booster's layers",

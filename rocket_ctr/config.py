@@ -65,6 +65,8 @@ class RocketConfig:
         until the booster's validation log loss is below the light tower's, then ramps up linearly
         over the next epoch (needs validation_fraction > 0).
         gradient_block: the hint never updates the booster (stop_gradient on z).
+        hint_trains_bottom: the hint's gradient also reaches the shared bottom through the light
+            tower (the paper); off = the hint trains the light tower's own layers only.
         share: both towers read one shared bottom; off = separate embeddings/attention per tower.
         detach_light: the light tower does not train the shared bottom (EasyRec's variant).
     Training:
@@ -96,6 +98,7 @@ class RocketConfig:
     hint_gate: bool = False
     hint_warmup: bool = False
     gradient_block: bool = True
+    hint_trains_bottom: bool = True
     share: bool = True
     detach_light: bool = False
     epochs: int = 2

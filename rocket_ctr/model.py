@@ -63,6 +63,10 @@ class RocketModel(keras.Model):
             if self.config.detach_light:
                 x = tf.stop_gradient(x)  # EasyRec's variant: only the booster trains the bottom
             outputs["light"] = self.light(x, training=training)
+            if training and not self.config.hint_trains_bottom and "booster" in self.towers:
+                # the same light logit, but the hint's gradient stops at the light tower: a
+                # mismatched teacher cannot drag the shared embeddings along with it
+                outputs["light_for_hint"] = self.light(tf.stop_gradient(x), training=training)
         if "booster" in self.towers:
             frozen = self.stage == "light"  # two-stage, stage 2: booster runs in inference mode
             x = shared_x if shared_x is not None else self.booster_bottom(rows, training=training and not frozen)
@@ -95,7 +99,7 @@ class RocketModel(keras.Model):
                 # Gradient block: z is a fixed target, so the hint trains the light tower (and,
                 # through it, the shared bottom) but never the booster's own weights.
                 booster_logit = tf.stop_gradient(booster_logit)
-            hint = self.hint(logits["light"], booster_logit, self.config.temperature)
+            hint = self.hint(logits.get("light_for_hint", logits["light"]), booster_logit, self.config.temperature)
             if self.config.hint_gate:
                 # the booster teaches only where it models the true label better than the light tower
                 better = _ce(labels, logits["booster"]) < _ce(labels, logits["light"])

@@ -59,6 +59,23 @@ def test_gradient_block_hint_never_reaches_booster_but_reaches_light_and_bottom(
     assert any(not is_zero(g) for g in bottom_grads)
 
 
+def test_hint_kept_out_of_the_bottom_trains_the_light_tower_only():
+    model = build(hint_trains_bottom=False)
+    assert all(is_zero(g) for g in hint_gradients(model, model.shared_variables()))
+    assert all(is_zero(g) for g in hint_gradients(model, model.tower_variables("booster")))
+    assert any(not is_zero(g) for g in hint_gradients(model, model.tower_variables("light")))
+    x, y = rows(), labels()
+    with tf.GradientTape() as tape:  # the light tower's cross-entropy still trains the bottom
+        light_ce = model.loss_terms(y, model(x, training=True))["light_ce"]
+    grads = tape.gradient(light_ce, [v.value for v in model.shared_variables()],
+                          unconnected_gradients=tf.UnconnectedGradients.ZERO)
+    assert any(not is_zero(g) for g in grads)
+    # the hint's light logit is the light logit itself, only detached from the bottom
+    logits = model(x, training=True)
+    np.testing.assert_allclose(logits["light_for_hint"].numpy(), logits["light"].numpy(), rtol=1e-6)
+    assert set(model(x, training=False)) == {"light", "booster"}
+
+
 def test_without_gradient_block_hint_updates_booster():
     model = build(gradient_block=False)
     grads = hint_gradients(model, model.tower_variables("booster"))
