@@ -63,7 +63,8 @@ class RocketConfig:
         temperature: T for ``kd``. hint_gate: apply the hint only on examples where the booster's
         cross-entropy on the true label is lower than the light tower's. hint_warmup: λ stays 0
         until the booster's validation log loss is below the light tower's, then ramps up linearly
-        over the next epoch (needs validation_fraction > 0).
+        over the next epoch (needs validation_fraction > 0); until then the booster's gradient
+        does not reach the shared bottom either, so the light tower trains as in ``base``.
         gradient_block: the hint never updates the booster (stop_gradient on z).
         hint_trains_bottom: the hint's gradient also reaches the shared bottom through the light
             tower (the paper); off = the hint trains the light tower's own layers only.
@@ -96,9 +97,9 @@ class RocketConfig:
     hint_weight: float = 1.0
     temperature: float = 1.0
     hint_gate: bool = False
-    hint_warmup: bool = False
+    hint_warmup: bool = True
     gradient_block: bool = True
-    hint_trains_bottom: bool = True
+    hint_trains_bottom: bool = False
     share: bool = True
     detach_light: bool = False
     epochs: int = 2
@@ -109,8 +110,8 @@ class RocketConfig:
     jit_compile: bool = False
     checkpoint_every: int = 500
     booster_epochs: int | None = None
-    validation_fraction: float = 0.0
-    early_stopping_patience: int = 0
+    validation_fraction: float = 0.05
+    early_stopping_patience: int = 1
 
     def __post_init__(self):
         problems = []
@@ -127,10 +128,8 @@ class RocketConfig:
                 problems.append(f"{name} must be widths >= 1, got {getattr(self, name)}")
         if not 0 <= self.validation_fraction < 0.5:
             problems.append(f"validation_fraction must be in [0, 0.5), got {self.validation_fraction}")
-        if self.early_stopping_patience < 0 or (self.early_stopping_patience and not self.validation_fraction):
-            problems.append("early_stopping_patience must be >= 0 and needs validation_fraction > 0")
-        if self.hint_warmup and not self.validation_fraction:
-            problems.append("hint_warmup needs validation_fraction > 0 (it compares validation losses)")
+        if self.early_stopping_patience < 0:
+            problems.append(f"early_stopping_patience must be >= 0, got {self.early_stopping_patience}")
         if self.booster_epochs is not None and self.booster_epochs < 1:
             problems.append(f"booster_epochs must be >= 1, got {self.booster_epochs}")
         if self.mode not in MODES:
@@ -146,6 +145,16 @@ class RocketConfig:
             problems.append(f"booster_dropout must be in [0, 1), got {self.booster_dropout}")
         if problems:
             raise InputError("invalid config: " + "; ".join(problems))
+
+    @property
+    def warmup_active(self) -> bool:
+        """Whether the hint warm-up runs: it needs validation users to compare the towers on."""
+        return self.hint_warmup and self.validation_fraction > 0 and self.mode == "rocket"
+
+    @property
+    def early_stopping_active(self) -> bool:
+        """Whether early stopping runs: it needs validation users."""
+        return self.early_stopping_patience > 0 and self.validation_fraction > 0
 
     @property
     def towers(self) -> tuple:

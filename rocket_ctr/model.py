@@ -70,6 +70,10 @@ class RocketModel(keras.Model):
         if "booster" in self.towers:
             frozen = self.stage == "light"  # two-stage, stage 2: booster runs in inference mode
             x = shared_x if shared_x is not None else self.booster_bottom(rows, training=training and not frozen)
+            if shared_x is not None and training and self.config.warmup_active:
+                # Until the booster is launched (leads on validation), it learns from the shared
+                # bottom without training it, so the light tower trains as it would alone.
+                x = self.hint_scale * x + (1.0 - self.hint_scale) * tf.stop_gradient(x)
             outputs["booster"] = self.booster(x, training=training and not frozen)
         return outputs
 

@@ -14,7 +14,8 @@ SPEC = FeatureSpec(
                        IdFeature("cate_id", history="hist_cate_id", buckets=10)),
     user_features=(IdFeature("user_gender", dtype="string", buckets=4),),
     max_history=8, history_buckets=(4, 8))
-SMALL = dict(embedding_dim=4, attention_units=(8, 4), light_units=(8, 4), booster_units=(16, 8, 8))
+SMALL = dict(embedding_dim=4, attention_units=(8, 4), light_units=(8, 4), booster_units=(16, 8, 8),
+             hint_trains_bottom=True, hint_warmup=False)  # the paper's eq. (1); protections tested on their own
 
 
 def rows(batch=16, steps=6, seed=0):
@@ -74,6 +75,24 @@ def test_hint_kept_out_of_the_bottom_trains_the_light_tower_only():
     logits = model(x, training=True)
     np.testing.assert_allclose(logits["light_for_hint"].numpy(), logits["light"].numpy(), rtol=1e-6)
     assert set(model(x, training=False)) == {"light", "booster"}
+
+
+def test_before_launch_the_booster_does_not_train_the_shared_bottom():
+    model = build(hint_warmup=True, validation_fraction=0.1)
+    x, y = rows(), labels()
+
+    def booster_ce_gradients():
+        with tf.GradientTape() as tape:
+            booster_ce = model.loss_terms(y, model(x, training=True))["booster_ce"]
+        return tape.gradient(booster_ce, [v.value for v in model.shared_variables() + model.tower_variables("booster")],
+                             unconnected_gradients=tf.UnconnectedGradients.ZERO)
+
+    model.hint_scale.assign(0.0)  # not launched: the bottom learns from the light tower alone
+    grads = booster_ce_gradients()
+    n_shared = len(model.shared_variables())
+    assert all(is_zero(g) for g in grads[:n_shared]) and any(not is_zero(g) for g in grads[n_shared:])
+    model.hint_scale.assign(1.0)  # launched: the paper's shared training
+    assert any(not is_zero(g) for g in booster_ce_gradients()[:n_shared])
 
 
 def test_without_gradient_block_hint_updates_booster():

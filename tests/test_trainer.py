@@ -40,7 +40,8 @@ def test_training_learns_but_stays_below_the_oracle(log, trained):
     test = pq.read_table(log / "test", columns=["label", "click_prob"])
     oracle = auc(test["label"].to_numpy(), test["click_prob"].to_numpy())
     assert 0.6 < metrics["light"]["auc"] < oracle
-    assert 0.55 < metrics["booster"]["auc"] < oracle
+    # metrics.json holds the best validation epoch's; the booster, not launched yet, starts slower
+    assert 0.55 < metrics["history"][-1]["eval"]["booster"]["auc"] < oracle
     assert metrics["light"]["gauc"] > 0.55
     history = metrics["history"]
     assert history[-1]["train"]["light_ce"] < history[0]["train"]["light_ce"] or \
@@ -191,5 +192,7 @@ def test_hint_warmup_keeps_the_hint_off_until_the_booster_leads_on_validation(lo
     assert trainer._hint_scale(1, 50) == 0.0
     assert trainer._hint_scale(2, 0) == 0.0 and trainer._hint_scale(2, 50) == 0.5
     assert trainer._hint_scale(3, 0) == 1.0
-    with pytest.raises(InputError, match="hint_warmup needs validation_fraction"):
-        RocketConfig(hint_warmup=True)
+    # without validation users there is nothing to compare: the warm-up and early stopping stand down
+    assert not RocketConfig(validation_fraction=0).warmup_active
+    assert not RocketConfig(validation_fraction=0).early_stopping_active
+    assert RocketConfig().warmup_active and not RocketConfig(mode="base").warmup_active

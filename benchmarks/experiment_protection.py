@@ -1,0 +1,124 @@
+"""Does rocket launching ever hurt the light tower? Two generated regimes × base / rocket / protected.
+
+    .venv/bin/python benchmarks/experiment_protection.py [--seeds 0 1 2] [--regimes plain cross]
+
+Regimes (generated logs, 600 k rows, the last 20 % of time is the test split, 2 epochs):
+  plain: the default generator (additive signals a 200×80 tower fits): the booster alone is not
+         better than the light tower alone.
+  cross: plus a high-order (item, occupation, gender) interaction (``--cross-strength 1.5``) where
+         the wider, deeper booster alone beats the light tower alone.
+Variants (every one holds out the same 5 % of training users for validation):
+  base:          the light tower alone (early stopping on validation GAUC, patience 1).
+  booster:       the booster alone (shows which tower is stronger in the regime).
+  rocket paper:  eq. (1) as in the paper: λ = 1 logit MSE from the first step, into the bottom.
+  rocket new defaults: ``rocket-ctr train`` with today's defaults (RocketConfig()).
+Prints a Markdown table of test GAUC (mean ± std over seeds). Results are appended to
+``WORK/results.jsonl`` as each run finishes; a re-run skips finished runs.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import statistics
+import time
+from pathlib import Path
+
+ROWS = 600_000
+REGIMES = {
+    "plain": dict(n_rows=ROWS, test_fraction=0.2),
+    "cross": dict(n_rows=ROWS, test_fraction=0.2, cross_strength=1.5),
+}
+COMMON = dict(epochs=2, validation_fraction=0.05)
+VARIANTS = {
+    "base": dict(mode="base", early_stopping_patience=1),
+    "booster": dict(mode="booster", early_stopping_patience=1),
+    "rocket paper": dict(mode="rocket", hint_warmup=False, hint_trains_bottom=True, early_stopping_patience=0),
+    "rocket new defaults": dict(mode="rocket"),
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--regimes", nargs="+", default=list(REGIMES), choices=list(REGIMES))
+    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    parser.add_argument("--work-dir", default="/tmp/rocket_protection")
+    args = parser.parse_args()
+
+    from rocket_ctr.config import RocketConfig
+    from rocket_ctr.datagen.synthetic import generate
+    from rocket_ctr.trainer import Trainer
+
+    work = Path(args.work_dir)
+    results_path = work / "results.jsonl"
+    done = _load(results_path)
+    for regime in args.regimes:
+        data = work / f"log_{regime}"
+        if not (data / "params.json").exists():
+            generate(data, seed=1234, with_oracle=True, **REGIMES[regime])
+        for seed in args.seeds:
+            for name in args.variants:
+                key = f"{regime}|{name}|{seed}"
+                if key in done:
+                    continue
+                run_dir = work / "runs" / f"{regime}_{name.replace(' ', '_')}_{seed}"
+                shutil.rmtree(run_dir, ignore_errors=True)
+                config = RocketConfig(**{**COMMON, **VARIANTS[name], "seed": seed})
+                started = time.time()
+                metrics = Trainer(run_dir, data / "train", data / "test", config, verbose=0).fit()
+                record = {"key": key, "regime": regime, "variant": name, "seed": seed,
+                          "seconds": round(time.time() - started, 1),
+                          "booster_beat_light_on_validation": metrics.get("booster_beat_light_on_validation"),
+                          "hint_scale": [r.get("hint_scale") for r in metrics["history"]],
+                          **{t: metrics[t] for t in ("light", "booster") if t in metrics}}
+                with results_path.open("a") as out:
+                    out.write(json.dumps(record) + "\n")
+                done[key] = record
+                print(f"{regime:<6} {name:<20} seed {seed}: " + "  ".join(
+                    f"{t} gauc {record[t]['gauc']:.4f}" for t in ("light", "booster") if t in record), flush=True)
+    print(table(done.values(), work))
+
+
+def _load(path: Path) -> dict:
+    if not path.exists():
+        return {}
+    return {r["key"]: r for r in map(json.loads, path.read_text().splitlines())}
+
+
+def table(records, work: Path) -> str:
+    """Markdown table: per regime, light (and booster) test GAUC mean ± std over seeds."""
+    import pyarrow.parquet as pq
+
+    from rocket_ctr.metrics import gauc
+
+    def cell(rows, tower):
+        values = [r[tower]["gauc"] for r in rows if tower in r]
+        if not values:
+            return "–"
+        std = statistics.stdev(values) if len(values) > 1 else 0.0
+        return f"{statistics.mean(values):.4f} ± {std:.4f}"
+
+    lines = ["| regime | variant | seeds | light GAUC | booster GAUC | Δ light vs base |",
+             "| --- | --- | --- | --- | --- | --- |"]
+    records = list(records)
+    for regime in REGIMES:
+        in_regime = [r for r in records if r["regime"] == regime]
+        if not in_regime:
+            continue
+        base = [r["light"]["gauc"] for r in in_regime if r["variant"] == "base"]
+        for name in VARIANTS:
+            rows = [r for r in in_regime if r["variant"] == name]
+            if not rows:
+                continue
+            light = [r["light"]["gauc"] for r in rows if "light" in r]
+            delta = f"{statistics.mean(light) - statistics.mean(base):+.4f}" if light and base and name != "base" else ""
+            lines.append(f"| {regime} | {name} | {len(rows)} | {cell(rows, 'light')} | {cell(rows, 'booster')} | {delta} |")
+        test = pq.read_table(work / f"log_{regime}" / "test", columns=["user_id", "label", "click_prob"])
+        oracle = gauc(test["user_id"].to_numpy(), test["label"].to_numpy(), test["click_prob"].to_numpy())
+        lines.append(f"| {regime} | oracle (true click probability) | – | {oracle:.4f} | | |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()
