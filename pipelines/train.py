@@ -58,7 +58,8 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.add_argument("--strategy", choices=("default", "multi-worker", "parameter-server"), default="default",
                         help="default: this process; multi-worker: data-parallel over the TF_CONFIG cluster "
-                             "(--batch-size per worker); parameter-server: see the README (default: %(default)s)")
+                             "(--batch-size per worker); parameter-server: refused with the reason, see the README "
+                             "(default: %(default)s)")
     add_config_arguments(parser)
     parser.set_defaults(func=run)
 
@@ -69,6 +70,9 @@ def run(args) -> int:
     from rocket_ctr.trainer import Trainer
     from rocket_ctr.errors import InputError
 
+    if args.strategy == "parameter-server":  # every task refuses, so no ps/worker serves forever
+        from rocket_ctr.trainer import PARAMETER_SERVER_UNSUPPORTED
+        raise InputError(PARAMETER_SERVER_UNSUPPORTED)
     strategy, task = make_strategy(args.strategy)  # first: before any other TensorFlow op
     if strategy is None:  # a parameter-server cluster's ps or worker task: serve until stopped
         serve_forever()

@@ -40,6 +40,11 @@ from rocket_ctr.metrics import StreamingEvaluator
 from rocket_ctr.model import RocketModel
 from rocket_ctr.optimizers import LazyAdam
 
+PARAMETER_SERVER_UNSUPPORTED = (
+    "--strategy parameter-server is not supported by the trainer: Keras 3 variables cannot be "
+    "differentiated once partitioned across ps tasks ('ShardedVariable' object has no attribute "
+    "'handle') and Keras' Embedding pulls whole tables; see README 'Training on a cluster' and "
+    "benchmarks/ps_keras3_probe.py. Use --strategy multi-worker")
 CONFIG_FILE, SPEC_FILE, METRICS_FILE, HISTORY_FILE = "config.json", "feature_spec.json", "metrics.json", "history.json"
 
 
@@ -92,9 +97,8 @@ class Trainer:
                  spec: FeatureSpec | None = None, verbose: int = 1, strategy="default"):
         # a multi-worker strategy must exist before any other TensorFlow op of the process
         self.strategy, self.task = make_strategy(strategy) if isinstance(strategy, str) else strategy
-        if self.strategy is None:
-            raise InputError(f"a {self.task.task_type} task of --strategy parameter-server does not train: "
-                             "it serves variables or steps (rocket-ctr train does that for it)")
+        if self.strategy is None or isinstance(self.strategy, tf.distribute.ParameterServerStrategy):
+            raise InputError(PARAMETER_SERVER_UNSUPPORTED)
         self.distributed = self.task.num_workers > 1
         self.is_chief = self.task.is_chief
         self.run_dir = Path(run_dir)
@@ -296,7 +300,7 @@ class Trainer:
             started, in_epoch, logs = time.perf_counter(), skip, {}
             with surfacing_input_errors():
                 for rows, label, _ in dataset:
-                    if self.config.hint_warmup:
+                    if self.config.warmup_active:
                         self.model.hint_scale.assign(self._hint_scale(epoch, in_epoch))
                     logs = {k: float(v) for k, v in step(rows, label).items()}
                     in_epoch += 1
@@ -311,7 +315,7 @@ class Trainer:
             train_seconds += time.perf_counter() - started
             train_examples += (in_epoch - skip) * self.config.batch_size * self.task.num_workers
             record = {"epoch": epoch + 1, "stage": stage, "steps": in_epoch, "train": logs}
-            if self.config.hint_warmup:
+            if self.config.warmup_active:
                 record["hint_scale"] = float(self.model.hint_scale.numpy())
             if self.holdout and self.is_chief:
                 record["validation"] = evaluate(self.model, self.train_paths, self.spec, users=self.holdout)
@@ -337,7 +341,7 @@ class Trainer:
         if self.distributed:
             broadcast_from_chief(self.strategy, [0.0], self.is_chief)  # barrier: the chief's saves are done
         best = tf.train.latest_checkpoint(str(self.run_dir / "best"))  # the chief's, for every worker
-        if self.config.early_stopping_patience and best and train_seconds:
+        if self.config.early_stopping_active and best and train_seconds:
             self._restore_best(best, global_step)
         metrics = self._finish(train_examples / train_seconds if train_seconds else None)
         if self._scratch is not None:
@@ -429,7 +433,7 @@ class Trainer:
 
     def _finish(self, examples_per_s) -> dict:
         last = self.history[-1] if self.history else {}
-        if self.config.early_stopping_patience and self.history:
+        if self.config.early_stopping_active and self.history:
             last = max(self.history, key=self._validation_gauc)  # the restored weights' epoch
         metrics = {"mode": self.config.mode, "epochs": self.total_epochs, "epochs_trained": len(self.history),
                    "train_examples_per_s": examples_per_s}
@@ -438,7 +442,7 @@ class Trainer:
         if "validation" in last:
             metrics["validation"] = {t: {k: v[k] for k in ("auc", "gauc", "logloss")}
                                      for t, v in last["validation"].items()}
-            metrics["best_epoch" if self.config.early_stopping_patience else "epoch"] = last["epoch"]
+            metrics["best_epoch" if self.config.early_stopping_active else "epoch"] = last["epoch"]
         if {"light", "booster"} <= set(last.get("validation", {})):
             light, booster = (last["validation"][t]["gauc"] for t in ("light", "booster"))
             metrics["booster_beat_light_on_validation"] = bool(booster > light)

@@ -176,3 +176,29 @@ def test_shards_split_by_row_group_when_files_are_fewer_than_workers(log):
     assert sum(reader.shard_rows(8)) == reader.num_rows == 54_000
     with pytest.raises(InputError, match="12 row group"):
         reader.shard_rows(13)
+
+
+def test_parameter_server_strategy_is_refused_with_the_reason(log, tmp_path, capsys):
+    code = main(["train", "--train", str(log / "train"), "--run-dir", str(tmp_path), "--strategy", "parameter-server"])
+    err = capsys.readouterr().err
+    assert code == 2 and "'ShardedVariable' object has no attribute 'handle'" in err and "Traceback" not in err
+
+
+def test_parameter_server_probe_shards_the_table_across_both_ps_and_shows_what_keras_3_lacks():
+    """1 chief + 2 ps + 2 workers (real processes): the Keras 3 embedding really is split across both
+    ps; the tape over Keras variables fails, the tape over their shards trains (benchmarks/ps_keras3_probe.py)."""
+    probe = os.path.join(os.path.dirname(__file__), "..", "benchmarks", "ps_keras3_probe.py")
+    results = {}
+    for mode in ("keras", "shards"):
+        done = subprocess.run([sys.executable, probe, mode], capture_output=True, text=True, timeout=180,
+                              env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+        assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+        results[mode] = json.loads(done.stdout.strip().splitlines()[-1])
+    for result in results.values():
+        assert result["embedding"] == "ShardedVariable"
+        assert sorted(device.split("/")[3] for _, device in result["parts"]) == ["task:0", "task:1"]
+        assert all(device.startswith("/job:ps/") for _, device in result["parts"])
+        assert [shape for shape, _ in result["parts"]] == [[500, 8], [500, 8]]
+    assert "no attribute 'handle'" in results["keras"]["error"]
+    losses = results["shards"]["losses"]
+    assert "error" not in results["shards"] and losses[-1] < losses[0]
