@@ -410,6 +410,19 @@ class Trainer:
         tf.train.Checkpoint(model=self.model).restore(best).expect_partial()
         self.manager.save(checkpoint_number=global_step + 1)
 
+    def _weak_booster_warning(self, light: float, booster: float, launched) -> str:
+        """Plain words for a booster that did not beat the light tower on the validation users."""
+        text = (f"warning: the booster did not beat the light tower on the validation users (GAUC {booster:.4f} "
+                f"vs {light:.4f}). Rocket launching helps only while the booster knows more than the light tower. ")
+        if self.config.warmup_active and launched is None:
+            return text + ("The hint warm-up never launched it, so the light tower trained as in --mode base: "
+                           "--mode base gives the same light tower for less compute.")
+        if self.config.warmup_active:
+            return text + (f"It led after epoch {launched} and the hint was on since; compare with --mode base "
+                           "on your data before serving this light tower.")
+        return text + ("Without the warm-up the hint pulled the light tower toward a weaker teacher: keep the "
+                       "defaults (--hint-warmup with --validation-fraction > 0) or use --mode base.")
+
     def reader_rows(self) -> int:
         """Rows in this worker's share of the training input (for the progress bar's epoch length)."""
         return self.reader.num_rows
@@ -446,10 +459,11 @@ class Trainer:
         if {"light", "booster"} <= set(last.get("validation", {})):
             light, booster = (last["validation"][t]["gauc"] for t in ("light", "booster"))
             metrics["booster_beat_light_on_validation"] = bool(booster > light)
+            if self.config.warmup_active:
+                metrics["hint_launched_after_epoch"] = next(
+                    (r["epoch"] for r in self.history if self._booster_leads(r)), None)
             if booster <= light and self.verbose:
-                print(f"warning: the booster did not beat the light tower on the validation users (GAUC "
-                      f"{booster:.4f} vs {light:.4f}). Rocket launching helps only while the booster knows "
-                      "more; consider --mode base, a smaller --hint-weight, --hint-warmup or --hint-gate.")
+                print(self._weak_booster_warning(light, booster, metrics.get("hint_launched_after_epoch")))
         metrics["config"] = self.config.to_dict()
         if self.distributed:
             metrics["workers"] = self.task.num_workers

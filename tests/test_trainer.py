@@ -184,6 +184,10 @@ def test_hint_warmup_keeps_the_hint_off_until_the_booster_leads_on_validation(lo
     first = metrics["history"][0]
     assert first["hint_scale"] == 0.0 and first["train"]["hint"] == 0.0  # nothing known before epoch 1 ends
     assert isinstance(metrics["booster_beat_light_on_validation"], bool)
+    assert metrics["hint_launched_after_epoch"] in (None, 1)
+    never = trainer._weak_booster_warning(0.70, 0.65, None)
+    assert "0.6500 vs 0.7000" in never and "never launched" in never and "--mode base" in never
+    assert "after epoch 2" in trainer._weak_booster_warning(0.70, 0.65, 2)
 
     def record(epoch, booster_loss):
         return {"epoch": epoch, "stage": "joint", "steps": 100,
