@@ -96,7 +96,7 @@ def memory(args) -> None:
     log = generate(work / "log", args.rows, files=2)
     spec = json.loads((log / "feature_spec.json").read_text())
     for buckets in (int(b) for b in args.buckets.split(",")):
-        for feature in spec["id_features"]:
+        for feature in spec["sequence_features"]:
             if feature["name"] == "item_id":
                 feature["buckets"], feature["vocabulary"] = buckets, None
         spec_path = work / f"spec_{buckets}.json"
