@@ -3,10 +3,9 @@
     .venv/bin/python benchmarks/experiment_protection.py [--seeds 0 1 2] [--regimes plain cross]
 
 Regimes (generated logs, 600 k rows, the last 20 % of time is the test split, 2 epochs):
-  plain: the default generator (additive signals a 200×80 tower fits): the booster alone is not
-         better than the light tower alone.
-  cross: plus a high-order (item, occupation, gender) interaction (``--cross-strength 1.5``) where
-         the wider, deeper booster alone beats the light tower alone.
+  plain: the default generator (additive signals and a recency-weighted interest match).
+  cross: plus a high-order (item, occupation, gender) interaction (``--cross-strength 1.5``)
+         meant to reward the wider, deeper booster.
 Variants (every one holds out the same 5 % of training users for validation):
   base:          the light tower alone (early stopping on validation GAUC, patience 1).
   booster:       the booster alone (shows which tower is stronger in the regime).
