@@ -14,6 +14,7 @@ A batch is ``(features, label)``: ``features`` holds the user id, every id colum
 from __future__ import annotations
 
 import contextlib
+import copy
 import glob as globlib
 import os
 import re
@@ -476,6 +477,35 @@ def to_dataset(reader: ClickLogReader) -> tf.data.Dataset:
     grouped = ({k: tf.TensorSpec([None, *s.shape], s.dtype) for k, s in features.items()},
                tf.TensorSpec([None, *label.shape], label.dtype))
     return tf.data.Dataset.from_generator(reader.groups, output_signature=grouped).unbatch()
+
+
+def epochs_dataset(reader: ClickLogReader, first_epoch: int, epochs: int, steps_per_epoch: int) -> tf.data.Dataset:
+    """``steps_per_epoch`` batches of each of ``epochs`` epochs from ``first_epoch`` on, as one stream.
+
+    Epoch ``e`` reads the reader's deterministic pass ``e`` and, when it needs more batches than a
+    pass holds, wraps into passes ``e + 1``, ``e + 2``... — so every epoch is the same whether the
+    stream started at it or before it (resume), and one iterator serves the whole run.
+    """
+    features, label = output_signature(reader.spec, reader.user_id_string)
+    grouped = ({k: tf.TensorSpec([None, *s.shape], s.dtype) for k, s in features.items()},
+               tf.TensorSpec([None, *label.shape], label.dtype))
+
+    def passes(epoch):
+        own = copy.copy(reader)
+        own.epoch = int(epoch)
+        while True:
+            produced = False
+            for group in own.groups():
+                produced = True
+                yield group
+            if not produced:
+                return
+
+    def one_epoch(epoch):
+        stream = tf.data.Dataset.from_generator(passes, args=(epoch,), output_signature=grouped)
+        return stream.unbatch().take(steps_per_epoch)
+
+    return tf.data.Dataset.range(first_epoch, first_epoch + epochs).flat_map(one_epoch)
 
 
 def find_feature_spec_path(paths) -> Path | None:

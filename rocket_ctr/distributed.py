@@ -118,6 +118,9 @@ def task_info(tf_config: dict | None, strategy: str) -> TaskInfo:
     return TaskInfo(task["type"], task["index"], 1, 0, task["type"] == "chief")
 
 
+ALL_REDUCE_PACK_BYTES = 32 << 20
+
+
 def make_strategy(strategy: str, environ=None) -> tuple[tf.distribute.Strategy, TaskInfo]:
     """Creates the ``tf.distribute`` strategy named on the command line.
 
@@ -139,8 +142,10 @@ def make_strategy(strategy: str, environ=None) -> tuple[tf.distribute.Strategy, 
         tf.train.ClusterSpec(tf_config["cluster"]), task_type=info.task_type, task_id=info.task_index,
         rpc_layer="grpc")
     if strategy == "multi-worker":
-        # RING all-reduce over gRPC: the CPU implementation (NCCL is for GPUs)
+        # RING all-reduce over gRPC: the CPU implementation (NCCL is for GPUs). The ~40 dense
+        # gradients travel packed in one collective per step, not one round trip each.
         options = tf.distribute.experimental.CommunicationOptions(
+            bytes_per_pack=ALL_REDUCE_PACK_BYTES,
             implementation=tf.distribute.experimental.CommunicationImplementation.RING)
         return tf.distribute.MultiWorkerMirroredStrategy(cluster_resolver=resolver,
                                                          communication_options=options), info

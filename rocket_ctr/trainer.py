@@ -32,7 +32,7 @@ import tensorflow as tf
 
 from rocket_ctr.config import RocketConfig
 from rocket_ctr.curves import plot_curves
-from rocket_ctr.data import ClickLogReader, find_feature_spec, surfacing_input_errors, to_dataset
+from rocket_ctr.data import ClickLogReader, epochs_dataset, find_feature_spec, surfacing_input_errors, to_dataset
 from rocket_ctr.distributed import broadcast_from_chief, make_strategy
 from rocket_ctr.errors import InputError
 from rocket_ctr.features import FeatureSpec, IdMapper
@@ -45,6 +45,7 @@ PARAMETER_SERVER_UNSUPPORTED = (
     "differentiated once partitioned across ps tasks ('ShardedVariable' object has no attribute "
     "'handle') and Keras' Embedding pulls whole tables; see README 'Training on a cluster' and "
     "benchmarks/ps_keras3_probe.py. Use --strategy multi-worker")
+RAMP_LEVELS = 100  # distinct values of the hint warm-up's ramp
 CONFIG_FILE, SPEC_FILE, METRICS_FILE, HISTORY_FILE = "config.json", "feature_spec.json", "metrics.json", "history.json"
 
 
@@ -129,7 +130,7 @@ class Trainer:
             self.optimizers = {stage: LazyAdam(cfg.learning_rate) for stage in stages}
             self._build()
         self.progress = tf.Variable([0, 0, 0], dtype=tf.int64, trainable=False)  # epoch, step in epoch, step
-        self._steps = {}
+        self._steps, self._stream = {}, None
         self.checkpoint = tf.train.Checkpoint(model=self.model, progress=self.progress, **self.optimizers)
         self.manager = tf.train.CheckpointManager(self.checkpoint, str(self._write_dir("checkpoints")), max_to_keep=3)
         self.best = tf.train.CheckpointManager(tf.train.Checkpoint(model=self.model), str(self._write_dir("best")),
@@ -259,18 +260,36 @@ class Trainer:
             if context is not None and context.input_pipeline_id != self.task.worker_index:
                 raise RuntimeError(f"input pipeline {context.input_pipeline_id} is not worker "
                                    f"{self.task.worker_index}'s shard")
-            self.reader.epoch = epoch
-            dataset = to_dataset(self.reader)
             if self.steps_per_epoch is not None:
-                dataset = dataset.repeat().skip(skip).take(self.steps_per_epoch - skip)
+                dataset = epochs_dataset(self.reader, epoch, self.total_epochs - epoch, self.steps_per_epoch)
             else:
-                dataset = dataset.skip(skip)
-            return dataset.map(prepare, num_parallel_calls=tf.data.AUTOTUNE).prefetch(4)
+                self.reader.epoch = epoch
+                dataset = to_dataset(self.reader)
+            return dataset.skip(skip).map(prepare, num_parallel_calls=tf.data.AUTOTUNE).prefetch(4)
 
         if not self.distributed:
             return build()
-        options = tf.distribute.InputOptions(experimental_fetch_to_device=False)
-        return self.strategy.distribute_datasets_from_function(build, options)
+        if self._stream is None:
+            # One distributed iterator for the rest of the run: a new one per epoch stalls every
+            # worker for ~20 s on this machine (measured), longer than an epoch of a small log.
+            options = tf.distribute.InputOptions(experimental_fetch_to_device=False)
+            dataset = self.strategy.distribute_datasets_from_function(build, options)
+            self._stream = (dataset, iter(dataset))
+        return self._stream[0]
+
+    def _take_steps(self, dataset, skip: int):
+        """The epoch's batches. Multi-worker: exactly the fixed step count, never asking the
+        repeated distributed stream for one more (its end-of-input handshake stalls every worker
+        for seconds)."""
+        if self.steps_per_epoch is None:
+            yield from dataset
+            return
+        iterator = self._stream[1] if self.distributed else iter(dataset)
+        for _ in range(self.steps_per_epoch - skip):
+            try:
+                yield next(iterator)
+            except StopIteration:
+                return
 
     def fit(self) -> dict:
         """Trains the remaining epochs, evaluating after each; writes metrics.json and curves.png.
@@ -299,9 +318,9 @@ class Trainer:
                 print(f"epoch {epoch + 1}/{self.total_epochs}" + (f" (stage: {stage})" if stage != "joint" else ""))
             started, in_epoch, logs = time.perf_counter(), skip, {}
             with surfacing_input_errors():
-                for rows, label, _ in dataset:
+                for rows, label, _ in self._take_steps(dataset, skip):
                     if self.config.warmup_active:
-                        self.model.hint_scale.assign(self._hint_scale(epoch, in_epoch))
+                        self._set_hint_scale(self._hint_scale(epoch, in_epoch))
                     logs = {k: float(v) for k, v in step(rows, label).items()}
                     in_epoch += 1
                     global_step += 1
@@ -381,8 +400,15 @@ class Trainer:
         if launched is None or epoch < launched:
             return 0.0
         ramp_steps = max(1, self.history[launched - 1].get("steps", 1))
-        return min(1.0, epoch - launched + step / ramp_steps)
+        # in steps of 1/RAMP_LEVELS: the variable is written when the level changes, not every step
+        return min(1.0, math.floor((epoch - launched + step / ramp_steps) * RAMP_LEVELS) / RAMP_LEVELS)
 
+    def _set_hint_scale(self, value: float) -> None:
+        """Writes the warm-up scale when it changes (under MultiWorkerMirroredStrategy a write from
+        the loop costs about as much as a training step, so not once per step)."""
+        if value != getattr(self, "_hint_scale_written", None):
+            self.model.hint_scale.assign(value)
+            self._hint_scale_written = value
 
     @property
     def monitored_tower(self) -> str:
