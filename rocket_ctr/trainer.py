@@ -298,6 +298,10 @@ class Trainer:
             The metrics dict written to ``metrics.json``.
         """
         epoch, skip, global_step = (int(v) for v in self.progress.numpy())
+        cfg = self.config
+        if self.verbose and self.is_chief and cfg.mode == "rocket" and cfg.hint_warmup and not cfg.warmup_active:
+            print("note: no validation users (--validation-fraction 0): the hint warm-up and early stopping are "
+                  "off, so the hint applies from the first step as in the paper, even if the booster is weaker")
         if global_step and (self.verbose or self.distributed):
             print(f"resuming from checkpoint: epoch {epoch + 1}, step {skip} of that epoch, global step {global_step}",
                   flush=True)

@@ -166,6 +166,13 @@ def test_validation_split_by_user_and_early_stopping_restore_the_best_epoch(log,
     assert (tmp_path / "tensorboard" / "validation").exists()
 
 
+def test_without_validation_users_training_says_the_protections_are_off(log, tmp_path, capsys):
+    config = RocketConfig(**{**FAST, "epochs": 1, "validation_fraction": 0.0})
+    metrics = Trainer(tmp_path, log / "train", None, config, verbose=1).fit()
+    assert "hint warm-up and early stopping are off" in capsys.readouterr().out
+    assert "hint_launched_after_epoch" not in metrics and metrics["history"][0]["train"]["hint"] > 0
+
+
 def test_validation_users_never_reach_training(log):
     from rocket_ctr.data import ClickLogReader, user_unit_hash
     train = ClickLogReader(log / "train", users=(0.2, "train"))
