@@ -37,6 +37,10 @@ VARIANTS = {
     "rocket new defaults": dict(mode="rocket"),
     # follow-up: separate bottoms, so an unlaunched booster still learns its own embeddings
     "rocket new defaults --no-share": dict(mode="rocket", share=False),
+    # follow-up: launch when the booster's validation GAUC leads (its log loss rarely does: BN
+    # boosters rank better before they are calibrated)
+    "rocket new defaults, launch on GAUC": dict(mode="rocket", hint_launch_metric="gauc"),
+    "rocket --no-share, launch on GAUC": dict(mode="rocket", share=False, hint_launch_metric="gauc"),
 }
 
 

@@ -16,13 +16,17 @@ FLAGS = {
     "--booster-units": dict(help="comma-separated widths"), "--booster-dropout": dict(type=float),
     "--booster-l2": dict(type=float), "--checkpoint-every": dict(type=int, help="steps between checkpoints"),
     "--shuffle-buffer": dict(type=int),
+    "--hint-launch-metric": dict(choices=("logloss", "gauc"),
+                                 help="what the booster must beat the light tower on, on validation users, "
+                                      "before the warm-up launches it"),
     "--validation-fraction": dict(type=float, help="share of users held out of --train, evaluated every epoch"),
     "--early-stopping-patience": dict(type=int, help="epochs without a better light validation GAUC "
                                                       "before stopping; restores the best weights (0 = off)"),
 }
 BOOLEAN_FLAGS = {
     "--gradient-block": "the hint never updates the booster (stop_gradient on its logit)",
-    "--hint-warmup": "λ stays 0 until the booster's validation loss is below the light tower's, then ramps up",
+    "--hint-warmup": "λ stays 0 (and the booster off the shared bottom) until the booster leads the light "
+                     "tower on validation users (--hint-launch-metric), then ramps up",
     "--hint-gate": "apply the hint only where the booster's cross-entropy is lower than the light tower's",
     "--hint-trains-bottom": "the hint's gradient also trains the shared bottom (the paper); "
                             "--no-hint-trains-bottom: the light tower's own layers only",

@@ -62,9 +62,10 @@ class RocketConfig:
         hint: ``mimic`` (logit MSE), ``mse`` (probability MSE) or ``kd``; hint_weight: λ;
         temperature: T for ``kd``. hint_gate: apply the hint only on examples where the booster's
         cross-entropy on the true label is lower than the light tower's. hint_warmup: λ stays 0
-        until the booster's validation log loss is below the light tower's, then ramps up linearly
+        until the booster leads the light tower on the validation users, then ramps up linearly
         over the next epoch (needs validation_fraction > 0); until then the booster's gradient
         does not reach the shared bottom either, so the light tower trains as in ``base``.
+        hint_launch_metric: what "leads" means: lower ``logloss`` or higher ``gauc``.
         gradient_block: the hint never updates the booster (stop_gradient on z).
         hint_trains_bottom: the hint's gradient also reaches the shared bottom through the light
             tower (the paper); off = the hint trains the light tower's own layers only.
@@ -98,6 +99,7 @@ class RocketConfig:
     temperature: float = 1.0
     hint_gate: bool = False
     hint_warmup: bool = True
+    hint_launch_metric: str = "logloss"
     gradient_block: bool = True
     hint_trains_bottom: bool = False
     share: bool = True
@@ -134,6 +136,8 @@ class RocketConfig:
             problems.append(f"booster_epochs must be >= 1, got {self.booster_epochs}")
         if self.mode not in MODES:
             problems.append(f"mode must be one of {MODES}, got {self.mode!r}")
+        if self.hint_launch_metric not in ("logloss", "gauc"):
+            problems.append(f"hint_launch_metric must be logloss or gauc, got {self.hint_launch_metric!r}")
         if self.hint not in ("mimic", "mse", "kd"):
             problems.append(f"hint must be mimic, mse or kd, got {self.hint!r}")
         for name in ("epochs", "batch_size", "embedding_dim", "checkpoint_every"):

@@ -390,10 +390,15 @@ class Trainer:
 
     # ----- validation, hint warm-up and early stopping ------------------------------------------------
     def _booster_leads(self, record: dict) -> bool:
-        """Whether the booster's validation log loss was below the light tower's in an epoch."""
+        """Whether the booster beat the light tower on the validation users in an epoch, by the
+        config's ``hint_launch_metric`` (lower log loss, or higher GAUC)."""
         validation = record.get("validation", {})
-        return {"light", "booster"} <= set(validation) and \
-            validation["booster"]["logloss"] < validation["light"]["logloss"]
+        if not {"light", "booster"} <= set(validation):
+            return False
+        booster, light = validation["booster"], validation["light"]
+        if self.config.hint_launch_metric == "gauc":
+            return booster["gauc"] is not None and light["gauc"] is not None and booster["gauc"] > light["gauc"]
+        return booster["logloss"] < light["logloss"]
 
     def _hint_scale(self, epoch: int, step: int) -> float:
         """Warm-up: 0 until an epoch ends with the booster ahead, then a linear ramp over one epoch.

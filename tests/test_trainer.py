@@ -203,6 +203,14 @@ def test_hint_warmup_keeps_the_hint_off_until_the_booster_leads_on_validation(lo
     assert trainer._hint_scale(1, 50) == 0.0
     assert trainer._hint_scale(2, 0) == 0.0 and trainer._hint_scale(2, 50) == 0.5
     assert trainer._hint_scale(3, 0) == 1.0
+    # a booster that ranks better but is not yet calibrated leads only when launching on GAUC
+    ranks_better = {"epoch": 1, "stage": "joint", "steps": 100,
+                    "validation": {"light": {"logloss": 0.2, "gauc": 0.70}, "booster": {"logloss": 0.3, "gauc": 0.72}}}
+    assert not trainer._booster_leads(ranks_better)
+    trainer.config = trainer.config.replace(hint_launch_metric="gauc")
+    assert trainer._booster_leads(ranks_better)
+    with pytest.raises(InputError, match="hint_launch_metric must be logloss or gauc"):
+        RocketConfig(hint_launch_metric="auc")
     # without validation users there is nothing to compare: the warm-up and early stopping stand down
     assert not RocketConfig(validation_fraction=0).warmup_active
     assert not RocketConfig(validation_fraction=0).early_stopping_active
