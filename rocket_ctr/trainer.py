@@ -187,7 +187,6 @@ class Trainer:
         rows, _, _ = model_inputs(self.spec, self.mapper)({k: tf.constant(v) for k, v in features.items()},
                                                           tf.constant(label))
         self.model(rows, training=False)
-        self._example_rows = rows
         self.reader.epoch = 0
         if self.config.mode == "two-stage":
             self.optimizers["booster"].build(self.model.tower_variables("booster"))
@@ -231,14 +230,14 @@ class Trainer:
         self.model.optimizer = self.optimizers[stage]
         if stage not in self._steps:
             model = self.model
+            if not self.distributed:
+                # one trace for every batch size and history width (no retracing per bucket)
+                signature = [row_signature(self.spec), tf.TensorSpec([None], tf.float32)]
 
-            # one trace for every batch size and history width (no retracing per bucket)
-            signature = [row_signature(self.spec), tf.TensorSpec([None], tf.float32)]
-
-            @tf.function(jit_compile=self.config.jit_compile, input_signature=signature)
-            def step(rows, label):
-                return model.train_step((rows, label))
-            if self.distributed:
+                @tf.function(jit_compile=self.config.jit_compile, input_signature=signature)
+                def step(rows, label):
+                    return model.train_step((rows, label))
+            else:
                 strategy = self.strategy
 
                 @tf.function(input_signature=list(element_spec[:2]))
@@ -281,10 +280,10 @@ class Trainer:
         """The epoch's batches. Multi-worker: exactly the fixed step count, never asking the
         repeated distributed stream for one more (its end-of-input handshake stalls every worker
         for seconds)."""
-        if self.steps_per_epoch is None:
+        if not self.distributed:
             yield from dataset
             return
-        iterator = self._stream[1] if self.distributed else iter(dataset)
+        iterator = self._stream[1]
         for _ in range(self.steps_per_epoch - skip):
             try:
                 yield next(iterator)
@@ -400,12 +399,16 @@ class Trainer:
             return booster["gauc"] is not None and light["gauc"] is not None and booster["gauc"] > light["gauc"]
         return booster["logloss"] < light["logloss"]
 
+    def _launch_epoch(self) -> int | None:
+        """The first epoch (1-based) that ended with the booster ahead, None while none did."""
+        return next((r["epoch"] for r in self.history if self._booster_leads(r)), None)
+
     def _hint_scale(self, epoch: int, step: int) -> float:
         """Warm-up: 0 until an epoch ends with the booster ahead, then a linear ramp over one epoch.
 
         Args: epoch: 0-based epoch being trained; step: steps already taken in it.
         """
-        launched = next((r["epoch"] for r in self.history if self._booster_leads(r)), None)
+        launched = self._launch_epoch()
         if launched is None or epoch < launched:
             return 0.0
         ramp_steps = max(1, self.history[launched - 1].get("steps", 1))
@@ -495,8 +498,7 @@ class Trainer:
             light, booster = (last["validation"][t]["gauc"] for t in ("light", "booster"))
             metrics["booster_beat_light_on_validation"] = bool(booster > light)
             if self.config.warmup_active:
-                metrics["hint_launched_after_epoch"] = next(
-                    (r["epoch"] for r in self.history if self._booster_leads(r)), None)
+                metrics["hint_launched_after_epoch"] = self._launch_epoch()
             if booster <= light and self.verbose:
                 print(self._weak_booster_warning(light, booster, metrics.get("hint_launched_after_epoch")))
         metrics["config"] = self.config.to_dict()
