@@ -10,11 +10,11 @@ experiment keeps what it measured and a re-run skips finished runs.
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
-import statistics
 import time
 from pathlib import Path
+
+from experiment_results import append, load, mean_std
 
 # The paper's training, as these runs were measured: no validation split, the hint from the first
 # step and into the shared bottom (today's defaults protect the light tower: experiment_protection.py).
@@ -62,7 +62,7 @@ def main() -> None:
     if not (data / "params.json").exists():
         generate(data, n_rows=args.rows, seed=1234, with_oracle=True)
     results_path = work / "results.jsonl"
-    done = _load(results_path)
+    done = load(results_path)
     for seed in args.seeds:
         for name in args.variants:
             key = f"{name}|{seed}|{args.epochs}"
@@ -77,19 +77,11 @@ def main() -> None:
                       "seconds": time.time() - started,
                       "train_examples_per_s": metrics["train_examples_per_s"],
                       **{t: metrics[t] for t in ("light", "booster") if t in metrics}}
-            with results_path.open("a") as out:
-                out.write(json.dumps(record) + "\n")
-            done[key] = record
+            append(results_path, done, record)
             print(f"{name:<28} seed {seed}: " + "  ".join(
                 f"{t} gauc {record[t]['gauc']:.4f} auc {record[t]['auc']:.4f}" for t in ("light", "booster") if t in record),
                 flush=True)
     print(table(done.values(), data))
-
-
-def _load(path: Path) -> dict:
-    if not path.exists():
-        return {}
-    return {r["key"]: r for r in map(json.loads, path.read_text().splitlines())}
 
 
 def table(records, data: Path) -> str:
@@ -107,11 +99,7 @@ def table(records, data: Path) -> str:
         by_variant.setdefault(r["variant"], []).append(r)
 
     def cell(rows, tower, metric):
-        values = [r[tower][metric] for r in rows if tower in r]
-        if not values:
-            return "–"
-        std = statistics.stdev(values) if len(values) > 1 else 0.0
-        return f"{statistics.mean(values):.4f} ± {std:.4f}"
+        return mean_std([r[tower][metric] for r in rows if tower in r])
 
     lines = ["| variant | seeds | light GAUC | light AUC | booster GAUC | booster AUC |",
              "| --- | --- | --- | --- | --- | --- |"]

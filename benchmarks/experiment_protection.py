@@ -18,11 +18,12 @@ Prints a Markdown table of test GAUC (mean ± std over seeds). Results are appen
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import statistics
 import time
 from pathlib import Path
+
+from experiment_results import append, load, mean_std
 
 ROWS = 600_000
 REGIMES = {
@@ -58,7 +59,7 @@ def main() -> None:
 
     work = Path(args.work_dir)
     results_path = work / "results.jsonl"
-    done = _load(results_path)
+    done = load(results_path)
     for regime in args.regimes:
         data = work / f"log_{regime}"
         if not (data / "params.json").exists():
@@ -78,18 +79,10 @@ def main() -> None:
                           "booster_beat_light_on_validation": metrics.get("booster_beat_light_on_validation"),
                           "hint_scale": [r.get("hint_scale") for r in metrics["history"]],
                           **{t: metrics[t] for t in ("light", "booster") if t in metrics}}
-                with results_path.open("a") as out:
-                    out.write(json.dumps(record) + "\n")
-                done[key] = record
+                append(results_path, done, record)
                 print(f"{regime:<6} {name:<20} seed {seed}: " + "  ".join(
                     f"{t} gauc {record[t]['gauc']:.4f}" for t in ("light", "booster") if t in record), flush=True)
     print(table(done.values(), work))
-
-
-def _load(path: Path) -> dict:
-    if not path.exists():
-        return {}
-    return {r["key"]: r for r in map(json.loads, path.read_text().splitlines())}
 
 
 def table(records, work: Path) -> str:
@@ -99,11 +92,7 @@ def table(records, work: Path) -> str:
     from rocket_ctr.metrics import gauc
 
     def cell(rows, tower):
-        values = [r[tower]["gauc"] for r in rows if tower in r]
-        if not values:
-            return "–"
-        std = statistics.stdev(values) if len(values) > 1 else 0.0
-        return f"{statistics.mean(values):.4f} ± {std:.4f}"
+        return mean_std([r[tower]["gauc"] for r in rows if tower in r])
 
     lines = ["| regime | variant | seeds | light GAUC | booster GAUC | Δ light vs base |",
              "| --- | --- | --- | --- | --- | --- |"]
