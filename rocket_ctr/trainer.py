@@ -39,6 +39,7 @@ from rocket_ctr.features import FeatureSpec, IdMapper
 from rocket_ctr.metrics import StreamingEvaluator
 from rocket_ctr.model import RocketModel
 from rocket_ctr.optimizers import LazyAdam
+from rocket_ctr.signatures import example_rows, row_signature
 
 PARAMETER_SERVER_UNSUPPORTED = (
     "--strategy parameter-server is not supported by the trainer: Keras 3 variables cannot be "
@@ -552,19 +553,3 @@ def restore_model(run_dir) -> tuple[RocketModel, FeatureSpec, RocketConfig]:
     model(example_rows(spec), training=False)
     tf.train.Checkpoint(model=model).restore(latest).expect_partial()
     return model, spec, config
-
-
-def row_signature(spec: FeatureSpec) -> dict:
-    """TensorSpecs of the model's inputs (row indices), any batch size and history length."""
-    rows = {f.name: tf.TensorSpec([None], tf.int64) for f in spec.id_features}
-    rows.update({f.history: tf.TensorSpec([None, None], tf.int64) for f in spec.sequence_features})
-    rows["hist_len"] = tf.TensorSpec([None], tf.int32)
-    return rows
-
-
-def example_rows(spec: FeatureSpec, batch: int = 2, steps: int = 3) -> dict:
-    """A tiny batch of valid model inputs (row indices), for building a model's variables."""
-    rows = {f.name: tf.zeros([batch], tf.int64) for f in spec.id_features}
-    rows.update({f.history: tf.zeros([batch, steps], tf.int64) for f in spec.sequence_features})
-    rows["hist_len"] = tf.fill([batch], steps)
-    return rows
