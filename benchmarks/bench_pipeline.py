@@ -46,7 +46,7 @@ def ensure_log(work_dir: Path, n_rows: int, max_history: int = 50) -> Path:
 
 
 def _spec(folder: Path):
-    from rocket_ctr.features import FeatureSpec
+    from rocket_ctr.spec import FeatureSpec
 
     path = folder / "feature_spec.json"
     return FeatureSpec.load(path) if path.is_file() else FeatureSpec()

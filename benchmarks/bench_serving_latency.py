@@ -149,7 +149,7 @@ def model_cases(model, n: int, history: int) -> list[Case]:
     import tensorflow as tf
 
     from rocket_ctr.export import tower_logit
-    from rocket_ctr.features import HIST_LEN
+    from rocket_ctr.spec import HIST_LEN
 
     spec = model.spec
     rows = {}

@@ -352,7 +352,7 @@ def staged_output(out: Path) -> Iterator[Path]:
 
 def write_spec(path: Path, **spec: object) -> None:
     """Validates ``FeatureSpec(**spec)`` and saves it as JSON (TensorFlow is imported only here)."""
-    from rocket_ctr.features import FeatureSpec
+    from rocket_ctr.spec import FeatureSpec
 
     FeatureSpec.from_dict(spec).save(path)
 

@@ -12,6 +12,8 @@ import time
 
 import numpy as np
 
+from rocket_ctr.hashing import splitmix64
+
 SPEC_NAME = "feature_spec.json"
 SPEC_SEARCH_LEVELS = 2  # folders searched above the first data file's folder (see data.find_feature_spec_path)
 SKETCH_SIZE = 8192
@@ -32,25 +34,14 @@ def add_parser(subparsers) -> None:
 
 def resolve_spec(path, spec_path=None):
     """(FeatureSpec, where it came from) for reading ``path``: explicit file, found file or defaults."""
-    from rocket_ctr.features import FeatureSpec
-
     from rocket_ctr.data import find_feature_spec_path
+    from rocket_ctr.spec import FeatureSpec
 
     if spec_path is None:
         spec_path = find_feature_spec_path(path)
         if spec_path is None:
             return FeatureSpec(), "reference-schema defaults"
     return FeatureSpec.load(spec_path), str(spec_path)
-
-
-def _mix64(values: np.ndarray) -> np.ndarray:
-    """splitmix64 finaliser: uniform 64-bit hashes of int64 values."""
-    x = values.astype(np.uint64, copy=True)
-    with np.errstate(over="ignore"):
-        x += np.uint64(0x9E3779B97F4A7C15)
-        x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-        x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-    return x ^ (x >> np.uint64(31))
 
 
 class DistinctCounter:
@@ -63,7 +54,7 @@ class DistinctCounter:
     def add(self, ids: np.ndarray) -> None:
         if ids.dtype == object:  # strings (bytes): Python's hash is stable within one process
             ids = np.fromiter((hash(v) for v in ids), dtype=np.int64, count=len(ids))
-        self.smallest = np.union1d(self.smallest, _mix64(ids))[: self.k]
+        self.smallest = np.union1d(self.smallest, splitmix64(ids))[: self.k]
 
     @property
     def exact(self) -> bool:
@@ -101,7 +92,7 @@ def summarize(paths, spec=None, batch_size: int = 1024) -> dict:
         InputError: a bad path, file, column or value (the same messages as training).
     """
     from rocket_ctr.data import make_dataset, resolve_paths, surfacing_input_errors
-    from rocket_ctr.features import HIST_LEN, FeatureSpec
+    from rocket_ctr.spec import HIST_LEN, FeatureSpec
 
     spec = spec or FeatureSpec()
     files = resolve_paths(paths)

@@ -70,7 +70,7 @@ def add_parser(subparsers) -> None:
 
 def run(args) -> int:
     from rocket_ctr.distributed import make_strategy, serve_forever
-    from rocket_ctr.features import FeatureSpec
+    from rocket_ctr.spec import FeatureSpec
     from rocket_ctr.trainer import Trainer
     from rocket_ctr.errors import InputError
 

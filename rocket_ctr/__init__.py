@@ -10,7 +10,7 @@ import importlib
 __version__ = "0.1.0"
 
 _API = {
-    "FeatureSpec": "features", "IdFeature": "features", "IdMapper": "features",
+    "FeatureSpec": "spec", "IdFeature": "spec", "IdMapper": "id_mapping",
     "make_dataset": "data", "ClickLogReader": "data",
     "RocketConfig": "config", "RocketModel": "model", "LazyAdam": "optimizers",
     "Trainer": "trainer", "evaluate": "trainer", "restore_model": "trainer",

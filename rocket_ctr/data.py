@@ -24,13 +24,15 @@ from typing import Iterator
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.dataset as pads
-import pyarrow.parquet as pq
 import tensorflow as tf
 
+from rocket_ctr.batches import Chunk
 from rocket_ctr.errors import InputError
-from rocket_ctr.features import HIST_LEN, FeatureSpec
+from rocket_ctr.hashing import splitmix64
+from rocket_ctr.parquet_schema import check_batch, is_string, validate_schema
+from rocket_ctr.signatures import output_signature
+from rocket_ctr.spec import HIST_LEN, FeatureSpec
 
 READ_BATCH_ROWS = 32_768  # rows per pyarrow record batch (bounded memory, amortised overhead)
 GROUP_BATCHES = 8  # batches handed to tf.data per Python call
@@ -62,210 +64,11 @@ def resolve_paths(paths: str | os.PathLike | list) -> list[str]:
     return list(dict.fromkeys(files))
 
 
-# ----- schema validation -------------------------------------------------------------------
-def _describe(arrow_type: pa.DataType) -> str:
-    return "list<" + str(arrow_type.value_type) + ">" if pa.types.is_list(arrow_type) or pa.types.is_large_list(arrow_type) else str(arrow_type)
-
-
-def _is_int(t) -> bool:
-    return pa.types.is_integer(t)
-
-
-def _is_str(t) -> bool:
-    return pa.types.is_string(t) or pa.types.is_large_string(t)
-
-
-def _expected_types(spec: FeatureSpec) -> dict[str, tuple[str, callable]]:
-    """column -> (description of what is expected, predicate on the arrow type)."""
-    is_list = lambda t: pa.types.is_list(t) or pa.types.is_large_list(t)  # noqa: E731
-    expected = {
-        spec.label: ("integer 0/1 labels (int64)", lambda t: _is_int(t) or pa.types.is_boolean(t)),
-        spec.user_id: ("int64 or string user ids", lambda t: _is_int(t) or _is_str(t)),
-    }
-    for f in spec.id_features:
-        scalar = _is_int if f.dtype == "int64" else _is_str
-        expected[f.name] = (f"{f.dtype} scalar ids", scalar)
-        if f.history:
-            expected[f.history] = (f"list<{f.dtype}> history", lambda t, s=scalar: is_list(t) and s(t.value_type))
-    return expected
-
-
-def read_schema(path: str) -> pa.Schema:
-    """Reads one file's Parquet schema, turning corrupt/truncated/non-Parquet files into InputError."""
-    try:
-        return pq.read_schema(path)
-    except (pa.ArrowException, OSError) as err:
-        raise InputError(f"{path}: not a readable Parquet file ({str(err).splitlines()[0]})") from None
-
-
-def validate_schema(files: list[str], spec: FeatureSpec) -> pa.Schema:
-    """Checks every file has the spec's columns with the expected types and that rows exist.
-
-    Columns the spec does not use are allowed and ignored (logs carry extra columns).
-
-    Returns:
-        The schema of the first file.
-    Raises:
-        InputError: naming the file, the column and what was expected.
-    """
-    expected = _expected_types(spec)
-    first, total_rows, user_id_type = None, 0, None
-    for path in files:
-        schema = read_schema(path)
-        for column, (what, ok) in expected.items():
-            if column not in schema.names:
-                raise InputError(f"{path}: missing column {column!r} (expected {what}); file has {schema.names}")
-            arrow_type = schema.field(column).type
-            if not ok(arrow_type):
-                raise InputError(f"{path}: column {column!r} has type {_describe(arrow_type)}, expected {what}")
-        this_user_type = "string" if _is_str(schema.field(spec.user_id).type) else "int"
-        if user_id_type and this_user_type != user_id_type:
-            raise InputError(f"{path}: column {spec.user_id!r} is {this_user_type} here but {user_id_type} in {files[0]}")
-        user_id_type = this_user_type
-        try:
-            total_rows += pq.ParquetFile(path).metadata.num_rows
-        except (pa.ArrowException, OSError) as err:
-            raise InputError(f"{path}: not a readable Parquet file ({err})") from None
-        first = first or schema
-    if total_rows == 0:
-        raise InputError(f"empty dataset: {len(files)} file(s) hold no rows ({files[0]} ...)")
-    return first
-
-
-# ----- batch validation and conversion to numpy -------------------------------------------------
-def _check_batch(batch: pa.RecordBatch, spec: FeatureSpec, where: str, first_row: int = 0) -> None:
-    """Raises InputError for nulls, labels outside {0,1} and misaligned histories.
-
-    ``first_row`` is the batch's first row number within ``where`` (for the message).
-    """
-    for column in (spec.label, spec.user_id, *spec.scalar_id_columns, *spec.history_columns):
-        nulls = batch.column(column).null_count
-        if nulls:
-            raise InputError(f"{where}: column {column!r} has {nulls} null value(s); expected none")
-    for column in spec.history_columns:
-        nulls = pc.list_flatten(batch.column(column)).null_count
-        if nulls:
-            raise InputError(f"{where}: column {column!r} has {nulls} null id(s) inside its lists; expected none")
-    label = batch.column(spec.label)
-    if pa.types.is_integer(label.type):
-        bounds = pc.min_max(label)
-        low, high = bounds["min"].as_py(), bounds["max"].as_py()
-        if low < 0 or high > 1:
-            bad = low if low < 0 else high
-            raise InputError(f"{where}: column {spec.label!r} holds {bad}; labels must be 0 or 1")
-    lengths = None
-    for column in spec.history_columns:
-        this = pc.list_value_length(batch.column(column))
-        if lengths is not None and not pc.all(pc.equal(lengths, this)).as_py():
-            row = int(np.flatnonzero(lengths.to_numpy() != this.to_numpy())[0])
-            raise InputError(f"{where}: {spec.history_columns[0]!r} and {column!r} have different lengths "
-                             f"in row {first_row + row}; history lists must be aligned step by step")
-        lengths = this
-
-
-def _to_numpy(array: pa.Array) -> np.ndarray:
-    if _is_str(array.type):
-        # object array of UTF-8 bytes: tf.data converts bytes ~5x faster than str (no re-encoding)
-        binary = pa.large_binary() if pa.types.is_large_string(array.type) else pa.binary()
-        return array.cast(binary).to_numpy(zero_copy_only=False)
-    return array.to_numpy(zero_copy_only=False).astype(np.int64, copy=False)
-
-
-class _Chunk:
-    """One validated record batch as numpy: scalars [n], histories as flat values + offsets."""
-
-    def __init__(self, batch: pa.RecordBatch, spec: FeatureSpec):
-        self.n = batch.num_rows
-        self.scalars = {c: _to_numpy(batch.column(c)) for c in (spec.user_id, *spec.scalar_id_columns)}
-        self.label = batch.column(spec.label).to_numpy(zero_copy_only=False).astype(np.float32)
-        self.histories = {}
-        lengths = np.zeros(self.n, dtype=np.int64)
-        for column in spec.history_columns:
-            lists = batch.column(column)
-            offsets = lists.offsets.to_numpy().astype(np.int64)
-            # a sliced batch's .values is its parent's whole child array: keep only this slice's
-            values = lists.values.slice(offsets[0], offsets[-1] - offsets[0])
-            self.histories[column] = (_to_numpy(values), offsets - offsets[0])
-            lengths = np.diff(offsets)
-        self.lengths = np.minimum(lengths, spec.max_history)
-        self.trimmed = bool(len(lengths)) and int(lengths.max()) > spec.max_history  # steps to drop
-
-    @classmethod
-    def _make(cls, n, scalars, label, lengths, histories) -> "_Chunk":
-        chunk = object.__new__(cls)
-        chunk.n, chunk.scalars, chunk.label, chunk.lengths, chunk.histories = n, scalars, label, lengths, histories
-        chunk.trimmed = False  # built from packed histories
-        return chunk
-
-    def packed(self, column: str) -> tuple[np.ndarray, np.ndarray]:
-        """(values, offsets) of one history column holding only the kept (newest) steps."""
-        values, offsets = self.histories[column]
-        if not self.trimmed:  # offsets start at 0 and every step is kept: already packed
-            return values, offsets
-        starts = offsets[1:] - self.lengths
-        new_offsets = np.zeros(self.n + 1, dtype=np.int64)
-        np.cumsum(self.lengths, out=new_offsets[1:])
-        index = np.repeat(starts - new_offsets[:-1], self.lengths) + np.arange(new_offsets[-1])
-        return values[index], new_offsets
-
-    def take(self, rows: np.ndarray) -> "_Chunk":
-        """A new chunk holding only ``rows``."""
-        histories = {}
-        for column, (values, offsets) in self.histories.items():
-            lengths = self.lengths[rows]
-            new_offsets = np.zeros(len(rows) + 1, dtype=np.int64)
-            np.cumsum(lengths, out=new_offsets[1:])
-            index = np.repeat(offsets[rows + 1] - lengths - new_offsets[:-1], lengths) + np.arange(new_offsets[-1])
-            histories[column] = (values[index], new_offsets)
-        return self._make(len(rows), {k: v[rows] for k, v in self.scalars.items()}, self.label[rows],
-                          self.lengths[rows], histories)
-
-    @classmethod
-    def concat(cls, chunks: list) -> "_Chunk":
-        """One chunk holding the rows of all ``chunks`` in order."""
-        histories = {}
-        for column in chunks[0].histories:
-            parts = [c.packed(column) for c in chunks]
-            shifts = np.cumsum([0] + [offsets[-1] for _, offsets in parts[:-1]])
-            offsets = np.concatenate([[0]] + [o[1:] + s for (_, o), s in zip(parts, shifts)]).astype(np.int64)
-            histories[column] = (np.concatenate([v for v, _ in parts]), offsets)
-        return cls._make(sum(c.n for c in chunks),
-                         {k: np.concatenate([c.scalars[k] for c in chunks]) for k in chunks[0].scalars},
-                         np.concatenate([c.label for c in chunks]),
-                         np.concatenate([c.lengths for c in chunks]), histories)
-
-    def padded(self, rows: np.ndarray, width: int) -> dict[str, np.ndarray]:
-        """{history column: [len(rows), width]}: the newest steps, left-aligned, zero/empty padded.
-
-        One gather/scatter index over the kept steps only, shared by all history columns (their
-        lists have equal lengths, checked on reading, so their offsets are equal too).
-        """
-        n = len(rows)
-        keep = self.lengths[rows]
-        before = np.cumsum(keep) - keep  # exclusive prefix sum: each row's first step in the flat run
-        steps = np.arange(before[-1] + keep[-1] if n else 0)
-        dst = np.repeat(np.arange(n) * width - before, keep) + steps
-        src = None
-        out = {}
-        for column, (values, offsets) in self.histories.items():
-            if src is None:  # the last `keep` steps of each list
-                src = np.repeat(offsets[rows + 1] - keep - before, keep) + steps
-            flat = np.full(n * width, b"", dtype=object) if values.dtype == object else np.zeros(n * width, np.int64)
-            flat[dst] = values[src]
-            out[column] = flat.reshape(n, width)
-        return out
-
-
 def user_unit_hash(user_ids: np.ndarray) -> np.ndarray:
     """A stable pseudo-random number in [0, 1) per user id (int64 or bytes), for splits by user."""
     if user_ids.dtype == object:
         return np.fromiter((zlib.crc32(u) for u in user_ids), dtype=np.float64, count=len(user_ids)) / 2.0 ** 32
-    with np.errstate(over="ignore"):  # splitmix64 finaliser: wrapping uint64 arithmetic is the point
-        z = user_ids.astype(np.uint64) + np.uint64(0x9E3779B97F4A7C15)
-        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-        z ^= z >> np.uint64(31)
-    return (z >> np.uint64(11)).astype(np.float64) / 2.0 ** 53
+    return (splitmix64(user_ids) >> np.uint64(11)).astype(np.float64) / 2.0 ** 53
 
 
 # ----- the streaming reader ---------------------------------------------------------------
@@ -302,7 +105,7 @@ class ClickLogReader:
         self.window = max(shuffle_buffer, batch_size)
         self.drop_remainder = drop_remainder
         self.widths = self.spec.history_buckets if bucket_by_length else (self.spec.max_history,)
-        self.user_id_string = _is_str(self.schema.field(self.spec.user_id).type)
+        self.user_id_string = is_string(self.schema.field(self.spec.user_id).type)
         self.units = self._shard(num_shards, shard_index)
         self.users = users
         if users is not None and (not 0 < users[0] < 1 or users[1] not in ("train", "validation")):
@@ -335,7 +138,7 @@ class ClickLogReader:
         """
         return [sum(_unit_rows(unit) for unit, _ in self._shard(num_shards, i)) for i in range(num_shards)]
 
-    def _chunks(self, rng: np.random.Generator) -> Iterator[_Chunk]:
+    def _chunks(self, rng: np.random.Generator) -> Iterator[Chunk]:
         order = rng.permutation(len(self.units)) if self.shuffle else range(len(self.units))
         columns = list(self.spec.columns)
         for i in order:
@@ -345,9 +148,9 @@ class ClickLogReader:
                 for batch in unit.to_batches(columns=columns, batch_size=READ_BATCH_ROWS):
                     if batch.num_rows == 0:
                         continue
-                    _check_batch(batch, self.spec, where, first_row)
+                    check_batch(batch, self.spec, where, first_row)
                     first_row += batch.num_rows
-                    chunk = _Chunk(batch, self.spec)
+                    chunk = Chunk(batch, self.spec)
                     if self.users is not None:
                         held_out = user_unit_hash(chunk.scalars[self.spec.user_id]) < self.users[0]
                         chunk = chunk.take(np.flatnonzero(held_out == (self.users[1] == "validation")))
@@ -356,7 +159,7 @@ class ClickLogReader:
             except (pa.ArrowException, OSError) as err:
                 raise InputError(f"{where}: cannot read Parquet data ({str(err).splitlines()[0]})") from None
 
-    def _gather(self, chunk: _Chunk, rows: np.ndarray, width: int) -> tuple[dict, np.ndarray]:
+    def _gather(self, chunk: Chunk, rows: np.ndarray, width: int) -> tuple[dict, np.ndarray]:
         """Features and labels of ``rows`` (shape [k, B]) as arrays of shape [k, B, ...]."""
         features = {name: values[rows] for name, values in chunk.scalars.items()}
         for column, padded in chunk.padded(rows.reshape(-1), width).items():
@@ -371,7 +174,7 @@ class ClickLogReader:
         """
         rng = np.random.default_rng(self.seed + self.epoch)
         self.epoch += 1
-        pending: list[_Chunk] = []
+        pending: list[Chunk] = []
         pending_rows = 0
         for chunk in self._chunks(rng):
             pending.append(chunk)
@@ -389,7 +192,7 @@ class ClickLogReader:
 
     def _flush(self, pending: list, rng: np.random.Generator, final: bool):
         """Emits the window's full batches per bucket; keeps the remainder rows unless final."""
-        window = _Chunk.concat(pending) if len(pending) > 1 else pending[0] if pending else None
+        window = Chunk.concat(pending) if len(pending) > 1 else pending[0] if pending else None
         pending.clear()
         if window is None or window.n == 0:
             return
@@ -436,20 +239,6 @@ def surfacing_input_errors():
 
 
 # ----- tf.data -----------------------------------------------------------------------------------
-def output_signature(spec: FeatureSpec, user_id_string: bool = False) -> tuple[dict, tf.TensorSpec]:
-    """The (features, label) TensorSpecs of the datasets :func:`make_dataset` returns."""
-    def dtype(feature_dtype):
-        return tf.string if feature_dtype == "string" else tf.int64
-
-    features = {spec.user_id: tf.TensorSpec([None], tf.string if user_id_string else tf.int64)}
-    for f in spec.id_features:
-        features[f.name] = tf.TensorSpec([None], dtype(f.dtype))
-        if f.history:
-            features[f.history] = tf.TensorSpec([None, None], dtype(f.dtype))
-    features[HIST_LEN] = tf.TensorSpec([None], tf.int32)
-    return features, tf.TensorSpec([None], tf.float32)
-
-
 def make_dataset(paths, spec: FeatureSpec | None = None, *, batch_size: int = 1024,
                  shuffle: bool = False, shuffle_buffer: int = 65_536, seed: int = 0,
                  repeat: bool = False, num_shards: int = 1, shard_index: int = 0,

@@ -33,9 +33,11 @@ import numpy as np
 import tensorflow as tf
 
 from rocket_ctr.errors import InputError
-from rocket_ctr.features import HIST_LEN, FeatureSpec, IdMapper
+from rocket_ctr.id_mapping import IdMapper
+from rocket_ctr.signatures import (OUTPUT, SCORE_ROWS, SERVING_DEFAULT, candidate_columns, describe_signatures,
+                                   request_signature, rows_signature)
+from rocket_ctr.spec import HIST_LEN, FeatureSpec
 
-SERVING_DEFAULT, SCORE_ROWS, OUTPUT = "serving_default", "score_rows", "probabilities"
 WARMUP_FILE, INFO_FILE = "tf_serving_warmup_requests", "rocket_ctr_export.json"
 CANDIDATE_PAD = 64  # XLA exports: N is padded up to a multiple of this (few compiled shapes)
 TOLERANCE = 1e-5
@@ -57,42 +59,6 @@ class ExportResult:
     checked_rows: int
     max_abs_diff: float
     warmup_records: int
-
-
-# ----- signatures --------------------------------------------------------------------------------
-def _dtype(spec: FeatureSpec, column: str) -> tf.DType:
-    return tf.string if spec.feature(column).dtype == "string" else tf.int64
-
-
-def candidate_columns(spec: FeatureSpec) -> tuple:
-    """Candidate-side id inputs of ``serving_default`` (shape [N])."""
-    return tuple(f.name for f in spec.sequence_features + spec.item_features)
-
-
-def request_signature(spec: FeatureSpec) -> dict:
-    """``serving_default`` inputs: user profile [1], histories [1, L], candidates [N]."""
-    sig = {c: tf.TensorSpec([1], _dtype(spec, c), name=c) for c in (f.name for f in spec.user_features)}
-    sig.update({c: tf.TensorSpec([1, None], _dtype(spec, c), name=c) for c in spec.history_columns})
-    sig.update({c: tf.TensorSpec([None], _dtype(spec, c), name=c) for c in candidate_columns(spec)})
-    return sig
-
-
-def rows_signature(spec: FeatureSpec) -> dict:
-    """``score_rows`` inputs: every id column [N], histories [N, L], ``hist_len`` [N] int32."""
-    sig = {c: tf.TensorSpec([None], _dtype(spec, c), name=c) for c in spec.scalar_id_columns}
-    sig.update({c: tf.TensorSpec([None, None], _dtype(spec, c), name=c) for c in spec.history_columns})
-    sig[HIST_LEN] = tf.TensorSpec([None], tf.int32, name=HIST_LEN)
-    return sig
-
-
-def describe_signatures(spec: FeatureSpec) -> dict:
-    """{signature: {"inputs": {name: {"dtype", "shape"}}, "outputs": ...}} (-1 = any size)."""
-    def describe(sig):
-        return {k: {"dtype": s.dtype.name, "shape": [-1 if d is None else d for d in s.shape.as_list()]}
-                for k, s in sig.items()}
-    output = {OUTPUT: {"dtype": "float32", "shape": [-1]}}
-    return {SERVING_DEFAULT: {"inputs": describe(request_signature(spec)), "outputs": output},
-            SCORE_ROWS: {"inputs": describe(rows_signature(spec)), "outputs": output}}
 
 
 # ----- the serving module ------------------------------------------------------------------------

@@ -4,7 +4,7 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-from rocket_ctr.features import HIST_LEN, FeatureSpec
+from rocket_ctr.spec import HIST_LEN, FeatureSpec
 
 
 def track_for_checkpoints(layer: keras.layers.Layer, prefix: str, children: list) -> None:
@@ -130,7 +130,7 @@ class SharedBottom(keras.layers.Layer):
 
     x = [user profile embeddings, attention-pooled history, candidate embeddings, extra item
     embeddings]. Item and category embeddings are shared between the candidate and the history.
-    Inputs are row indices (see :class:`rocket_ctr.features.IdMapper`) plus ``hist_len``.
+    Inputs are row indices (see :class:`rocket_ctr.id_mapping.IdMapper`) plus ``hist_len``.
     User-side inputs (profile, history) may have batch size 1 against N candidates.
     """
 

@@ -5,7 +5,7 @@ import keras
 import tensorflow as tf
 
 from rocket_ctr.config import RocketConfig
-from rocket_ctr.features import FeatureSpec
+from rocket_ctr.spec import FeatureSpec
 from rocket_ctr.layers import MLP, SharedBottom
 from rocket_ctr.losses import get_hint
 

@@ -1,11 +1,43 @@
-"""Every input signature and example-rows builder: the TensorSpecs the model, datasets and export take."""
+"""Every input signature and example-rows builder: the TensorSpecs that datasets, the model and
+the exported serving signatures take.
+
+Three views of one FeatureSpec's columns:
+
+* :func:`output_signature`: raw ids as the input pipeline yields them, plus the label.
+* :func:`row_signature` / :func:`example_rows`: the model's inputs (embedding row indices).
+* :func:`request_signature` / :func:`rows_signature`: the exported ``serving_default`` (one user
+  + N candidates) and ``score_rows`` (N rows) inputs, raw ids.
+"""
 from __future__ import annotations
 
 import tensorflow as tf
 
-from rocket_ctr.features import FeatureSpec
+from rocket_ctr.spec import HIST_LEN, FeatureSpec
+
+SERVING_DEFAULT, SCORE_ROWS, OUTPUT = "serving_default", "score_rows", "probabilities"
 
 
+def _dtype(feature_dtype: str) -> tf.DType:
+    return tf.string if feature_dtype == "string" else tf.int64
+
+
+def _column_dtype(spec: FeatureSpec, column: str) -> tf.DType:
+    return _dtype(spec.feature(column).dtype)
+
+
+# ----- input pipeline --------------------------------------------------------------------------
+def output_signature(spec: FeatureSpec, user_id_string: bool = False) -> tuple[dict, tf.TensorSpec]:
+    """The (features, label) TensorSpecs of the datasets :func:`rocket_ctr.data.make_dataset` returns."""
+    features = {spec.user_id: tf.TensorSpec([None], tf.string if user_id_string else tf.int64)}
+    for f in spec.id_features:
+        features[f.name] = tf.TensorSpec([None], _dtype(f.dtype))
+        if f.history:
+            features[f.history] = tf.TensorSpec([None, None], _dtype(f.dtype))
+    features[HIST_LEN] = tf.TensorSpec([None], tf.int32)
+    return features, tf.TensorSpec([None], tf.float32)
+
+
+# ----- model -----------------------------------------------------------------------------------
 def row_signature(spec: FeatureSpec) -> dict:
     """TensorSpecs of the model's inputs (row indices), any batch size and history length."""
     rows = {f.name: tf.TensorSpec([None], tf.int64) for f in spec.id_features}
@@ -20,3 +52,35 @@ def example_rows(spec: FeatureSpec, batch: int = 2, steps: int = 3) -> dict:
     rows.update({f.history: tf.zeros([batch, steps], tf.int64) for f in spec.sequence_features})
     rows["hist_len"] = tf.fill([batch], steps)
     return rows
+
+
+# ----- exported serving signatures -------------------------------------------------------------
+def candidate_columns(spec: FeatureSpec) -> tuple:
+    """Candidate-side id inputs of ``serving_default`` (shape [N])."""
+    return tuple(f.name for f in spec.sequence_features + spec.item_features)
+
+
+def request_signature(spec: FeatureSpec) -> dict:
+    """``serving_default`` inputs: user profile [1], histories [1, L], candidates [N]."""
+    sig = {c: tf.TensorSpec([1], _column_dtype(spec, c), name=c) for c in (f.name for f in spec.user_features)}
+    sig.update({c: tf.TensorSpec([1, None], _column_dtype(spec, c), name=c) for c in spec.history_columns})
+    sig.update({c: tf.TensorSpec([None], _column_dtype(spec, c), name=c) for c in candidate_columns(spec)})
+    return sig
+
+
+def rows_signature(spec: FeatureSpec) -> dict:
+    """``score_rows`` inputs: every id column [N], histories [N, L], ``hist_len`` [N] int32."""
+    sig = {c: tf.TensorSpec([None], _column_dtype(spec, c), name=c) for c in spec.scalar_id_columns}
+    sig.update({c: tf.TensorSpec([None, None], _column_dtype(spec, c), name=c) for c in spec.history_columns})
+    sig[HIST_LEN] = tf.TensorSpec([None], tf.int32, name=HIST_LEN)
+    return sig
+
+
+def describe_signatures(spec: FeatureSpec) -> dict:
+    """{signature: {"inputs": {name: {"dtype", "shape"}}, "outputs": ...}} (-1 = any size)."""
+    def describe(sig):
+        return {k: {"dtype": s.dtype.name, "shape": [-1 if d is None else d for d in s.shape.as_list()]}
+                for k, s in sig.items()}
+    output = {OUTPUT: {"dtype": "float32", "shape": [-1]}}
+    return {SERVING_DEFAULT: {"inputs": describe(request_signature(spec)), "outputs": output},
+            SCORE_ROWS: {"inputs": describe(rows_signature(spec)), "outputs": output}}

@@ -35,11 +35,12 @@ from rocket_ctr.curves import plot_curves
 from rocket_ctr.data import ClickLogReader, epochs_dataset, find_feature_spec, surfacing_input_errors, to_dataset
 from rocket_ctr.distributed import broadcast_from_chief, make_strategy
 from rocket_ctr.errors import InputError
-from rocket_ctr.features import FeatureSpec, IdMapper
+from rocket_ctr.id_mapping import IdMapper
 from rocket_ctr.metrics import StreamingEvaluator
 from rocket_ctr.model import RocketModel
 from rocket_ctr.optimizers import LazyAdam
 from rocket_ctr.signatures import example_rows, row_signature
+from rocket_ctr.spec import FeatureSpec
 
 PARAMETER_SERVER_UNSUPPORTED = (
     "--strategy parameter-server is not supported by the trainer: Keras 3 variables cannot be "

@@ -3,7 +3,7 @@ import rocket_ctr
 
 
 def test_public_api_resolves():
-    from rocket_ctr.features import FeatureSpec
+    from rocket_ctr.spec import FeatureSpec
     from rocket_ctr.trainer import Trainer
 
     assert rocket_ctr.FeatureSpec is FeatureSpec and rocket_ctr.Trainer is Trainer

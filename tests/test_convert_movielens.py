@@ -8,7 +8,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from rocket_ctr.errors import InputError
-from rocket_ctr.features import FeatureSpec
+from rocket_ctr.spec import FeatureSpec
 from rocket_ctr.pipelines import cli
 from rocket_ctr.pipelines.convert_common import stable_id
 from rocket_ctr.pipelines.convert_movielens import convert

@@ -7,7 +7,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from rocket_ctr.errors import InputError
-from rocket_ctr.features import FeatureSpec
+from rocket_ctr.spec import FeatureSpec
 from rocket_ctr.pipelines import cli, convert_taobao
 from rocket_ctr.pipelines.convert_taobao import convert
 

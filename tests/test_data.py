@@ -13,8 +13,8 @@ from conftest import REFERENCE_SCHEMA, log_columns, write_log
 from rocket_ctr import data
 from rocket_ctr.data import make_dataset, surfacing_input_errors
 from rocket_ctr.errors import InputError
-from rocket_ctr.features import HIST_LEN, FeatureSpec, IdFeature
 from rocket_ctr.pipelines import cli
+from rocket_ctr.spec import HIST_LEN, FeatureSpec, IdFeature
 
 # small spec: widths 2/4/10, while the generated histories reach 15 steps (some truncated, some empty)
 SPEC = FeatureSpec(max_history=10, history_buckets=(2, 4))

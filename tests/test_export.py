@@ -14,8 +14,8 @@ from rocket_ctr.errors import InputError
 from rocket_ctr.export import (SCORE_ROWS, SERVING_DEFAULT, WARMUP_FILE, ServingModule, VerificationError,
                                export_light, list_versions, one_user_request, reference_probabilities,
                                sample_rows)
-from rocket_ctr.features import HIST_LEN
 from rocket_ctr.pipelines.cli import main
+from rocket_ctr.spec import HIST_LEN
 from rocket_ctr.trainer import Trainer, restore_model
 
 TINY = dict(epochs=1, embedding_dim=8, booster_units=(32, 16), jit_compile=False)

@@ -5,9 +5,9 @@ import pytest
 import tensorflow as tf
 
 from rocket_ctr.config import RocketConfig
-from rocket_ctr.features import FeatureSpec, IdFeature
 from rocket_ctr.model import RocketModel
 from rocket_ctr.optimizers import LazyAdam
+from rocket_ctr.spec import FeatureSpec, IdFeature
 
 SPEC = FeatureSpec(
     sequence_features=(IdFeature("item_id", history="hist_item_id", buckets=50),

@@ -12,7 +12,7 @@ import pytest
 
 from rocket_ctr.datagen.synthetic import GeneratorConfig, feature_spec_dict, generate, hashed_ids
 from rocket_ctr.errors import InputError
-from rocket_ctr.features import FeatureSpec
+from rocket_ctr.spec import FeatureSpec
 from rocket_ctr.pipelines.cli import main
 
 EXPECTED = pa.schema([

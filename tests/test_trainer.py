@@ -132,7 +132,7 @@ def test_a_failed_first_attempt_does_not_lock_the_run_dir(log, tmp_path):
 
 def test_resuming_with_another_feature_spec_is_refused(log, trained):
     import dataclasses
-    from rocket_ctr.features import FeatureSpec
+    from rocket_ctr.spec import FeatureSpec
     run_dir, _ = trained
     spec = FeatureSpec.load(run_dir / "feature_spec.json")
     other = dataclasses.replace(spec, max_history=spec.max_history - 1)

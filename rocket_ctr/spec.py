@@ -1,9 +1,9 @@
 """FeatureSpec: which columns a click log has and how raw ids become embedding rows.
 
-Data, model and export all read this one object. Raw ids stay raw (sparse, possibly huge int64
-or strings); the id -> row mapping is :class:`IdMapper`, a ``tf.Module`` used both by the
-training input pipeline and inside the exported serving graph, so unseen ids land in a valid row
-at serving time exactly as in training.
+Data, model and export all read this one object; its defaults are the reference click-log schema
+(DESIGN.md), defined here and nowhere else. Raw ids stay raw (sparse, possibly huge int64 or
+strings); the id -> row mapping is :class:`rocket_ctr.id_mapping.IdMapper`. Pure Python: the
+generator, converters and tools read and write specs without importing TensorFlow.
 """
 from __future__ import annotations
 
@@ -11,8 +11,6 @@ import dataclasses
 import json
 from pathlib import Path
 from typing import Any
-
-import tensorflow as tf
 
 from rocket_ctr.errors import InputError
 
@@ -160,6 +158,20 @@ class FeatureSpec:
                 return f
         raise KeyError(name)
 
+    def with_buckets(self, **buckets: int) -> "FeatureSpec":
+        """A copy whose named features hash into the given numbers of buckets (e.g. sized to a log).
+
+        Raises:
+            KeyError: a name that is not one of this spec's features.
+        """
+        unknown = sorted(set(buckets) - set(self.scalar_id_columns))
+        if unknown:
+            raise KeyError(f"no features {unknown} in this FeatureSpec")
+        resized = {group: tuple(dataclasses.replace(f, buckets=int(buckets[f.name])) if f.name in buckets else f
+                                for f in getattr(self, group))
+                   for group in ("sequence_features", "user_features", "item_features")}
+        return dataclasses.replace(self, **resized)
+
     # ----- (de)serialisation ---------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -184,39 +196,3 @@ class FeatureSpec:
             return cls.from_dict(json.loads(Path(path).read_text()))
         except (OSError, json.JSONDecodeError, TypeError, ValueError) as err:
             raise InputError(f"{path}: not a valid FeatureSpec JSON ({err})") from None
-
-
-class IdMapper(tf.Module):
-    """Raw ids -> embedding row indices, in-graph (the same code in training and serving).
-
-    Hashing (default) maps every id, including unseen, negative or huge ones, into
-    ``[0, buckets)``; a vocabulary maps known ids to ``1..V`` and anything else to OOV row 0.
-    """
-
-    def __init__(self, spec: FeatureSpec, name: str = "id_mapper"):
-        super().__init__(name=name)
-        self.spec = spec
-        self._tables = {}
-        for f in spec.id_features:
-            if f.vocabulary is not None:
-                key_dtype = tf.string if f.dtype == "string" else tf.int64
-                keys = tf.constant(list(f.vocabulary), dtype=key_dtype)
-                values = tf.range(1, len(f.vocabulary) + 1, dtype=tf.int64)
-                init = tf.lookup.KeyValueTensorInitializer(keys, values)
-                self._tables[f.name] = tf.lookup.StaticHashTable(init, default_value=0)
-
-    def rows(self, feature: IdFeature, ids: tf.Tensor) -> tf.Tensor:
-        """Row indices (int64, same shape as ``ids``) for one feature's raw ids."""
-        if feature.name in self._tables:
-            return self._tables[feature.name].lookup(ids)
-        text = ids if ids.dtype == tf.string else tf.strings.as_string(ids)
-        return tf.strings.to_hash_bucket_fast(text, feature.buckets)
-
-    def __call__(self, features: dict) -> dict:
-        """Maps every id column of ``features`` to rows; other entries pass through unchanged."""
-        out = dict(features)
-        for f in self.spec.id_features:
-            for column in (f.name, f.history):
-                if column and column in features:
-                    out[column] = self.rows(f, features[column])
-        return out

@@ -1,0 +1,21 @@
+"""splitmix64: the one 64-bit integer mixer (numpy only), for sparse synthetic ids, splits by user
+and distinct-count sketches."""
+from __future__ import annotations
+
+import numpy as np
+
+
+def splitmix64(x: np.ndarray) -> np.ndarray:
+    """splitmix64's finaliser applied elementwise.
+
+    Args:
+        x: integer array; int64 values are reinterpreted as uint64 (negative ids included).
+    Returns:
+        uint64 array of the same shape, uniformly mixed.
+    """
+    z = np.asarray(x).astype(np.uint64)
+    with np.errstate(over="ignore"):  # wrapping uint64 arithmetic is the point
+        z = z + np.uint64(0x9E3779B97F4A7C15)
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        return z ^ (z >> np.uint64(31))
