@@ -37,6 +37,9 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from rocket_ctr.errors import InputError
+from rocket_ctr.hashing import splitmix64
+from rocket_ctr.parquet_schema import arrow_schema
+from rocket_ctr.spec import FeatureSpec
 
 GENDERS = ("F", "M", "U")
 OCCUPATIONS = ("other", "academic/educator", "artist", "clerical/admin", "college/grad student",
@@ -139,16 +142,8 @@ def hashed_ids(n: int, seed: int, namespace: int) -> np.ndarray:
     Returns:
         int64 array of non-negative, distinct (up to 2**-62 odds), huge ids.
     """
-    key = _splitmix64(np.array([(seed * 16 + namespace) % 2**64], dtype=np.uint64))
-    return (_splitmix64(np.arange(n, dtype=np.uint64) + key) & np.uint64((1 << 62) - 1)).astype(np.int64)
-
-
-def _splitmix64(x: np.ndarray) -> np.ndarray:
-    with np.errstate(over="ignore"):
-        z = x + np.uint64(0x9E3779B97F4A7C15)
-        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-        return z ^ (z >> np.uint64(31))
+    key = splitmix64(np.array([(seed * 16 + namespace) % 2**64], dtype=np.uint64))
+    return (splitmix64(np.arange(n, dtype=np.uint64) + key) & np.uint64((1 << 62) - 1)).astype(np.int64)
 
 
 def _zipf(n, alpha, rng):
@@ -340,11 +335,8 @@ class _Calibration:
 
 def schema(with_oracle: bool = False) -> pa.Schema:
     """The reference click-log schema (plus ``click_prob`` float64 with the oracle)."""
-    fields = [("user_id", pa.int64()), ("item_id", pa.int64()), ("cate_id", pa.int64()),
-              ("hist_item_id", pa.list_(pa.int64())), ("hist_cate_id", pa.list_(pa.int64())),
-              ("user_gender", pa.string()), ("user_occupation", pa.string()),
-              ("ts", pa.int64()), ("label", pa.int64())]
-    return pa.schema(fields + ([("click_prob", pa.float64())] if with_oracle else []))
+    reference = arrow_schema(FeatureSpec())
+    return reference.append(pa.field("click_prob", pa.float64())) if with_oracle else reference
 
 
 class _SplitWriter:
@@ -475,7 +467,7 @@ def generate(out_dir, config: GeneratorConfig | None = None, *, with_oracle: boo
         w.close()
 
     spec_path = out / "feature_spec.json"
-    spec_path.write_text(json.dumps(feature_spec_dict(cfg), indent=2) + "\n")
+    feature_spec(cfg).save(spec_path)
     rows = {s: w.rows for s, w in writers.items()}
     ctr = {s: w.clicks / w.rows if w.rows else None for s, w in writers.items()}
     ctr["all"] = sum(w.clicks for w in writers.values()) / cfg.n_rows
@@ -494,18 +486,9 @@ def _generator_of(params_path: Path) -> str | None:
         return None
 
 
-def feature_spec_dict(cfg: GeneratorConfig) -> dict:
-    """The log's FeatureSpec as ``FeatureSpec.from_dict`` reads it (unset fields take its defaults).
-
-    Hash buckets are ~2x each id space and ``max_history`` is the generator's. Written as plain
-    JSON because ``rocket_ctr.features`` imports TensorFlow (~600 MB RSS, seconds) for a small file.
-    """
-    def feature(name, history=None, dtype="int64", buckets=16):
-        return {"name": name, "history": history, "dtype": dtype, "buckets": int(buckets), "vocabulary": None}
-
-    return {"sequence_features": [feature("item_id", "hist_item_id", buckets=max(2 * cfg.n_items, 16)),
-                                  feature("cate_id", "hist_cate_id", buckets=max(2 * cfg.n_cates, 16))],
-            "user_features": [feature("user_gender", dtype="string", buckets=16),
-                              feature("user_occupation", dtype="string", buckets=4 * len(OCCUPATIONS))],
-            "item_features": [], "user_id": "user_id", "label": "label", "timestamp": "ts",
-            "max_history": cfg.max_history}
+def feature_spec(cfg: GeneratorConfig) -> FeatureSpec:
+    """The log's FeatureSpec: the reference schema, hash buckets ~2x each id space, the generator's
+    ``max_history``."""
+    return FeatureSpec(max_history=cfg.max_history).with_buckets(
+        item_id=max(2 * cfg.n_items, 16), cate_id=max(2 * cfg.n_cates, 16),
+        user_gender=16, user_occupation=4 * len(OCCUPATIONS))

@@ -10,12 +10,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-REFERENCE_SCHEMA = pa.schema([
-    ("user_id", pa.int64()), ("item_id", pa.int64()), ("cate_id", pa.int64()),
-    ("hist_item_id", pa.list_(pa.int64())), ("hist_cate_id", pa.list_(pa.int64())),
-    ("user_gender", pa.string()), ("user_occupation", pa.string()),
-    ("ts", pa.int64()), ("label", pa.int64()),
-])
+from rocket_ctr.parquet_schema import arrow_schema
+from rocket_ctr.spec import FeatureSpec
+
+REFERENCE_SCHEMA = arrow_schema(FeatureSpec())
 
 
 def log_columns(n: int = 100, *, seed: int = 0, max_len: int = 60, start: int = 0) -> dict:

@@ -10,10 +10,10 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import pytest
 
-from rocket_ctr.datagen.synthetic import GeneratorConfig, feature_spec_dict, generate, hashed_ids
+from rocket_ctr.datagen.synthetic import GeneratorConfig, feature_spec, generate, hashed_ids
 from rocket_ctr.errors import InputError
-from rocket_ctr.spec import FeatureSpec
 from rocket_ctr.pipelines.cli import main
+from rocket_ctr.spec import FeatureSpec
 
 EXPECTED = pa.schema([
     ("user_id", pa.int64()), ("item_id", pa.int64()), ("cate_id", pa.int64()),
@@ -64,9 +64,9 @@ def test_schema_and_sidecar_files(log):
 
 
 @pytest.mark.parametrize("max_history", [1, 5, 20, 50, 200])
-def test_feature_spec_dict_is_a_valid_feature_spec(max_history):
+def test_generated_feature_spec_round_trips(max_history):
     cfg = GeneratorConfig(max_history=max_history, n_items=1_000, n_cates=10)
-    spec = FeatureSpec.from_dict(feature_spec_dict(cfg))
+    spec = FeatureSpec.from_dict(feature_spec(cfg).to_dict())
     assert spec.max_history == max_history and spec.history_buckets[-1] == max_history
     assert spec.feature("item_id").buckets == 2_000 and spec.feature("cate_id").buckets == 20
     assert spec.feature("user_gender").dtype == spec.feature("user_occupation").dtype == "string"
