@@ -10,8 +10,8 @@ import argparse
 import importlib
 import sys
 
-# dataset -> converter module of rocket_ctr.pipelines (each has convert(paths, out, ...)).
-CONVERTERS = {"amazon": "convert_amazon", "taobao-ad": "convert_taobao", "movielens": "convert_movielens"}
+# dataset -> converter module of rocket_ctr.datasets (each has convert(paths, out, ...)).
+CONVERTERS = {"amazon": "amazon", "taobao-ad": "taobao", "movielens": "movielens"}
 
 
 def _positive(text: str) -> int:
@@ -40,7 +40,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     """Runs the converter of ``args.dataset`` and prints where the output went."""
-    module = importlib.import_module(f"rocket_ctr.pipelines.{CONVERTERS[args.dataset]}")
+    module = importlib.import_module(f"rocket_ctr.datasets.{CONVERTERS[args.dataset]}")
     summary = module.convert(args.raw, args.out, max_history=args.max_history, seed=args.seed,
                              progress=lambda message: print(message, file=sys.stderr, flush=True))
     rows = ", ".join(f"{split} {info['rows']:,} rows (CTR {info['ctr'] or 0:.4f})"

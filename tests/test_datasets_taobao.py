@@ -6,10 +6,11 @@ import math
 import pyarrow.parquet as pq
 import pytest
 
+from rocket_ctr.datasets import taobao
+from rocket_ctr.datasets.taobao import convert
 from rocket_ctr.errors import InputError
+from rocket_ctr.pipelines import cli
 from rocket_ctr.spec import FeatureSpec
-from rocket_ctr.pipelines import cli, convert_taobao
-from rocket_ctr.pipelines.convert_taobao import convert
 
 T0 = 1494518400  # 2017-05-12 00:00 China Standard Time
 T1 = T0 + 86_400  # 2017-05-13 00:00 CST: the last day -> test
@@ -52,7 +53,7 @@ def by_key(rows):
 
 @pytest.mark.parametrize("bucket_bytes", [1 << 30, 50])  # one bucket, and many
 def test_rows_histories_profiles_and_time_split(tmp_path, monkeypatch, bucket_bytes):
-    monkeypatch.setattr(convert_taobao, "BUCKET_BYTES", bucket_bytes)
+    monkeypatch.setattr(taobao, "BUCKET_BYTES", bucket_bytes)
     out = tmp_path / "out"
     summary = convert([write_raw(tmp_path / "raw")], out, max_history=2, seed=0)
     assert (summary["buckets"] > 1) == (bucket_bytes == 50)
@@ -80,7 +81,7 @@ def test_rows_histories_profiles_and_time_split(tmp_path, monkeypatch, bucket_by
     assert [(f.name, f.history) for f in spec.sequence_features] == [
         ("cate_id", "hist_cate_id"), ("brand", "hist_brand"), ("btag", "hist_btag")]
     assert [f.name for f in spec.item_features] == ["adgroup_id", "campaign_id", "customer", "pid"]
-    assert [f.name for f in spec.user_features] == list(convert_taobao.PROFILE_COLUMNS)
+    assert [f.name for f in spec.user_features] == list(taobao.PROFILE_COLUMNS)
     assert spec.feature("pid").dtype == "string" and spec.feature("brand").vocabulary == (0, 50, 70, 80, 90)
 
 

@@ -22,8 +22,10 @@ from typing import Callable, Sequence
 import numpy as np
 import pyarrow as pa
 
+from rocket_ctr.datasets import common
 from rocket_ctr.errors import InputError
-from rocket_ctr.pipelines import convert_common as common
+from rocket_ctr.parquet_schema import arrow_schema
+from rocket_ctr.spec import FeatureSpec
 
 CHUNK_PAIRS = 65_536  # positive/negative pairs built at a time
 MISSING_CATEGORY = 0  # cate_id of items without metadata or categories
@@ -31,9 +33,7 @@ REVIEW_FIELDS = ("reviewerID", "asin", "unixReviewTime")
 REVIEW_SHAPE = "one JSON object per line with reviewerID, asin, unixReviewTime"
 META_SHAPE = "one JSON object or Python dict literal per line with asin and categories"
 _ASIN = re.compile(r"""["']asin["']\s*:\s*["']([^"']*)["']""")
-SCHEMA = pa.schema([("user_id", pa.int64()), ("item_id", pa.int64()), ("cate_id", pa.int64()),
-                    ("hist_item_id", pa.list_(pa.int64())), ("hist_cate_id", pa.list_(pa.int64())),
-                    ("ts", pa.int64()), ("label", pa.int64())])
+SCHEMA = arrow_schema(FeatureSpec(user_features=()))  # the reference log without a user profile
 
 
 def identify_files(paths: Sequence[str | Path]) -> tuple[Path, Path]:

@@ -15,8 +15,10 @@ from typing import Callable, Sequence
 import numpy as np
 import pyarrow as pa
 
+from rocket_ctr.datasets import common
 from rocket_ctr.errors import InputError
-from rocket_ctr.pipelines import convert_common as common
+from rocket_ctr.parquet_schema import arrow_schema
+from rocket_ctr.spec import FeatureSpec
 
 TEST_EVENTS = 10
 CHUNK_ROWS = 131_072  # rows built at a time (bounds the history lists in memory)
@@ -25,10 +27,7 @@ GENRES_100K = ("unknown", "Action", "Adventure", "Animation", "Children's", "Com
                "Documentary", "Drama", "Fantasy", "Film-Noir", "Horror", "Musical", "Mystery",
                "Romance", "Sci-Fi", "Thriller", "War", "Western")
 FILES = {"100k": ("u.data", "u.item", "u.user"), "1m": ("ratings.dat", "movies.dat", "users.dat")}
-SCHEMA = pa.schema([("user_id", pa.int64()), ("item_id", pa.int64()), ("cate_id", pa.int64()),
-                    ("hist_item_id", pa.list_(pa.int64())), ("hist_cate_id", pa.list_(pa.int64())),
-                    ("user_gender", pa.string()), ("user_occupation", pa.string()),
-                    ("ts", pa.int64()), ("label", pa.int64())])
+SCHEMA = arrow_schema(FeatureSpec())  # the reference log
 
 
 def identify_files(paths: Sequence[str | Path]) -> tuple[str, dict[str, Path]]:

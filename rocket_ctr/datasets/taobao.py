@@ -27,8 +27,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from rocket_ctr.datasets import common
 from rocket_ctr.errors import InputError
-from rocket_ctr.pipelines import convert_common as common
 
 I64 = pa.int64()
 RAW_SAMPLE = {"user": I64, "time_stamp": I64, "adgroup_id": I64, "pid": pa.string(), "nonclk": I64, "clk": I64}

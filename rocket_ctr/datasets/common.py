@@ -24,6 +24,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from rocket_ctr.errors import InputError
+from rocket_ctr.spec import FeatureSpec
 
 ROWS_PER_PART = 1_000_000  # rows per Parquet part file (several files let workers shard by file)
 ROW_GROUP_ROWS = 131_072  # small row groups keep the streaming reader's memory low
@@ -351,9 +352,7 @@ def staged_output(out: Path) -> Iterator[Path]:
 
 
 def write_spec(path: Path, **spec: object) -> None:
-    """Validates ``FeatureSpec(**spec)`` and saves it as JSON (TensorFlow is imported only here)."""
-    from rocket_ctr.spec import FeatureSpec
-
+    """Validates ``FeatureSpec(**spec)`` and saves it as JSON."""
     FeatureSpec.from_dict(spec).save(path)
 
 
