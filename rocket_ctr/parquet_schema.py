@@ -40,7 +40,9 @@ def arrow_schema(spec: FeatureSpec, user_id: pa.DataType = pa.int64()) -> pa.Sch
 
 
 def _describe(arrow_type: pa.DataType) -> str:
-    return "list<" + str(arrow_type.value_type) + ">" if pa.types.is_list(arrow_type) or pa.types.is_large_list(arrow_type) else str(arrow_type)
+    if pa.types.is_list(arrow_type) or pa.types.is_large_list(arrow_type):
+        return "list<" + str(arrow_type.value_type) + ">"
+    return str(arrow_type)
 
 
 def _is_int(t) -> bool:

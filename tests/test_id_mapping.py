@@ -7,7 +7,6 @@ import tensorflow as tf
 from rocket_ctr.id_mapping import IdMapper
 from rocket_ctr.spec import FeatureSpec, IdFeature
 
-
 HUGE = 2**62
 
 
