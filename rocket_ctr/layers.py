@@ -23,6 +23,7 @@ class Dice(keras.layers.Layer):
 
     def __init__(self, epsilon: float = 1e-8, **kwargs):
         super().__init__(**kwargs)
+        self.epsilon = epsilon
         self.bn = keras.layers.BatchNormalization(center=False, scale=False, epsilon=epsilon)
 
     def build(self, input_shape):
@@ -32,6 +33,9 @@ class Dice(keras.layers.Layer):
     def call(self, x, training=False):
         p = tf.sigmoid(self.bn(x, training=training))
         return p * x + (1.0 - p) * self.alpha * x
+
+    def get_config(self):
+        return {**super().get_config(), "epsilon": self.epsilon}
 
 
 def activation_layer(name: str) -> keras.layers.Layer:
@@ -56,6 +60,8 @@ class MLP(keras.layers.Layer):
 
     def __init__(self, units, activation="relu", batch_norm=False, dropout=0.0, l2=0.0, **kwargs):
         super().__init__(**kwargs)
+        self.units, self.activation, self.batch_norm = tuple(units), activation, batch_norm
+        self.dropout, self.l2 = dropout, l2
         regularizer = keras.regularizers.L2(l2) if l2 else None
         self.hidden = []
         for width in units:
@@ -72,6 +78,10 @@ class MLP(keras.layers.Layer):
         for layer in self.hidden:
             x = layer(x, training=training)
         return tf.cast(tf.squeeze(self.logit(x), axis=-1), tf.float32)  # losses in float32 under mixed precision
+
+    def get_config(self):
+        return {**super().get_config(), "units": list(self.units), "activation": self.activation,
+                "batch_norm": self.batch_norm, "dropout": self.dropout, "l2": self.l2}
 
 
 class DinAttention(keras.layers.Layer):
@@ -124,6 +134,10 @@ class DinAttention(keras.layers.Layer):
         # batched matmul broadcasts a batch-1 history against B candidates without copying it
         return tf.squeeze(tf.matmul(weights[:, None, :], keys), axis=1)
 
+    def get_config(self):
+        return {**super().get_config(), "units": list(self.units), "activation": self.activation,
+                "softmax": self.softmax}
+
 
 class SharedBottom(keras.layers.Layer):
     """Embeddings + DIN attention -> the representation x both towers read.
@@ -137,7 +151,9 @@ class SharedBottom(keras.layers.Layer):
     def __init__(self, spec: FeatureSpec, embedding_dim=18, attention_units=(80, 40),
                  attention_activation="sigmoid", attention_softmax=False, **kwargs):
         super().__init__(**kwargs)
-        self.spec = spec
+        self.spec, self.embedding_dim = spec, embedding_dim
+        self.attention_units, self.attention_activation = tuple(attention_units), attention_activation
+        self.attention_softmax = attention_softmax
         self.embeddings = {
             f.name: keras.layers.Embedding(f.num_rows, embedding_dim, name=f"emb_{f.name}")
             for f in spec.id_features
@@ -165,3 +181,13 @@ class SharedBottom(keras.layers.Layer):
         dim = next(iter(self.embeddings.values())).output_dim
         n_seq = len(self.spec.sequence_features)
         return dim * (len(self.spec.user_features) + 2 * n_seq + len(self.spec.item_features))
+
+    def get_config(self):
+        return {**super().get_config(), "spec": self.spec.to_dict(), "embedding_dim": self.embedding_dim,
+                "attention_units": list(self.attention_units), "attention_activation": self.attention_activation,
+                "attention_softmax": self.attention_softmax}
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        return cls(FeatureSpec.from_dict(config.pop("spec")), **config)

@@ -1,0 +1,209 @@
+"""rocket_ctr.layers on small tensors made here: DIN attention, MLP towers, Dice, configs."""
+import json
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from rocket_ctr.layers import MLP, DinAttention, Dice, SharedBottom, activation_layer
+from rocket_ctr.spec import HIST_LEN, FeatureSpec, IdFeature
+
+D, L = 4, 5
+
+
+def din_inputs(batch=3, seed=0, lengths=(2, 5, 0)):
+    rng = np.random.default_rng(seed)
+    query = tf.constant(rng.normal(size=(batch, D)), tf.float32)
+    keys = tf.constant(rng.normal(size=(batch, L, D)), tf.float32)
+    return query, keys, tf.sequence_mask(lengths[:batch], L)
+
+
+def built_attention(softmax=False, units=(6, 3), activation="sigmoid"):
+    keras.utils.set_random_seed(0)
+    layer = DinAttention(units, activation, softmax)
+    layer(*din_inputs())
+    return layer
+
+
+def naive_attention(layer, query, keys, mask):
+    """DIN as written in the paper: MLP([h, c, h − c, h ⊙ c]) per step, masked weights, weighted sum."""
+    q = tf.broadcast_to(query[:, None, :], tf.shape(keys))
+    concat = tf.concat([keys, q, keys - q, keys * q], axis=-1)                  # [B, L, 4D]
+    w_first = tf.concat([layer.w_key, layer.w_query, layer.w_diff, layer.w_prod], axis=0)  # [4D, units[0]]
+    hidden = layer.first_act(tf.einsum("blk,ku->blu", concat, w_first) + layer.bias)
+    for dense, act in zip(layer.rest, layer.rest_act):
+        hidden = act(dense(hidden))
+    weights = tf.squeeze(layer.score(hidden), -1)
+    if layer.softmax:
+        weights = tf.nn.softmax(tf.where(mask, weights, -1e9), axis=-1)
+    weights = tf.where(mask, weights, 0.0)
+    return tf.einsum("bl,bld->bd", weights, keys)
+
+
+@pytest.mark.parametrize("softmax", [False, True])
+def test_split_first_layer_equals_the_concatenated_din_formulation(softmax):
+    layer = built_attention(softmax)
+    query, keys, mask = din_inputs(seed=1)
+    np.testing.assert_allclose(layer(query, keys, mask).numpy(), naive_attention(layer, query, keys, mask).numpy(),
+                               rtol=1e-5, atol=1e-6)
+
+
+def test_one_history_broadcasts_against_many_candidates():
+    layer = built_attention()
+    query, keys, mask = din_inputs(batch=3, lengths=(4, 4, 4))
+    one = layer(query, keys[:1], mask[:1]).numpy()                                # history batch 1, 3 candidates
+    tiled = layer(query, tf.repeat(keys[:1], 3, axis=0), tf.repeat(mask[:1], 3, axis=0)).numpy()
+    np.testing.assert_allclose(one, tiled, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("softmax", [False, True])
+def test_padded_steps_do_not_change_the_output(softmax):
+    layer = built_attention(softmax)
+    query, keys, mask = din_inputs()
+    before = layer(query, keys, mask).numpy()
+    noise = tf.constant(np.random.default_rng(5).normal(size=keys.shape) * 100, tf.float32)
+    after = layer(query, tf.where(mask[..., None], keys, noise), mask).numpy()   # only padded steps change
+    np.testing.assert_allclose(after, before, rtol=1e-6, atol=1e-6)
+    assert np.all(before[2] == 0)                                                  # no valid step: zero interest
+    changed = layer(query, tf.where(mask[..., None], noise, keys), mask).numpy()  # valid steps change
+    assert not np.allclose(changed[:2], before[:2])
+
+
+def attention_weights(layer, lengths):
+    """The per-step weights: with one-hot keys e_t the pooled output is the weight vector itself."""
+    query, _, _ = din_inputs(batch=len(lengths), lengths=lengths)
+    query = tf.pad(query, [[0, 0], [0, L - D]])                                   # D = L here
+    keys = tf.broadcast_to(tf.eye(L), [len(lengths), L, L])
+    return layer(query, keys, tf.sequence_mask(lengths, L)).numpy()
+
+
+def test_softmax_weights_sum_to_one_over_valid_steps_and_raw_weights_do_not():
+    lengths = (2, 5, 1)
+    keras.utils.set_random_seed(0)
+    soft, raw = DinAttention((6, 3), softmax=True), DinAttention((6, 3), softmax=False)
+    w_soft, w_raw = attention_weights(soft, lengths), attention_weights(raw, lengths)
+    np.testing.assert_allclose(w_soft.sum(axis=1), 1.0, rtol=1e-5)
+    for weights in (w_soft, w_raw):
+        for row, n in zip(weights, lengths):
+            assert np.all(row[n:] == 0)
+    assert w_soft[2, 0] == pytest.approx(1.0)                                      # one valid step takes it all
+    assert not np.allclose(w_raw.sum(axis=1), 1.0)                                # DIN's default: not normalised
+
+
+def test_mlp_shapes_layers_and_dtype():
+    x = tf.random.stateless_normal([7, 12], seed=[0, 1])
+    mlp = MLP((8, 4), batch_norm=True, dropout=0.5)
+    out = mlp(x)
+    assert out.shape == (7,) and out.dtype == tf.float32
+    kinds = [type(layer).__name__ for layer in mlp.hidden]
+    assert kinds == ["Dense", "BatchNormalization", "Activation", "Dropout"] * 2
+    assert [layer.units for layer in mlp.hidden if isinstance(layer, keras.layers.Dense)] == [8, 4]
+    assert not mlp.hidden[0].use_bias and MLP((3,)).hidden[0].use_bias             # BN's shift replaces the bias
+    regularized = MLP((3,), l2=0.1)
+    assert regularized(x).shape == (7,) and len(regularized.losses) == 2           # one L2 term per Dense kernel
+
+
+def test_mlp_batch_norm_differs_between_training_and_inference_and_plain_mlp_does_not():
+    x = tf.random.stateless_normal([32, 6], seed=[1, 2]) * 3 + 2
+    keras.utils.set_random_seed(0)
+    normed, plain = MLP((8, 4), batch_norm=True), MLP((8, 4))
+    assert not np.allclose(normed(x, training=True).numpy(), normed(x, training=False).numpy(), atol=1e-3)
+    np.testing.assert_allclose(plain(x, training=True).numpy(), plain(x, training=False).numpy())
+    bn = normed.hidden[1]
+    moving = bn.moving_mean.numpy().copy()
+    normed(x, training=True)
+    assert not np.allclose(bn.moving_mean.numpy(), moving)                          # training updates the statistics
+    moving = bn.moving_mean.numpy().copy()
+    normed(x, training=False)
+    np.testing.assert_array_equal(bn.moving_mean.numpy(), moving)                  # inference does not
+
+
+def test_mlp_weights_are_in_its_checkpoint(tmp_path):
+    x = tf.random.stateless_normal([4, 5], seed=[3, 4])
+    keras.utils.set_random_seed(0)
+    first = MLP((6, 3), batch_norm=True)
+    expected = first(x).numpy()
+    path = tf.train.Checkpoint(mlp=first).write(str(tmp_path / "ckpt"))
+    keras.utils.set_random_seed(1)
+    second = MLP((6, 3), batch_norm=True)
+    second(x)
+    assert not np.allclose(second(x).numpy(), expected)
+    tf.train.Checkpoint(mlp=second).read(path).assert_consumed()
+    np.testing.assert_allclose(second(x).numpy(), expected, rtol=1e-6)
+
+
+def test_dice_is_the_data_adaptive_activation():
+    x = tf.constant([[-2.0, 0.0, 1.0], [3.0, -1.0, 0.5]])
+    dice = Dice()
+    out = dice(x, training=False).numpy()
+    p = 1 / (1 + np.exp(-x.numpy() / np.sqrt(1 + dice.bn.epsilon)))               # fresh BN: mean 0, variance 1
+    np.testing.assert_allclose(out, p * x.numpy(), rtol=1e-5)                       # alpha starts at 0
+    dice.alpha.assign([0.5, 0.25, 1.0])
+    alpha = dice.alpha.numpy()
+    np.testing.assert_allclose(dice(x).numpy(), p * x.numpy() + (1 - p) * alpha * x.numpy(), rtol=1e-5)
+    mean, var = x.numpy().mean(0), x.numpy().var(0)                                 # training: batch statistics
+    p_batch = 1 / (1 + np.exp(-(x.numpy() - mean) / np.sqrt(var + dice.bn.epsilon)))
+    np.testing.assert_allclose(dice(x, training=True).numpy(),
+                               p_batch * x.numpy() + (1 - p_batch) * alpha * x.numpy(), rtol=1e-4, atol=1e-6)
+
+
+def test_activation_layer_names():
+    assert isinstance(activation_layer("dice"), Dice)
+    prelu = activation_layer("prelu")
+    assert isinstance(prelu, keras.layers.PReLU)
+    np.testing.assert_allclose(prelu(tf.constant([[-2.0, 3.0]])).numpy(), [[0.0, 3.0]])  # alpha starts at 0
+    np.testing.assert_allclose(activation_layer("relu")(tf.constant([-1.0, 2.0])).numpy(), [0.0, 2.0])
+    with pytest.raises(ValueError):
+        activation_layer("no-such-activation")
+
+
+SPEC = FeatureSpec(
+    sequence_features=(IdFeature("item_id", history="hist_item_id", buckets=30),
+                       IdFeature("cate_id", history="hist_cate_id", buckets=7)),
+    user_features=(IdFeature("user_gender", dtype="string", buckets=3),),
+    max_history=6, history_buckets=(6,))
+
+
+def bottom_rows(batch=4):
+    rng = np.random.default_rng(0)
+    return {"item_id": tf.constant(rng.integers(0, 30, batch)), "cate_id": tf.constant(rng.integers(0, 7, batch)),
+            "user_gender": tf.constant(rng.integers(0, 3, batch)),
+            "hist_item_id": tf.constant(rng.integers(0, 30, (batch, 6))),
+            "hist_cate_id": tf.constant(rng.integers(0, 7, (batch, 6))),
+            HIST_LEN: tf.constant(rng.integers(0, 7, batch), tf.int32)}
+
+
+def test_shared_bottom_width_matches_its_output():
+    bottom = SharedBottom(SPEC, embedding_dim=3, attention_units=(4,))
+    x = bottom(bottom_rows())
+    assert x.shape == (4, bottom.output_width) and bottom.output_width == 3 * (1 + 2 * 2)
+
+
+@pytest.mark.parametrize("make", [
+    lambda: Dice(epsilon=1e-3, name="dice"),
+    lambda: MLP((8, 4), activation="prelu", batch_norm=True, dropout=0.1, l2=1e-4, name="tower"),
+    lambda: DinAttention((6, 3), activation="dice", softmax=True, name="att"),
+    lambda: SharedBottom(SPEC, embedding_dim=3, attention_units=(5, 2), attention_activation="relu",
+                         attention_softmax=True, name="bottom"),
+])
+def test_get_config_round_trips(make):
+    layer = make()
+    config = layer.get_config()
+    rebuilt = type(layer).from_config(config)
+    assert rebuilt.get_config() == config and rebuilt.name == layer.name
+    as_json = json.loads(json.dumps(config))                                       # as a saved model stores it
+    assert json.loads(json.dumps(type(layer).from_config(as_json).get_config())) == as_json
+    if isinstance(layer, SharedBottom):
+        assert rebuilt.spec == SPEC and rebuilt.embedding_dim == 3
+        assert rebuilt(bottom_rows()).shape == layer(bottom_rows()).shape
+
+
+def test_rebuilt_mlp_with_the_same_weights_gives_the_same_output():
+    x = tf.random.stateless_normal([5, 6], seed=[5, 6])
+    mlp = MLP((4, 2), activation="dice", batch_norm=True)
+    expected = mlp(x).numpy()
+    rebuilt = MLP.from_config(mlp.get_config())
+    rebuilt(x)
+    rebuilt.set_weights(mlp.get_weights())
+    np.testing.assert_allclose(rebuilt(x).numpy(), expected, rtol=1e-6)
