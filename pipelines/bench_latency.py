@@ -50,9 +50,10 @@ def run(args) -> int:
     from rocket_ctr.serving.status import ServingError
 
     try:
-        report = run_benchmark(args.model, args.target, args.compare, args.candidates, args.history,
-                               args.requests, args.concurrency, args.warmup, args.model_name, args.server,
-                               args.allow_remote)
+        report = run_benchmark(args.model, args.target, compare=args.compare, sizes=args.candidates,
+                               history=args.history, requests=args.requests, concurrency=args.concurrency,
+                               warmup=args.warmup, model_name=args.model_name, server=args.server,
+                               allow_remote=args.allow_remote)
     except ServingError as err:
         raise InputError(f"{args.target or args.model}: {err}") from None
     print(format_report(report))

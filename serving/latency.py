@@ -30,13 +30,20 @@ LOOPBACK = ("127.0.0.1", "localhost", "::1")
 MAX_REQUESTS = 100_000
 
 
-def summarize(seconds: list, wall: float) -> dict:
-    """Latency percentiles in ms and throughput of one measurement."""
+def summarize(seconds: list, wall: float | None = None, quantiles=(50, 90, 95, 99)) -> dict:
+    """Latency percentiles in ms (``p50_ms``, ...), max, mean, request count and, given the
+    measurement's wall seconds, throughput (``qps``) of one measurement."""
     ms = np.asarray(seconds) * 1e3
-    stats = {f"p{q}_ms": float(np.percentile(ms, q)) for q in (50, 90, 95, 99)}
-    stats.update(max_ms=float(ms.max()), mean_ms=float(ms.mean()), requests=len(ms),
-                 qps=len(ms) / wall if wall > 0 else float("nan"))
+    stats = {f"p{q}_ms": float(np.percentile(ms, q)) for q in quantiles}
+    stats.update(max_ms=float(ms.max()), mean_ms=float(ms.mean()), requests=len(ms))
+    if wall is not None:
+        stats["qps"] = len(ms) / wall if wall > 0 else float("nan")
     return stats
+
+
+def median_chunk_p50(chunks: list) -> float:
+    """The median over chunks of each chunk's p50 in ms: robust to load that hit some chunks only."""
+    return float(np.median([np.percentile(np.asarray(c) * 1e3, 50) for c in chunks]))
 
 
 def timed(call: Callable[[], object], requests: int, concurrency: int = 1) -> tuple[list, float]:
@@ -70,10 +77,34 @@ def timed(call: Callable[[], object], requests: int, concurrency: int = 1) -> tu
     return [s for part in times for s in part], wall
 
 
+def interleave(runs: list, requests: int, rounds: int = 10, rotate: bool = False,
+               on_round: Callable[[int, int], None] | None = None) -> list:
+    """Runs every ``run(k)`` for ``requests`` requests in all, in ``rounds`` alternating chunks,
+    so load from other processes falls on every run alike.
+
+    Args:
+        runs: callables taking a chunk size k (e.g. ``lambda k: timed(call, k)``).
+        rotate: start each round one run later, so no run always follows the same one.
+        on_round: called with (round, rounds) after each round.
+    Returns:
+        per run, in the order of ``runs``, the list of its chunk results.
+    """
+    rounds = max(1, min(rounds, requests))
+    sizes = [requests // rounds + (i < requests % rounds) for i in range(rounds)]
+    results, order = [[] for _ in runs], list(range(len(runs)))
+    for r, k in enumerate(sizes):
+        shift = r % len(runs) if rotate and runs else 0
+        for i in order[shift:] + order[:shift]:
+            results[i].append(runs[i](k))
+        if on_round is not None:
+            on_round(r + 1, rounds)
+    return results
+
+
 def measure_interleaved(calls: list, requests: int, concurrency: int = 1, warmup: int = 20,
                         rounds: int = 10) -> list:
-    """Measures several calls side by side: ``requests`` each, in ``rounds`` alternating chunks,
-    so load from other processes falls on every call alike.
+    """Measures several calls side by side: ``requests`` each, in ``rounds`` alternating chunks
+    (:func:`interleave`) from ``concurrency`` threads, after ``warmup`` untimed calls each.
 
     Returns:
         [(summary dict, per-request seconds)] in the order of ``calls``.
@@ -81,15 +112,12 @@ def measure_interleaved(calls: list, requests: int, concurrency: int = 1, warmup
     for call in calls:
         for _ in range(warmup):
             call()
-    rounds = max(1, min(rounds, requests))
-    chunks = [requests // rounds + (i < requests % rounds) for i in range(rounds)]
-    samples, walls = [[] for _ in calls], [0.0] * len(calls)
-    for chunk in chunks:
-        for i, call in enumerate(calls):
-            times, wall = timed(call, chunk, concurrency)
-            samples[i] += times
-            walls[i] += wall
-    return [(summarize(times, wall), times) for times, wall in zip(samples, walls)]
+    chunks = interleave([lambda k, call=call: timed(call, k, concurrency) for call in calls], requests, rounds)
+    out = []
+    for parts in chunks:
+        times = [s for part, _ in parts for s in part]
+        out.append((summarize(times, sum(wall for _, wall in parts)), times))
+    return out
 
 
 def synthetic_request(signature: dict, candidates: int, history: int, seed: int = 0) -> dict:
@@ -141,6 +169,24 @@ def endpoint_case(client, history: int):
     return make
 
 
+@contextlib.contextmanager
+def served_cases(version_dir: Path, history: int, model_name: str = "bench", timeout: float = 600):
+    """The test server (a child process on free loopback ports) serving exactly one export version.
+
+    Yields:
+        [(backend, make(N) -> call)] for its gRPC and REST endpoints (``"gRPC test server"``, ...).
+    """
+    with contextlib.ExitStack() as stack:
+        base = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="rocket-ctr-bench-")))
+        (base / version_dir.name).symlink_to(version_dir.resolve())
+        served = stack.enter_context(ServerProcess(base, model_name, timeout=timeout))
+        cases = []
+        for kind, endpoint in (("gRPC", served.grpc_target), ("REST", served.rest_target)):
+            client = stack.enter_context(connect(endpoint, model_name))
+            cases.append((f"{kind} test server", endpoint_case(client, history)))
+        yield cases
+
+
 def check_target(target: str, allow_remote: bool) -> None:
     host = urlsplit(target).hostname
     if host not in LOOPBACK and not allow_remote:
@@ -182,13 +228,9 @@ def run_benchmark(model=None, target: str | None = None, compare=(), sizes=(100,
             main = labels[0]
             cases += [("in-process", n, inprocess_case(p, history)) for n, p in zip(labels, exports)]
             if server:
-                base = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="rocket-ctr-bench-")))
-                (base / exports[0].name).symlink_to(exports[0].resolve())  # serve exactly this version
                 log(f"starting the test server on {exports[0]} (XLA exports replay their warmup: may take a while)")
-                served = stack.enter_context(ServerProcess(base, "bench", timeout=600))
-                for kind, endpoint in (("gRPC", served.grpc_target), ("REST", served.rest_target)):
-                    client = stack.enter_context(connect(endpoint, "bench"))
-                    cases.append((f"{kind} test server", main, endpoint_case(client, history)))
+                served = stack.enter_context(served_cases(exports[0], history))
+                cases += [(backend, main, make) for backend, make in served]
         results, samples = [], {}
         for n in sizes:
             measured = measure_interleaved([make(n) for _, _, make in cases], requests, concurrency, warmup)

@@ -24,7 +24,7 @@ def free_port() -> int:
 
 
 class ServerProcess:
-    """``python -m rocket_ctr.serving.server`` in a child process, as a context manager.
+    """The test server (``rocket-ctr serve``) in a child process, as a context manager.
 
     Args:
         base: the export base (``--model_base_path``).
@@ -44,7 +44,7 @@ class ServerProcess:
 
     def start(self) -> ServerProcess:
         self._log = tempfile.NamedTemporaryFile(prefix="rocket-ctr-serve-", suffix=".log", delete=False)
-        command = [sys.executable, "-m", "rocket_ctr.serving.server", "--host", HOST,
+        command = [sys.executable, "-m", "rocket_ctr.pipelines.cli", "serve", "--host", HOST,
                    "--port", str(self.grpc_port), "--rest_api_port", str(self.rest_port),
                    "--model_name", self.model_name, "--model_base_path", str(self.base), *self.args]
         env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")

@@ -2,117 +2,122 @@
 
 Production serving is TensorFlow Serving (the Dockerfile's ``serving`` target); its binary cannot
 be installed on the machines this project is developed on, so this server speaks the same gRPC
-(``PredictionService``, ``ModelService``) and REST (``/v1/models``) APIs, with the same flag names,
-and TensorFlow runs the SavedModel. It serves the highest version under ``--model_base_path``,
-picks up newer versions, and replays their warmup records at load.
+(``PredictionService``, ``ModelService``) and REST (``/v1/models``) APIs, and TensorFlow runs the
+SavedModel. It serves the highest version under ``model_base``, picks up newer versions, and
+replays their warmup records at load.
 
-A SavedModel is code: serve only exports you made. The server binds 127.0.0.1 unless ``--host``
+A SavedModel is code: serve only exports you made. The server binds 127.0.0.1 unless ``host``
 says otherwise.
 
-    python -m rocket_ctr.serving.server --port 8500 --rest_api_port 8501 \\
-        --model_name rocket_ctr --model_base_path exports/light
+    from rocket_ctr.serving.server import serve
+    serve("exports/light", model_name="rocket_ctr", grpc_port=8500, rest_port=8501)
+
+``rocket-ctr serve`` (``rocket_ctr.pipelines.serve``) is the command line over :func:`serve`,
+with tensorflow_model_server's flag names.
 """
 from __future__ import annotations
 
-import argparse
 import signal
-import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 from rocket_ctr.errors import InputError
 
-HELP = "TF-Serving-protocol TEST server (a stand-in for tests/benchmarks; production uses TensorFlow Serving)"
-DESCRIPTION = (
-    "A stand-in for tensorflow_model_server, for tests and benchmarks only: it speaks TF Serving's "
-    "gRPC and REST APIs, serves the highest version under --model_base_path (picking up newer ones) "
-    "and replays warmup records at load. The production server is TensorFlow Serving (see the "
-    "Dockerfile's serving target). A SavedModel is code: serve only exports you made.")
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The flags (tensorflow_model_server's names where it has one)."""
-    add = parser.add_argument
-    add("--port", type=int, default=8500, help="gRPC port (default: %(default)s)")
-    add("--rest_api_port", type=int, default=8501, help="REST port; 0 = no REST API (default: %(default)s)")
-    add("--model_name", default="model", help="name clients use (default: %(default)s)")
-    add("--model_base_path", required=True, help="export base holding numeric version folders")
-    add("--host", default="127.0.0.1", help="address to bind (default: %(default)s, loopback only)")
-    add("--max-candidates", type=int, default=1000,
-        help="refuse requests with more candidates/rows than this, INVALID_ARGUMENT (default: %(default)s)")
-    add("--file_system_poll_wait_seconds", type=float, default=1.0,
-        help="seconds between polls for a new version; 0 = look once (default: %(default)s)")
-    add("--enable_model_warmup", action=argparse.BooleanOptionalAction, default=True,
-        help="replay assets.extra/tf_serving_warmup_requests at load (default: on)")
-    add("--tensorflow_intra_op_parallelism", type=int, default=0, help="threads per op; 0 = auto")
-    add("--tensorflow_inter_op_parallelism", type=int, default=0, help="ops run at once; 0 = auto")
-    add("--grpc_max_threads", type=int, default=16, help="gRPC worker threads (default: %(default)s)")
+class ServeArgumentError(InputError):
+    """A bad argument of :func:`serve`. The message names arguments as ``{argument}`` fields of
+    ``template``, so a command line can name its own flags instead (:meth:`render`)."""
+
+    def __init__(self, template: str, **values):
+        self.template, self.values = template, values
+        super().__init__(self.render({}))
+
+    def render(self, names: dict[str, str]) -> str:
+        """The message with each argument called ``names.get(argument, argument)``."""
+        fields = {a: names.get(a, a) for a in ("model_base", "grpc_port", "rest_port", "max_candidates")}
+        return self.template.format(**fields, **self.values)
 
 
 def _say(message: str) -> None:
     print(f"rocket-ctr serve: {message}", flush=True)
 
 
-def serve(args) -> int:
-    """Runs the server until SIGINT/SIGTERM. Raises InputError for bad flags or busy ports."""
-    base = Path(args.model_base_path)
+def serve(model_base: str | Path, *, model_name: str = "model", host: str = "127.0.0.1",
+          grpc_port: int = 8500, rest_port: int = 8501, max_candidates: int = 1000,
+          poll_seconds: float = 1.0, warmup: bool = True, intra_op_threads: int = 0,
+          inter_op_threads: int = 0, grpc_threads: int = 16, stop: threading.Event | None = None,
+          log: Callable[[str], None] = _say) -> int:
+    """Serves the highest version under ``model_base`` over gRPC and REST until stopped.
+
+    Args:
+        model_base: export base holding numeric version folders.
+        model_name: the name clients use.
+        host: address to bind (loopback by default; anything else is logged as a warning).
+        grpc_port: gRPC port (>= 1).
+        rest_port: REST port; 0 = no REST API.
+        max_candidates: requests with more candidates/rows get INVALID_ARGUMENT.
+        poll_seconds: seconds between polls for a new version; 0 = look once.
+        warmup: replay ``assets.extra/tf_serving_warmup_requests`` at load.
+        intra_op_threads, inter_op_threads: TensorFlow thread pools; 0 = auto (others need a
+            process in which TensorFlow has not started yet).
+        grpc_threads: gRPC worker threads.
+        stop: serve until this event is set; None = until SIGINT/SIGTERM (main thread only).
+        log: callable for one-line status messages.
+    Returns:
+        0 once stopped.
+    Raises:
+        ServeArgumentError: a bad argument; InputError: the ports cannot be bound.
+    """
+    base = Path(model_base)
     if not base.is_dir():
-        raise InputError(f"--model_base_path {base}: no such folder (export a model first)")
-    if args.port < 1 or args.rest_api_port < 0:
-        raise InputError("--port must be a port number >= 1 and --rest_api_port >= 0 (0 = no REST)")
-    if args.max_candidates < 1:
-        raise InputError(f"--max-candidates must be >= 1, got {args.max_candidates}")
+        raise ServeArgumentError("{model_base} {path}: no such folder (export a model first)", path=base)
+    if grpc_port < 1 or rest_port < 0:
+        raise ServeArgumentError("{grpc_port} must be a port number >= 1 and {rest_port} >= 0 (0 = no REST)")
+    if max_candidates < 1:
+        raise ServeArgumentError("{max_candidates} must be >= 1, got {got}", got=max_candidates)
     import tensorflow as tf
 
-    tf.config.threading.set_intra_op_parallelism_threads(args.tensorflow_intra_op_parallelism)
-    tf.config.threading.set_inter_op_parallelism_threads(args.tensorflow_inter_op_parallelism)
+    try:  # 0 (auto) is left alone: TensorFlow refuses any change once it has started
+        if intra_op_threads:
+            tf.config.threading.set_intra_op_parallelism_threads(intra_op_threads)
+        if inter_op_threads:
+            tf.config.threading.set_inter_op_parallelism_threads(inter_op_threads)
+    except RuntimeError as err:
+        raise InputError(f"thread pools must be set before TensorFlow starts in this process ({err})") from None
     from rocket_ctr.serving.grpc_api import start_grpc
     from rocket_ctr.serving.models import ModelManager
     from rocket_ctr.serving.rest_api import start_rest
 
-    if args.host not in LOOPBACK:
-        _say(f"WARNING: binding {args.host}: this test server has no authentication; keep it off public networks")
-    manager = ModelManager(args.model_name, base, args.file_system_poll_wait_seconds,
-                           args.enable_model_warmup, args.max_candidates, log=_say)
+    if host not in LOOPBACK:
+        log(f"WARNING: binding {host}: this test server has no authentication; keep it off public networks")
+    manager = ModelManager(model_name, base, poll_seconds, warmup, max_candidates, log=log)
     manager.poll()  # like tensorflow_model_server: load what is there before listening
     if manager.current is None:
-        _say(f"no loadable version under {base} yet; waiting for one")
+        log(f"no loadable version under {base} yet; waiting for one")
+    grpc_server = None
     try:
-        grpc_server, grpc_port = start_grpc(manager, args.host, args.port, args.grpc_max_threads)
-        httpd = start_rest(manager, args.host, args.rest_api_port)[0] if args.rest_api_port else None
+        grpc_server, bound = start_grpc(manager, host, grpc_port, grpc_threads)
+        httpd = start_rest(manager, host, rest_port)[0] if rest_port else None
     except (OSError, RuntimeError) as err:
-        raise InputError(f"cannot listen on {args.host}:{args.port}/{args.rest_api_port} ({err})") from None
-    rest = f", REST http://{args.host}:{args.rest_api_port}" if httpd else ""
-    _say(f"model {args.model_name!r}: gRPC {args.host}:{grpc_port}{rest} "
-         "(test server; production uses TensorFlow Serving)")
-    stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
+        if grpc_server is not None:
+            grpc_server.stop(grace=0)
+        raise InputError(f"cannot listen on {host}:{grpc_port}/{rest_port} ({err})") from None
+    rest = f", REST http://{host}:{rest_port}" if httpd else ""
+    log(f"model {model_name!r}: gRPC {host}:{bound}{rest} (test server; production uses TensorFlow Serving)")
+    if stop is None:
+        stop = threading.Event()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda *_: stop.set())
     poller = threading.Thread(target=manager.run, args=(stop,), name="version-poller", daemon=True)
     poller.start()
     while not stop.wait(0.5):
         pass
-    _say("shutting down")
+    log("shutting down")
     if httpd:
         httpd.shutdown()
+        httpd.server_close()
     grpc_server.stop(grace=2).wait(5)
     return 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m rocket_ctr.serving.server``: same flags as ``rocket-ctr serve``."""
-    parser = argparse.ArgumentParser(prog="python -m rocket_ctr.serving.server", description=DESCRIPTION)
-    add_arguments(parser)
-    try:
-        return serve(parser.parse_args(argv))
-    except InputError as err:
-        print(f"rocket-ctr serve: error: {err}", file=sys.stderr)
-        return 2
-
-
-if __name__ == "__main__":
-    import os
-
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    sys.exit(main())

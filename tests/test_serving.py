@@ -4,6 +4,7 @@ import http.client
 import json
 import os
 import shutil
+import threading
 import time
 
 import grpc
@@ -260,6 +261,69 @@ def test_serve_cli_help_and_errors(tmp_path, capsys):
     assert "stand-in" in text and "TensorFlow Serving" in text and "127.0.0.1" in text
     assert main(["serve", "--model_base_path", str(tmp_path / "missing")]) == 2
     assert "no such folder" in capsys.readouterr().err
+
+
+def test_serve_is_callable_from_python_with_typed_arguments(setup, local):
+    from rocket_ctr.serving.launcher import free_port
+    from rocket_ctr.serving.server import ServeArgumentError, serve
+
+    base = setup[0]
+    grpc_port, rest_port, stop, said = free_port(), free_port(), threading.Event(), []
+    thread = threading.Thread(target=lambda: said.append(serve(
+        base, model_name="py", grpc_port=grpc_port, rest_port=rest_port, max_candidates=7, poll_seconds=0,
+        warmup=False, grpc_threads=2, stop=stop, log=said.append)))
+    thread.start()
+    try:
+        for _ in range(300):
+            if any("gRPC" in str(line) for line in said):
+                break
+            time.sleep(0.1)
+        with connect(f"grpc://127.0.0.1:{grpc_port}", "py") as client:
+            served = client.predict(request(setup, n=7))["probabilities"]
+            np.testing.assert_allclose(served, local(SERVING_DEFAULT, request(setup, n=7)), atol=1e-6)
+            with pytest.raises(ServingError, match="max-candidates"):
+                client.predict(request(setup, n=8))  # max_candidates reached the request check
+        with connect(f"http://127.0.0.1:{rest_port}", "py") as client:
+            assert client.predict(request(setup, n=3))["probabilities"].shape == (3,)
+    finally:
+        stop.set()
+        thread.join(30)
+    assert not thread.is_alive() and said[-1] == 0 and "shutting down" in said
+    # bad arguments name the Python argument; the CLI names its flag for the same check
+    for kwargs, name in ((dict(grpc_port=0), "grpc_port"), (dict(rest_port=-1), "rest_port"),
+                         (dict(max_candidates=0), "max_candidates")):
+        with pytest.raises(ServeArgumentError, match=name):
+            serve(base, **kwargs)
+    with pytest.raises(ServeArgumentError, match="model_base .*no such folder"):
+        serve(base / "missing")
+
+
+def test_serve_cli_errors_name_the_flags(tmp_path, capsys):
+    for flags, text in ((["--port", "0"], "--port must be a port number >= 1 and --rest_api_port >= 0"),
+                        (["--max-candidates", "0"], "--max-candidates must be >= 1, got 0")):
+        assert main(["serve", "--model_base_path", str(tmp_path), *flags]) == 2
+        assert text in capsys.readouterr().err
+    assert main(["serve", "--model_base_path", str(tmp_path / "gone")]) == 2
+    assert f"--model_base_path {tmp_path / 'gone'}: no such folder" in capsys.readouterr().err
+
+
+def test_latency_helpers_interleave_and_summarize():
+    from rocket_ctr.serving.latency import interleave, median_chunk_p50, summarize, timed
+
+    calls, rounds_seen = [], []
+    runs = [lambda k, i=i: calls.append((i, k)) or [i] * k for i in range(3)]
+    chunks = interleave(runs, requests=7, rounds=3, rotate=True, on_round=lambda r, n: rounds_seen.append((r, n)))
+    assert [k for i, k in calls if i == 0] == [3, 2, 2] and rounds_seen == [(1, 3), (2, 3), (3, 3)]
+    assert [i for i, _ in calls] == [0, 1, 2, 1, 2, 0, 2, 0, 1]  # each round starts one run later
+    assert chunks[1] == [[1, 1, 1], [1, 1], [1, 1]]
+    assert len(interleave(runs[:1], 5, rounds=10)[0]) == 5  # never more rounds than requests
+    stats = summarize([0.001, 0.002, 0.003, 0.004], wall=0.5, quantiles=(50, 99))
+    assert stats["p50_ms"] == pytest.approx(2.5) and stats["max_ms"] == pytest.approx(4.0)
+    assert stats["qps"] == pytest.approx(8.0) and stats["requests"] == 4 and "p90_ms" not in stats
+    assert "qps" not in summarize([0.001]) and set(summarize([0.001])) >= {"p50_ms", "p90_ms", "p95_ms", "p99_ms"}
+    assert median_chunk_p50([[0.001], [0.002, 0.004], [0.010]]) == pytest.approx(3.0)
+    seconds, wall = timed(lambda: None, 10, concurrency=3)
+    assert len(seconds) == 10 and wall >= 0
 
 
 def test_bench_latency_prints_figures(setup, server, tmp_path, capsys):
