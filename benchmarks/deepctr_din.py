@@ -66,6 +66,12 @@ def parse_args(argv=None):
     p.add_argument("--warmup-steps", type=int, default=20, help="batches left out of the timing")
     p.add_argument("--cores", type=int, default=None, help="pin this process to the first N allowed cores")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--with-user-id", action="store_true",
+                   help="embed user_id as a sparse feature (DeepCTR's DIN examples do; real logs with repeating users)")
+    p.add_argument("--eval", nargs="+", help="test Parquet file(s)/folder(s): after training, score them")
+    p.add_argument("--predictions-out",
+                   help="with --eval: write user_id, label, prob of every test row here (.npz), for GAUC "
+                        "computed by rocket_ctr.metrics.gauc (one GAUC implementation for both systems)")
     return p.parse_args(argv)
 
 
@@ -74,7 +80,7 @@ SCALARS = ("item_id", "cate_id", "user_gender", "user_occupation")
 HISTORIES = {"hist_item_id": "item_id", "hist_cate_id": "cate_id"}
 
 
-def read_log(paths, rows):
+def read_log(paths, rows, extra=()):
     import pyarrow.dataset as pads
 
     files = []
@@ -86,7 +92,7 @@ def read_log(paths, rows):
             files.append(path)
     if not files:
         raise SystemExit(f"no Parquet files in {paths}")
-    table = pads.dataset(files, format="parquet").to_table(columns=[*SCALARS, *HISTORIES, "label"])
+    table = pads.dataset(files, format="parquet").to_table(columns=[*SCALARS, *extra, *HISTORIES, "label"])
     return table.slice(0, rows) if rows else table
 
 
@@ -114,11 +120,13 @@ def padded(values, offsets, max_len):
     return out
 
 
-def prepare(table, max_len):
+def prepare(table, max_len, scalars=SCALARS, test=None):
+    """Dense ids from the training table's vocabularies; with ``test``, the same mapping applied to
+    it (ids unseen in training -> 0). Returns (x, y, vocab, test_x, test_y)."""
     import numpy as np
 
-    x, vocab = {}, {}
-    for name in SCALARS:
+    x, vocab, test_x = {}, {}, {}
+    for name in scalars:
         hist = [h for h, base in HISTORIES.items() if base == name]
         arrays = [table[name].to_numpy()]
         lists = {}
@@ -132,15 +140,32 @@ def prepare(table, max_len):
         x[name] = mapped[0]
         for h, values in zip(hist, mapped[1:]):
             x[h] = padded(values, lists[h], max_len)
+        if test is not None:
+            known = np.unique(np.concatenate(arrays))
+            test_x[name] = _lookup(known, test[name].to_numpy())
+            for h in hist:
+                column = test[h].combine_chunks()
+                offsets = column.offsets.to_numpy().astype(np.int64)
+                flat = column.values.slice(offsets[0], offsets[-1] - offsets[0]).to_numpy()
+                test_x[h] = padded(_lookup(known, flat), offsets - offsets[0], max_len)
     y = table["label"].to_numpy().astype(np.float32)
-    return x, y, vocab
+    test_y = test["label"].to_numpy().astype(np.float32) if test is not None else None
+    return x, y, vocab, test_x, test_y
+
+
+def _lookup(known, values):
+    """Raw ids -> 1..V by the sorted training vocabulary ``known``; unseen ids -> 0."""
+    import numpy as np
+
+    at = np.clip(np.searchsorted(known, values), 0, len(known) - 1)
+    return np.where(known[at] == values, at + 1, 0).astype(np.int32)
 
 
 # ----- model and timed training --------------------------------------------------------------------
 def build_din(DIN, SparseFeat, VarLenSparseFeat, vocab: dict, dim: int, max_len: int,
-              att_activation: str, l2_reg_embedding: float, seed: int):
+              att_activation: str, l2_reg_embedding: float, seed: int, scalars=SCALARS):
     """DeepCTR's DIN at the benchmark's sizes (attention 80-40, DNN 200-80). Returns (model, config)."""
-    columns = [SparseFeat(name, vocab[name] + 1, embedding_dim=dim) for name in SCALARS]
+    columns = [SparseFeat(name, vocab[name] + 1, embedding_dim=dim) for name in scalars]
     columns += [VarLenSparseFeat(SparseFeat(h, vocab[base] + 1, embedding_dim=dim, embedding_name=base),
                                  maxlen=max_len) for h, base in HISTORIES.items()]
     config = dict(history_feature_list=["item_id", "cate_id"], dnn_hidden_units=(200, 80),
@@ -187,8 +212,11 @@ def main(argv=None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
     started = time.perf_counter()
-    table = read_log(args.data, args.rows)
-    x, y, vocab = prepare(table, args.max_len)
+    scalars = (*SCALARS, "user_id") if args.with_user_id else SCALARS
+    extra = ("user_id",) if args.with_user_id else ()
+    table = read_log(args.data, args.rows, extra)
+    test = read_log(args.eval, None, ("user_id",)) if args.eval else None
+    x, y, vocab, test_x, test_y = prepare(table, args.max_len, scalars, test)
     prep_seconds = time.perf_counter() - started
     n = len(y)
     print(f"deepctr_din: {n:,} rows prepared in {prep_seconds:.1f} s; vocabularies {vocab}", file=sys.stderr)
@@ -203,7 +231,7 @@ def main(argv=None) -> int:
 
     dim = args.embedding_dim
     model, config = build_din(DIN, SparseFeat, VarLenSparseFeat, vocab, dim, args.max_len,
-                              args.att_activation, args.l2_reg_embedding, args.seed)
+                              args.att_activation, args.l2_reg_embedding, args.seed, scalars)
     model.compile(keras.optimizers.Adam(args.learning_rate), "binary_crossentropy")
 
     class BatchClock(keras.callbacks.Callback):
@@ -239,8 +267,16 @@ def main(argv=None) -> int:
         "config": {**config, "dnn_hidden_units": [200, 80], "att_hidden_size": [80, 40],
                    "embedding_dim": dim, "max_len": args.max_len, "batch_size": args.batch_size,
                    "epochs": args.epochs, "optimizer": f"Adam({args.learning_rate})",
-                   "features": {"sparse": list(SCALARS), "sequence": list(HISTORIES)}},
+                   "features": {"sparse": list(scalars), "sequence": list(HISTORIES)}},
     }
+    if test is not None:
+        import numpy as np
+
+        probs = model.predict({k: test_x[k] for k in model.input_names}, batch_size=4096, verbose=0).reshape(-1)
+        result["test_rows"] = len(test_y)
+        if args.predictions_out:
+            np.savez(args.predictions_out, user_id=test["user_id"].to_numpy(), label=test_y, prob=probs)
+            result["predictions"] = args.predictions_out
     print(json.dumps(result, default=str))
     return 0
 

@@ -18,7 +18,6 @@ import copy
 import glob as globlib
 import os
 import re
-import zlib
 from pathlib import Path
 from typing import Iterator
 
@@ -29,7 +28,7 @@ import tensorflow as tf
 
 from rocket_ctr.batches import Chunk
 from rocket_ctr.errors import InputError
-from rocket_ctr.hashing import splitmix64
+from rocket_ctr.holdout import Holdout
 from rocket_ctr.parquet_schema import check_batch, is_string, validate_schema
 from rocket_ctr.signatures import output_signature
 from rocket_ctr.spec import HIST_LEN, FeatureSpec
@@ -64,13 +63,6 @@ def resolve_paths(paths: str | os.PathLike | list) -> list[str]:
     return list(dict.fromkeys(files))
 
 
-def user_unit_hash(user_ids: np.ndarray) -> np.ndarray:
-    """A stable pseudo-random number in [0, 1) per user id (int64 or bytes), for splits by user."""
-    if user_ids.dtype == object:
-        return np.fromiter((zlib.crc32(u) for u in user_ids), dtype=np.float64, count=len(user_ids)) / 2.0 ** 32
-    return (splitmix64(user_ids) >> np.uint64(11)).astype(np.float64) / 2.0 ** 53
-
-
 # ----- the streaming reader ---------------------------------------------------------------
 class ClickLogReader:
     """Streams validated, bucketed, padded numpy batches from Parquet click logs.
@@ -86,14 +78,16 @@ class ClickLogReader:
             as shards, else by row group).
         drop_remainder: drop the last partial batch of every bucket (fixed shapes for training).
         bucket_by_length: group rows into the spec's history buckets; off pads to ``max_history``.
-        users: ``(fraction, part)`` keeps only one side of a split by user: ``"validation"`` =
-            the users whose id hashes below ``fraction``, ``"train"`` = the others. None = all.
+        holdout: ``(Holdout, part)`` keeps only one side of a validation split (see
+            :mod:`rocket_ctr.holdout`): ``"validation"`` = the held-out rows, ``"train"`` = the
+            others. None = all rows.
     """
 
     def __init__(self, paths, spec: FeatureSpec | None = None, *, batch_size: int = 1024,
                  shuffle: bool = False, shuffle_buffer: int = 65_536, seed: int = 0,
                  num_shards: int = 1, shard_index: int = 0, drop_remainder: bool = False,
-                 bucket_by_length: bool = True, users: tuple | None = None):
+                 bucket_by_length: bool = True, holdout: tuple[Holdout, str] | None = None,
+                 users: tuple | None = None):
         if batch_size < 1:
             raise InputError(f"batch_size must be >= 1, got {batch_size}")
         if not 0 <= shard_index < num_shards:
@@ -107,9 +101,11 @@ class ClickLogReader:
         self.widths = self.spec.history_buckets if bucket_by_length else (self.spec.max_history,)
         self.user_id_string = is_string(self.schema.field(self.spec.user_id).type)
         self.units = self._shard(num_shards, shard_index)
-        self.users = users
-        if users is not None and (not 0 < users[0] < 1 or users[1] not in ("train", "validation")):
-            raise InputError(f"users split must be (fraction in (0, 1), 'train' | 'validation'), got {users}")
+        if users is not None:  # TEMPORARY while the trainer moves to holdout=
+            holdout = (Holdout("users", users[0], "", user_cut=users[0]), users[1])
+        if holdout is not None and holdout[1] not in ("train", "validation"):
+            raise InputError(f"holdout part must be 'train' or 'validation', got {holdout[1]!r}")
+        self.holdout = holdout
         self.epoch = 0
 
     def _shard(self, num_shards: int, shard_index: int) -> list:
@@ -140,7 +136,7 @@ class ClickLogReader:
 
     def _chunks(self, rng: np.random.Generator) -> Iterator[Chunk]:
         order = rng.permutation(len(self.units)) if self.shuffle else range(len(self.units))
-        columns = list(self.spec.columns)
+        columns = list(dict.fromkeys(self.spec.columns + (self.holdout[0].columns(self.spec) if self.holdout else ())))
         for i in order:
             unit, where = self.units[i]
             first_row = 0
@@ -151,9 +147,9 @@ class ClickLogReader:
                     check_batch(batch, self.spec, where, first_row)
                     first_row += batch.num_rows
                     chunk = Chunk(batch, self.spec)
-                    if self.users is not None:
-                        held_out = user_unit_hash(chunk.scalars[self.spec.user_id]) < self.users[0]
-                        chunk = chunk.take(np.flatnonzero(held_out == (self.users[1] == "validation")))
+                    if self.holdout is not None:
+                        held_out = self.holdout[0].validation_rows(batch, self.spec)
+                        chunk = chunk.take(np.flatnonzero(held_out == (self.holdout[1] == "validation")))
                     if chunk.n:
                         yield chunk
             except (pa.ArrowException, OSError) as err:

@@ -2,6 +2,8 @@
 and distinct-count sketches."""
 from __future__ import annotations
 
+import zlib
+
 import numpy as np
 
 
@@ -19,3 +21,11 @@ def splitmix64(x: np.ndarray) -> np.ndarray:
         z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
         z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
         return z ^ (z >> np.uint64(31))
+
+
+def user_unit_hash(user_ids: np.ndarray) -> np.ndarray:
+    """A stable pseudo-random number in [0, 1) per user id (int64, or an object array of bytes),
+    for splits by user."""
+    if user_ids.dtype == object:
+        return np.fromiter((zlib.crc32(u) for u in user_ids), dtype=np.float64, count=len(user_ids)) / 2.0 ** 32
+    return (splitmix64(user_ids) >> np.uint64(11)).astype(np.float64) / 2.0 ** 53

@@ -1,0 +1,104 @@
+"""Validation hold-outs: what ``auto`` picks from a log's shape, which rows each split holds out."""
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from conftest import REFERENCE_SCHEMA, log_columns, write_log
+from rocket_ctr.data import ClickLogReader
+from rocket_ctr.errors import InputError
+from rocket_ctr.holdout import plan_holdout
+from rocket_ctr.spec import FeatureSpec
+
+SPEC = FeatureSpec()
+
+
+def _leave_last_out_log(path, users=40, seed=0, string_users=False):
+    """Every user has 3..12 events; ts = the event's position in the user's sequence (1, 2, ...);
+    each event is a positive and a negative row sharing ts, as in the shared Amazon/Yelp logs."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for user in range(users):
+        for position in range(1, int(rng.integers(3, 13)) + 1):
+            rows += [(user, position, 1), (user, position, 0)]
+    columns = log_columns(len(rows), seed=seed, max_len=5)
+    columns["user_id"] = [f"u{u}" if string_users else u for u, _, _ in rows]
+    columns["ts"] = [t for _, t, _ in rows]
+    columns["label"] = [y for _, _, y in rows]
+    if string_users:
+        schema = REFERENCE_SCHEMA.set(REFERENCE_SCHEMA.get_field_index("user_id"), pa.field("user_id", pa.string()))
+        return write_log(path, columns, schema=schema), rows
+    return write_log(path, columns), rows
+
+
+def _held(path, holdout, part="validation"):
+    reader = ClickLogReader(path, SPEC, batch_size=10_000, holdout=(holdout, part))
+    return [int(i) for features, _ in reader for i in features["item_id"]]
+
+
+def test_auto_picks_last_event_for_per_user_positions(tmp_path):
+    path, rows = _leave_last_out_log(tmp_path / "log.parquet")
+    holdout = plan_holdout([path], SPEC, "auto", 0.1)
+    assert holdout.kind == "last-event"
+    assert "counts each user's own events" in holdout.reason
+    last = {}
+    for user, ts, _ in rows:
+        last[user] = max(last.get(user, 0), ts)
+    held_items = {i for i in _held(path, holdout)}
+    held_rows = [rows[i] for i in sorted(held_items)]
+    # only last events, both rows of each, of a subset of users, about 10 % of the rows
+    assert held_rows and all(ts == last[user] for user, ts, _ in held_rows)
+    users = {user for user, _, _ in held_rows}
+    assert len(held_rows) == 2 * len(users)
+    assert 0.05 <= len(held_rows) / len(rows) <= 0.1
+    assert len(users) < len(last)
+    # the train side is exactly the complement, and still holds the held-out users' earlier events
+    train_items = {i for i in _held(path, holdout, "train")}
+    assert train_items | held_items == set(range(len(rows))) and not train_items & held_items
+    assert all(any(rows[i][0] == u for i in train_items) for u in users)
+
+
+def test_last_event_with_string_user_ids(tmp_path):
+    path, rows = _leave_last_out_log(tmp_path / "log.parquet", string_users=True)
+    holdout = plan_holdout([path], SPEC, "last-event", 0.1)
+    held = [rows[i] for i in _held(path, holdout)]
+    last = {}
+    for user, ts, _ in rows:
+        last[user] = max(last.get(user, 0), ts)
+    assert held and all(ts == last[user] for user, ts, _ in held)
+
+
+def test_auto_picks_time_for_a_shared_clock(tmp_path):
+    path = write_log(tmp_path / "log.parquet", n=400)  # ts = 1_700_000_000 + row: one clock for all users
+    holdout = plan_holdout([path], SPEC, "auto", 0.1)
+    assert holdout.kind == "time" and "clock shared by all users" in holdout.reason
+    held = sorted(i for i in _held(path, holdout))
+    assert held == list(range(400 - len(held), 400))  # the newest rows
+    assert 35 <= len(held) <= 45
+
+
+def test_users_split_and_logs_without_timestamps(tmp_path):
+    columns = log_columns(300)
+    columns.pop("ts")
+    path = write_log(tmp_path / "log.parquet", columns)
+    holdout = plan_holdout([path], SPEC, "auto", 0.3)
+    assert holdout.kind == "users" and "no timestamp column" in holdout.reason
+    held = {i for i in _held(path, holdout)}
+    users = {columns["user_id"][i] for i in held}
+    # whole users: every row of a held-out user is held out
+    assert held == {i for i, u in enumerate(columns["user_id"]) if u in users}
+    with pytest.raises(InputError, match="needs the timestamp column 'ts'"):
+        plan_holdout([path], SPEC, "last-event", 0.1)
+    with pytest.raises(InputError, match="validation split must be one of"):
+        plan_holdout([path], SPEC, "newest", 0.1)
+
+
+def test_null_timestamps_are_refused(tmp_path):
+    columns = log_columns(20)
+    columns["ts"][3] = None
+    path = write_log(tmp_path / "log.parquet", columns)
+    with pytest.raises(InputError, match="'ts': null timestamps"):
+        plan_holdout([path], SPEC, "auto", 0.1)
+    assert pq.read_table(path).num_rows == 20
