@@ -130,14 +130,9 @@ class Case:
         self.chunks: list[list[float]] = []
 
     def run(self, k: int) -> list[float]:
-        if self._chunk is not None:
-            return self._chunk(k)
-        seconds = []
-        for _ in range(k):
-            started = time.perf_counter()
-            self._call()
-            seconds.append(time.perf_counter() - started)
-        return seconds
+        from rocket_ctr.serving.latency import timed
+
+        return self._chunk(k) if self._chunk is not None else timed(self._call, k)[0]
 
 
 def model_cases(model, n: int, history: int) -> list[Case]:
@@ -276,26 +271,22 @@ def start_deepctr(args, stack: ExitStack, log_dir: Path | None) -> tuple[Case | 
 # ----- measuring -----------------------------------------------------------------------------------
 def measure(cases: list[Case], requests: int, rounds: int, warmup: int) -> None:
     """``requests`` per case in ``rounds`` chunks; each round runs every case once, order rotated."""
+    from rocket_ctr.serving.latency import interleave
+
     for case in cases:
         case.run(warmup)
-    rounds = max(1, min(rounds, requests))
-    sizes = [requests // rounds + (i < requests % rounds) for i in range(rounds)]
-    for r, k in enumerate(sizes):
-        order = cases[r % len(cases):] + cases[:r % len(cases)]
-        for case in order:
-            case.chunks.append(case.run(k))
-        print(f"  round {r + 1}/{rounds} done", flush=True)
+    chunks = interleave([case.run for case in cases], requests, rounds, rotate=True,
+                        on_round=lambda r, n: print(f"  round {r}/{n} done", flush=True))
+    for case, measured in zip(cases, chunks):
+        case.chunks += measured
 
 
 def summary(case: Case) -> dict:
-    import numpy as np
+    from rocket_ctr.serving.latency import median_chunk_p50, summarize
 
-    ms = np.concatenate([np.asarray(c) for c in case.chunks]) * 1e3
-    out = {"backend": case.backend, "model": case.model, "note": case.note, "requests": int(ms.size)}
-    out.update({f"p{q}_ms": float(np.percentile(ms, q)) for q in (50, 90, 99)})
-    out.update(max_ms=float(ms.max()), mean_ms=float(ms.mean()),
-               chunk_p50_median_ms=float(np.median([np.percentile(np.asarray(c) * 1e3, 50) for c in case.chunks])))
-    return out
+    seconds = [s for c in case.chunks for s in c]
+    return {"backend": case.backend, "model": case.model, "note": case.note, "requests": len(seconds),
+            **summarize(seconds, quantiles=(50, 90, 99)), "chunk_p50_median_ms": median_chunk_p50(case.chunks)}
 
 
 def goals(results: dict) -> list[dict]:
@@ -389,9 +380,7 @@ def main(argv=None) -> int:
 
     import tensorflow as tf
 
-    from rocket_ctr.serving.client import connect
-    from rocket_ctr.serving.latency import endpoint_case, inprocess_case
-    from rocket_ctr.serving.launcher import ServerProcess
+    from rocket_ctr.serving.latency import inprocess_case, served_cases
     from rocket_ctr.trainer import restore_model
 
     model, _, _ = restore_model(run_dir)
@@ -406,13 +395,9 @@ def main(argv=None) -> int:
     with ExitStack() as stack:
         cases = [Case("in-process", name, inprocess_case(path, history)(n)) for name, path in exports.items()]
         if not args.skip_server and "light xla" in exports:
-            base = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="rocket-serving-bench-")))
-            (base / "1").symlink_to(exports["light xla"].resolve())
             print("starting the test server on the light xla export (replays its warmup) ...", flush=True)
-            served = stack.enter_context(ServerProcess(base, "bench", timeout=600))
-            for kind, target in (("gRPC", served.grpc_target), ("REST", served.rest_target)):
-                client = stack.enter_context(connect(target, "bench"))
-                cases.append(Case(f"{kind} test server", "light xla", endpoint_case(client, history)(n)))
+            served = stack.enter_context(served_cases(exports["light xla"], history))
+            cases += [Case(backend, "light xla", make(n)) for backend, make in served]
         if args.skip_deepctr:
             deepctr_skipped = "--skip-deepctr"
         else:
