@@ -45,7 +45,8 @@ class RocketModel(keras.Model):
             self.booster = MLP(cfg.booster_units, cfg.booster_activation, cfg.booster_batch_norm,
                                cfg.booster_dropout, cfg.booster_l2, name="booster_tower")
         self.hint = get_hint(cfg.hint)
-        # multiplies λ; the trainer's hint warm-up keeps it at 0 until the booster is the better model
+        # The scale the model reads, written by a training policy (callbacks.hint_warmup): it
+        # multiplies λ and lets the booster's gradient into the shared bottom; 1 = eq. (1) as is.
         self.hint_scale = self.add_weight(name="hint_scale", shape=(), initializer="ones", trainable=False)
         self.trackers = {name: keras.metrics.Mean(name=name) for name in LOSS_TERMS}
 
@@ -70,9 +71,10 @@ class RocketModel(keras.Model):
         if "booster" in self.towers:
             frozen = self.stage == "light"  # two-stage, stage 2: booster runs in inference mode
             x = shared_x if shared_x is not None else self.booster_bottom(rows, training=training and not frozen)
-            if shared_x is not None and training and self.config.warmup_active:
-                # Until the booster is launched (leads on validation), it learns from the shared
-                # bottom without training it, so the light tower trains as it would alone.
+            if shared_x is not None and training:
+                # Only hint_scale of the booster's gradient reaches the shared bottom: at 0 (a hint
+                # warm-up before the booster leads on validation) the light tower trains as it
+                # would alone; at 1 the mix is x itself, value and gradient.
                 x = self.hint_scale * x + (1.0 - self.hint_scale) * tf.stop_gradient(x)
             outputs["booster"] = self.booster(x, training=training and not frozen)
         return outputs
@@ -92,12 +94,12 @@ class RocketModel(keras.Model):
         mode/stage are left out.
         """
         labels = tf.cast(labels, tf.float32)
-        terms = {}
-        if "light" in logits and self.stage != "booster":
+        trained, terms = self.loss_term_names, {}
+        if "light_ce" in trained:
             terms["light_ce"] = _mean_ce(labels, logits["light"])
-        if "booster" in logits and self.stage != "light":
+        if "booster_ce" in trained:
             terms["booster_ce"] = _mean_ce(labels, logits["booster"])
-        if "light" in logits and "booster" in logits and self.stage != "booster":
+        if "hint" in trained:
             booster_logit = logits["booster"]
             if self.config.gradient_block or self.stage == "light":
                 # Gradient block: z is a fixed target, so the hint trains the light tower (and,
@@ -111,38 +113,46 @@ class RocketModel(keras.Model):
             terms["hint"] = self.config.hint_weight * self.hint_scale * tf.reduce_mean(hint)
         return terms
 
+    @property
+    def loss_term_names(self) -> tuple:
+        """The eq. (1) terms the current mode/stage trains (a term whose tower is not trained is left out)."""
+        names = []
+        if "light" in self.towers and self.stage != "booster":
+            names.append("light_ce")
+        if "booster" in self.towers and self.stage != "light":
+            names.append("booster_ce")
+        if len(self.towers) == 2 and self.stage != "booster":
+            names.append("hint")
+        return tuple(names)
+
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
-        """Eq. (1) summed, plus weight regularisation (Keras' compute_loss signature)."""
-        total = tf.add_n(list(self.loss_terms(y, y_pred).values()))
+        """Eq. (1) summed (:meth:`loss_terms`) plus weight regularisation; records each term in
+        its tracker (Keras' ``compute_loss`` signature; Keras' ``evaluate`` reaches it too).
+
+        Returns:
+            The scalar loss.
+        """
+        terms = self.loss_terms(y, y_pred)
+        total = tf.add_n(list(terms.values()))
         if self.losses:
             total += tf.add_n(self.losses)
+        self.trackers["loss"].update_state(total)
+        for name, value in terms.items():
+            self.trackers[name].update_state(value)
         return total
 
-    # ----- Keras steps ----------------------------------------------------------------------------
+    # ----- Keras step ---------------------------------------------------------------------------
     def train_step(self, data):
+        """One update on ``(rows, labels)``; returns the epoch's running mean of each loss term."""
         x, y = data[0], data[1]
         with tf.GradientTape() as tape:
-            logits = self(x, training=True)
-            terms = self.loss_terms(y, logits)
-            loss = tf.add_n(list(terms.values())) + (tf.add_n(self.losses) if self.losses else 0.0)
+            loss = self.compute_loss(x, y, self(x, training=True))
             # distributed loops sum replica gradients: scale so the sum is the global mean
             scaled = loss / tf.distribute.get_strategy().num_replicas_in_sync
         variables = self.trainable_variables
         gradients = tape.gradient(scaled, variables)
         self.optimizer.apply(gradients, variables)
-        return self._track(loss, terms)
-
-    def test_step(self, data):
-        x, y = data[0], data[1]
-        logits = self(x, training=False)
-        terms = self.loss_terms(y, logits)
-        return self._track(tf.add_n(list(terms.values())), terms)
-
-    def _track(self, loss, terms) -> dict:
-        self.trackers["loss"].update_state(loss)
-        for name, value in terms.items():
-            self.trackers[name].update_state(value)
-        return {name: self.trackers[name].result() for name in ("loss", *terms)}
+        return {name: self.trackers[name].result() for name in ("loss", *self.loss_term_names)}
 
     @property
     def metrics(self):
