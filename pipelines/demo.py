@@ -42,6 +42,7 @@ def run(args) -> int:
     from rocket_ctr.spec import FeatureSpec
     from rocket_ctr.pipelines.inspect import format_summary, summarize
     from rocket_ctr.pipelines.train import format_metrics
+    from rocket_ctr.run_dir import restore_model
     from rocket_ctr.trainer import Trainer
 
     out = Path(args.out)
@@ -67,7 +68,9 @@ def run(args) -> int:
     outputs["training run (metrics.json, curves.png, checkpoints/, tensorboard/)"] = run_dir
 
     started = _stage("4. export the light tower for TF Serving (verified, with warmup requests)")
-    export = export_light(run_dir, out / "exports" / "light", data=data / "test", jit_compile=args.xla)
+    model, spec, _ = restore_model(run_dir)
+    export = export_light(model, spec, out / "exports" / "light", data=data / "test", jit_compile=args.xla,
+                          source=run_dir)
     print(f"   {export.path}: version {export.version}, {export.checked_rows} rows verified "
           f"(max |diff| {export.max_abs_diff:.1e}), {export.warmup_records} warmup records"
           f"  ({time.perf_counter() - started:.1f} s)")

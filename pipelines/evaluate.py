@@ -12,7 +12,8 @@ def add_parser(subparsers) -> None:
 
 
 def run(args) -> int:
-    from rocket_ctr.trainer import evaluate, restore_model, to_json
+    from rocket_ctr.evaluation import evaluate
+    from rocket_ctr.run_dir import restore_model, to_json
 
     model, spec, config = restore_model(args.run_dir)
     results = evaluate(model, args.data, spec, args.batch_size)

@@ -27,11 +27,13 @@ def add_parser(subparsers) -> None:
 def run(args) -> int:
     from rocket_ctr.errors import InputError
     from rocket_ctr.export import export_light
+    from rocket_ctr.run_dir import restore_model
 
     if args.warmup_candidates < 1:
         raise InputError(f"--warmup-candidates must be >= 1, got {args.warmup_candidates}")
-    result = export_light(args.run_dir, args.export_base, args.version, tower=args.tower,
-                          jit_compile=args.xla, data=args.data, warmup_candidates=args.warmup_candidates)
+    model, spec, _ = restore_model(args.run_dir)
+    result = export_light(model, spec, args.export_base, args.version, tower=args.tower, jit_compile=args.xla,
+                          data=args.data, warmup_candidates=args.warmup_candidates, source=args.run_dir)
     print(f"exported the {result.tower} tower ({'XLA' if result.jit_compile else 'no XLA'}) to {result.path}")
     print("  signatures: serving_default (1 user x N candidates), score_rows (N rows) -> probabilities")
     print(f"  verified on {result.checked_rows} rows: max |SavedModel - in-memory| = {result.max_abs_diff:.2g}")

@@ -13,7 +13,7 @@ _API = {
     "FeatureSpec": "spec", "IdFeature": "spec", "IdMapper": "id_mapping",
     "make_dataset": "data", "ClickLogReader": "data",
     "RocketConfig": "config", "RocketModel": "model", "LazyAdam": "optimizers",
-    "Trainer": "trainer", "evaluate": "trainer", "restore_model": "trainer",
+    "Trainer": "trainer", "evaluate": "evaluation", "restore_model": "run_dir",
     "auc": "metrics", "gauc": "metrics", "logloss": "metrics", "StreamingEvaluator": "metrics",
     "InputError": "errors",
     "export_light": "export",

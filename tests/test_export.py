@@ -1,6 +1,8 @@
 """Light-tower export: variables, equality with the in-memory tower, signatures, atomicity, versions, warmup."""
 import os
 import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -11,12 +13,15 @@ from rocket_ctr import export as export_module
 from rocket_ctr.config import RocketConfig
 from rocket_ctr.datagen.synthetic import generate
 from rocket_ctr.errors import InputError
-from rocket_ctr.export import (SCORE_ROWS, SERVING_DEFAULT, WARMUP_FILE, ServingModule, VerificationError,
-                               export_light, list_versions, one_user_request, reference_probabilities,
-                               sample_rows)
+from rocket_ctr.export import WARMUP_FILE, export_light, list_versions
+from rocket_ctr.export_rows import one_user_request, sample_rows
+from rocket_ctr.export_verify import VerificationError, reference_probabilities
 from rocket_ctr.pipelines.cli import main
+from rocket_ctr.run_dir import restore_model
+from rocket_ctr.serving_module import ServingModule
+from rocket_ctr.signatures import SCORE_ROWS, SERVING_DEFAULT
 from rocket_ctr.spec import HIST_LEN
-from rocket_ctr.trainer import Trainer, restore_model
+from rocket_ctr.trainer import Trainer
 
 TINY = dict(epochs=1, embedding_dim=8, booster_units=(32, 16), jit_compile=False)
 
@@ -42,9 +47,9 @@ def trained(tmp_path_factory):
 @pytest.fixture(scope="module")
 def exported(trained, tmp_path_factory):
     """{False: no-XLA export, True: XLA export} of the light tower."""
-    run, log, _, _ = trained
+    _, log, model, spec = trained
     base = tmp_path_factory.mktemp("exports")
-    return {xla: export_light(run, base / ("xla" if xla else "plain"), jit_compile=xla, data=log / "test")
+    return {xla: export_light(model, spec, base / ("xla" if xla else "plain"), jit_compile=xla, data=log / "test")
             for xla in (False, True)}
 
 
@@ -116,7 +121,7 @@ def test_long_history_keeps_its_newest_steps(trained, exported):
 
 
 def test_failed_verification_leaves_the_base_unchanged(trained, exported, tmp_path, monkeypatch):
-    run, _, _, _ = trained
+    _, _, model, spec = trained
     base = tmp_path / "base"
     shutil.copytree(exported[False].path, base / "1")
     before = sorted(os.listdir(base))
@@ -126,22 +131,22 @@ def test_failed_verification_leaves_the_base_unchanged(trained, exported, tmp_pa
 
     monkeypatch.setattr(export_module, "verify_export", fail)
     with pytest.raises(VerificationError, match="forced mismatch"):
-        export_light(run, base, jit_compile=False)
+        export_light(model, spec, base, jit_compile=False)
     assert sorted(os.listdir(base)) == before  # no version 2, no .tmp-* folder
     with pytest.raises(VerificationError):
-        export_light(run, tmp_path / "new_base", jit_compile=False)
+        export_light(model, spec, tmp_path / "new_base", jit_compile=False)
     assert not (tmp_path / "new_base").exists()
 
 
 def test_version_numbering(trained, tmp_path):
-    _, _, model, _ = trained
+    _, _, model, spec = trained
     base = tmp_path / "base"
-    assert export_light(model, base, jit_compile=False, sample_size=16).version == 1
-    assert export_light(model, base, 7, jit_compile=False, sample_size=16).version == 7
-    assert export_light(model, base, jit_compile=False, sample_size=16).version == 8
+    assert export_light(model, spec, base, jit_compile=False, sample_size=16).version == 1
+    assert export_light(model, spec, base, 7, jit_compile=False, sample_size=16).version == 7
+    assert export_light(model, spec, base, jit_compile=False, sample_size=16).version == 8
     assert list_versions(base) == [1, 7, 8]
     with pytest.raises(InputError, match="already exists"):
-        export_light(model, base, 7, jit_compile=False)
+        export_light(model, spec, base, 7, jit_compile=False)
 
 
 def test_warmup_file_holds_prediction_logs(exported):
@@ -157,8 +162,8 @@ def test_warmup_file_holds_prediction_logs(exported):
 
 
 def test_booster_export_is_the_booster(trained, tmp_path):
-    run, log, model, spec = trained
-    result = export_light(run, tmp_path / "booster", tower="booster", jit_compile=False, data=log / "test")
+    _, log, model, spec = trained
+    result = export_light(model, spec, tmp_path / "booster", tower="booster", jit_compile=False, data=log / "test")
     names = [k for k in saved_variables(result.path) if k.startswith("tower_weights/")]
     assert any("booster_tower" in k for k in names) and not any("light_tower" in k for k in names)
     rows = sample_rows(spec, log / "test", n=16)
@@ -195,3 +200,18 @@ def test_score_rows_refuses_hist_len_outside_the_history_it_comes_with(trained, 
         broken = {**rows, HIST_LEN: np.array([bad] + list(rows[HIST_LEN][1:]), np.int32)}
         with pytest.raises(tf.errors.InvalidArgumentError, match="hist_len"):
             call(loaded, SCORE_ROWS, broken)
+
+
+def test_importing_export_does_not_import_training():
+    """Export sits beside training: no trainer, optimizer, distribution or curves module, and no
+    matplotlib module beyond the ones Keras itself loads when matplotlib is installed."""
+    code = ("import sys, tensorflow, keras; "
+            "keras_plots = {m for m in sys.modules if m.split('.')[0] == 'matplotlib'}; "
+            "import rocket_ctr.export; "
+            "print(sorted({m for m in sys.modules if m.split('.')[0] == 'matplotlib'} - keras_plots) + sorted("
+            "m for m in ('rocket_ctr.trainer', 'rocket_ctr.optimizers', 'rocket_ctr.distributed', 'rocket_ctr.curves',"
+            " 'rocket_ctr.callbacks') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().splitlines()[-1] == "[]"

@@ -1,0 +1,88 @@
+"""Raw feature rows for an export's verification and warmup: real rows of a log (or random ids)
+plus edge rows, and one user's ``serving_default`` request built from them."""
+from __future__ import annotations
+
+import numpy as np
+
+from rocket_ctr.signatures import candidate_columns
+from rocket_ctr.spec import HIST_LEN, FeatureSpec
+
+
+def _edge_rows(spec: FeatureSpec, template: dict, seed: int = 0) -> dict:
+    """Rows with unseen ids, empty histories and over-long histories (truncation)."""
+    rng = np.random.default_rng(seed)
+    n, width = 6, spec.max_history + 5
+    lengths = np.array([0, width, 0, width, 1, spec.max_history], np.int32)
+    rows = {HIST_LEN: lengths}
+    for f in spec.id_features:
+        seen = template[f.name][rng.integers(0, len(template[f.name]), n)]
+        if f.dtype == "string":
+            unseen = np.array([f"__unseen_{f.name}_{i}".encode() for i in range(n)], dtype=object)
+        else:
+            unseen = np.array([2**62 + i if i % 2 else -(i + 7) for i in range(n)], np.int64)
+        rows[f.name] = np.where(np.arange(n) < 2, unseen, seen)
+        if f.history:
+            steps = np.arange(width)
+            if f.dtype == "string":
+                hist = np.array([[f"h{i}_{s}".encode() for s in steps] for i in range(n)], dtype=object)
+            else:
+                hist = (10**15 + np.arange(n)[:, None] * 1000 + steps[None, :]).astype(np.int64)
+            rows[f.history] = np.where(steps[None, :] < lengths[:, None], hist, pad_value(hist))
+    return rows
+
+
+def pad_value(array: np.ndarray):
+    """The padding of a history array: empty bytes for strings, 0 for ids."""
+    return b"" if array.dtype == object else 0
+
+
+def _random_rows(spec: FeatureSpec, n: int, seed: int = 0) -> dict:
+    """Rows with random ids when no data is given."""
+    rng = np.random.default_rng(seed)
+    lengths = rng.integers(0, spec.max_history + 1, n).astype(np.int32)
+    rows = {HIST_LEN: lengths}
+    for f in spec.id_features:
+        ids = rng.integers(0, 10 * max(f.num_rows, 1), (n, spec.max_history + 1))
+        if f.dtype == "string":
+            ids = np.array([[str(v).encode() for v in r] for r in ids], dtype=object)
+        rows[f.name] = ids[:, 0]
+        if f.history:
+            mask = np.arange(spec.max_history)[None, :] < lengths[:, None]
+            rows[f.history] = np.where(mask, ids[:, 1:], pad_value(ids))
+    return rows
+
+
+def sample_rows(spec: FeatureSpec, data=None, n: int = 256, seed: int = 0) -> dict:
+    """Raw feature rows for verification and warmup: real rows of ``data`` (else random ones)
+    followed by edge rows (unseen ids, empty and over-long histories).
+
+    Returns:
+        {column: array}: id columns [n'], histories [n', W] left-aligned, ``hist_len`` [n'] int32.
+    """
+    if data is not None:
+        from rocket_ctr.data import ClickLogReader
+
+        reader = ClickLogReader(data, spec, batch_size=n, bucket_by_length=False)
+        features, _ = next(iter(reader))
+        base = {c: features[c] for c in (*spec.scalar_id_columns, *spec.history_columns, HIST_LEN)}
+    else:
+        base = _random_rows(spec, n, seed)
+    edge = _edge_rows(spec, base, seed)
+    width = max(base[spec.history_columns[0]].shape[1], edge[spec.history_columns[0]].shape[1])
+    rows = {}
+    for c in base:
+        parts = [base[c], edge[c]]
+        if c in spec.history_columns:
+            parts = [np.pad(p, [(0, 0), (0, width - p.shape[1])], constant_values=pad_value(p)) for p in parts]
+        rows[c] = np.concatenate(parts)
+    return rows
+
+
+def one_user_request(spec: FeatureSpec, rows: dict, user: int, candidates) -> dict:
+    """``serving_default`` inputs: row ``user``'s profile and real history + ``candidates``' items."""
+    candidates = np.asarray(candidates)
+    length = int(rows[HIST_LEN][user])
+    request = {f.name: rows[f.name][user:user + 1] for f in spec.user_features}
+    request.update({c: rows[c][user:user + 1, :length] for c in spec.history_columns})
+    request.update({c: rows[c][candidates] for c in candidate_columns(spec)})
+    return request

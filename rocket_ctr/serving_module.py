@@ -1,0 +1,130 @@
+"""The exported object: a ``tf.Module`` with the serving signatures of one tower.
+
+The SavedModel that :func:`rocket_ctr.export.export_light` writes is a ``tf.Module`` holding the
+``IdMapper`` and the variables of one tower and the bottom it reads, nothing else (the booster is
+never in a light export). Two signatures, raw ids in (the id -> row mapping runs in the graph),
+``probabilities`` [N] float32 out:
+
+* ``serving_default``: one request = one user + N candidates. User profile inputs have shape
+  [1], history inputs [1, L] (oldest -> newest; ``hist_len`` is L), candidate inputs [N]. The
+  history term of the attention is computed once, not once per candidate.
+* ``score_rows``: N independent rows: every id input [N], histories [N, L] left-aligned and
+  padded, plus ``hist_len`` [N] int32.
+
+N and L are free (``None`` dims: no re-tracing). Histories longer than ``max_history`` keep their
+newest steps, as in training. With XLA the model part runs under ``jit_compile=True`` (the
+string hashing of the id mapping stays outside it), on inputs padded to a multiple of
+``CANDIDATE_PAD`` candidates and to the FeatureSpec's history buckets, so XLA compiles a handful
+of shapes, which the warmup records cover.
+"""
+from __future__ import annotations
+
+import tensorflow as tf
+
+from rocket_ctr.id_mapping import IdMapper
+from rocket_ctr.signatures import OUTPUT, candidate_columns, request_signature, rows_signature
+from rocket_ctr.spec import HIST_LEN, FeatureSpec
+
+CANDIDATE_PAD = 64  # XLA exports: N is padded up to a multiple of this (few compiled shapes)
+
+
+def tower_logit(model, tower: str, rows: dict) -> tf.Tensor:
+    """One tower's logit on row indices, inference mode (the in-memory reference)."""
+    return getattr(model, tower)(model.bottom_of(tower)(rows, training=False), training=False)
+
+
+def _pad_dim(x: tf.Tensor, axis: int, size) -> tf.Tensor:
+    paddings = [[0, 0]] * x.shape.rank
+    paddings[axis] = [0, size - tf.shape(x)[axis]]
+    return tf.pad(x, paddings)
+
+
+def _assert_same(values: dict, axis: int, what: str) -> list:
+    """Graph asserts that every tensor of ``values`` has the first one's size along ``axis``."""
+    names = list(values)
+    first = tf.shape(values[names[0]])[axis]
+    return [tf.debugging.assert_equal(tf.shape(values[c])[axis], first,
+                                      message=f"{what}: input '{c}' and input '{names[0]}' differ in length")
+            for c in names[1:]]
+
+
+class ServingModule(tf.Module):
+    """The exported object: IdMapper + one tower and its bottom, with two signatures.
+
+    Args:
+        model: a built RocketModel.
+        tower: ``light`` (served) or ``booster`` (benchmarking only).
+        jit_compile: run the model part under XLA.
+        spec: the model's FeatureSpec (default: ``model.spec``).
+    """
+
+    def __init__(self, model, tower: str = "light", jit_compile: bool = True, spec: FeatureSpec | None = None):
+        super().__init__(name=f"rocket_ctr_{tower}")
+        spec = self.spec = spec or model.spec
+        self.mapper = IdMapper(spec)
+        # Only this tower's variables are tracked; saving fails if a signature touched any other.
+        layers = (model.bottom_of(tower), getattr(model, tower))
+        self.tower_weights = {v.path: v.value for layer in layers for v in layer.weights}
+        self._jit = jit_compile
+
+        def probabilities(rows):
+            return tf.sigmoid(tower_logit(model, tower, rows))
+
+        self._compute = tf.function(probabilities, jit_compile=True) if jit_compile else probabilities
+        self.serving_default = tf.function(self._request, input_signature=[request_signature(spec)])
+        self.score_rows = tf.function(self._rows, input_signature=[rows_signature(spec)])
+
+    def _padded(self, rows: dict, batch_columns, n):
+        """XLA only: pads the batch to a multiple of CANDIDATE_PAD and histories to a bucket."""
+        if not self._jit:
+            return rows
+        spec, rows = self.spec, dict(rows)
+        size = (n + CANDIDATE_PAD - 1) // CANDIDATE_PAD * CANDIDATE_PAD
+        for c in batch_columns:
+            rows[c] = _pad_dim(rows[c], 0, size)
+        buckets = tf.constant(spec.history_buckets, tf.int32)
+        steps = tf.shape(rows[spec.history_columns[0]])[1]
+        width = tf.gather(buckets, tf.reduce_sum(tf.cast(buckets < steps, tf.int32)))
+        for c in spec.history_columns:
+            rows[c] = _pad_dim(rows[c], 1, width)
+        return rows
+
+    def _request(self, inputs: dict) -> dict:
+        spec = self.spec
+        candidates = {c: inputs[c] for c in candidate_columns(spec)}
+        n = tf.shape(candidates[candidate_columns(spec)[0]])[0]
+        checks = _assert_same(candidates, 0, "serving_default candidates")
+        checks += _assert_same({c: inputs[c] for c in spec.history_columns}, 1, "serving_default histories")
+        checks.append(tf.debugging.assert_positive(n, message="serving_default: no candidates (N = 0)"))
+        with tf.control_dependencies(checks):  # clear errors before any shape-dependent op runs
+            features = {c: tf.identity(inputs[c][:, -spec.max_history:] if c in spec.history_columns else inputs[c])
+                        for c in inputs}  # newest steps, as in training
+        rows = self.mapper(features)
+        rows[HIST_LEN] = tf.shape(rows[spec.history_columns[0]])[1:2]
+        rows = self._padded(rows, candidate_columns(spec), n)
+        return {OUTPUT: self._compute(rows)[:n]}
+
+    def _rows(self, inputs: dict) -> dict:
+        spec = self.spec
+        batch = {c: inputs[c] for c in (*spec.scalar_id_columns, *spec.history_columns, HIST_LEN)}
+        n = tf.shape(inputs[HIST_LEN])[0]
+        checks = _assert_same(batch, 0, "score_rows")
+        checks += _assert_same({c: inputs[c] for c in spec.history_columns}, 1, "score_rows histories")
+        checks.append(tf.debugging.assert_positive(n, message="score_rows: no rows (N = 0)"))
+        steps = tf.shape(inputs[spec.history_columns[0]])[1]
+        checks.append(tf.debugging.assert_non_negative(inputs[HIST_LEN], message="score_rows: input 'hist_len' "
+                                                       "must be >= 0"))
+        checks.append(tf.debugging.assert_less_equal(inputs[HIST_LEN], steps, message="score_rows: input "
+                                                     "'hist_len' exceeds the width of the history inputs"))
+        with tf.control_dependencies(checks):
+            inputs = {c: tf.identity(v) for c, v in inputs.items()}
+        lengths = inputs[HIST_LEN]
+        # keep each row's newest steps: row i reads steps [len_i - keep_i, len_i), left-aligned
+        keep = tf.minimum(lengths, spec.max_history)
+        index = (lengths - keep)[:, None] + tf.range(tf.minimum(steps, spec.max_history))[None, :]
+        features = {c: inputs[c] for c in spec.scalar_id_columns}
+        features.update({c: tf.gather(inputs[c], index, batch_dims=1) for c in spec.history_columns})
+        rows = self.mapper(features)
+        rows[HIST_LEN] = keep
+        rows = self._padded(rows, (*spec.scalar_id_columns, *spec.history_columns, HIST_LEN), n)
+        return {OUTPUT: self._compute(rows)[:n]}
