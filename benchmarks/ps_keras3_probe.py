@@ -1,12 +1,17 @@
 """What works and what fails with tf.distribute.ParameterServerStrategy over Keras 3 layers.
 
+Why ``rocket-ctr train --strategy parameter-server`` is refused (``rocket_ctr.distributed``):
+the trainer has no parameter-server path, and this self-contained script keeps the evidence.
+
 Smallest reproduction, in real processes on 127.0.0.1: this process is the chief (coordinator),
-it starts 2 ps + 2 worker tasks (``rocket_ctr.distributed.serve_forever``), builds a Keras 3
-``Embedding(1000, 8)`` + ``Dense(1)`` under the strategy with a variable partitioner
-(``FixedShardsPartitioner(2)``), and schedules 20 training steps through a ``ClusterCoordinator``.
+it starts 2 ps + 2 worker tasks (this script's ``serve`` mode: a bare ``tf.distribute.Server``),
+builds its own ``ParameterServerStrategy``, a Keras 3 ``Embedding(1000, 8)`` + ``Dense(1)`` under
+it with a variable partitioner (``FixedShardsPartitioner(2)``), and schedules 20 training steps
+through a ``ClusterCoordinator``.
 
     .venv/bin/python benchmarks/ps_keras3_probe.py keras    # the tape over Keras variables: fails
     .venv/bin/python benchmarks/ps_keras3_probe.py shards   # the tape over their shards: trains
+    TF_CONFIG=... benchmarks/ps_keras3_probe.py serve         # one ps/worker task (started by the above)
 
 Findings (TF 2.21, Keras 3, recorded in the README's "Training on a cluster"):
 - the embedding's variable is a ``ShardedVariable`` with one part on each ps (partitioning works);
@@ -33,7 +38,6 @@ import sys
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import keras  # noqa: E402
-import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 
@@ -54,7 +58,7 @@ def main(mode: str = "keras", steps: int = 20) -> dict:
     ports = [f"127.0.0.1:{p}" for p in free_ports(5)]
     cluster = {"chief": ports[:1], "worker": ports[1:3], "ps": ports[3:5]}
     children = [subprocess.Popen(
-        [sys.executable, "-c", "from rocket_ctr.distributed import serve_forever; serve_forever()"],
+        [sys.executable, os.path.abspath(__file__), "serve"],
         env={**os.environ, "TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": t, "index": i}})})
         for t in ("worker", "ps") for i in range(2)]
     atexit.register(lambda: [c.kill() for c in children])
@@ -105,7 +109,17 @@ def main(mode: str = "keras", steps: int = 20) -> dict:
     return report
 
 
+def serve_forever() -> None:
+    """Runs the ps/worker task named by ``TF_CONFIG`` until the process is stopped."""
+    config = json.loads(os.environ["TF_CONFIG"])
+    server = tf.distribute.Server(tf.train.ClusterSpec(config["cluster"]), job_name=config["task"]["type"],
+                                  task_index=config["task"]["index"], protocol="grpc", start=True)
+    server.join()
+
+
 if __name__ == "__main__":
+    if sys.argv[1:2] == ["serve"]:
+        serve_forever()
     result = main(*(sys.argv[1:2] or ["keras"]))
     print(json.dumps(result), flush=True)
     for child in STOP:

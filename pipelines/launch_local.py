@@ -2,11 +2,10 @@
 distributed training on one machine and for tests.
 
 Each process gets free ports and its own ``TF_CONFIG`` (as a cluster manager would set it) and
-runs ``rocket-ctr train <train args> --strategy multi-worker`` (or ``parameter-server`` with
-``--ps``). Output lines are prefixed with the task's name. When a process fails (killed,
-crashed), the others are stopped and the whole group is started again, at most
-``--max-restarts`` times: training resumes from the chief's last checkpoint in the run dir.
-Bad input (exit code 2) is not retried.
+runs ``rocket-ctr train <train args> --strategy multi-worker``. Output lines are prefixed with
+the task's name. When a process fails (killed, crashed), the others are stopped and the whole
+group is started again, at most ``--max-restarts`` times: training resumes from the chief's last
+checkpoint in the run dir. Bad input (exit code 2) is not retried.
 """
 from __future__ import annotations
 
@@ -26,13 +25,10 @@ from rocket_ctr.errors import InputError
 def add_parser(subparsers) -> None:
     """Registers the ``launch-local`` sub-command."""
     parser = subparsers.add_parser(
-        "launch-local", help="run `train` as a local multi-worker (or parameter-server) cluster",
+        "launch-local", help="run `train` as a local multi-worker cluster",
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
-        usage="rocket-ctr launch-local --workers N [--ps M] [--max-restarts K] -- --train PATH --run-dir DIR ...")
+        usage="rocket-ctr launch-local --workers N [--max-restarts K] -- --train PATH --run-dir DIR ...")
     parser.add_argument("--workers", type=int, required=True, help="worker processes (data-parallel replicas)")
-    parser.add_argument("--ps", type=int, default=0,
-                        help="parameter servers: > 0 runs --strategy parameter-server with a chief, "
-                             "the workers and these ps tasks (default: 0 = multi-worker)")
     parser.add_argument("--max-restarts", type=int, default=2,
                         help="times the group is restarted after a failed process (default: %(default)s)")
     parser.add_argument("train_args", nargs=argparse.REMAINDER,
@@ -54,14 +50,9 @@ def free_ports(n: int) -> list[int]:
             s.close()
 
 
-def cluster_spec(workers: int, ps: int = 0) -> dict:
-    """``{"worker": [...]}`` (multi-worker) or ``{"chief", "worker", "ps"}`` on free local ports."""
-    ports = iter(free_ports(workers + ps + (1 if ps else 0)))
-    cluster = {"chief": [f"127.0.0.1:{next(ports)}"]} if ps else {}
-    cluster["worker"] = [f"127.0.0.1:{next(ports)}" for _ in range(workers)]
-    if ps:
-        cluster["ps"] = [f"127.0.0.1:{next(ports)}" for _ in range(ps)]
-    return cluster
+def cluster_spec(workers: int) -> dict:
+    """``{"worker": [...]}``: ``workers`` multi-worker tasks on free local ports."""
+    return {"worker": [f"127.0.0.1:{port}" for port in free_ports(workers)]}
 
 
 def _die_with_parent():
@@ -82,10 +73,10 @@ def _pump(stream, prefix: str):
 class Group:
     """One attempt: the cluster's processes, started together and stopped together."""
 
-    def __init__(self, train_args: list[str], workers: int, ps: int, attempt: int):
-        self.cluster = cluster_spec(workers, ps)
-        strategy = "parameter-server" if ps else "multi-worker"
-        command = [sys.executable, "-m", "rocket_ctr.pipelines.cli", "train", *train_args, "--strategy", strategy]
+    def __init__(self, train_args: list[str], workers: int, attempt: int):
+        self.cluster = cluster_spec(workers)
+        command = [sys.executable, "-m", "rocket_ctr.pipelines.cli", "train", *train_args,
+                   "--strategy", "multi-worker"]
         self.processes, self.threads = {}, []
         for task_type, addresses in self.cluster.items():
             for index in range(len(addresses)):
@@ -101,17 +92,15 @@ class Group:
                 thread = threading.Thread(target=_pump, args=(process.stdout, f"[{name}] "), daemon=True)
                 thread.start()
                 self.threads.append(thread)
-        # the processes whose exit ends the job: the chief with ps, every worker without
-        self.trainers = ["chief 0"] if ps else list(self.processes)
 
     def wait(self) -> tuple[int, str | None]:
-        """Blocks until the job ends: (0, None) when the trainers succeeded, else (code, failed task)."""
+        """Blocks until the job ends: (0, None) when every worker succeeded, else (code, failed task)."""
         while True:
             for name, process in self.processes.items():
                 code = process.poll()
-                if code is not None and (code != 0 or name not in self.trainers):
-                    return code or 1, name
-            if all(self.processes[name].poll() == 0 for name in self.trainers):
+                if code is not None and code != 0:
+                    return code, name
+            if all(process.poll() == 0 for process in self.processes.values()):
                 return 0, None
             time.sleep(0.2)
 
@@ -131,19 +120,19 @@ class Group:
             thread.join(timeout=5)
 
 
-def launch(train_args: list[str], workers: int, ps: int = 0, max_restarts: int = 2) -> int:
+def launch(train_args: list[str], workers: int, max_restarts: int = 2) -> int:
     """Runs ``rocket-ctr train`` as a local cluster until it finishes or fails too often.
 
     Args:
         train_args: arguments of ``rocket-ctr train`` (without ``--strategy``).
-        workers: worker processes; ps: parameter servers (0 = multi-worker, no chief task).
+        workers: worker processes (data-parallel replicas; worker 0 is the chief).
         max_restarts: group restarts allowed after a failed process.
     Returns:
         0 on success, 2 for bad input, else the failed process's exit code.
     """
-    if workers < 1 or ps < 0 or max_restarts < 0:
-        raise InputError("--workers must be >= 1, --ps and --max-restarts >= 0")
-    if workers < 2 and not ps:
+    if workers < 1 or max_restarts < 0:
+        raise InputError("--workers must be >= 1, --max-restarts >= 0")
+    if workers < 2:
         raise InputError("--workers must be >= 2 for multi-worker training (one process: plain `rocket-ctr train`)")
     if "--strategy" in train_args or any(a.startswith("--strategy=") for a in train_args):
         raise InputError("launch-local sets --strategy itself; leave it out of the train arguments")
@@ -153,14 +142,13 @@ def launch(train_args: list[str], workers: int, ps: int = 0, max_restarts: int =
     previous = signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     try:
         while True:
-            group = Group(train_args, workers, ps, attempt)
+            group = Group(train_args, workers, attempt)
             try:
                 code, failed = group.wait()
             finally:
                 group.stop()
             if code == 0:
-                print(f"launch-local: done ({workers} worker(s){f', {ps} ps' if ps else ''}, "
-                      f"{attempt} restart(s))", flush=True)
+                print(f"launch-local: done ({workers} worker(s), {attempt} restart(s))", flush=True)
                 return 0
             reason = f"killed by signal {-code}" if code < 0 else f"exit code {code}"
             if code == 2 or attempt >= max_restarts:
@@ -179,4 +167,4 @@ def run(args) -> int:
         train_args = train_args[1:]
     if train_args and train_args[0] == "train":
         train_args = train_args[1:]
-    return launch(train_args, args.workers, args.ps, args.max_restarts)
+    return launch(train_args, args.workers, args.max_restarts)

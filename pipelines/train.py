@@ -58,7 +58,8 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--train", required=True, help="training data: file, folder or glob")
     parser.add_argument("--eval", help="evaluation data: file, folder or glob")
     parser.add_argument("--run-dir", required=True, help="outputs; re-running resumes from its checkpoint")
-    parser.add_argument("--spec", help="feature_spec.json (default: the one beside the data, else the reference schema)")
+    parser.add_argument("--spec",
+                        help="feature_spec.json (default: the one beside the data, else the reference schema)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.add_argument("--strategy", choices=("default", "multi-worker", "parameter-server"), default="default",
                         help="default: this process; multi-worker: data-parallel over the TF_CONFIG cluster "
@@ -69,18 +70,13 @@ def add_parser(subparsers) -> None:
 
 
 def run(args) -> int:
-    from rocket_ctr.distributed import make_strategy, serve_forever
+    from rocket_ctr.distributed import make_strategy
     from rocket_ctr.spec import FeatureSpec
     from rocket_ctr.trainer import Trainer
     from rocket_ctr.errors import InputError
 
-    if args.strategy == "parameter-server":  # every task refuses, so no ps/worker serves forever
-        from rocket_ctr.trainer import PARAMETER_SERVER_UNSUPPORTED
-        raise InputError(PARAMETER_SERVER_UNSUPPORTED)
-    strategy, task = make_strategy(args.strategy)  # first: before any other TensorFlow op
-    if strategy is None:  # a parameter-server cluster's ps or worker task: serve until stopped
-        serve_forever()
-        return 0
+    # first: before any other TensorFlow op; parameter-server is refused here with the reason
+    strategy, task = make_strategy(args.strategy)
     spec = None
     if args.spec:
         try:

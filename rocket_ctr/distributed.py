@@ -7,8 +7,8 @@
      "task": {"type": "worker", "index": 0}}
 
 ``multi-worker``: every task is a data-parallel replica (``chief`` and ``worker``; no ``ps``).
-``parameter-server``: ``ps`` tasks hold the variables (the embedding tables sharded across them),
-``worker`` tasks run steps the ``chief`` (the coordinator) schedules.
+``parameter-server`` is refused with the reason (:data:`PARAMETER_SERVER_UNSUPPORTED`);
+``benchmarks/ps_keras3_probe.py`` shows what fails with Keras 3.
 """
 from __future__ import annotations
 
@@ -21,8 +21,13 @@ import tensorflow as tf
 
 from rocket_ctr.errors import InputError
 
-STRATEGIES = ("default", "multi-worker", "parameter-server")
-TASK_TYPES = ("chief", "worker", "ps", "evaluator")
+STRATEGIES = ("default", "multi-worker")
+TASK_TYPES = ("chief", "worker", "ps", "evaluator")  # what a TF_CONFIG may name; multi-worker takes chief/worker
+PARAMETER_SERVER_UNSUPPORTED = (
+    "--strategy parameter-server is not supported by the trainer: Keras 3 variables cannot be "
+    "differentiated once partitioned across ps tasks ('ShardedVariable' object has no attribute "
+    "'handle') and Keras' Embedding pulls whole tables; see README 'Training on a cluster' and "
+    "benchmarks/ps_keras3_probe.py. Use --strategy multi-worker")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -30,7 +35,7 @@ class TaskInfo:
     """This process's place in the cluster.
 
     Attributes:
-        task_type: ``chief``, ``worker``, ``ps`` or None (single process).
+        task_type: ``chief``, ``worker`` or None (single process).
         task_index: index within its type.
         num_workers: data-parallel replicas (chief + workers for multi-worker; 1 otherwise).
         worker_index: this replica's index in [0, num_workers): its input shard.
@@ -94,28 +99,31 @@ def task_info(tf_config: dict | None, strategy: str) -> TaskInfo:
     """Where this process stands for a strategy (see :class:`TaskInfo`).
 
     Raises:
-        InputError: the strategy needs a TF_CONFIG that is missing or has the wrong task types.
+        InputError: an unknown or unsupported strategy, or one that needs a TF_CONFIG that is
+            missing or has the wrong task types.
     """
-    if strategy not in STRATEGIES:
-        raise InputError(f"strategy must be one of {STRATEGIES}, got {strategy!r}")
+    _check_strategy(strategy)
     if strategy == "default":
         return TaskInfo()
     if tf_config is None:
         raise InputError(f"--strategy {strategy} needs TF_CONFIG (the cluster and this task); "
                          "set it per process or use `rocket-ctr launch-local`")
     cluster, task = tf_config["cluster"], tf_config["task"]
-    if strategy == "multi-worker":
-        if "ps" in cluster or "evaluator" in cluster:
-            raise InputError("--strategy multi-worker takes a cluster of chief/worker tasks only; "
-                             "ps tasks are for --strategy parameter-server")
-        has_chief = "chief" in cluster
-        workers = name_count(cluster, "chief") + name_count(cluster, "worker")
-        index = task["index"] + (1 if has_chief and task["type"] == "worker" else 0)
-        chief = task["type"] == "chief" or (not has_chief and task["index"] == 0)
-        return TaskInfo(task["type"], task["index"], workers, index, chief)
-    if "ps" not in cluster or "worker" not in cluster or "chief" not in cluster:
-        raise InputError("--strategy parameter-server needs chief, worker and ps tasks in TF_CONFIG")
-    return TaskInfo(task["type"], task["index"], 1, 0, task["type"] == "chief")
+    if "ps" in cluster or "evaluator" in cluster:
+        raise InputError("--strategy multi-worker takes a cluster of chief/worker tasks only; "
+                         "ps and evaluator tasks are not supported")
+    has_chief = "chief" in cluster
+    workers = name_count(cluster, "chief") + name_count(cluster, "worker")
+    index = task["index"] + (1 if has_chief and task["type"] == "worker" else 0)
+    chief = task["type"] == "chief" or (not has_chief and task["index"] == 0)
+    return TaskInfo(task["type"], task["index"], workers, index, chief)
+
+
+def _check_strategy(strategy: str) -> None:
+    if strategy == "parameter-server":
+        raise InputError(PARAMETER_SERVER_UNSUPPORTED)
+    if strategy not in STRATEGIES:
+        raise InputError(f"strategy must be one of {STRATEGIES}, got {strategy!r}")
 
 
 ALL_REDUCE_PACK_BYTES = 32 << 20
@@ -125,15 +133,15 @@ def make_strategy(strategy: str, environ=None) -> tuple[tf.distribute.Strategy, 
     """Creates the ``tf.distribute`` strategy named on the command line.
 
     Args:
-        strategy: ``default`` (this process alone), ``multi-worker``
-            (``MultiWorkerMirroredStrategy``) or ``parameter-server``.
+        strategy: ``default`` (this process alone) or ``multi-worker`` (``MultiWorkerMirroredStrategy``).
         environ: where ``TF_CONFIG`` is read from (default ``os.environ``).
     Returns:
-        ``(strategy, TaskInfo)``. For ``parameter-server`` on a ``worker``/``ps`` task, the
-        strategy is None: that process only serves (see :func:`serve_forever`).
+        ``(strategy, TaskInfo)``.
     Raises:
-        InputError: missing or malformed TF_CONFIG for a distributed strategy.
+        InputError: ``parameter-server`` (unsupported, with the reason), an unknown strategy, or a
+            missing or malformed TF_CONFIG for ``multi-worker``.
     """
+    _check_strategy(strategy)  # before TF_CONFIG: parameter-server is refused whatever the cluster
     tf_config = read_tf_config(environ)
     info = task_info(tf_config, strategy)
     if strategy == "default":
@@ -141,29 +149,12 @@ def make_strategy(strategy: str, environ=None) -> tuple[tf.distribute.Strategy, 
     resolver = tf.distribute.cluster_resolver.SimpleClusterResolver(
         tf.train.ClusterSpec(tf_config["cluster"]), task_type=info.task_type, task_id=info.task_index,
         rpc_layer="grpc")
-    if strategy == "multi-worker":
-        # RING all-reduce over gRPC: the CPU implementation (NCCL is for GPUs). The ~40 dense
-        # gradients travel packed in one collective per step, not one round trip each.
-        options = tf.distribute.experimental.CommunicationOptions(
-            bytes_per_pack=ALL_REDUCE_PACK_BYTES,
-            implementation=tf.distribute.experimental.CommunicationImplementation.RING)
-        return tf.distribute.MultiWorkerMirroredStrategy(cluster_resolver=resolver,
-                                                         communication_options=options), info
-    if info.task_type in ("worker", "ps"):
-        return None, info
-    num_ps = name_count(tf_config["cluster"], "ps")
-    partitioner = tf.distribute.experimental.partitioners.MinSizePartitioner(
-        min_shard_bytes=256 << 10, max_shards=num_ps)
-    return tf.distribute.ParameterServerStrategy(resolver, variable_partitioner=partitioner), info
-
-
-def serve_forever(environ=None) -> None:
-    """Runs this ``ps``/``worker`` task's gRPC server until the process is stopped."""
-    tf_config = read_tf_config(environ)
-    task = tf_config["task"]
-    server = tf.distribute.Server(tf.train.ClusterSpec(tf_config["cluster"]), job_name=task["type"],
-                                  task_index=task["index"], protocol="grpc", start=True)
-    server.join()
+    # RING all-reduce over gRPC: the CPU implementation (NCCL is for GPUs). The ~40 dense
+    # gradients travel packed in one collective per step, not one round trip each.
+    options = tf.distribute.experimental.CommunicationOptions(
+        bytes_per_pack=ALL_REDUCE_PACK_BYTES,
+        implementation=tf.distribute.experimental.CommunicationImplementation.RING)
+    return tf.distribute.MultiWorkerMirroredStrategy(cluster_resolver=resolver, communication_options=options), info
 
 
 def broadcast_from_chief(strategy: tf.distribute.Strategy, values, is_chief: bool):

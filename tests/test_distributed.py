@@ -136,8 +136,9 @@ def test_tf_config_errors_are_one_line_input_errors():
         read_tf_config({"TF_CONFIG": '{"cluster": {"worker": ["nohostport"]}, "task": {"type": "worker"}}'})
     with pytest.raises(InputError, match="needs TF_CONFIG"):
         task_info(None, "multi-worker")
+    with_ps = {"chief": ["127.0.0.1:1"], **cluster_spec(2), "ps": ["127.0.0.1:2"]}
     with pytest.raises(InputError, match="chief/worker tasks only"):
-        task_info(read_tf_config({"TF_CONFIG": json.dumps({"cluster": cluster_spec(2, ps=1),
+        task_info(read_tf_config({"TF_CONFIG": json.dumps({"cluster": with_ps,
                                                            "task": {"type": "chief"}})}), "multi-worker")
     assert read_tf_config({}) is None
 
