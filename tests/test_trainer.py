@@ -15,7 +15,9 @@ from rocket_ctr.datagen.synthetic import generate
 from rocket_ctr.errors import InputError
 from rocket_ctr.metrics import auc
 from rocket_ctr.pipelines.cli import main
-from rocket_ctr.trainer import Trainer, evaluate
+from rocket_ctr.callbacks.hint_warmup import HintWarmup
+from rocket_ctr.evaluation import evaluate
+from rocket_ctr.trainer import Trainer
 
 FAST = dict(epochs=2, batch_size=256, learning_rate=5e-3, embedding_dim=8, booster_units=(64, 48, 32, 32, 16, 16, 16))
 
@@ -116,7 +118,7 @@ def test_killed_training_resumes_from_its_checkpoint(log, tmp_path):
     steps_per_epoch = 54_000 // 256  # rows in train split // batch (the reader drops remainders per bucket)
     final = json.loads((run_dir / "history.json").read_text())
     assert len(final) == 2
-    from rocket_ctr.trainer import restore_model  # noqa: F401 (the finished run restores)
+    from rocket_ctr.run_dir import restore_model  # noqa: F401 (the finished run restores)
     progress = [int(p) for p in open(run_dir / "checkpoints" / "checkpoint").read().split('"')[1].split("-")[1:]]
     assert progress[0] <= 2 * steps_per_epoch
 
@@ -140,12 +142,6 @@ def test_resuming_with_another_feature_spec_is_refused(log, trained):
     with pytest.raises(InputError, match="another feature_spec.json"):
         Trainer(run_dir, log / "train", None, RocketConfig(**FAST), other, verbose=0)
     assert (run_dir / "feature_spec.json").read_text() == before
-
-
-def test_metrics_json_is_strict_json_with_nan_as_null():
-    from rocket_ctr.trainer import to_json
-    text = to_json({"light": {"gauc": float("nan"), "auc": np.float32(0.75)}, "n": np.int64(3)})
-    assert json.loads(text) == {"light": {"gauc": None, "auc": 0.75}, "n": 3}
 
 
 def test_validation_split_by_user_and_early_stopping_restore_the_best_epoch(log, tmp_path):
@@ -174,7 +170,8 @@ def test_without_validation_users_training_says_the_protections_are_off(log, tmp
 
 
 def test_validation_users_never_reach_training(log):
-    from rocket_ctr.data import ClickLogReader, user_unit_hash
+    from rocket_ctr.data import ClickLogReader
+    from rocket_ctr.hashing import user_unit_hash
     train = ClickLogReader(log / "train", users=(0.2, "train"))
     held = ClickLogReader(log / "train", users=(0.2, "validation"))
     train_users = np.concatenate([f["user_id"] for f, _ in train])
@@ -192,23 +189,23 @@ def test_hint_warmup_keeps_the_hint_off_until_the_booster_leads_on_validation(lo
     assert first["hint_scale"] == 0.0 and first["train"]["hint"] == 0.0  # nothing known before epoch 1 ends
     assert isinstance(metrics["booster_beat_light_on_validation"], bool)
     assert metrics["hint_launched_after_epoch"] in (None, 1)
-    never = trainer._weak_booster_warning(0.70, 0.65, None)
+    never = trainer.recorder.weak_booster_warning(0.70, 0.65, None)
     assert "0.6500 vs 0.7000" in never and "never launched" in never and "--mode base" in never
-    assert "after epoch 2" in trainer._weak_booster_warning(0.70, 0.65, 2)
+    assert "after epoch 2" in trainer.recorder.weak_booster_warning(0.70, 0.65, 2)
 
     def record(epoch, booster_loss):
         return {"epoch": epoch, "stage": "joint", "steps": 100,
                 "validation": {"light": {"logloss": 0.2}, "booster": {"logloss": booster_loss}}}
-    trainer.history = [record(1, 0.3), record(2, 0.1)]  # the booster leads from the end of epoch 2
-    assert trainer._hint_scale(1, 50) == 0.0
-    assert trainer._hint_scale(2, 0) == 0.0 and trainer._hint_scale(2, 50) == 0.5
-    assert trainer._hint_scale(3, 0) == 1.0
+    warmup = HintWarmup("logloss", history=[record(1, 0.3), record(2, 0.1)])  # the booster leads from epoch 2's end
+    assert warmup.hint_scale(1, 50) == 0.0
+    assert warmup.hint_scale(2, 0) == 0.0 and warmup.hint_scale(2, 50) == 0.5
+    assert warmup.hint_scale(3, 0) == 1.0
     # a booster that ranks better but is not yet calibrated leads only when launching on GAUC
     ranks_better = {"epoch": 1, "stage": "joint", "steps": 100,
                     "validation": {"light": {"logloss": 0.2, "gauc": 0.70}, "booster": {"logloss": 0.3, "gauc": 0.72}}}
-    assert not trainer._booster_leads(ranks_better)
-    trainer.config = trainer.config.replace(hint_launch_metric="gauc")
-    assert trainer._booster_leads(ranks_better)
+    assert not warmup.booster_leads(ranks_better)
+    warmup = HintWarmup.for_config(trainer.config.replace(hint_launch_metric="gauc"))
+    assert warmup.booster_leads(ranks_better)
     with pytest.raises(InputError, match="hint_launch_metric must be logloss or gauc"):
         RocketConfig(hint_launch_metric="auc")
     # without validation users there is nothing to compare: the warm-up and early stopping stand down

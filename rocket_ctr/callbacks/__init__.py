@@ -1,0 +1,8 @@
+"""The training policies, one object each, called by the loop in ``rocket_ctr.trainer`` through
+Keras' ``Callback`` interface (every worker calls them; only the chief writes files):
+
+* ``hint_warmup.HintWarmup``: when the hint starts (the booster leads on validation) and its ramp.
+* ``early_stopping.EarlyStopping``: the best validation epoch, stopping, restoring its weights.
+* ``recorder.RunRecorder``: history.json, metrics.json, curves.png and the weak-booster warning.
+* ``tensorboard_logs.TensorBoardLogs``: training scalars and per-epoch validation/eval summaries.
+"""
