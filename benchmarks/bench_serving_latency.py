@@ -29,7 +29,7 @@ request, every case measured in alternating chunks (``--rounds`` rounds of ``--r
    candidates): the model's share of the in-process time (no id hashing, no signature wrapper).
 6. ``FC layers only`` light / booster (XLA on / off): the towers' MLPs alone (the paper's Table 5 times
    are FC-layer inference times) on a precomputed x of shape [candidates, bottom width], in a
-   ``tf.function`` (``jit_compile`` on / off), from ``rocket_ctr.trainer.restore_model(run_dir)``.
+   ``tf.function`` (``jit_compile`` on / off), from ``rocket_ctr.run_dir.restore_model(run_dir)``.
 
 Goals (issue 5): light in-process p50 >= 3x faster than DeepCTR DIN's; booster / light p50 >= 3x
 (full request and FC layers only; the paper's 23.2 vs 7.6 ms); gRPC adds <= 1 ms p50 over
@@ -115,7 +115,7 @@ def ensure_exports(model, run_dir: Path, work_dir: Path, eval_data) -> dict:
                 out[name] = resolve_export(folder / "1")
                 continue
             started = time.perf_counter()
-            result = export_light(model, folder, 1, tower=tower, jit_compile=jit, data=eval_data)
+            result = export_light(model, model.spec, folder, 1, tower=tower, jit_compile=jit, data=eval_data)
             print(f"  exported {name} to {result.path} in {time.perf_counter() - started:.0f} s "
                   f"(verified, max |diff| {result.max_abs_diff:.1e})", flush=True)
             out[name] = result.path
@@ -143,7 +143,7 @@ def model_cases(model, n: int, history: int) -> list[Case]:
     """
     import tensorflow as tf
 
-    from rocket_ctr.export import tower_logit
+    from rocket_ctr.serving_module import tower_logit
     from rocket_ctr.spec import HIST_LEN
 
     spec = model.spec
@@ -381,7 +381,7 @@ def main(argv=None) -> int:
     import tensorflow as tf
 
     from rocket_ctr.serving.latency import inprocess_case, served_cases
-    from rocket_ctr.trainer import restore_model
+    from rocket_ctr.run_dir import restore_model
 
     model, _, _ = restore_model(run_dir)
     eval_data = None

@@ -13,14 +13,15 @@ import pytest
 import tensorflow as tf
 from tensorflow_serving.apis import get_model_metadata_pb2, predict_pb2, prediction_service_pb2_grpc
 
-from rocket_ctr.export import SCORE_ROWS, SERVING_DEFAULT, export_light, one_user_request, sample_rows
+from rocket_ctr.export import SCORE_ROWS, SERVING_DEFAULT, export_light
+from rocket_ctr.export_rows import one_user_request, sample_rows
 from rocket_ctr.pipelines.cli import main
 from rocket_ctr.serving.client import connect, rows_from_parquet
 from rocket_ctr.serving.launcher import ServerProcess
 from rocket_ctr.serving.status import ServingError
 from rocket_ctr.serving.tensors import as_array, to_json, to_proto
 from rocket_ctr.spec import HIST_LEN
-from rocket_ctr.trainer import restore_model
+from rocket_ctr.run_dir import restore_model
 from test_export import tiny_run  # the tiny trained run, shared with test_export
 
 NAME, MAX_CANDIDATES = "rocket", 50
@@ -30,8 +31,8 @@ NAME, MAX_CANDIDATES = "rocket", 50
 def setup(tmp_path_factory):
     run, log = tiny_run(tmp_path_factory)
     base = tmp_path_factory.mktemp("served")
-    result = export_light(run, base, jit_compile=False, data=log / "test")
-    _, spec, _ = restore_model(run)
+    model, spec, _ = restore_model(run)
+    result = export_light(model, spec, base, jit_compile=False, data=log / "test")
     rows = sample_rows(spec, log / "test", n=64)
     return base, result.path, spec, rows, log
 
