@@ -27,11 +27,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TF's C++ start-up chatter off the console
-    from rocket_ctr.errors import InputError
+    from rocket_ctr.errors import FieldError, InputError
 
     args = build_parser().parse_args(argv)
     try:
         result = args.func(args)
+    except FieldError as err:  # the library names its fields; a sub-command may know them as flags
+        names = getattr(sys.modules[args.func.__module__], "field_flags", dict)()
+        print(f"rocket-ctr {args.command}: error: {err.render(names)}", file=sys.stderr)
+        return 2
     except InputError as err:
         print(f"rocket-ctr {args.command}: error: {err}", file=sys.stderr)
         return 2

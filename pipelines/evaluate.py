@@ -17,7 +17,7 @@ def run(args) -> int:
 
     model, spec, config = restore_model(args.run_dir)
     results = evaluate(model, args.data, spec, args.batch_size)
-    metrics = {"mode": config.mode, "data": args.data}
+    metrics = {"mode": config.model.mode, "data": args.data}
     metrics.update({tower: {k: values[k] for k in ("auc", "gauc", "logloss")} for tower, values in results.items()})
     print(to_json(metrics))
     return 0

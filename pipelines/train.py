@@ -2,54 +2,38 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 
-from rocket_ctr.config import MODES, RocketConfig
+from rocket_ctr.config import RocketConfig, fields_with_metadata, flag_table
 
-# CLI flag -> RocketConfig field, for the flags the issue names plus the model's shape.
-FLAGS = {
-    "--mode": dict(choices=MODES), "--hint": dict(choices=("mimic", "mse", "kd")),
-    "--hint-weight": dict(type=float, help="λ of eq. (1)"), "--temperature": dict(type=float, help="T of the kd hint"),
-    "--epochs": dict(type=int), "--booster-epochs": dict(type=int, help="two-stage: epochs of stage 1"),
-    "--batch-size": dict(type=int), "--learning-rate": dict(type=float), "--seed": dict(type=int),
-    "--embedding-dim": dict(type=int), "--light-units": dict(help="comma-separated widths, e.g. 200,80"),
-    "--booster-units": dict(help="comma-separated widths"), "--booster-dropout": dict(type=float),
-    "--booster-l2": dict(type=float), "--checkpoint-every": dict(type=int, help="steps between checkpoints"),
-    "--shuffle-buffer": dict(type=int),
-    "--hint-launch-metric": dict(choices=("logloss", "gauc"),
-                                 help="what the booster must beat the light tower on, on validation users, "
-                                      "before the warm-up launches it"),
-    "--validation-fraction": dict(type=float, help="share of users held out of --train, evaluated every epoch"),
-    "--early-stopping-patience": dict(type=int, help="epochs without a better light validation GAUC "
-                                                      "before stopping; restores the best weights (0 = off)"),
-}
-BOOLEAN_FLAGS = {
-    "--gradient-block": "the hint never updates the booster (stop_gradient on its logit)",
-    "--hint-warmup": "λ stays 0 (and the booster off the shared bottom) until the booster leads the light "
-                     "tower on validation users (--hint-launch-metric), then ramps up",
-    "--hint-gate": "apply the hint only where the booster's cross-entropy is lower than the light tower's",
-    "--hint-trains-bottom": "the hint's gradient also trains the shared bottom (the paper); "
-                            "--no-hint-trains-bottom: the light tower's own layers only",
-    "--share": "both towers read one shared embedding/attention bottom",
-    "--detach-light": "the light tower does not train the shared bottom",
-    "--booster-batch-norm": "BatchNorm in the booster's layers",
-    "--jit-compile": "XLA-compile the training step",
-}
+# the train command's own arguments by the names the library gives them in messages
+ARGUMENT_FLAGS = {"run_dir": "--run-dir", "train": "--train", "eval": "--eval", "strategy": "--strategy"}
+
+
+def field_flags() -> dict[str, str]:
+    """How this command names config fields and Trainer arguments in messages: their flags."""
+    return {**flag_table(), **ARGUMENT_FLAGS}
 
 
 def add_config_arguments(parser: argparse.ArgumentParser) -> None:
-    """Adds ``--config FILE`` and one flag per RocketConfig field the CLI exposes (default: unset)."""
-    parser.add_argument("--config", help="YAML or JSON file of config fields; flags override it")
-    for flag, options in FLAGS.items():
-        parser.add_argument(flag, default=None, **options)
-    for flag, text in BOOLEAN_FLAGS.items():
-        parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=text)
+    """Adds ``--config FILE`` and one flag per RocketConfig field, generated from the fields
+    (type, choices and help from each field's metadata; default: unset, so the file or the
+    field's default applies)."""
+    parser.add_argument("--config", help="YAML or JSON file of config fields (nested or flat names); flags override it")
+    group = parser.add_argument_group("config fields (see rocket_ctr.config)")
+    for path, flag, field, default in fields_with_metadata():
+        meta, dest = field.metadata, path.replace(".", "__")
+        text = f"{meta['help']} ({path}, default: {list(default) if isinstance(default, tuple) else default})"
+        if field.type == "bool":
+            group.add_argument(flag, dest=dest, action=argparse.BooleanOptionalAction, default=None, help=text)
+        else:
+            group.add_argument(flag, dest=dest, default=None, choices=meta.get("choices"), help=text,
+                               metavar=None if meta.get("choices") else field.type.split(" ")[0].upper())
 
 
 def config_from_args(args) -> RocketConfig:
+    """The config file (if any) with the flags given on the command line applied over it."""
     base = RocketConfig.from_file(args.config) if args.config else RocketConfig()
-    names = {f.name for f in dataclasses.fields(RocketConfig)}
-    return base.replace(**{k: v for k, v in vars(args).items() if k in names})
+    return base.replace({path: getattr(args, path.replace(".", "__")) for path in flag_table()})
 
 
 def add_parser(subparsers) -> None:
@@ -84,7 +68,7 @@ def run(args) -> int:
         except ValueError as err:
             raise InputError(str(err)) from None
     trainer = Trainer(args.run_dir, args.train, args.eval, config_from_args(args), spec,
-                      verbose=0 if args.quiet else 1, strategy=(strategy, task))
+                      verbose=0 if args.quiet else 1, strategy=(strategy, task), field_names=field_flags())
     metrics = trainer.fit()
     if not task.is_chief:
         return 0

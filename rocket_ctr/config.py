@@ -1,6 +1,15 @@
-"""Training/model configuration: one dataclass, loadable from YAML/JSON, overridable from the CLI."""
+"""Run configuration as nested typed dataclasses: model (embeddings, attention, towers), hint, training.
+
+Each part goes only where it is used: the model receives ``ModelConfig`` and ``HintConfig`` (eq. 1
+lives in the model), the trainer the whole ``RocketConfig``. Every leaf field has one CLI flag,
+generated from the fields (:func:`flag_table`); choices and minimums are declared once, in the
+field's metadata, and both validation and the CLI read them. Config files are YAML/JSON, nested
+(``{"hint": {"weight": 0.1}}``) or flat with the flags' names (``hint_weight: 0.1``, the format of
+earlier versions' config.json). Errors name config fields (``hint.weight``); the CLI shows flags.
+"""
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 from pathlib import Path
@@ -8,11 +17,330 @@ from typing import Any
 
 import yaml
 
-from rocket_ctr.errors import InputError
+from rocket_ctr.errors import FieldError, InputError
 
 MODES = ("rocket", "base", "booster", "two-stage")
+OPTIMIZERS = ("lazy_adam", "adam")
+VALIDATION_SPLITS = ("auto", "last-event", "time", "users")  # see rocket_ctr.holdout
 _TYPE_WORDS = {"int": "an integer", "float": "a number", "bool": "true or false", "str": "a string",
                "tuple": "comma-separated integer widths", "int | None": "an integer or null"}
+
+
+def option(default, *, help: str = "", choices: tuple | None = None, minimum=None, above=None, below=None,
+           flag: str | None = None):
+    """A config field with what the CLI and validation need: ``help``, allowed ``choices``, bounds
+    (``minimum`` inclusive, ``above``/``below`` exclusive) and a ``flag`` other than the generated one."""
+    return dataclasses.field(default=default, metadata=dict(help=help, choices=choices, minimum=minimum,
+                                                            above=above, below=below, flag=flag))
+
+
+def section(cls):
+    """A nested config field (a dataclass instance made fresh for every config)."""
+    return dataclasses.field(default_factory=cls, metadata={"section": True})
+
+
+@dataclasses.dataclass
+class AttentionConfig:
+    """DIN attention of the bottom (local activation unit over [h, c, h − c, h ⊙ c])."""
+
+    units: tuple = option((80, 40), help="attention MLP widths, comma-separated", minimum=1)
+    activation: str = option("sigmoid", help="attention hidden activation (DIN: sigmoid or dice; relu, prelu)")
+    softmax: bool = option(False, help="normalise attention weights over valid steps (DIN's default: no)")
+
+
+@dataclasses.dataclass
+class TowerConfig:
+    """One tower: hidden Dense widths (→ BatchNorm → activation → Dropout), then one logit."""
+
+    units: tuple = option((200, 80), help="hidden widths, comma-separated", minimum=1)
+    activation: str = option("relu", help="hidden activation (relu, dice, prelu or any Keras name)")
+    batch_norm: bool = option(False, help="BatchNorm between each Dense and its activation")
+    dropout: float = option(0.0, help="dropout after each hidden layer", minimum=0.0, below=1.0)
+    l2: float = option(0.0, help="L2 penalty on the Dense kernels", minimum=0.0)
+
+
+def _booster_tower() -> TowerConfig:
+    # widths taper 360 → 90: at the default 108-wide x ~6.3× the light tower's multiplications,
+    # the paper's Table 5 ratio (its literal 720 → 90 widths were for a 576-wide x)
+    return TowerConfig(units=(360, 270, 180, 135, 90, 90, 90), batch_norm=True)
+
+
+@dataclasses.dataclass
+class ModelConfig:
+    """What is built: the mode's towers over a shared embedding/attention bottom."""
+
+    mode: str = option("rocket", choices=MODES,
+                       help="rocket: light + booster (eq. 1); base: light alone; booster: booster alone; "
+                            "two-stage: booster first, then light with the hint against it frozen")
+    embedding_dim: int = option(18, help="embedding width of every id feature", minimum=1)
+    attention: AttentionConfig = section(AttentionConfig)
+    light: TowerConfig = section(TowerConfig)
+    booster: TowerConfig = dataclasses.field(default_factory=_booster_tower, metadata={"section": True})
+    share: bool = option(True, help="both towers read one shared embedding/attention bottom")
+    detach_light: bool = option(False, help="the light tower does not train the shared bottom (EasyRec's variant)")
+
+    @property
+    def towers(self) -> tuple:
+        """Towers the mode builds."""
+        return {"base": ("light",), "booster": ("booster",)}.get(self.mode, ("light", "booster"))
+
+
+@dataclasses.dataclass
+class HintConfig:
+    """The hint term λ·hint(l, z) of eq. (1) and when it applies."""
+
+    loss: str = option("mimic", choices=("mimic", "mse", "kd"), flag="--hint",
+                       help="mimic: logit MSE (the paper); mse: probability MSE; kd: distillation with T")
+    weight: float = option(1.0, help="λ of eq. (1)", minimum=0.0)
+    temperature: float = option(1.0, help="T of the kd hint", flag="--temperature", above=0.0)
+    gate: bool = option(False, help="apply the hint only where the booster's cross-entropy is lower than the "
+                                    "light tower's")
+    warmup: bool = option(True, help="λ stays 0 (and the booster off the shared bottom) until the booster leads "
+                                     "the light tower on the validation rows (launch metric), then ramps up")
+    launch_metric: str = option("logloss", choices=("logloss", "gauc"),
+                                help="what the booster must beat the light tower on, on the validation rows, "
+                                     "before the warm-up launches it")
+    gradient_block: bool = option(True, flag="--gradient-block",
+                                  help="the hint never updates the booster (stop_gradient on its logit)")
+    trains_bottom: bool = option(False, help="the hint's gradient also trains the shared bottom (the paper); "
+                                             "off: the light tower's own layers only")
+
+
+@dataclasses.dataclass
+class TrainingConfig:
+    """How the model is trained: epochs, batches, optimizer, validation and early stopping."""
+
+    epochs: int = option(2, help="passes over the training data", minimum=1)
+    batch_size: int = option(256, help="rows per step (per worker under --strategy multi-worker)", minimum=1)
+    learning_rate: float = option(5e-3, help="Adam's learning rate", above=0.0)
+    optimizer: str = option("lazy_adam", choices=OPTIMIZERS,
+                            help="lazy_adam: Adam updating only the embedding rows a batch touched; "
+                                 "adam: Keras' Adam, every row every step")
+    seed: int = option(0, help="seed of initialisation and shuffling")
+    shuffle_buffer: int = option(65_536, help="rows shuffled together (bounds memory)", minimum=1)
+    jit_compile: bool = option(False, help="XLA-compile the training step")
+    checkpoint_every: int = option(500, help="steps between checkpoints", minimum=1)
+    booster_epochs: int | None = option(None, help="two-stage: epochs of stage 1 (default: --epochs)", minimum=1)
+    validation_fraction: float = option(0.05, minimum=0.0, below=0.5,
+                                        help="share of the training rows held out and evaluated every epoch "
+                                             "(0 = none; never the eval data)")
+    validation_split: str = option("auto", choices=VALIDATION_SPLITS,
+                                   help="which rows are held out: auto decides from the log (see "
+                                        "rocket_ctr.holdout); last-event: each sampled user's newest event; "
+                                        "time: the newest rows; users: every row of sampled users")
+    early_stopping_patience: int = option(1, minimum=0,
+                                          help="epochs without a better light validation GAUC before stopping; "
+                                               "restores the best weights (0 = off)")
+
+
+@dataclasses.dataclass(init=False)
+class RocketConfig:
+    """Everything a training run is made of (saved as config.json and in metrics.json).
+
+    Args:
+        model, hint, training: the parts (defaults where omitted).
+        **flat: any leaf field by its flat name, the flag without dashes (``epochs=3``,
+            ``hint_weight=0.1``, ``light_units=(64,)``), applied over the parts.
+    Raises:
+        FieldError: an unknown name or an invalid value (the message names the fields).
+    """
+
+    model: ModelConfig = section(ModelConfig)
+    hint: HintConfig = section(HintConfig)
+    training: TrainingConfig = section(TrainingConfig)
+
+    def __init__(self, model: ModelConfig | None = None, hint: HintConfig | None = None,
+                 training: TrainingConfig | None = None, **flat):
+        if hint is not None and not isinstance(hint, HintConfig):  # the flat name of hint.loss
+            flat, hint = {"hint": hint, **flat}, None
+        self.model = copy.deepcopy(model) if model is not None else ModelConfig()
+        self.hint = copy.deepcopy(hint) if hint is not None else HintConfig()
+        self.training = copy.deepcopy(training) if training is not None else TrainingConfig()
+        by_name = flat_names() if flat else {}
+        unknown = sorted(set(flat) - set(by_name))
+        if unknown:
+            raise FieldError(f"unknown config keys {unknown} (known: {sorted(by_name)})")
+        for name, value in flat.items():
+            *parents, leaf = by_name[name].split(".")
+            holder = self
+            for part in parents:
+                holder = getattr(holder, part)
+            setattr(holder, leaf, value)
+        self._validate()
+
+    def _validate(self):
+        problems = []
+        for path, holder, field in _leaves(self):
+            value = getattr(holder, field.name)
+            try:
+                setattr(holder, field.name, _coerce(field.type, value))
+            except (TypeError, ValueError):
+                problems.append(f"{{{path}}} must be {_TYPE_WORDS.get(field.type, field.type)}, got {value!r}")
+        if not problems:
+            problems = [p for path, holder, field in _leaves(self) if (p := _check(path, holder, field))]
+        if problems:
+            raise FieldError("invalid config: " + "; ".join(problems))
+
+    # ----- what the parts imply -----------------------------------------------------------------
+    @property
+    def warmup_active(self) -> bool:
+        """Whether the hint warm-up runs: it needs validation rows to compare the towers on."""
+        return self.hint.warmup and self.training.validation_fraction > 0 and self.model.mode == "rocket"
+
+    @property
+    def early_stopping_active(self) -> bool:
+        """Whether early stopping runs: it needs validation rows."""
+        return self.training.early_stopping_patience > 0 and self.training.validation_fraction > 0
+
+    # ----- conversions ------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        """Nested plain dict (tuples as lists), as written to config.json."""
+        def plain(value):
+            if dataclasses.is_dataclass(value):
+                return {f.name: plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+            return list(value) if isinstance(value, tuple) else value
+        return plain(self)
+
+    def flat(self) -> dict[str, Any]:
+        """``{dotted.path: value}`` of every leaf field."""
+        return {path: getattr(holder, field.name) for path, holder, field in _leaves(self)}
+
+    def replace(self, overrides: dict | None = None, **flat_overrides) -> "RocketConfig":
+        """A copy with overrides applied; ``None`` values are ignored (unset CLI flags).
+
+        Args:
+            overrides: nested (``{"hint": {"weight": 0.1}}``), dotted (``{"hint.weight": 0.1}``) or
+                flat flag names (``{"hint_weight": 0.1}``), in any mix.
+            flat_overrides: more of the same as keyword arguments (flat names).
+        Raises:
+            FieldError: unknown keys or invalid values.
+        """
+        values = self.flat()
+        by_name = flat_names()
+        unknown = []
+        for key, value in [*_dotted(overrides or {}).items(), *_dotted(flat_overrides).items()]:
+            path = key if key in values else by_name.get(key)
+            if path is None:
+                unknown.append(key)
+            elif value is not None:
+                values[path] = value
+        if unknown:
+            raise FieldError(f"unknown config keys {sorted(unknown)} (known: {sorted(values)})")
+        return RocketConfig.from_flat(values)
+
+    @classmethod
+    def from_flat(cls, values: dict[str, Any]) -> "RocketConfig":
+        """Builds a config from ``{dotted.path: value}`` (missing paths keep their defaults)."""
+        nested: dict = {}
+        for path, value in values.items():
+            *parents, name = path.split(".")
+            node = nested
+            for part in parents:
+                node = node.setdefault(part, {})
+            node[name] = value
+        return cls(**{k: _build(f.type, nested.get(k, {})) for k, f in _fields(cls).items()})
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> "RocketConfig":
+        """Loads a YAML or JSON file of config fields (nested or flat names)."""
+        try:
+            text = Path(path).read_text()
+            data = json.loads(text) if str(path).endswith(".json") else yaml.safe_load(text)
+        except (OSError, ValueError, yaml.YAMLError) as err:
+            raise InputError(f"{path}: cannot read config ({str(err).splitlines()[0]})") from None
+        if not isinstance(data, dict):
+            raise InputError(f"{path}: config must be a mapping of field: value")
+        return cls().replace(data)
+
+
+# ----- the field table: paths, flags, flat names ------------------------------------------------
+def _fields(cls) -> dict:
+    return {f.name: f for f in dataclasses.fields(cls)}
+
+
+_SECTION_TYPES = {"AttentionConfig": AttentionConfig, "TowerConfig": TowerConfig, "ModelConfig": ModelConfig,
+                  "HintConfig": HintConfig, "TrainingConfig": TrainingConfig}
+
+
+def _build(type_name: str, values: dict):
+    cls = _SECTION_TYPES[type_name]
+    if not isinstance(values, dict):
+        raise FieldError(f"config section of type {type_name} must be a mapping, got {values!r}")
+    kwargs = {}
+    for name, value in values.items():
+        field = _fields(cls)[name]
+        kwargs[name] = _build(field.type, value) if field.metadata.get("section") else value
+    return cls(**kwargs)
+
+
+def _leaves(config, prefix: str = ""):
+    """(dotted path, the dataclass holding it, its Field) of every leaf field, in declaration order."""
+    for field in dataclasses.fields(config):
+        path = f"{prefix}{field.name}"
+        if field.metadata.get("section"):
+            yield from _leaves(getattr(config, field.name), path + ".")
+        else:
+            yield path, config, field
+
+
+def _dotted(mapping: dict, prefix: str = "") -> dict:
+    """Nested dicts -> ``{dotted.path: value}``; keys already dotted or flat stay as they are."""
+    out = {}
+    for key, value in mapping.items():
+        if isinstance(value, dict) and key in ("model", "hint", "training", "attention", "light", "booster"):
+            out.update(_dotted(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def flag_of(path: str, field: dataclasses.Field) -> str:
+    """The CLI flag of a field: its declared ``flag``, else its path without the ``model.`` and
+    ``training.`` sections, dashed (``hint.weight`` → ``--hint-weight``, ``model.light.units`` →
+    ``--light-units``, ``training.epochs`` → ``--epochs``)."""
+    if field.metadata.get("flag"):
+        return field.metadata["flag"]
+    parts = path.split(".")
+    if parts[0] in ("model", "training"):
+        parts = parts[1:]
+    return "--" + "-".join(parts).replace("_", "-")
+
+
+def flag_table() -> dict[str, str]:
+    """``{dotted.path: --flag}`` of every leaf field."""
+    return {path: flag_of(path, field) for path, _, field in _leaves(RocketConfig())}
+
+
+def flat_names() -> dict[str, str]:
+    """``{flat_name: dotted.path}``: the flag without dashes, as earlier versions' flat config keys."""
+    return {flag[2:].replace("-", "_"): path for path, flag in flag_table().items()}
+
+
+def fields_with_metadata():
+    """(dotted path, flag, Field, default) of every leaf field, for building CLI flags."""
+    for path, holder, field in _leaves(RocketConfig()):
+        yield path, flag_of(path, field), field, getattr(holder, field.name)
+
+
+# ----- values -------------------------------------------------------------------------------------
+def _check(path: str, holder, field) -> str | None:
+    """One problem with a coerced value (choices, bounds), as a message with the field placeholder."""
+    value, meta = getattr(holder, field.name), field.metadata
+    if value is None:
+        return None
+    if meta.get("choices") and value not in meta["choices"]:
+        *first, last = meta["choices"]
+        return f"{{{path}}} must be {', '.join(first)} or {last}, got {value!r}"
+    if isinstance(value, tuple) and not value:
+        return f"{{{path}}} must list at least one width"
+    values = value if isinstance(value, tuple) else (value,)
+    if meta.get("minimum") is not None and min(values) < meta["minimum"]:
+        return f"{{{path}}} must be >= {meta['minimum']}, got {value}"
+    if meta.get("above") is not None and min(values) <= meta["above"]:
+        return f"{{{path}}} must be > {meta['above']}, got {value}"
+    if meta.get("below") is not None and max(values) >= meta["below"]:
+        return f"{{{path}}} must be < {meta['below']}, got {value}"
+    return None
 
 
 def _coerce(type_name: str, value):
@@ -44,146 +372,3 @@ def _whole(value) -> int:
     if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
         raise TypeError(value)
     return int(value)
-
-
-@dataclasses.dataclass
-class RocketConfig:
-    """Everything a training run is made of (saved as ``config`` in metrics.json).
-
-    Model:
-        mode: ``rocket`` (light + booster, eq. 1), ``base`` (light alone), ``booster`` (booster
-            alone), ``two-stage`` (booster first, then light with the hint against it frozen).
-        embedding_dim, attention_units, attention_activation, attention_softmax: shared bottom.
-        light_units, light_activation: the served tower (Dense 200 → 80 → 1).
-        booster_units, booster_activation, booster_batch_norm, booster_dropout, booster_l2: the
-            booster, 7 × (Dense → BN → act) → 1. Default widths taper 360 → 90, which at the
-            default 108-wide x costs ~6.3× the light tower's multiplications, the paper's Table 5
-            ratio (its literal 720 → 90 widths were for a 576-wide x).
-        hint: ``mimic`` (logit MSE), ``mse`` (probability MSE) or ``kd``; hint_weight: λ;
-        temperature: T for ``kd``. hint_gate: apply the hint only on examples where the booster's
-        cross-entropy on the true label is lower than the light tower's. hint_warmup: λ stays 0
-        until the booster leads the light tower on the validation users, then ramps up linearly
-        over the next epoch (needs validation_fraction > 0); until then the booster's gradient
-        does not reach the shared bottom either, so the light tower trains as in ``base``.
-        hint_launch_metric: what "leads" means: lower ``logloss`` or higher ``gauc``.
-        gradient_block: the hint never updates the booster (stop_gradient on z).
-        hint_trains_bottom: the hint's gradient also reaches the shared bottom through the light
-            tower (the paper); off = the hint trains the light tower's own layers only.
-        share: both towers read one shared bottom; off = separate embeddings/attention per tower.
-        detach_light: the light tower does not train the shared bottom (EasyRec's variant).
-    Training:
-        epochs, batch_size, learning_rate, seed, shuffle_buffer, jit_compile (XLA train step),
-        checkpoint_every (steps between checkpoints), booster_epochs (two-stage stage 1; default
-        = epochs).
-        validation_fraction: share of users held out of the training input and evaluated after
-            every epoch (0 = none; never the eval data).
-        early_stopping_patience: epochs without a better validation GAUC of the light tower (the
-            booster in ``booster`` mode) before training stops; the best epoch's weights are
-            restored (0 = off; needs validation_fraction > 0).
-    """
-
-    mode: str = "rocket"
-    embedding_dim: int = 18
-    attention_units: tuple = (80, 40)
-    attention_activation: str = "sigmoid"
-    attention_softmax: bool = False
-    light_units: tuple = (200, 80)
-    light_activation: str = "relu"
-    booster_units: tuple = (360, 270, 180, 135, 90, 90, 90)
-    booster_activation: str = "relu"
-    booster_batch_norm: bool = True
-    booster_dropout: float = 0.0
-    booster_l2: float = 0.0
-    hint: str = "mimic"
-    hint_weight: float = 1.0
-    temperature: float = 1.0
-    hint_gate: bool = False
-    hint_warmup: bool = True
-    hint_launch_metric: str = "logloss"
-    gradient_block: bool = True
-    hint_trains_bottom: bool = False
-    share: bool = True
-    detach_light: bool = False
-    epochs: int = 2
-    batch_size: int = 256
-    learning_rate: float = 5e-3
-    seed: int = 0
-    shuffle_buffer: int = 65_536
-    jit_compile: bool = False
-    checkpoint_every: int = 500
-    booster_epochs: int | None = None
-    validation_fraction: float = 0.05
-    early_stopping_patience: int = 1
-
-    def __post_init__(self):
-        problems = []
-        for field in dataclasses.fields(self):
-            try:
-                setattr(self, field.name, _coerce(field.type, getattr(self, field.name)))
-            except (TypeError, ValueError):
-                problems.append(f"{field.name} must be {_TYPE_WORDS.get(field.type, field.type)}, "
-                                f"got {getattr(self, field.name)!r}")
-        if problems:
-            raise InputError("invalid config: " + "; ".join(problems))
-        for name in ("attention_units", "light_units", "booster_units"):
-            if not getattr(self, name) or min(getattr(self, name)) < 1:
-                problems.append(f"{name} must be widths >= 1, got {getattr(self, name)}")
-        if not 0 <= self.validation_fraction < 0.5:
-            problems.append(f"validation_fraction must be in [0, 0.5), got {self.validation_fraction}")
-        if self.early_stopping_patience < 0:
-            problems.append(f"early_stopping_patience must be >= 0, got {self.early_stopping_patience}")
-        if self.booster_epochs is not None and self.booster_epochs < 1:
-            problems.append(f"booster_epochs must be >= 1, got {self.booster_epochs}")
-        if self.mode not in MODES:
-            problems.append(f"mode must be one of {MODES}, got {self.mode!r}")
-        if self.hint_launch_metric not in ("logloss", "gauc"):
-            problems.append(f"hint_launch_metric must be logloss or gauc, got {self.hint_launch_metric!r}")
-        if self.hint not in ("mimic", "mse", "kd"):
-            problems.append(f"hint must be mimic, mse or kd, got {self.hint!r}")
-        for name in ("epochs", "batch_size", "embedding_dim", "checkpoint_every"):
-            if getattr(self, name) < 1:
-                problems.append(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.learning_rate <= 0 or self.temperature <= 0 or self.hint_weight < 0:
-            problems.append("learning_rate and temperature must be > 0 and hint_weight >= 0")
-        if not 0 <= self.booster_dropout < 1:
-            problems.append(f"booster_dropout must be in [0, 1), got {self.booster_dropout}")
-        if problems:
-            raise InputError("invalid config: " + "; ".join(problems))
-
-    @property
-    def warmup_active(self) -> bool:
-        """Whether the hint warm-up runs: it needs validation users to compare the towers on."""
-        return self.hint_warmup and self.validation_fraction > 0 and self.mode == "rocket"
-
-    @property
-    def early_stopping_active(self) -> bool:
-        """Whether early stopping runs: it needs validation users."""
-        return self.early_stopping_patience > 0 and self.validation_fraction > 0
-
-    @property
-    def towers(self) -> tuple:
-        """Towers the mode builds."""
-        return {"base": ("light",), "booster": ("booster",)}.get(self.mode, ("light", "booster"))
-
-    def to_dict(self) -> dict[str, Any]:
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
-
-    def replace(self, **overrides) -> "RocketConfig":
-        """A copy with the non-None ``overrides`` applied (CLI flags override file values)."""
-        known = {f.name for f in dataclasses.fields(self)}
-        unknown = set(overrides) - known
-        if unknown:
-            raise InputError(f"unknown config keys {sorted(unknown)}")
-        return dataclasses.replace(self, **{k: v for k, v in overrides.items() if v is not None})
-
-    @classmethod
-    def from_file(cls, path: str | Path) -> "RocketConfig":
-        """Loads a YAML or JSON file of RocketConfig fields."""
-        try:
-            text = Path(path).read_text()
-            data = json.loads(text) if str(path).endswith(".json") else yaml.safe_load(text)
-        except (OSError, ValueError, yaml.YAMLError) as err:
-            raise InputError(f"{path}: cannot read config ({str(err).splitlines()[0]})") from None
-        if not isinstance(data, dict):
-            raise InputError(f"{path}: config must be a mapping of field: value")
-        return cls().replace(**data)

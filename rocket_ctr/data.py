@@ -86,8 +86,7 @@ class ClickLogReader:
     def __init__(self, paths, spec: FeatureSpec | None = None, *, batch_size: int = 1024,
                  shuffle: bool = False, shuffle_buffer: int = 65_536, seed: int = 0,
                  num_shards: int = 1, shard_index: int = 0, drop_remainder: bool = False,
-                 bucket_by_length: bool = True, holdout: tuple[Holdout, str] | None = None,
-                 users: tuple | None = None):
+                 bucket_by_length: bool = True, holdout: tuple[Holdout, str] | None = None):
         if batch_size < 1:
             raise InputError(f"batch_size must be >= 1, got {batch_size}")
         if not 0 <= shard_index < num_shards:
@@ -101,8 +100,6 @@ class ClickLogReader:
         self.widths = self.spec.history_buckets if bucket_by_length else (self.spec.max_history,)
         self.user_id_string = is_string(self.schema.field(self.spec.user_id).type)
         self.units = self._shard(num_shards, shard_index)
-        if users is not None:  # TEMPORARY while the trainer moves to holdout=
-            holdout = (Holdout("users", users[0], "", user_cut=users[0]), users[1])
         if holdout is not None and holdout[1] not in ("train", "validation"):
             raise InputError(f"holdout part must be 'train' or 'validation', got {holdout[1]!r}")
         self.holdout = holdout

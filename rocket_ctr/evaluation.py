@@ -21,7 +21,7 @@ def model_inputs(spec: FeatureSpec, mapper: IdMapper):
     return prepare
 
 
-def evaluate(model: RocketModel, paths, spec: FeatureSpec, batch_size: int = 4096, users=None) -> dict:
+def evaluate(model: RocketModel, paths, spec: FeatureSpec, batch_size: int = 4096, holdout=None) -> dict:
     """Exact AUC, GAUC and log loss of every tower of ``model`` on a Parquet log.
 
     Args:
@@ -29,12 +29,12 @@ def evaluate(model: RocketModel, paths, spec: FeatureSpec, batch_size: int = 409
         paths: the log (file, folder, glob or list).
         spec: the FeatureSpec the model was trained with.
         batch_size: rows per prediction batch.
-        users: optional ``(fraction, part)`` split by user (see ClickLogReader), e.g. the
-            validation users held out of a training input.
+        holdout: optional ``(Holdout, part)`` side of a validation split (see ClickLogReader),
+            e.g. the validation rows held out of a training input.
     Returns:
         ``{"light": {"auc", "gauc", "logloss", "count", "gauc_users"}, "booster": {...}}``.
     """
-    dataset = to_dataset(ClickLogReader(paths, spec, batch_size=batch_size, users=users))
+    dataset = to_dataset(ClickLogReader(paths, spec, batch_size=batch_size, holdout=holdout))
     dataset = dataset.map(model_inputs(spec, IdMapper(spec)), num_parallel_calls=tf.data.AUTOTUNE)
     predict = tf.function(lambda rows: {k: tf.sigmoid(v) for k, v in model(rows, training=False).items()},
                           input_signature=[row_signature(spec)])

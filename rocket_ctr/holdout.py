@@ -24,11 +24,11 @@ import pyarrow.compute as pc
 import pyarrow.dataset as pads
 
 from rocket_ctr.batches import column_to_numpy
+from rocket_ctr.config import VALIDATION_SPLITS as SPLITS
 from rocket_ctr.errors import InputError
 from rocket_ctr.hashing import user_unit_hash
 from rocket_ctr.spec import FeatureSpec
 
-SPLITS = ("auto", "last-event", "time", "users")
 PARTS = ("train", "validation")
 SAME_START_SHARE = 0.5  # share of users starting at one timestamp above which ts counts per-user events
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-from rocket_ctr.config import RocketConfig
+from rocket_ctr.config import HintConfig, ModelConfig, RocketConfig
 from rocket_ctr.spec import FeatureSpec
 from rocket_ctr.layers import MLP, SharedBottom
 from rocket_ctr.losses import get_hint
@@ -20,19 +20,24 @@ class RocketModel(keras.Model):
 
     Args:
         spec: the FeatureSpec.
-        config: a RocketConfig (mode, tower sizes, hint, λ, gradient block, sharing...).
+        config: the ModelConfig (mode, embeddings, attention, towers, sharing); a RocketConfig
+            gives its model and hint parts.
+        hint: the HintConfig (loss, λ, gradient block...) of eq. (1).
     """
 
-    def __init__(self, spec: FeatureSpec, config: RocketConfig | None = None, **kwargs):
+    def __init__(self, spec: FeatureSpec, config: ModelConfig | RocketConfig | None = None,
+                 hint: HintConfig | None = None, **kwargs):
         super().__init__(**kwargs)
-        self.spec, self.config = spec, config or RocketConfig()
+        if isinstance(config, RocketConfig):
+            config, hint = config.model, hint or config.hint
+        self.spec, self.config, self.hint_config = spec, config or ModelConfig(), hint or HintConfig()
         cfg = self.config
         self.towers = cfg.towers
         self.stage = {"two-stage": "booster"}.get(cfg.mode, "joint")
 
         def bottom(name):
-            return SharedBottom(spec, cfg.embedding_dim, cfg.attention_units, cfg.attention_activation,
-                                cfg.attention_softmax, name=name)
+            return SharedBottom(spec, cfg.embedding_dim, cfg.attention.units, cfg.attention.activation,
+                                cfg.attention.softmax, name=name)
 
         separate = len(self.towers) == 2 and (not cfg.share or cfg.mode == "two-stage")
         if separate:
@@ -40,11 +45,10 @@ class RocketModel(keras.Model):
         else:
             self.bottom = bottom("shared_bottom")
         if "light" in self.towers:
-            self.light = MLP(cfg.light_units, cfg.light_activation, name="light_tower")
+            self.light = _tower(cfg.light, "light_tower")
         if "booster" in self.towers:
-            self.booster = MLP(cfg.booster_units, cfg.booster_activation, cfg.booster_batch_norm,
-                               cfg.booster_dropout, cfg.booster_l2, name="booster_tower")
-        self.hint = get_hint(cfg.hint)
+            self.booster = _tower(cfg.booster, "booster_tower")
+        self.hint = get_hint(self.hint_config.loss)
         # The scale the model reads, written by a training policy (callbacks.hint_warmup): it
         # multiplies λ and lets the booster's gradient into the shared bottom; 1 = eq. (1) as is.
         self.hint_scale = self.add_weight(name="hint_scale", shape=(), initializer="ones", trainable=False)
@@ -64,7 +68,7 @@ class RocketModel(keras.Model):
             if self.config.detach_light:
                 x = tf.stop_gradient(x)  # EasyRec's variant: only the booster trains the bottom
             outputs["light"] = self.light(x, training=training)
-            if training and not self.config.hint_trains_bottom and "booster" in self.towers:
+            if training and not self.hint_config.trains_bottom and "booster" in self.towers:
                 # the same light logit, but the hint's gradient stops at the light tower: a
                 # mismatched teacher cannot drag the shared embeddings along with it
                 outputs["light_for_hint"] = self.light(tf.stop_gradient(x), training=training)
@@ -101,16 +105,16 @@ class RocketModel(keras.Model):
             terms["booster_ce"] = _mean_ce(labels, logits["booster"])
         if "hint" in trained:
             booster_logit = logits["booster"]
-            if self.config.gradient_block or self.stage == "light":
+            if self.hint_config.gradient_block or self.stage == "light":
                 # Gradient block: z is a fixed target, so the hint trains the light tower (and,
                 # through it, the shared bottom) but never the booster's own weights.
                 booster_logit = tf.stop_gradient(booster_logit)
-            hint = self.hint(logits.get("light_for_hint", logits["light"]), booster_logit, self.config.temperature)
-            if self.config.hint_gate:
+            hint = self.hint(logits.get("light_for_hint", logits["light"]), booster_logit, self.hint_config.temperature)
+            if self.hint_config.gate:
                 # the booster teaches only where it models the true label better than the light tower
                 better = _ce(labels, logits["booster"]) < _ce(labels, logits["light"])
                 hint *= tf.cast(tf.stop_gradient(better), hint.dtype)
-            terms["hint"] = self.config.hint_weight * self.hint_scale * tf.reduce_mean(hint)
+            terms["hint"] = self.hint_config.weight * self.hint_scale * tf.reduce_mean(hint)
         return terms
 
     @property
@@ -185,6 +189,11 @@ class RocketModel(keras.Model):
     def shared_variables(self) -> list:
         """Variables of the shared bottom (empty when towers have separate bottoms)."""
         return list(self.bottom.weights) if hasattr(self, "bottom") else []
+
+
+def _tower(tower, name: str) -> MLP:
+    """The MLP of a TowerConfig."""
+    return MLP(tower.units, tower.activation, tower.batch_norm, tower.dropout, tower.l2, name=name)
 
 
 def _ce(labels, logits):

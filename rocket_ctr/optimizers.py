@@ -10,6 +10,8 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
+from rocket_ctr.errors import FieldError
+
 
 class LazyAdam(keras.optimizers.Adam):
     """Adam whose sparse (embedding) updates touch only the rows present in the batch."""
@@ -51,3 +53,18 @@ class LazyAdam(keras.optimizers.Adam):
 def _handle(variable):
     """The resource handle of a Keras 3 (TensorFlow backend) variable."""
     return variable.handle if isinstance(variable, tf.Variable) else variable.value.handle
+
+
+def make_optimizer(name: str, learning_rate: float) -> keras.optimizers.Optimizer:
+    """The training optimizer by its config name (``training.optimizer``).
+
+    Args:
+        name: ``lazy_adam`` (:class:`LazyAdam`: sparse rows only) or ``adam`` (Keras' Adam: every
+            row of every table each step, as Keras and DeepCTR train).
+        learning_rate: Adam's learning rate.
+    """
+    if name == "lazy_adam":
+        return LazyAdam(learning_rate)
+    if name == "adam":
+        return keras.optimizers.Adam(learning_rate)
+    raise FieldError(f"{{training.optimizer}} must be lazy_adam or adam, got {name!r}")

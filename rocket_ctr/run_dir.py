@@ -21,7 +21,7 @@ import numpy as np
 import tensorflow as tf
 
 from rocket_ctr.config import RocketConfig
-from rocket_ctr.errors import InputError
+from rocket_ctr.errors import FieldError, InputError
 from rocket_ctr.model import RocketModel
 from rocket_ctr.signatures import example_rows
 from rocket_ctr.spec import FeatureSpec
@@ -46,14 +46,17 @@ def check_run_dir(run_dir, config: RocketConfig, spec: FeatureSpec) -> None:
     run_dir.mkdir(parents=True, exist_ok=True)
     if latest_checkpoint(run_dir) is None:
         return
-    for name, current in ((CONFIG_FILE, config.to_dict()), (SPEC_FILE, spec.to_dict())):
+    for name, current in ((CONFIG_FILE, config.flat()), (SPEC_FILE, spec.to_dict())):
         path = run_dir / name
         previous = json.loads(path.read_text()) if path.exists() else None
+        if previous is not None and name == CONFIG_FILE:
+            previous = RocketConfig().replace(previous).flat()  # nested or an earlier version's flat names
         current = json.loads(json.dumps(current))  # tuples -> lists, as saved
+        previous = json.loads(json.dumps(previous))
         if previous is not None and previous != current:
-            changed = sorted(k for k in previous if previous.get(k) != current.get(k))
-            raise InputError(f"{run_dir} holds a run with another {name} (differs in {changed}); "
-                             "use a new --run-dir or the same settings to resume")
+            changed = sorted(k for k in set(previous) | set(current) if previous.get(k) != current.get(k))
+            raise FieldError(f"{run_dir} holds a run with another {name} (differs in {changed}); "
+                             "use a new {run_dir} or the same settings to resume")
 
 
 def record_run(run_dir, config: RocketConfig, spec: FeatureSpec) -> None:
@@ -94,14 +97,14 @@ def restore_model(run_dir) -> tuple[RocketModel, FeatureSpec, RocketConfig]:
     run_dir = Path(run_dir)
     for name in (CONFIG_FILE, SPEC_FILE):
         if not (run_dir / name).exists():
-            raise InputError(f"{run_dir}: not a training run dir (no {name}); train with --run-dir first")
-    config = RocketConfig().replace(**json.loads((run_dir / CONFIG_FILE).read_text()))
+            raise FieldError(f"{run_dir}: not a training run dir (no {name}); train with {{run_dir}} first")
+    config = RocketConfig().replace(json.loads((run_dir / CONFIG_FILE).read_text()))
     spec = FeatureSpec.load(run_dir / SPEC_FILE)
     latest = latest_checkpoint(run_dir)
     if latest is None:
         raise InputError(f"{run_dir}: no checkpoint in {run_dir / CHECKPOINTS}")
     model = RocketModel(spec, config)
-    if config.mode == "two-stage":
+    if config.model.mode == "two-stage":
         model.set_stage("light")
     model(example_rows(spec), training=False)
     tf.train.Checkpoint(model=model).restore(latest).expect_partial()

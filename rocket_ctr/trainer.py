@@ -28,6 +28,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Mapping
 
 import keras
 import numpy as np
@@ -39,13 +40,15 @@ from rocket_ctr.callbacks.hint_warmup import HintWarmup
 from rocket_ctr.callbacks.recorder import RunRecorder, load_history
 from rocket_ctr.callbacks.tensorboard_logs import TensorBoardLogs
 from rocket_ctr.config import RocketConfig
-from rocket_ctr.data import ClickLogReader, epochs_dataset, find_feature_spec, surfacing_input_errors, to_dataset
+from rocket_ctr.data import (ClickLogReader, epochs_dataset, find_feature_spec, resolve_paths, surfacing_input_errors,
+                             to_dataset)
 from rocket_ctr.distributed import PARAMETER_SERVER_UNSUPPORTED, broadcast_from_chief, make_strategy
-from rocket_ctr.errors import InputError
+from rocket_ctr.errors import FieldError, InputError, render_fields
 from rocket_ctr.evaluation import evaluate, model_inputs
 from rocket_ctr.id_mapping import IdMapper
 from rocket_ctr.model import LOSS_TERMS, RocketModel
-from rocket_ctr.optimizers import LazyAdam
+from rocket_ctr.holdout import plan_holdout
+from rocket_ctr.optimizers import make_optimizer
 from rocket_ctr.signatures import row_signature
 from rocket_ctr.spec import FeatureSpec
 
@@ -63,13 +66,16 @@ class Trainer:
             else the reference schema).
         verbose: 1 = progress bar, 0 = silent.
         strategy: ``default`` (this process), ``multi-worker`` (``MultiWorkerMirroredStrategy``
-            over the cluster in ``TF_CONFIG``; ``config.batch_size`` is per worker, the global
+            over the cluster in ``TF_CONFIG``; ``config.training.batch_size`` is per worker, the global
             batch is that × workers) or a ``(tf.distribute.Strategy, TaskInfo)`` pair from
             :func:`rocket_ctr.distributed.make_strategy`.
+        field_names: what printed notes call config fields (the CLI: its flags); default: the
+            dotted field names (``training.learning_rate``).
     """
 
     def __init__(self, run_dir, train, eval=None, config: RocketConfig | None = None,
-                 spec: FeatureSpec | None = None, verbose: int = 1, strategy="default"):
+                 spec: FeatureSpec | None = None, verbose: int = 1, strategy="default",
+                 field_names: Mapping[str, str] | None = None):
         # a multi-worker strategy must exist before any other TensorFlow op of the process
         self.strategy, self.task = make_strategy(strategy) if isinstance(strategy, str) else strategy
         if isinstance(self.strategy, tf.distribute.ParameterServerStrategy):
@@ -77,31 +83,34 @@ class Trainer:
         self.distributed = self.task.num_workers > 1
         self.is_chief = self.task.is_chief
         self.run_dir = Path(run_dir)
+        self.field_names = dict(field_names or {})
         self.config = cfg = config or RocketConfig()
         self.spec = spec or find_feature_spec(train) or FeatureSpec()
         self.train_paths, self.eval_paths = train, eval
         self.verbose = verbose if self.is_chief else 0
         layout.check_run_dir(self.run_dir, cfg, self.spec)
-        if cfg.jit_compile and self.distributed:
-            raise InputError("jit_compile is not supported with a multi-worker strategy "
-                             "(XLA does not compile its CPU collectives); drop --jit-compile")
-        self.holdout = (cfg.validation_fraction, "validation") if cfg.validation_fraction else None
-        self.reader = ClickLogReader(train, self.spec, batch_size=cfg.batch_size, shuffle=True,
-                                     shuffle_buffer=cfg.shuffle_buffer, seed=cfg.seed, drop_remainder=True,
+        if cfg.training.jit_compile and self.distributed:
+            raise FieldError("{training.jit_compile} is not supported with a multi-worker strategy "
+                             "(XLA does not compile its CPU collectives)")
+        training = cfg.training
+        self.holdout = plan_holdout(resolve_paths(train), self.spec, training.validation_split,
+                                    training.validation_fraction) if training.validation_fraction else None
+        self.reader = ClickLogReader(train, self.spec, batch_size=training.batch_size, shuffle=True,
+                                     shuffle_buffer=training.shuffle_buffer, seed=training.seed, drop_remainder=True,
                                      num_shards=self.task.num_workers, shard_index=self.task.worker_index,
-                                     users=(cfg.validation_fraction, "train") if self.holdout else None)
+                                     holdout=(self.holdout, "train") if self.holdout else None)
         self.steps_per_epoch = self._fixed_steps_per_epoch() if self.distributed else None
         if eval is not None:
             ClickLogReader(eval, self.spec)  # validate the eval schema before training starts
-        keras.utils.set_random_seed(cfg.seed)
+        keras.utils.set_random_seed(cfg.training.seed)
         self.mapper = IdMapper(self.spec)
         # the chief writes into the run dir; the other workers' (collective) saves go to a scratch dir
         self._scratch = None if self.is_chief else \
             Path(tempfile.mkdtemp(prefix=f"rocket_ctr_worker{self.task.worker_index}_"))
         with self.strategy.scope():
             self.model = RocketModel(self.spec, cfg)
-            stages = ("booster", "light") if cfg.mode == "two-stage" else ("joint",)
-            self.optimizers = {stage: LazyAdam(cfg.learning_rate) for stage in stages}
+            stages = ("booster", "light") if cfg.model.mode == "two-stage" else ("joint",)
+            self.optimizers = {stage: make_optimizer(training.optimizer, training.learning_rate) for stage in stages}
             self._build()
         self.progress = tf.Variable([0, 0, 0], dtype=tf.int64, trainable=False)  # epoch, step in epoch, step
         self._steps, self._stream = {}, None
@@ -127,7 +136,9 @@ class Trainer:
             checkpoints=self.manager, history=self.history, verbose=self.verbose)
         self.recorder = RunRecorder(self.run_dir, cfg, self.history, self.total_epochs, self.task.num_workers,
                                     write=self.is_chief, verbose=self.verbose, warmup=self.warmup,
-                                    early_stopping=self.early_stopping)
+                                    early_stopping=self.early_stopping, field_names=self.field_names,
+                                    validation_split=self.holdout and {"kind": self.holdout.kind,
+                                                                       "reason": self.holdout.reason})
         self.callbacks = [c for c in (self.warmup, self.tensorboard, self.early_stopping, self.recorder) if c]
         for callback in self.callbacks:
             callback.set_model(self.model)
@@ -140,25 +151,25 @@ class Trainer:
         """Steps every worker runs per epoch: the smallest shard's full batches (each worker
         computes the same number from the files' metadata; a shard that runs out early wraps
         around into its next pass, so no worker waits in a collective for a missing step)."""
-        keep, shards = 1.0 - self.config.validation_fraction, self.reader.shard_rows(self.task.num_workers)
-        steps = min(int(rows * keep) // self.config.batch_size for rows in shards)
+        keep, shards = 1.0 - self.config.training.validation_fraction, self.reader.shard_rows(self.task.num_workers)
+        steps = min(int(rows * keep) // self.config.training.batch_size for rows in shards)
         if steps < 1:
-            raise InputError(f"{self.train_paths}: the smallest of {self.task.num_workers} shards holds no full "
-                             f"batch of {self.config.batch_size} rows; lower --batch-size or add data")
+            raise FieldError(f"{self.train_paths}: the smallest of {self.task.num_workers} shards holds no full "
+                             f"batch of {self.config.training.batch_size} rows; lower {{training.batch_size}} or add data")
         return steps
 
     def _build(self):
         """Creates every model and optimizer variable so a checkpoint restores into them."""
         first = next(iter(self.reader), None)
         if first is None:
-            raise InputError(f"{self.train_paths}: no full batch of {self.config.batch_size} rows in any history "
-                             "bucket (training drops partial batches); lower --batch-size or add data")
+            raise FieldError(f"{self.train_paths}: no full batch of {self.config.training.batch_size} rows in any history "
+                             "bucket (training drops partial batches); lower {training.batch_size} or add data")
         features, label = first
         rows, _, _ = model_inputs(self.spec, self.mapper)({k: tf.constant(v) for k, v in features.items()},
                                                           tf.constant(label))
         self.model(rows, training=False)
         self.reader.epoch = 0
-        if self.config.mode == "two-stage":
+        if self.config.model.mode == "two-stage":
             self.optimizers["booster"].build(self.model.tower_variables("booster"))
             self.optimizers["light"].build(self.model.tower_variables("light"))
         else:
@@ -168,15 +179,15 @@ class Trainer:
     @property
     def _booster_epochs(self) -> int:
         cfg = self.config
-        return cfg.epochs if cfg.booster_epochs is None else cfg.booster_epochs
+        return cfg.training.epochs if cfg.training.booster_epochs is None else cfg.training.booster_epochs
 
     @property
     def total_epochs(self) -> int:
         cfg = self.config
-        return cfg.epochs + (self._booster_epochs if cfg.mode == "two-stage" else 0)
+        return cfg.training.epochs + (self._booster_epochs if cfg.model.mode == "two-stage" else 0)
 
     def _stage_for(self, epoch: int) -> str:
-        if self.config.mode != "two-stage":
+        if self.config.model.mode != "two-stage":
             return "joint"
         return "booster" if epoch < self._booster_epochs else "light"
 
@@ -195,7 +206,7 @@ class Trainer:
                 # one trace for every batch size and history width (no retracing per bucket)
                 signature = [row_signature(self.spec), tf.TensorSpec([None], tf.float32)]
 
-                @tf.function(jit_compile=self.config.jit_compile, input_signature=signature)
+                @tf.function(jit_compile=self.config.training.jit_compile, input_signature=signature)
                 def step(rows, label):
                     return model.train_step((rows, label))
             else:
@@ -261,11 +272,13 @@ class Trainer:
         epoch, skip, global_step = (int(v) for v in self.progress.numpy())
         note = HintWarmup.off_note(self.config)
         if self.verbose and note:
-            print(note)
+            print(render_fields(note, self.field_names))
+        if self.verbose and self.holdout and not global_step:
+            print(f"validation: {self.holdout.reason}")
         if global_step and (self.verbose or self.distributed):
             print(f"resuming from checkpoint: epoch {epoch + 1}, step {skip} of that epoch, global step {global_step}",
                   flush=True)
-        steps_per_epoch = self.steps_per_epoch or max(1, self.reader.num_rows // self.config.batch_size)
+        steps_per_epoch = self.steps_per_epoch or max(1, self.reader.num_rows // self.config.training.batch_size)
         train_seconds, train_examples = 0.0, 0
         self.model.stop_training = False  # a callback sets it to end the run after this epoch (as in Keras' fit)
         self._call("on_train_begin", {"global_step": global_step})
@@ -290,14 +303,14 @@ class Trainer:
                     global_step += 1
                     bar.update(min(in_epoch, steps_per_epoch), list(logs.items()))
                     self._call("on_train_batch_end", in_epoch - 1, logs)
-                    if global_step % self.config.checkpoint_every == 0:
+                    if global_step % self.config.training.checkpoint_every == 0:
                         self._save(epoch, in_epoch, global_step)
             train_seconds += time.perf_counter() - started
-            train_examples += (in_epoch - skip) * self.config.batch_size * self.task.num_workers
+            train_examples += (in_epoch - skip) * self.config.training.batch_size * self.task.num_workers
             record = self._evaluated({"epoch": epoch + 1, "stage": stage, "steps": in_epoch, "train": logs})
             if not math.isfinite(logs.get("loss", 0.0)):
-                raise InputError(f"training diverged at step {global_step} (loss {logs['loss']}); "
-                                 "lower --learning-rate")
+                raise FieldError(f"training diverged at step {global_step} (loss {logs['loss']}); "
+                                 "lower {training.learning_rate}")
             self._call("on_epoch_end", epoch, record)
             epoch, skip = (self.total_epochs if self.model.stop_training else epoch + 1), 0
             self._save(epoch, 0, global_step)
@@ -316,7 +329,7 @@ class Trainer:
     def _evaluated(self, record: dict) -> dict:
         """The epoch's record with the chief's validation and eval metrics (shared with every worker)."""
         if self.holdout and self.is_chief:
-            record["validation"] = evaluate(self.model, self.train_paths, self.spec, users=self.holdout)
+            record["validation"] = evaluate(self.model, self.train_paths, self.spec, holdout=(self.holdout, "validation"))
             self._print_eval(record["validation"], "validation")
         if self.eval_paths is not None and self.is_chief:
             record["eval"] = evaluate(self.model, self.eval_paths, self.spec)
@@ -336,7 +349,7 @@ class Trainer:
         Each worker's local loss becomes the chief's; the validation numbers (which drive early
         stopping and the hint warm-up) are the chief's float64 values, exactly, on every worker.
         """
-        towers = self.config.towers
+        towers = self.config.model.towers
         values = [record["train"].get("loss", 0.0)]
         if self.holdout:
             values += [record.get("validation", {}).get(t, {}).get(k, 0.0) for t in towers for k in EVAL_KEYS]

@@ -8,15 +8,16 @@ from rocket_ctr.pipelines.cli import main
 
 def test_values_are_coerced_to_their_field_types():
     config = RocketConfig(learning_rate="1e-3", light_units=64, booster_units="32, 16", epochs="3")
-    assert config.learning_rate == 0.001 and config.epochs == 3
-    assert config.light_units == (64,) and config.booster_units == (32, 16)
+    assert config.training.learning_rate == 0.001 and config.training.epochs == 3
+    assert config.model.light.units == (64,) and config.model.booster.units == (32, 16)
 
 
 @pytest.mark.parametrize("bad,named", [
-    (dict(epochs="two"), "epochs"), (dict(epochs=2.5), "epochs"), (dict(light_units="abc"), "light_units"),
-    (dict(light_units=-5), "light_units"), (dict(share="yes"), "share"), (dict(mode="fast"), "mode"),
-    (dict(hint="l1"), "hint"), (dict(booster_epochs=0), "booster_epochs"), (dict(booster_dropout=1.0), "booster_dropout"),
-    (dict(learning_rate=0), "learning_rate")])
+    (dict(epochs="two"), "training.epochs"), (dict(epochs=2.5), "training.epochs"),
+    (dict(light_units="abc"), "model.light.units"), (dict(light_units=-5), "model.light.units"),
+    (dict(share="yes"), "model.share"), (dict(mode="fast"), "model.mode"), (dict(hint="l1"), "hint.loss"),
+    (dict(booster_epochs=0), "training.booster_epochs"), (dict(booster_dropout=1.0), "model.booster.dropout"),
+    (dict(learning_rate=0), "training.learning_rate")])
 def test_bad_values_raise_input_error_naming_the_field(bad, named):
     with pytest.raises(InputError, match=named):
         RocketConfig(**bad)
@@ -26,7 +27,8 @@ def test_yaml_file_with_cli_overrides(tmp_path):
     path = tmp_path / "c.yaml"
     path.write_text("learning_rate: 1e-3\nhint: kd\nshare: false\nbooster_units: [64, 32]\n")
     config = RocketConfig.from_file(path).replace(hint="mse", share=None)
-    assert (config.learning_rate, config.hint, config.share, config.booster_units) == (0.001, "mse", False, (64, 32))
+    assert (config.training.learning_rate, config.hint.loss, config.model.share, config.model.booster.units) == \
+        (0.001, "mse", False, (64, 32))
     with pytest.raises(InputError, match="unknown config keys"):
         RocketConfig().replace(learnig_rate=1)
 

@@ -10,7 +10,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from rocket_ctr.config import RocketConfig
+from rocket_ctr.config import RocketConfig, flag_table
 from rocket_ctr.datagen.synthetic import generate
 from rocket_ctr.errors import InputError
 from rocket_ctr.metrics import auc
@@ -56,7 +56,7 @@ def test_run_dir_outputs(trained):
     assert {"mode", "epochs", "train_examples_per_s", "light", "booster", "config"} <= set(saved)
     assert set(saved["light"]) == {"auc", "gauc", "logloss"}
     assert saved["mode"] == "rocket" and saved["epochs"] == 2 and saved["train_examples_per_s"] > 0
-    assert saved["config"]["hint"] == "mimic"
+    assert saved["config"]["hint"]["loss"] == "mimic"
     assert (run_dir / "curves.png").stat().st_size > 1000
     assert list((run_dir / "tensorboard" / "eval").iterdir())
     assert list((run_dir / "checkpoints").glob("ckpt-*.index"))
@@ -170,10 +170,13 @@ def test_without_validation_users_training_says_the_protections_are_off(log, tmp
 
 
 def test_validation_users_never_reach_training(log):
-    from rocket_ctr.data import ClickLogReader
+    from rocket_ctr.data import ClickLogReader, resolve_paths
     from rocket_ctr.hashing import user_unit_hash
-    train = ClickLogReader(log / "train", users=(0.2, "train"))
-    held = ClickLogReader(log / "train", users=(0.2, "validation"))
+    from rocket_ctr.holdout import plan_holdout
+    from rocket_ctr.spec import FeatureSpec
+    users = plan_holdout(resolve_paths(log / "train"), FeatureSpec(), "users", 0.2)
+    train = ClickLogReader(log / "train", holdout=(users, "train"))
+    held = ClickLogReader(log / "train", holdout=(users, "validation"))
     train_users = np.concatenate([f["user_id"] for f, _ in train])
     held_users = np.concatenate([f["user_id"] for f, _ in held])
     assert not set(train_users) & set(held_users)
@@ -183,7 +186,8 @@ def test_validation_users_never_reach_training(log):
 
 def test_hint_warmup_keeps_the_hint_off_until_the_booster_leads_on_validation(log, tmp_path):
     config = RocketConfig(**{**FAST, "epochs": 1, "validation_fraction": 0.2, "hint_warmup": True})
-    trainer = Trainer(tmp_path, log / "train", None, config, verbose=0)
+    # printed notes name config fields as the front end calls them: here the CLI's flags
+    trainer = Trainer(tmp_path, log / "train", None, config, verbose=0, field_names=flag_table())
     metrics = trainer.fit()
     first = metrics["history"][0]
     assert first["hint_scale"] == 0.0 and first["train"]["hint"] == 0.0  # nothing known before epoch 1 ends
@@ -192,6 +196,8 @@ def test_hint_warmup_keeps_the_hint_off_until_the_booster_leads_on_validation(lo
     never = trainer.recorder.weak_booster_warning(0.70, 0.65, None)
     assert "0.6500 vs 0.7000" in never and "never launched" in never and "--mode base" in never
     assert "after epoch 2" in trainer.recorder.weak_booster_warning(0.70, 0.65, 2)
+    trainer.recorder.field_names = None  # a Python caller: the config's own field names
+    assert "model.mode base" in trainer.recorder.weak_booster_warning(0.70, 0.65, None)
 
     def record(epoch, booster_loss):
         return {"epoch": epoch, "stage": "joint", "steps": 100,
@@ -206,7 +212,7 @@ def test_hint_warmup_keeps_the_hint_off_until_the_booster_leads_on_validation(lo
     assert not warmup.booster_leads(ranks_better)
     warmup = HintWarmup.for_config(trainer.config.replace(hint_launch_metric="gauc"))
     assert warmup.booster_leads(ranks_better)
-    with pytest.raises(InputError, match="hint_launch_metric must be logloss or gauc"):
+    with pytest.raises(InputError, match="hint.launch_metric must be logloss or gauc"):
         RocketConfig(hint_launch_metric="auc")
     # without validation users there is nothing to compare: the warm-up and early stopping stand down
     assert not RocketConfig(validation_fraction=0).warmup_active

@@ -38,13 +38,13 @@ class HintWarmup(keras.callbacks.Callback):
     @classmethod
     def for_config(cls, config: RocketConfig, history=()) -> HintWarmup | None:
         """The policy when the config asks for it and can run it (validation users, rocket mode), else None."""
-        return cls(config.hint_launch_metric, history) if config.warmup_active else None
+        return cls(config.hint.launch_metric, history) if config.warmup_active else None
 
     @staticmethod
     def off_note(config: RocketConfig) -> str | None:
         """What to tell the user when the warm-up was asked for but has no validation users to run on."""
-        if config.mode == "rocket" and config.hint_warmup and not config.warmup_active:
-            return ("note: no validation users (--validation-fraction 0): the hint warm-up and early stopping are "
+        if config.model.mode == "rocket" and config.hint.warmup and not config.warmup_active:
+            return ("note: no validation rows ({training.validation_fraction} 0): the hint warm-up and early stopping are "
                     "off, so the hint applies from the first step as in the paper, even if the booster is weaker")
         return None
 

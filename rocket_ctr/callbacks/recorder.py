@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Mapping
 
 import keras
 
@@ -11,6 +12,7 @@ from rocket_ctr.callbacks.early_stopping import EarlyStopping
 from rocket_ctr.callbacks.hint_warmup import HintWarmup
 from rocket_ctr.config import RocketConfig
 from rocket_ctr.curves import plot_curves
+from rocket_ctr.errors import render_fields
 from rocket_ctr.run_dir import CURVES_FILE, HISTORY_FILE, METRICS_FILE, to_json, write_atomic
 
 # an epoch's record in history.json, in this key order whichever callback added a key
@@ -43,17 +45,21 @@ class RunRecorder(keras.callbacks.Callback):
         verbose: print the weak-booster warning.
         warmup, early_stopping: the run's policies, or None (they say when the hint launched and
             which epoch's weights the run ends with).
+        validation_split: what the validation rows are (``{"kind", "reason"}``), for metrics.json.
+        field_names: what the warning calls config fields (the CLI: its flags).
     """
 
     name = "recorder"
 
     def __init__(self, run_dir, config: RocketConfig, history: list, total_epochs: int, num_workers: int = 1,
                  write: bool = True, verbose: int = 0, warmup: HintWarmup | None = None,
-                 early_stopping: EarlyStopping | None = None):
+                 early_stopping: EarlyStopping | None = None, validation_split: dict | None = None,
+                 field_names: Mapping[str, str] | None = None):
         super().__init__()
         self.run_dir, self.config, self.history = Path(run_dir), config, history
         self.total_epochs, self.num_workers, self.write, self.verbose = total_epochs, num_workers, write, verbose
         self.warmup, self.early_stopping = warmup, early_stopping
+        self.validation_split, self.field_names = validation_split, field_names
         self.metrics: dict = {}
 
     def on_epoch_end(self, epoch, logs=None):
@@ -86,7 +92,7 @@ class RunRecorder(keras.callbacks.Callback):
         last = history[-1] if history else {}
         if restored and history:
             last = history[self.early_stopping.best_index]  # the restored weights' epoch
-        metrics = {"mode": cfg.mode, "epochs": self.total_epochs, "epochs_trained": len(history),
+        metrics = {"mode": cfg.model.mode, "epochs": self.total_epochs, "epochs_trained": len(history),
                    "train_examples_per_s": examples_per_s}
         for tower, values in last.get("eval", {}).items():
             metrics[tower] = {k: values[k] for k in SUMMARY}
@@ -100,22 +106,26 @@ class RunRecorder(keras.callbacks.Callback):
                 metrics["hint_launched_after_epoch"] = self.warmup.launched_epoch
             if booster <= light and self.verbose:
                 print(self.weak_booster_warning(light, booster, metrics.get("hint_launched_after_epoch")))
+        if self.validation_split:
+            metrics["validation_split"] = self.validation_split
         metrics["config"] = cfg.to_dict()
         if self.num_workers > 1:
             metrics["workers"] = self.num_workers
-            metrics["global_batch_size"] = cfg.batch_size * self.num_workers
+            metrics["global_batch_size"] = cfg.training.batch_size * self.num_workers
         metrics["history"] = history
         return metrics
 
     def weak_booster_warning(self, light: float, booster: float, launched) -> str:
-        """Plain words for a booster that did not beat the light tower on the validation users."""
-        text = (f"warning: the booster did not beat the light tower on the validation users (GAUC {booster:.4f} "
+        """Plain words for a booster that did not beat the light tower on the validation rows."""
+        text = (f"warning: the booster did not beat the light tower on the validation rows (GAUC {booster:.4f} "
                 f"vs {light:.4f}). Rocket launching helps only while the booster knows more than the light tower. ")
         if self.config.warmup_active and launched is None:
-            return text + ("The hint warm-up never launched it, so the light tower trained as in --mode base: "
-                           "--mode base gives the same light tower for less compute.")
-        if self.config.warmup_active:
-            return text + (f"It led after epoch {launched} and the hint was on since; compare with --mode base "
-                           "on your data before serving this light tower.")
-        return text + ("Without the warm-up the hint pulled the light tower toward a weaker teacher: keep the "
-                       "defaults (--hint-warmup with --validation-fraction > 0) or use --mode base.")
+            text += ("The hint warm-up never launched it, so the light tower trained as in {model.mode} base: "
+                     "{model.mode} base gives the same light tower for less compute.")
+        elif self.config.warmup_active:
+            text += (f"It led after epoch {launched} and the hint was on since; compare with {{model.mode}} base "
+                     "on your data before serving this light tower.")
+        else:
+            text += ("Without the warm-up the hint pulled the light tower toward a weaker teacher: keep the "
+                     "defaults ({hint.warmup} with {training.validation_fraction} > 0) or use {model.mode} base.")
+        return render_fields(text, self.field_names)
