@@ -160,7 +160,10 @@ def model_cases(model, n: int, history: int) -> list[Case]:
             continue
         for jit in (False, True):
             fn = tf.function(lambda r, tower=tower: tf.sigmoid(tower_logit(model, tower, r)), jit_compile=jit)
-            call = (lambda fn=fn: fn(rows).numpy())
+
+            def call(fn=fn):
+                return fn(rows).numpy()
+
             call()
             cases.append(Case("model only (row ids)", f"{tower} {'xla' if jit else 'no-xla'}", call,
                               note="bottom (embeddings + attention) + tower on mapped ids, tf.function"))
@@ -179,7 +182,10 @@ def fc_cases(model, n: int) -> list[Case]:
         x = tf.random.stateless_normal([n, width], seed=[0, 0])
         for jit in (False, True):
             fn = tf.function(lambda v, mlp=mlp: mlp(v, training=False), jit_compile=jit)
-            call = (lambda fn=fn: fn(x).numpy())
+
+            def call(fn=fn):
+                return fn(x).numpy()
+
             call()  # trace (and compile) outside the timing
             units = "-".join(str(u) for u in getattr(model.config, f"{tower}_units"))
             cases.append(Case("FC layers only", f"{tower} {'xla' if jit else 'no-xla'}", call,

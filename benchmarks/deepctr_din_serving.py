@@ -142,7 +142,8 @@ def export(model, directory):
         try:
             save()
             loaded = tf.saved_model.load(directory)
-            return loaded.signatures["serving_default"], f"SavedModel via {how}, loaded with tf.saved_model.load", errors, loaded
+            return (loaded.signatures["serving_default"], f"SavedModel via {how}, loaded with tf.saved_model.load",
+                    errors, loaded)
         except Exception as err:  # noqa: BLE001 - reported in the JSON, next attempt
             errors.append(f"{how}: {type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}")
             print(f"deepctr_din_serving: {errors[-1]}", file=sys.stderr)

@@ -79,7 +79,8 @@ def main() -> None:
                       **{t: metrics[t] for t in ("light", "booster") if t in metrics}}
             append(results_path, done, record)
             print(f"{name:<28} seed {seed}: " + "  ".join(
-                f"{t} gauc {record[t]['gauc']:.4f} auc {record[t]['auc']:.4f}" for t in ("light", "booster") if t in record),
+                f"{t} gauc {record[t]['gauc']:.4f} auc {record[t]['auc']:.4f}"
+                for t in ("light", "booster") if t in record),
                 flush=True)
     print(table(done.values(), data))
 

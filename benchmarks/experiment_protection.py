@@ -107,8 +107,10 @@ def table(records, work: Path) -> str:
             if not rows:
                 continue
             light = [r["light"]["gauc"] for r in rows if "light" in r]
-            delta = f"{statistics.mean(light) - statistics.mean(base):+.4f}" if light and base and name != "base" else ""
-            lines.append(f"| {regime} | {name} | {len(rows)} | {cell(rows, 'light')} | {cell(rows, 'booster')} | {delta} |")
+            delta = (f"{statistics.mean(light) - statistics.mean(base):+.4f}"
+                     if light and base and name != "base" else "")
+            lines.append(f"| {regime} | {name} | {len(rows)} | {cell(rows, 'light')} | {cell(rows, 'booster')} "
+                         f"| {delta} |")
         test = pq.read_table(work / f"log_{regime}" / "test", columns=["user_id", "label", "click_prob"])
         oracle = gauc(test["user_id"].to_numpy(), test["label"].to_numpy(), test["click_prob"].to_numpy())
         lines.append(f"| {regime} | oracle (true click probability) | – | {oracle:.4f} | | |")

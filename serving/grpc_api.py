@@ -17,7 +17,8 @@ STATE = get_model_status_pb2.ModelVersionStatus.State
 
 def _version(model_spec) -> int | None:
     if model_spec.version_label:
-        raise ServingError(grpc.StatusCode.NOT_FOUND, f"Unrecognized servable version label: {model_spec.version_label}")
+        raise ServingError(grpc.StatusCode.NOT_FOUND,
+                           f"Unrecognized servable version label: {model_spec.version_label}")
     return model_spec.version.value if model_spec.HasField("version") else None
 
 

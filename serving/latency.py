@@ -251,7 +251,8 @@ def ratios(results: list, main: str) -> list:
         if reference is None or (r["backend"] == "in-process" and r["model"] == main):
             continue
         if r["backend"] == "in-process":
-            out.append(dict(candidates=n, what=f"{r['model']} / {main} (in-process p50)", ratio=r["p50_ms"] / reference))
+            out.append(dict(candidates=n, what=f"{r['model']} / {main} (in-process p50)",
+                            ratio=r["p50_ms"] / reference))
         else:
             out.append(dict(candidates=n, what=f"{r['backend']} - in-process (p50, ms)",
                             added_ms=r["p50_ms"] - reference, ratio=r["p50_ms"] / reference))
@@ -263,10 +264,12 @@ def format_report(report: dict) -> str:
     s = report["settings"]
     lines = [(f"one user x N candidates, history {s['history']}, {s['requests']} requests, concurrency "
               f"{s['concurrency']}, {s['cpus']} CPUs, TensorFlow {s['tensorflow']}"),
-             f"{'backend':<34} {'model':<16} {'N':>5} {'p50':>8} {'p90':>8} {'p95':>8} {'p99':>8} {'max':>8} {'req/s':>8}"]
+             (f"{'backend':<34} {'model':<16} {'N':>5} {'p50':>8} {'p90':>8} {'p95':>8} {'p99':>8} {'max':>8} "
+              f"{'req/s':>8}")]
     for r in report["results"]:
-        lines.append(f"{r['backend']:<34} {r['model']:<16} {r['candidates']:>5} {r['p50_ms']:>8.3f} {r['p90_ms']:>8.3f} "
-                     f"{r['p95_ms']:>8.3f} {r['p99_ms']:>8.3f} {r['max_ms']:>8.3f} {r['qps']:>8.0f}")
+        lines.append(f"{r['backend']:<34} {r['model']:<16} {r['candidates']:>5} {r['p50_ms']:>8.3f} "
+                     f"{r['p90_ms']:>8.3f} {r['p95_ms']:>8.3f} {r['p99_ms']:>8.3f} {r['max_ms']:>8.3f} "
+                     f"{r['qps']:>8.0f}")
     if report["ratios"]:
         lines.append("ratios (latencies in ms):")
         for r in report["ratios"]:

@@ -251,12 +251,16 @@ def _retyped(column: str, arrow_type: pa.DataType, values: list) -> tuple[dict, 
 @pytest.mark.parametrize("column, arrow_type, values, expected", [
     ("label", pa.string(), ["0", "1", "1", "0"], r"column 'label' has type string, expected integer 0/1 labels"),
     ("label", pa.float64(), [0.0, float("nan"), 1.0, 0.0], r"column 'label' has type double, expected integer 0/1"),
-    ("item_id", pa.float64(), [1.0, 2.0, 3.0, 4.0], r"column 'item_id' has type double, expected int64 scalar ids"),
-    ("cate_id", pa.list_(pa.int64()), [[1], [2], [3], [4]], r"column 'cate_id' has type list<int64>, expected int64 scalar"),
+    ("item_id", pa.float64(), [1.0, 2.0, 3.0, 4.0],
+     r"column 'item_id' has type double, expected int64 scalar ids"),
+    ("cate_id", pa.list_(pa.int64()), [[1], [2], [3], [4]],
+     r"column 'cate_id' has type list<int64>, expected int64 scalar"),
     ("hist_item_id", pa.int64(), [1, 2, 3, 4], r"column 'hist_item_id' has type int64, expected list<int64> history"),
-    ("hist_cate_id", pa.list_(pa.string()), [["a"], [], [], []], r"'hist_cate_id' has type list<string>, expected list<int64>"),
+    ("hist_cate_id", pa.list_(pa.string()), [["a"], [], [], []],
+     r"'hist_cate_id' has type list<string>, expected list<int64>"),
     ("user_gender", pa.int64(), [0, 1, 0, 1], r"column 'user_gender' has type int64, expected string scalar ids"),
-    ("user_id", pa.float32(), [1.0, 2.0, 3.0, 4.0], r"column 'user_id' has type float, expected int64 or string user ids"),
+    ("user_id", pa.float32(), [1.0, 2.0, 3.0, 4.0],
+     r"column 'user_id' has type float, expected int64 or string user ids"),
 ])
 def test_wrong_type(tmp_path, column, arrow_type, values, expected):
     columns, schema = _retyped(column, arrow_type, values)
@@ -274,7 +278,8 @@ def test_missing_column_names_file_column_and_expected(tmp_path, column):
     columns = log_columns(4)
     del columns[column]
     bad = write_log(tmp_path / "b-bad.parquet", columns)
-    with pytest.raises(InputError, match=rf"^{re.escape(bad)}: missing column '{column}' \(expected .+\); file has \[") as err:
+    with pytest.raises(InputError,
+                       match=rf"^{re.escape(bad)}: missing column '{column}' \(expected .+\); file has \[") as err:
         make_dataset(str(tmp_path))
     assert "\n" not in str(err.value)
 

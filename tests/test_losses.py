@@ -41,11 +41,13 @@ def test_mse_compares_probabilities():
 def test_kd_is_t_squared_cross_entropy_against_the_softened_booster(temperature):
     loss, grad = value_and_grad(knowledge_distillation, temperature)
     t = temperature
-    expected = [t * t * -(sigmoid(z / t) * math.log(sigmoid(l / t)) + (1 - sigmoid(z / t)) * math.log(1 - sigmoid(l / t)))
+    expected = [t * t * -(sigmoid(z / t) * math.log(sigmoid(l / t))
+                          + (1 - sigmoid(z / t)) * math.log(1 - sigmoid(l / t)))
                 for l, z in zip(L, Z)]
     np.testing.assert_allclose(loss, expected, rtol=1e-5)
     # d/dl T²·CE(σ(z/T), σ(l/T)) = T·(σ(l/T) − σ(z/T)): the T² keeps gradients comparable across T
-    np.testing.assert_allclose(grad, [t * (sigmoid(l / t) - sigmoid(z / t)) for l, z in zip(L, Z)], rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(grad, [t * (sigmoid(l / t) - sigmoid(z / t)) for l, z in zip(L, Z)],
+                               rtol=1e-5, atol=1e-7)
 
 
 def test_kd_at_temperature_one_is_the_plain_cross_entropy_and_differs_at_higher_temperatures():
@@ -72,7 +74,8 @@ def test_gradients_flow_to_the_booster_logit_unless_the_caller_stops_them():
 
 
 def test_get_hint_by_name_and_unknown_names():
-    assert get_hint("mimic") is mimic and get_hint("mse") is probability_mse and get_hint("kd") is knowledge_distillation
+    assert (get_hint("mimic") is mimic and get_hint("mse") is probability_mse
+            and get_hint("kd") is knowledge_distillation)
     for bad in ("MIMIC", "l2", ""):
         with pytest.raises(ValueError, match=r"unknown hint .*'kd', 'mimic', 'mse'"):
             get_hint(bad)

@@ -146,7 +146,8 @@ def test_modes_build_their_towers_and_loss_terms(mode, terms):
     model = build(mode=mode)
     out = model(rows(), training=False)
     assert set(model.loss_terms(labels(), out)) == terms
-    assert set(out) == {"light", "booster"} & {t.split("_")[0] for t in terms | ({"light_ce", "booster_ce"} if mode == "rocket" else set())}
+    assert set(out) == {"light", "booster"} & {
+        t.split("_")[0] for t in terms | ({"light_ce", "booster_ce"} if mode == "rocket" else set())}
 
 
 def test_eq1_is_the_sum_of_cross_entropies_and_weighted_hint():
