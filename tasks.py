@@ -1,7 +1,7 @@
 """Set-up and main jobs for a fresh machine that has only Python 3.11 and pip.
 
     python3 tasks.py demo   # venv + install, then the main job end to end on a small generated log
-    python3 tasks.py test   # venv + install with test extras, then the whole test suite
+    python3 tasks.py test   # venv + install with test extras, then ruff (ruff.toml) and the whole test suite
 
 Extra arguments after the task name go to ``rocket-ctr demo`` or to pytest.
 """
@@ -40,8 +40,12 @@ def main(argv: list[str]) -> int:
     ensure_installed()
     if task == "demo":
         command = [str(BIN / "rocket-ctr"), "demo", *rest]
-    else:
-        command = [str(BIN / "python"), "-m", "pytest", "-q", str(ROOT / "tests"), *rest]
+        return subprocess.run(command, cwd=ROOT).returncode
+    lint = subprocess.run([str(BIN / "ruff"), "check", str(ROOT)], cwd=ROOT)
+    if lint.returncode:
+        print("ruff found problems (see above); fix them or run `.venv/bin/ruff check --fix`", file=sys.stderr)
+        return lint.returncode
+    command = [str(BIN / "python"), "-m", "pytest", "-q", str(ROOT / "tests"), *rest]
     return subprocess.run(command, cwd=ROOT).returncode
 
 

@@ -386,8 +386,8 @@ def main(argv=None) -> int:
 
     import tensorflow as tf
 
-    from rocket_ctr.serving.latency import inprocess_case, served_cases
     from rocket_ctr.run_dir import restore_model
+    from rocket_ctr.serving.latency import inprocess_case, served_cases
 
     model, _, _ = restore_model(run_dir)
     eval_data = None

@@ -200,8 +200,8 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     if args.check_import:
         os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-        import tf_keras  # noqa: F401
         import pyarrow  # noqa: F401
+        import tf_keras  # noqa: F401
         print(f"deepctr {import_deepctr()[0].__version__} imports")
         return 0
     if not args.data:

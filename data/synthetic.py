@@ -36,7 +36,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from rocket_ctr.errors import InputError
+from rocket_ctr.errors import FieldError, InputError
 from rocket_ctr.hashing import splitmix64
 from rocket_ctr.parquet_schema import arrow_schema
 from rocket_ctr.spec import FeatureSpec
@@ -103,27 +103,27 @@ class GeneratorConfig:
     span_seconds: int = 30 * 86_400
 
     def validate(self) -> None:
-        """Raises InputError naming the first bad field (every knob is a number >= 0)."""
+        """Raises FieldError naming the first bad field (every knob is a number >= 0)."""
         for f in dataclasses.fields(self):
             v, integer = getattr(self, f.name), type(f.default) is int
             ok = isinstance(v, (int, np.integer)) if integer else isinstance(v, (int, float, np.number))
             if isinstance(v, bool) or not ok or not np.isfinite(v):
                 kind = "an integer" if integer else "a finite number"
-                raise InputError(f"{f.name} must be {kind}, got {v!r}")
+                raise FieldError(f"{{{f.name}}} must be {kind}, got {v!r}")
             low = 1 if f.name in _AT_LEAST_ONE else 0
             if v < low:
-                raise InputError(f"{f.name} must be >= {low}, got {v}")
+                raise FieldError(f"{{{f.name}}} must be >= {low}, got {v}")
         for name, text in _INTERVALS.items():
             v = getattr(self, name)
             if not ((0 <= v if text[0] == "[" else 0 < v) and (v <= 1 if text[-1] == "]" else v < 1)):
-                raise InputError(f"{name} must be in {text}, got {v}")
+                raise FieldError(f"{{{name}}} must be in {text}, got {v}")
         if self.hist_mean <= 0:
-            raise InputError(f"hist_mean must be > 0, got {self.hist_mean}")
+            raise FieldError(f"{{hist_mean}} must be > 0, got {self.hist_mean}")
         if self.n_items < self.n_cates:
-            raise InputError(f"n_items ({self.n_items}) must be >= n_cates ({self.n_cates}): "
+            raise FieldError(f"{{n_items}} ({self.n_items}) must be >= {{n_cates}} ({self.n_cates}): "
                              "every category needs an item")
         if round(self.n_rows * (1 - self.test_fraction)) < 1:
-            raise InputError(f"n_rows={self.n_rows} with test_fraction={self.test_fraction} "
+            raise FieldError(f"{{n_rows}}={self.n_rows} with {{test_fraction}}={self.test_fraction} "
                              "leaves no training rows")
 
 
@@ -426,7 +426,7 @@ def generate(out_dir, config: GeneratorConfig | None = None, *, with_oracle: boo
     cfg.validate()
     for name, value in (("rows_per_file", rows_per_file), ("row_group_size", row_group_size)):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-            raise InputError(f"{name} must be an integer >= 1, got {value!r}")
+            raise FieldError(f"{{{name}}} must be an integer >= 1, got {value!r}")
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise InputError(f"output {out} exists and is not a directory")

@@ -38,11 +38,11 @@ def run(args) -> int:
     from rocket_ctr.config import RocketConfig
     from rocket_ctr.datagen.synthetic import generate
     from rocket_ctr.export import export_light
-    from rocket_ctr.serving.latency import format_report, run_benchmark
-    from rocket_ctr.spec import FeatureSpec
     from rocket_ctr.pipelines.inspect import format_summary, summarize
     from rocket_ctr.pipelines.train import format_metrics
     from rocket_ctr.run_dir import restore_model
+    from rocket_ctr.serving.latency import format_report, run_benchmark
+    from rocket_ctr.spec import FeatureSpec
     from rocket_ctr.trainer import Trainer
 
     out = Path(args.out)

@@ -14,7 +14,7 @@ DESCRIPTION = (
     "gRPC and REST APIs, serves the highest version under --model_base_path (picking up newer ones) "
     "and replays warmup records at load. The production server is TensorFlow Serving (see the "
     "Dockerfile's serving target). A SavedModel is code: serve only exports you made.")
-FLAGS = {"model_base": "--model_base_path", "grpc_port": "--port", "rest_port": "--rest_api_port",
+FIELD_FLAGS = {"model_base": "--model_base_path", "grpc_port": "--port", "rest_port": "--rest_api_port",
          "max_candidates": "--max-candidates"}  # serve()'s argument -> flag, for its error messages
 
 
@@ -37,6 +37,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--grpc_max_threads", type=int, default=16, help="gRPC worker threads (default: %(default)s)")
 
 
+def field_flags() -> dict[str, str]:
+    """How this command names serve()'s arguments in error messages: its flags."""
+    return FIELD_FLAGS
+
+
 def add_parser(subparsers) -> None:
     parser = subparsers.add_parser("serve", help=HELP, description=DESCRIPTION)
     add_arguments(parser)
@@ -44,14 +49,10 @@ def add_parser(subparsers) -> None:
 
 
 def run(args) -> int:
-    from rocket_ctr.errors import InputError
-    from rocket_ctr.serving.server import ServeArgumentError, serve
+    from rocket_ctr.serving.server import serve
 
-    try:
-        return serve(args.model_base_path, model_name=args.model_name, host=args.host, grpc_port=args.port,
-                     rest_port=args.rest_api_port, max_candidates=args.max_candidates,
-                     poll_seconds=args.file_system_poll_wait_seconds, warmup=args.enable_model_warmup,
-                     intra_op_threads=args.tensorflow_intra_op_parallelism,
-                     inter_op_threads=args.tensorflow_inter_op_parallelism, grpc_threads=args.grpc_max_threads)
-    except ServeArgumentError as err:
-        raise InputError(err.render(FLAGS)) from None
+    return serve(args.model_base_path, model_name=args.model_name, host=args.host, grpc_port=args.port,
+                 rest_port=args.rest_api_port, max_candidates=args.max_candidates,
+                 poll_seconds=args.file_system_poll_wait_seconds, warmup=args.enable_model_warmup,
+                 intra_op_threads=args.tensorflow_intra_op_parallelism,
+                 inter_op_threads=args.tensorflow_inter_op_parallelism, grpc_threads=args.grpc_max_threads)

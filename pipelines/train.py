@@ -55,9 +55,9 @@ def add_parser(subparsers) -> None:
 
 def run(args) -> int:
     from rocket_ctr.distributed import make_strategy
+    from rocket_ctr.errors import InputError
     from rocket_ctr.spec import FeatureSpec
     from rocket_ctr.trainer import Trainer
-    from rocket_ctr.errors import InputError
 
     # first: before any other TensorFlow op; parameter-server is refused here with the reason
     strategy, task = make_strategy(args.strategy)

@@ -5,9 +5,9 @@ import keras
 import tensorflow as tf
 
 from rocket_ctr.config import HintConfig, ModelConfig, RocketConfig
-from rocket_ctr.spec import FeatureSpec
 from rocket_ctr.layers import MLP, SharedBottom
 from rocket_ctr.losses import get_hint
+from rocket_ctr.spec import FeatureSpec
 
 LOSS_TERMS = ("loss", "light_ce", "booster_ce", "hint")
 

@@ -98,7 +98,8 @@ def validate_schema(files: list[str], spec: FeatureSpec) -> pa.Schema:
                 raise InputError(f"{path}: column {column!r} has type {_describe(arrow_type)}, expected {what}")
         this_user_type = "string" if is_string(schema.field(spec.user_id).type) else "int"
         if user_id_type and this_user_type != user_id_type:
-            raise InputError(f"{path}: column {spec.user_id!r} is {this_user_type} here but {user_id_type} in {files[0]}")
+            raise InputError(f"{path}: column {spec.user_id!r} is {this_user_type} here "
+                             f"but {user_id_type} in {files[0]}")
         user_id_type = this_user_type
         try:
             total_rows += pq.ParquetFile(path).metadata.num_rows

@@ -40,14 +40,20 @@ from rocket_ctr.callbacks.hint_warmup import HintWarmup
 from rocket_ctr.callbacks.recorder import RunRecorder, load_history
 from rocket_ctr.callbacks.tensorboard_logs import TensorBoardLogs
 from rocket_ctr.config import RocketConfig
-from rocket_ctr.data import (ClickLogReader, epochs_dataset, find_feature_spec, resolve_paths, surfacing_input_errors,
-                             to_dataset)
+from rocket_ctr.data import (
+    ClickLogReader,
+    epochs_dataset,
+    find_feature_spec,
+    resolve_paths,
+    surfacing_input_errors,
+    to_dataset,
+)
 from rocket_ctr.distributed import PARAMETER_SERVER_UNSUPPORTED, broadcast_from_chief, make_strategy
 from rocket_ctr.errors import FieldError, InputError, render_fields
 from rocket_ctr.evaluation import evaluate, model_inputs
+from rocket_ctr.holdout import plan_holdout
 from rocket_ctr.id_mapping import IdMapper
 from rocket_ctr.model import LOSS_TERMS, RocketModel
-from rocket_ctr.holdout import plan_holdout
 from rocket_ctr.optimizers import make_optimizer
 from rocket_ctr.signatures import row_signature
 from rocket_ctr.spec import FeatureSpec
@@ -155,15 +161,16 @@ class Trainer:
         steps = min(int(rows * keep) // self.config.training.batch_size for rows in shards)
         if steps < 1:
             raise FieldError(f"{self.train_paths}: the smallest of {self.task.num_workers} shards holds no full "
-                             f"batch of {self.config.training.batch_size} rows; lower {{training.batch_size}} or add data")
+                             f"batch of {self.config.training.batch_size} rows; "
+                             "lower {training.batch_size} or add data")
         return steps
 
     def _build(self):
         """Creates every model and optimizer variable so a checkpoint restores into them."""
         first = next(iter(self.reader), None)
         if first is None:
-            raise FieldError(f"{self.train_paths}: no full batch of {self.config.training.batch_size} rows in any history "
-                             "bucket (training drops partial batches); lower {training.batch_size} or add data")
+            raise FieldError(f"{self.train_paths}: no full batch of {self.config.training.batch_size} rows in any "
+                             "history bucket (training drops partial batches); lower {training.batch_size} or add data")
         features, label = first
         rows, _, _ = model_inputs(self.spec, self.mapper)({k: tf.constant(v) for k, v in features.items()},
                                                           tf.constant(label))
@@ -329,7 +336,8 @@ class Trainer:
     def _evaluated(self, record: dict) -> dict:
         """The epoch's record with the chief's validation and eval metrics (shared with every worker)."""
         if self.holdout and self.is_chief:
-            record["validation"] = evaluate(self.model, self.train_paths, self.spec, holdout=(self.holdout, "validation"))
+            record["validation"] = evaluate(self.model, self.train_paths, self.spec,
+                                            holdout=(self.holdout, "validation"))
             self._print_eval(record["validation"], "validation")
         if self.eval_paths is not None and self.is_chief:
             record["eval"] = evaluate(self.model, self.eval_paths, self.spec)

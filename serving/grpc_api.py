@@ -5,8 +5,14 @@ from __future__ import annotations
 from concurrent import futures
 
 import grpc
-from tensorflow_serving.apis import (get_model_metadata_pb2, get_model_status_pb2, model_service_pb2_grpc,
-                                     predict_pb2, prediction_service_pb2_grpc, status_pb2)
+from tensorflow_serving.apis import (
+    get_model_metadata_pb2,
+    get_model_status_pb2,
+    model_service_pb2_grpc,
+    predict_pb2,
+    prediction_service_pb2_grpc,
+    status_pb2,
+)
 
 from rocket_ctr.serving.models import ModelManager
 from rocket_ctr.serving.status import ServingError, invalid

@@ -22,23 +22,14 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
-from rocket_ctr.errors import InputError
+from rocket_ctr.errors import FieldError, InputError
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
-class ServeArgumentError(InputError):
-    """A bad argument of :func:`serve`. The message names arguments as ``{argument}`` fields of
-    ``template``, so a command line can name its own flags instead (:meth:`render`)."""
-
-    def __init__(self, template: str, **values):
-        self.template, self.values = template, values
-        super().__init__(self.render({}))
-
-    def render(self, names: dict[str, str]) -> str:
-        """The message with each argument called ``names.get(argument, argument)``."""
-        fields = {a: names.get(a, a) for a in ("model_base", "grpc_port", "rest_port", "max_candidates")}
-        return self.template.format(**fields, **self.values)
+class ServeArgumentError(FieldError):
+    """A bad argument of :func:`serve`; the message names it as a ``{argument}`` placeholder, so a
+    command line can show its own flag instead (:meth:`FieldError.render`)."""
 
 
 def _say(message: str) -> None:
@@ -73,11 +64,11 @@ def serve(model_base: str | Path, *, model_name: str = "model", host: str = "127
     """
     base = Path(model_base)
     if not base.is_dir():
-        raise ServeArgumentError("{model_base} {path}: no such folder (export a model first)", path=base)
+        raise ServeArgumentError(f"{{model_base}} {base}: no such folder (export a model first)")
     if grpc_port < 1 or rest_port < 0:
         raise ServeArgumentError("{grpc_port} must be a port number >= 1 and {rest_port} >= 0 (0 = no REST)")
     if max_candidates < 1:
-        raise ServeArgumentError("{max_candidates} must be >= 1, got {got}", got=max_candidates)
+        raise ServeArgumentError(f"{{max_candidates}} must be >= 1, got {max_candidates}")
     import tensorflow as tf
 
     try:  # 0 (auto) is left alone: TensorFlow refuses any change once it has started

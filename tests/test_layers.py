@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from rocket_ctr.layers import MLP, DinAttention, Dice, SharedBottom, activation_layer
+from rocket_ctr.layers import MLP, Dice, DinAttention, SharedBottom, activation_layer
 from rocket_ctr.spec import HIST_LEN, FeatureSpec, IdFeature
 
 D, L = 4, 5

@@ -9,7 +9,6 @@ import pytest
 
 from rocket_ctr.metrics import StreamingEvaluator, auc, gauc, gauc_and_users, logloss
 
-
 # ----------------------------------------------------------------------------- references
 
 

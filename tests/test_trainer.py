@@ -10,13 +10,13 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
+from rocket_ctr.callbacks.hint_warmup import HintWarmup
 from rocket_ctr.config import RocketConfig, flag_table
 from rocket_ctr.datagen.synthetic import generate
 from rocket_ctr.errors import InputError
+from rocket_ctr.evaluation import evaluate
 from rocket_ctr.metrics import auc
 from rocket_ctr.pipelines.cli import main
-from rocket_ctr.callbacks.hint_warmup import HintWarmup
-from rocket_ctr.evaluation import evaluate
 from rocket_ctr.trainer import Trainer
 
 FAST = dict(epochs=2, batch_size=256, learning_rate=5e-3, embedding_dim=8, booster_units=(64, 48, 32, 32, 16, 16, 16))
@@ -134,6 +134,7 @@ def test_a_failed_first_attempt_does_not_lock_the_run_dir(log, tmp_path):
 
 def test_resuming_with_another_feature_spec_is_refused(log, trained):
     import dataclasses
+
     from rocket_ctr.spec import FeatureSpec
     run_dir, _ = trained
     spec = FeatureSpec.load(run_dir / "feature_spec.json")

@@ -42,10 +42,11 @@ class HintWarmup(keras.callbacks.Callback):
 
     @staticmethod
     def off_note(config: RocketConfig) -> str | None:
-        """What to tell the user when the warm-up was asked for but has no validation users to run on."""
+        """What to tell the user when the warm-up was asked for but has no validation rows to run on."""
         if config.model.mode == "rocket" and config.hint.warmup and not config.warmup_active:
-            return ("note: no validation rows ({training.validation_fraction} 0): the hint warm-up and early stopping are "
-                    "off, so the hint applies from the first step as in the paper, even if the booster is weaker")
+            return ("note: no validation rows ({training.validation_fraction} 0): the hint warm-up and early "
+                    "stopping are off, so the hint applies from the first step as in the paper, even if the "
+                    "booster is weaker")
         return None
 
     # ----- the launch test and the ramp -------------------------------------------------------
