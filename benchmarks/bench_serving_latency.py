@@ -183,11 +183,11 @@ def fc_cases(model, n: int) -> list[Case]:
         for jit in (False, True):
             fn = tf.function(lambda v, mlp=mlp: mlp(v, training=False), jit_compile=jit)
 
-            def call(fn=fn):
+            def call(fn=fn, x=x):
                 return fn(x).numpy()
 
             call()  # trace (and compile) outside the timing
-            units = "-".join(str(u) for u in getattr(model.config, f"{tower}_units"))
+            units = "-".join(str(u) for u in getattr(model.config, tower).units)
             cases.append(Case("FC layers only", f"{tower} {'xla' if jit else 'no-xla'}", call,
                               note=f"MLP {width}->{units}->1 on x [{n}, {width}]"))
     return cases
