@@ -39,3 +39,58 @@ def test_cli_reports_a_bad_config_file_in_one_line(tmp_path, capsys):
     assert main(["train", "--train", str(tmp_path), "--run-dir", str(tmp_path / "run"), "--config", str(path)]) == 2
     err = capsys.readouterr().err
     assert "epochs must be an integer" in err and "Traceback" not in err
+
+
+def test_every_field_has_a_generated_flag_that_reaches_it():
+    import argparse
+
+    from rocket_ctr.config import fields_with_metadata
+    from rocket_ctr.pipelines.train import add_config_arguments, config_from_args
+
+    parser = argparse.ArgumentParser()
+    add_config_arguments(parser)
+    for path, flag, field, default in fields_with_metadata():
+        if field.type == "bool":
+            argv, expected = [f"--no-{flag[2:]}" if default else flag], not default
+        elif field.metadata.get("choices"):
+            expected = next(c for c in field.metadata["choices"] if c != default)
+            argv = [flag, expected]
+        elif field.type == "tuple":
+            argv, expected = [flag, "7,5"], (7, 5)
+        elif field.type == "float":
+            argv, expected = [flag, "0.25"], 0.25
+        elif field.type == "str":
+            argv, expected = [flag, "tanh"], "tanh"
+        else:
+            argv, expected = [flag, "3"], 3
+        config = config_from_args(parser.parse_args(argv))
+        assert config.flat()[path] == expected, (flag, path)
+        # nothing else moved
+        assert {k: v for k, v in config.flat().items() if k != path} == \
+            {k: v for k, v in RocketConfig().flat().items() if k != path}
+
+
+def test_nested_and_flat_files_load_the_same_config(tmp_path):
+    import json
+
+    config = RocketConfig(mode="base", hint_weight=0.25, light_units=(64, 32), learning_rate=1e-3)
+    nested, flat = tmp_path / "nested.json", tmp_path / "flat.yaml"
+    nested.write_text(json.dumps(config.to_dict()))
+    flat.write_text("mode: base\nhint_weight: 0.25\nlight_units: [64, 32]\nlearning_rate: 1.0e-3\n")
+    assert RocketConfig.from_file(nested) == config == RocketConfig.from_file(flat)
+    assert config.model.light.units == (64, 32) and config.hint.weight == 0.25
+
+
+def test_errors_name_fields_for_python_and_flags_for_the_cli(tmp_path, capsys):
+    from rocket_ctr.config import flag_table
+    from rocket_ctr.errors import FieldError
+
+    with pytest.raises(FieldError) as caught:
+        RocketConfig(booster_dropout=2.0, hint_weight=-1)
+    assert "model.booster.dropout must be < 1.0" in str(caught.value)
+    assert "hint.weight must be >= 0.0" in str(caught.value)
+    assert "--booster-dropout must be < 1.0" in caught.value.render(flag_table())
+    assert main(["train", "--train", str(tmp_path), "--run-dir", str(tmp_path / "run"),
+                 "--hint-weight", "-1"]) == 2
+    err = capsys.readouterr().err
+    assert "--hint-weight must be >= 0.0, got -1.0" in err and "hint.weight" not in err
