@@ -110,9 +110,9 @@ class HintConfig:
 class TrainingConfig:
     """How the model is trained: epochs, batches, optimizer, validation and early stopping."""
 
-    epochs: int = option(2, help="passes over the training data", minimum=1)
+    epochs: int = option(3, help="passes over the training data", minimum=1)
     batch_size: int = option(256, help="rows per step (per worker under --strategy multi-worker)", minimum=1)
-    learning_rate: float = option(5e-3, help="Adam's learning rate", above=0.0)
+    learning_rate: float = option(1e-3, help="Adam's learning rate", above=0.0)
     optimizer: str = option("lazy_adam", choices=OPTIMIZERS,
                             help="lazy_adam: Adam updating only the embedding rows a batch touched; "
                                  "adam: Keras' Adam, every row every step")
@@ -128,7 +128,7 @@ class TrainingConfig:
                                    help="which rows are held out: auto decides from the log (see "
                                         "rocket_ctr.holdout); last-event: each sampled user's newest event; "
                                         "time: the newest rows; users: every row of sampled users")
-    early_stopping_patience: int = option(1, minimum=0,
+    early_stopping_patience: int = option(2, minimum=0,
                                           help="epochs without a better light validation GAUC before stopping; "
                                                "restores the best weights (0 = off)")
 
