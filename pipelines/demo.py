@@ -39,7 +39,7 @@ def run(args) -> int:
     from rocket_ctr.datagen.synthetic import generate
     from rocket_ctr.export import export_light
     from rocket_ctr.pipelines.inspect import format_summary, summarize
-    from rocket_ctr.pipelines.train import format_metrics
+    from rocket_ctr.pipelines.train import field_flags, format_metrics
     from rocket_ctr.run_dir import restore_model
     from rocket_ctr.serving.latency import format_report, run_benchmark
     from rocket_ctr.spec import FeatureSpec
@@ -62,7 +62,7 @@ def run(args) -> int:
 
     started = _stage(f"3. train the rocket model (light + booster, {args.epochs} epoch(s))")
     config = RocketConfig(epochs=args.epochs, seed=args.seed)
-    metrics = Trainer(run_dir, data / "train", data / "test", config, spec).fit()
+    metrics = Trainer(run_dir, data / "train", data / "test", config, spec, field_names=field_flags()).fit()
     print(format_metrics(metrics))
     print(f"   ({time.perf_counter() - started:.1f} s)")
     outputs["training run (metrics.json, curves.png, checkpoints/, tensorboard/)"] = run_dir
