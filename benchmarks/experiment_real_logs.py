@@ -52,6 +52,7 @@ CHANGES = {
     "dense Adam": ({"optimizer": "adam"}, {}, {}),
     "shuffle 100k": ({"shuffle_buffer": 100_000}, {}, {}),
     "xla": ({"jit_compile": True}, {}, {}),
+    "base mode": ({"mode": "base"}, {}, {}),
     # the defaults before the real-logs issue (with 3 epochs like every row)
     "previous defaults": ({"learning_rate": 5e-3, "validation_fraction": 0.05, "validation_split": "users",
                            "early_stopping_patience": 1}, {}, {}),
@@ -62,6 +63,7 @@ CHANGES = {
 PRESETS = {
     "defaults": [],
     "previous defaults": ["previous defaults"],
+    "base": ["base mode"],  # --mode base with every other default
     "reference-like": ["no validation", "lr 1e-3", "relu attention", "shuffle 100k", "xla", "user_id feature",
                        "vocabulary (no hashing)", "one bucket (50)", "dense Adam"],
 }
