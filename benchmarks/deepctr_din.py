@@ -97,13 +97,23 @@ def read_log(paths, rows, extra=()):
 
 
 def dense_ids(arrays):
-    """Maps the raw ids of several arrays (sharing one vocabulary) to 1..V; returns (mapped, V)."""
+    """Maps the raw ids of several arrays (sharing one vocabulary) to 1..V; returns (mapped, the
+    sorted vocabulary of raw ids)."""
     import numpy as np
 
     sizes = [len(a) for a in arrays]
     vocab, inverse = np.unique(np.concatenate(arrays), return_inverse=True)
     parts = np.split(inverse.reshape(-1).astype(np.int32) + 1, np.cumsum(sizes)[:-1])
-    return parts, len(vocab)
+    return parts, vocab
+
+
+def list_values(column):
+    """A list column as (flat values of its lists, offsets from 0)."""
+    import numpy as np
+
+    column = column.combine_chunks()
+    offsets = column.offsets.to_numpy().astype(np.int64)
+    return column.values.slice(offsets[0], offsets[-1] - offsets[0]).to_numpy(), offsets - offsets[0]
 
 
 def padded(values, offsets, max_len):
@@ -131,23 +141,18 @@ def prepare(table, max_len, scalars=SCALARS, test=None):
         arrays = [table[name].to_numpy()]
         lists = {}
         for h in hist:
-            column = table[h].combine_chunks()
-            offsets = column.offsets.to_numpy().astype(np.int64)
-            flat = column.values.slice(offsets[0], offsets[-1] - offsets[0]).to_numpy()
-            lists[h] = offsets - offsets[0]
+            flat, lists[h] = list_values(table[h])
             arrays.append(flat)
-        mapped, vocab[name] = dense_ids(arrays)
+        mapped, known = dense_ids(arrays)
+        vocab[name] = len(known)
         x[name] = mapped[0]
         for h, values in zip(hist, mapped[1:]):
             x[h] = padded(values, lists[h], max_len)
         if test is not None:
-            known = np.unique(np.concatenate(arrays))
             test_x[name] = _lookup(known, test[name].to_numpy())
             for h in hist:
-                column = test[h].combine_chunks()
-                offsets = column.offsets.to_numpy().astype(np.int64)
-                flat = column.values.slice(offsets[0], offsets[-1] - offsets[0]).to_numpy()
-                test_x[h] = padded(_lookup(known, flat), offsets - offsets[0], max_len)
+                flat, offsets = list_values(test[h])
+                test_x[h] = padded(_lookup(known, flat), offsets, max_len)
     y = table["label"].to_numpy().astype(np.float32)
     test_y = test["label"].to_numpy().astype(np.float32) if test is not None else None
     return x, y, vocab, test_x, test_y

@@ -89,7 +89,7 @@ def vocabularies(args):
         sys.path.insert(0, str(HERE))
         from deepctr_din import prepare, read_log
 
-        x, y, vocab = prepare(read_log(args.data, args.rows), args.history)
+        x, y, vocab, _, _ = prepare(read_log(args.data, args.rows), args.history)
         return vocab, (x, y)
     vocab = dict(DEFAULT_VOCAB)
     if args.vocab:

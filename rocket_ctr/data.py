@@ -28,7 +28,7 @@ import tensorflow as tf
 
 from rocket_ctr.batches import Chunk
 from rocket_ctr.errors import InputError
-from rocket_ctr.holdout import Holdout
+from rocket_ctr.holdout import PARTS, Holdout
 from rocket_ctr.parquet_schema import check_batch, is_string, validate_schema
 from rocket_ctr.signatures import output_signature
 from rocket_ctr.spec import HIST_LEN, FeatureSpec
@@ -100,8 +100,8 @@ class ClickLogReader:
         self.widths = self.spec.history_buckets if bucket_by_length else (self.spec.max_history,)
         self.user_id_string = is_string(self.schema.field(self.spec.user_id).type)
         self.units = self._shard(num_shards, shard_index)
-        if holdout is not None and holdout[1] not in ("train", "validation"):
-            raise InputError(f"holdout part must be 'train' or 'validation', got {holdout[1]!r}")
+        if holdout is not None and holdout[1] not in PARTS:
+            raise InputError(f"holdout part must be one of {PARTS}, got {holdout[1]!r}")
         self.holdout = holdout
         self.epoch = 0
 

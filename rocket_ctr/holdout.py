@@ -29,7 +29,7 @@ from rocket_ctr.errors import InputError
 from rocket_ctr.hashing import user_unit_hash
 from rocket_ctr.spec import FeatureSpec
 
-PARTS = ("train", "validation")
+PARTS = ("train", "validation")  # the two sides a reader can take
 SAME_START_SHARE = 0.5  # share of users starting at one timestamp above which ts counts per-user events
 
 
@@ -89,14 +89,15 @@ def plan_holdout(files: list[str], spec: FeatureSpec, split: str = "auto", fract
     """
     if split not in SPLITS:
         raise InputError(f"validation split must be one of {SPLITS}, got {split!r}")
-    has_ts = spec.timestamp is not None and spec.timestamp in pads.dataset(files, format="parquet").schema.names
+    dataset = pads.dataset(files, format="parquet")
+    has_ts = spec.timestamp is not None and spec.timestamp in dataset.schema.names
     if split in ("last-event", "time") and not has_ts:
         raise InputError(f"validation split {split!r} needs the timestamp column {spec.timestamp!r}, "
                          "which the training log lacks; use the 'users' split")
     if split == "users" or not has_ts:
         why = "" if split == "users" else f" (the log has no timestamp column {spec.timestamp!r})"
         return Holdout("users", fraction, f"all events of {fraction:.0%} of the users{why}", user_cut=fraction)
-    table = pads.dataset(files, format="parquet").to_table(columns=[spec.user_id, spec.timestamp])
+    table = dataset.to_table(columns=[spec.user_id, spec.timestamp])
     if table.column(spec.timestamp).null_count:
         raise InputError(f"column {spec.timestamp!r}: null timestamps; fill them or use the 'users' split")
     per_user = table.group_by(spec.user_id).aggregate([(spec.timestamp, "min"), (spec.timestamp, "max")])
