@@ -260,6 +260,9 @@ def _fields(cls) -> dict:
 
 _SECTION_TYPES = {"AttentionConfig": AttentionConfig, "TowerConfig": TowerConfig, "ModelConfig": ModelConfig,
                   "HintConfig": HintConfig, "TrainingConfig": TrainingConfig}
+# names of the nested sections (model, hint, training, attention, light, booster), from the dataclasses
+_SECTION_NAMES = {f.name for cls in (RocketConfig, *_SECTION_TYPES.values()) for f in dataclasses.fields(cls)
+                  if f.metadata.get("section")}
 
 
 def _build(type_name: str, values: dict):
@@ -287,7 +290,7 @@ def _dotted(mapping: dict, prefix: str = "") -> dict:
     """Nested dicts -> ``{dotted.path: value}``; keys already dotted or flat stay as they are."""
     out = {}
     for key, value in mapping.items():
-        if isinstance(value, dict) and key in ("model", "hint", "training", "attention", "light", "booster"):
+        if isinstance(value, dict) and key in _SECTION_NAMES:
             out.update(_dotted(value, f"{prefix}{key}."))
         else:
             out[f"{prefix}{key}"] = value
