@@ -49,6 +49,7 @@ CHANGES = {
     "user_id feature": ({}, {"user_id": True}, {}),
     "vocabulary (no hashing)": ({}, {"vocabulary": True}, {}),
     "one bucket (50)": ({}, {"history_buckets": [50]}, {}),
+    "length buckets": ({"length_buckets": True}, {}, {}),  # the default before mixed-length batches
     "dense Adam": ({"optimizer": "adam"}, {}, {}),
     "shuffle 100k": ({"shuffle_buffer": 100_000}, {}, {}),
     "xla": ({"jit_compile": True}, {}, {}),

@@ -118,7 +118,11 @@ class TrainingConfig:
                                  "adam: Keras' Adam, every row every step")
     seed: int = option(0, help="seed of initialisation and shuffling")
     shuffle_buffer: int = option(65_536, help="rows shuffled together (bounds memory)", minimum=1)
-    jit_compile: bool = option(False, help="XLA-compile the training step")
+    jit_compile: bool = option(False, help="XLA-compile the training step (it then pads histories to "
+                                                  "the FeatureSpec's history_buckets)")
+    length_buckets: bool = option(False, help="batch rows of similar history length together (the FeatureSpec's "
+                                              "history_buckets); off: batches mix lengths, which measured "
+                                              "better on real logs, and the attention skips padding either way")
     checkpoint_every: int = option(500, help="steps between checkpoints", minimum=1)
     booster_epochs: int | None = option(None, help="two-stage: epochs of stage 1 (default: --epochs)", minimum=1)
     validation_fraction: float = option(0.05, minimum=0.0, below=0.5,

@@ -90,6 +90,8 @@ class DinAttention(keras.layers.Layer):
     The first Dense layer is applied in its split form h·(Wa + Wc) + c·(Wb − Wc) + (h ⊙ c)·Wd,
     which equals the concatenated form but lets a history of batch size 1 broadcast against N
     candidates: in serving the history term is computed once per request, not once per candidate.
+    A batch of per-row histories (training, evaluation) is scored on its valid steps only; both
+    forms give the same result.
 
     Args:
         units: attention MLP widths, e.g. ``(80, 40)``.
@@ -118,15 +120,27 @@ class DinAttention(keras.layers.Layer):
         track_for_checkpoints(self, "rest", self.rest + self.rest_act)
         self.score = keras.layers.Dense(1)
 
+    skip_padding = True  # off under XLA: the valid-step count is a dynamic shape it cannot compile
+
     def call(self, query, keys, mask, training=False):
-        q = query[:, None, :]                                      # [B, 1, D]
-        hidden = (tf.einsum("bld,du->blu", keys, self.w_key + self.w_diff)
-                  + tf.einsum("bld,du->blu", q, self.w_query - self.w_diff)
-                  + tf.einsum("bld,du->blu", keys * q, self.w_prod) + self.bias)
+        if keys.shape[0] == 1 or not self.skip_padding:  # serving: one history broadcast against N candidates
+            return self._pooled_padded(query, keys, mask, training)
+        return self._pooled_valid_steps(query, keys, mask, training)
+
+    def _scores(self, keys_part, query_part, products, training):
+        """The unit's MLP on the split first layer: [..., D] parts -> [...] scores."""
+        hidden = (tf.einsum("...d,du->...u", keys_part, self.w_key + self.w_diff)
+                  + tf.einsum("...d,du->...u", query_part, self.w_query - self.w_diff)
+                  + tf.einsum("...d,du->...u", products, self.w_prod) + self.bias)
         hidden = self.first_act(hidden, training=training)
         for dense, act in zip(self.rest, self.rest_act):
             hidden = act(dense(hidden), training=training)
-        weights = tf.squeeze(self.score(hidden), axis=-1)         # [B, L]
+        return tf.squeeze(self.score(hidden), axis=-1)
+
+    def _pooled_padded(self, query, keys, mask, training):
+        """Every (candidate, step) pair, padding included, then masked: the serving form."""
+        q = query[:, None, :]                                      # [B, 1, D]
+        weights = self._scores(keys, q, keys * q, training)       # [B, L]
         if self.softmax:
             weights = tf.where(mask, weights, tf.fill(tf.shape(weights), -1e9))
             weights = tf.nn.softmax(weights, axis=-1)
@@ -134,9 +148,33 @@ class DinAttention(keras.layers.Layer):
         # batched matmul broadcasts a batch-1 history against B candidates without copying it
         return tf.squeeze(tf.matmul(weights[:, None, :], keys), axis=1)
 
+    def _pooled_valid_steps(self, query, keys, mask, training):
+        """Only the valid (row, step) pairs: work grows with the real history lengths, not the padding.
+
+        Training batches mix short and long histories (grouping rows by length was measured to
+        cost accuracy on real logs), so most of a padded batch would be padding.
+        """
+        where = tf.where(mask)                                     # [V, 2] (row, step)
+        rows = where[:, 0]
+        steps = tf.gather_nd(keys, where)                          # [V, D]
+        queries = tf.gather(query, rows)                           # [V, D]
+        weights = self._scores(steps, queries, steps * queries, training)  # [V]
+        n = tf.shape(query, out_type=tf.int64)[0]
+        if self.softmax:
+            weights = tf.exp(weights - tf.gather(tf.math.unsorted_segment_max(weights, rows, n), rows))
+            weights = weights / tf.gather(tf.math.unsorted_segment_sum(weights, rows, n), rows)
+        return tf.math.unsorted_segment_sum(weights[:, None] * steps, rows, n)
+
     def get_config(self):
         return {**super().get_config(), "units": list(self.units), "activation": self.activation,
                 "softmax": self.softmax}
+
+
+def use_padded_attention(model: keras.layers.Layer, padded: bool) -> None:
+    """Switches every DinAttention inside ``model`` to the padded form (for XLA) or back (before tracing)."""
+    for layer in model._flatten_layers(include_self=True):
+        if isinstance(layer, DinAttention):
+            layer.skip_padding = not padded
 
 
 class SharedBottom(keras.layers.Layer):

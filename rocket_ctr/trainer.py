@@ -53,6 +53,7 @@ from rocket_ctr.errors import FieldError, InputError, render_fields
 from rocket_ctr.evaluation import evaluate, model_inputs
 from rocket_ctr.holdout import plan_holdout
 from rocket_ctr.id_mapping import IdMapper
+from rocket_ctr.layers import use_padded_attention
 from rocket_ctr.model import LOSS_TERMS, RocketModel
 from rocket_ctr.optimizers import make_optimizer
 from rocket_ctr.signatures import row_signature
@@ -101,8 +102,10 @@ class Trainer:
         training = cfg.training
         self.holdout = plan_holdout(resolve_paths(train), self.spec, training.validation_split,
                                     training.validation_fraction) if training.validation_fraction else None
+        # XLA compiles one step per padded width: it needs the padded attention and few widths
         self.reader = ClickLogReader(train, self.spec, batch_size=training.batch_size, shuffle=True,
                                      shuffle_buffer=training.shuffle_buffer, seed=training.seed, drop_remainder=True,
+                                     bucket_by_length=training.length_buckets or training.jit_compile,
                                      num_shards=self.task.num_workers, shard_index=self.task.worker_index,
                                      holdout=(self.holdout, "train") if self.holdout else None)
         self.steps_per_epoch = self._fixed_steps_per_epoch() if self.distributed else None
@@ -209,6 +212,7 @@ class Trainer:
         self.model.optimizer = self.optimizers[stage]
         if stage not in self._steps:
             model = self.model
+            use_padded_attention(model, padded=self.config.training.jit_compile)
             if not self.distributed:
                 # one trace for every batch size and history width (no retracing per bucket)
                 signature = [row_signature(self.spec), tf.TensorSpec([None], tf.float32)]

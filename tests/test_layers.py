@@ -70,6 +70,30 @@ def test_padded_steps_do_not_change_the_output(softmax):
     assert not np.allclose(changed[:2], before[:2])
 
 
+@pytest.mark.parametrize("softmax", [False, True])
+def test_valid_step_form_equals_the_padded_form_in_values_and_gradients(softmax):
+    layer = built_attention(softmax)
+    query, keys, mask = din_inputs(seed=2)
+
+    def pooled_and_gradients(padded):
+        layer.skip_padding = not padded
+        with tf.GradientTape() as tape:
+            tape.watch(keys)
+            out = layer(query, keys, mask)
+            loss = tf.reduce_sum(out * tf.range(1.0, D + 1.0))
+        return [out.numpy()] + [g.numpy() for g in tape.gradient(loss, [keys] + layer.trainable_weights)]
+
+    skipping, padded = pooled_and_gradients(False), pooled_and_gradients(True)
+    layer.skip_padding = True
+    for a, b in zip(skipping, padded):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+    # traced with unknown batch and width, as the training step is
+    traced = tf.function(layer.call, input_signature=[tf.TensorSpec([None, D]), tf.TensorSpec([None, None, D]),
+                                                      tf.TensorSpec([None, None], tf.bool)])
+    np.testing.assert_allclose(traced(query, keys, mask).numpy(), skipping[0], rtol=1e-5, atol=1e-6)
+
+
 def attention_weights(layer, lengths):
     """The per-step weights: with one-hot keys e_t the pooled output is the weight vector itself."""
     query, _, _ = din_inputs(batch=len(lengths), lengths=lengths)
