@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import os
 import sys
 
 # sub-command modules of rocket_ctr.pipelines; each has add_parser(subparsers) that sets `func`.
@@ -22,13 +21,21 @@ def build_parser() -> argparse.ArgumentParser:
                 raise
             continue  # sub-command not part of this build
         module.add_parser(subparsers)
+    parser.add_argument("--verbose", action="store_true",
+                        help="show TensorFlow's own start-up and C++ log output (hidden by default)")
+    for command in subparsers.choices.values():  # also accepted after the sub-command
+        if "--verbose" not in command._option_string_actions:
+            command.add_argument("--verbose", action="store_true", default=argparse.SUPPRESS,
+                                 help="show TensorFlow's own start-up and C++ log output")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TF's C++ start-up chatter off the console
     from rocket_ctr.errors import FieldError, InputError
+    from rocket_ctr.pipelines.quiet_startup import configure
 
+    # before anything imports TensorFlow: its start-up noise stays off the console (see quiet_startup)
+    configure(verbose="--verbose" in (sys.argv[1:] if argv is None else argv))
     args = build_parser().parse_args(argv)
     try:
         result = args.func(args)

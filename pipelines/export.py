@@ -38,6 +38,8 @@ def run(args) -> int:
     print("  signatures: serving_default (1 user x N candidates), score_rows (N rows) -> probabilities")
     print(f"  verified on {result.checked_rows} rows: max |SavedModel - in-memory| = {result.max_abs_diff:.2g}")
     print(f"  {result.warmup_records} warmup records in {result.path / 'assets.extra'}")
+    for folder in result.removed_stale:
+        print(f"  removed {folder}: the staging folder of an export that was killed")
     if result.jit_compile:
         print("  TF Serving runs XLA exports only with --xla_cpu_compilation_enabled=true")
     return 0

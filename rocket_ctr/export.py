@@ -15,13 +15,13 @@ import dataclasses
 import json
 import os
 import shutil
-import tempfile
 from pathlib import Path
 
 import tensorflow as tf
 
 from rocket_ctr.errors import InputError
 from rocket_ctr.export_rows import sample_rows
+from rocket_ctr.export_staging import make_staging, remove_stale
 from rocket_ctr.export_verify import verify_export
 from rocket_ctr.export_warmup import warmup_logs, write_warmup
 from rocket_ctr.serving_module import ServingModule
@@ -42,6 +42,7 @@ class ExportResult:
     checked_rows: int
     max_abs_diff: float
     warmup_records: int
+    removed_stale: list = dataclasses.field(default_factory=list)  # staging folders of killed exports
 
 
 # ----- versions ----------------------------------------------------------------------------------
@@ -125,7 +126,8 @@ def export_light(model, spec: FeatureSpec, export_base, version: int | None = No
         base.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise InputError(f"export base {base}: cannot create the folder ({err.strerror})") from None
-    staging = Path(tempfile.mkdtemp(prefix=f".tmp-{version}-", dir=base))
+    stale = remove_stale(base)  # staging folders of exports killed before they could clean up
+    staging = make_staging(base, version)
     try:
         tf.saved_model.save(module, str(staging), signatures={SERVING_DEFAULT: module.serving_default,
                                                               SCORE_ROWS: module.score_rows})
@@ -146,7 +148,7 @@ def export_light(model, spec: FeatureSpec, export_base, version: int | None = No
         if created_base:
             shutil.rmtree(base, ignore_errors=True)
         raise
-    return ExportResult(final, version, tower, jit_compile, len(rows[HIST_LEN]), worst, len(logs))
+    return ExportResult(final, version, tower, jit_compile, len(rows[HIST_LEN]), worst, len(logs), stale)
 
 
 def read_export_info(version_dir) -> dict:

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
+from rocket_ctr.checkpoints import newest_intact
 from rocket_ctr.config import RocketConfig
 from rocket_ctr.errors import FieldError, InputError
 from rocket_ctr.model import RocketModel
@@ -32,8 +33,12 @@ CHECKPOINTS, BEST, TENSORBOARD = "checkpoints", "best", "tensorboard"
 
 
 def latest_checkpoint(run_dir) -> str | None:
-    """The prefix of the run's latest checkpoint in ``checkpoints/`` (None before the first save)."""
-    return tf.train.latest_checkpoint(str(Path(run_dir) / CHECKPOINTS))
+    """The prefix of the run's newest intact checkpoint in ``checkpoints/`` (None before the first save).
+
+    A truncated or corrupt newer one is skipped with a warning naming its files; when none is
+    intact, InputError (see ``rocket_ctr.checkpoints``).
+    """
+    return newest_intact(Path(run_dir) / CHECKPOINTS)
 
 
 def check_run_dir(run_dir, config: RocketConfig, spec: FeatureSpec) -> None:
