@@ -23,13 +23,13 @@ from typing import Iterator
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.dataset as pads
 import tensorflow as tf
 
 from rocket_ctr.batches import Chunk
 from rocket_ctr.errors import InputError
 from rocket_ctr.holdout import PARTS, Holdout
 from rocket_ctr.parquet_schema import check_batch, is_string, validate_schema
+from rocket_ctr.row_ranges import file_fragments, plan_shard, shard_sizes
 from rocket_ctr.signatures import output_signature
 from rocket_ctr.spec import HIST_LEN, FeatureSpec
 
@@ -74,8 +74,8 @@ class ClickLogReader:
         shuffle: shuffle file order and rows within a window of ``shuffle_buffer`` rows.
         shuffle_buffer: rows held for shuffling and bucketing (bounds memory).
         seed: shuffling seed; epoch ``e`` uses ``seed + e``.
-        num_shards, shard_index: this worker's share (by file when there are at least as many files
-            as shards, else by row group).
+        num_shards, shard_index: this worker's share: a contiguous ~1/num_shards of the rows (by
+            row range, see :mod:`rocket_ctr.row_ranges`: any file count and row groups).
         drop_remainder: drop the last partial batch of every bucket (fixed shapes for training).
         bucket_by_length: group rows into the spec's history buckets; off pads to ``max_history``.
         holdout: ``(Holdout, part)`` keeps only one side of a validation split (see
@@ -89,8 +89,6 @@ class ClickLogReader:
                  bucket_by_length: bool = True, holdout: tuple[Holdout, str] | None = None):
         if batch_size < 1:
             raise InputError(f"batch_size must be >= 1, got {batch_size}")
-        if not 0 <= shard_index < num_shards:
-            raise InputError(f"shard_index must be in [0, {num_shards}), got {shard_index}")
         self.spec = spec or FeatureSpec()
         self.files = resolve_paths(paths)
         self.schema = validate_schema(self.files, self.spec)
@@ -99,50 +97,31 @@ class ClickLogReader:
         self.drop_remainder = drop_remainder
         self.widths = self.spec.history_buckets if bucket_by_length else (self.spec.max_history,)
         self.user_id_string = is_string(self.schema.field(self.spec.user_id).type)
-        self.units = self._shard(num_shards, shard_index)
+        self.fragments = file_fragments(self.files)
+        self.units = plan_shard(self.fragments, num_shards, shard_index)  # RowRange pieces, in order
         if holdout is not None and holdout[1] not in PARTS:
             raise InputError(f"holdout part must be one of {PARTS}, got {holdout[1]!r}")
         self.holdout = holdout
         self.epoch = 0
 
-    def _shard(self, num_shards: int, shard_index: int) -> list:
-        """This worker's (fragment, name for messages) pairs: whole files or single row groups."""
-        dataset = pads.dataset(self.files, format="parquet")
-        fragments = list(dataset.get_fragments())
-        if num_shards == 1 or len(fragments) >= num_shards:
-            return [(f, f.path) for f in fragments[shard_index::num_shards]]
-        row_groups = [(rg, f"{fragment.path} (row group {rg.row_groups[0].id})")
-                      for fragment in fragments for rg in fragment.split_by_row_group()]
-        if len(row_groups) < num_shards:
-            raise InputError(f"{len(row_groups)} row group(s) in {len(self.files)} file(s) cannot feed "
-                             f"{num_shards} workers; write smaller row groups or more files")
-        return row_groups[shard_index::num_shards]
-
     @property
     def num_rows(self) -> int:
         """Rows in this reader's share of the input (before any split by user)."""
-        return sum(_unit_rows(unit) for unit, _ in self.units)
+        return sum(unit.num_rows for unit in self.units)
 
     def shard_rows(self, num_shards: int) -> list[int]:
-        """Rows in each of ``num_shards`` shards of this input (the same list on every worker).
-
-        Raises:
-            InputError: fewer files and row groups than shards.
-        """
-        return [sum(_unit_rows(unit) for unit, _ in self._shard(num_shards, i)) for i in range(num_shards)]
+        """Rows in each of ``num_shards`` shards of this input (the same list on every worker,
+        from the files' metadata; sizes differ by at most one row)."""
+        return shard_sizes(sum(f.metadata.num_rows for f in self.fragments), num_shards)
 
     def _chunks(self, rng: np.random.Generator) -> Iterator[Chunk]:
         order = rng.permutation(len(self.units)) if self.shuffle else range(len(self.units))
         columns = list(dict.fromkeys(self.spec.columns + (self.holdout[0].columns(self.spec) if self.holdout else ())))
         for i in order:
-            unit, where = self.units[i]
-            first_row = 0
+            unit = self.units[i]
             try:
-                for batch in unit.to_batches(columns=columns, batch_size=READ_BATCH_ROWS):
-                    if batch.num_rows == 0:
-                        continue
-                    check_batch(batch, self.spec, where, first_row)
-                    first_row += batch.num_rows
+                for first_row, batch in unit.batches(columns, READ_BATCH_ROWS):
+                    check_batch(batch, self.spec, unit.path, first_row)  # row numbers count from the file's start
                     chunk = Chunk(batch, self.spec)
                     if self.holdout is not None:
                         held_out = self.holdout[0].validation_rows(batch, self.spec)
@@ -150,7 +129,7 @@ class ClickLogReader:
                     if chunk.n:
                         yield chunk
             except (pa.ArrowException, OSError) as err:
-                raise InputError(f"{where}: cannot read Parquet data ({str(err).splitlines()[0]})") from None
+                raise InputError(f"{unit.name}: cannot read Parquet data ({str(err).splitlines()[0]})") from None
 
     def _gather(self, chunk: Chunk, rows: np.ndarray, width: int) -> tuple[dict, np.ndarray]:
         """Features and labels of ``rows`` (shape [k, B]) as arrays of shape [k, B, ...]."""
@@ -209,14 +188,6 @@ class ClickLogReader:
             yield self._gather(window, members, width)
         if leftover:
             pending.append(window.take(np.sort(np.concatenate(leftover))))
-
-
-def _unit_rows(fragment) -> int:
-    """Rows of a whole-file fragment or of a single-row-group fragment (from metadata only)."""
-    if fragment.row_groups is not None and len(fragment.row_groups) == 1 and \
-            fragment.metadata.num_row_groups > 1:
-        return fragment.row_groups[0].num_rows
-    return fragment.metadata.num_rows
 
 
 @contextlib.contextmanager

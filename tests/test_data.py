@@ -176,23 +176,22 @@ def _shards(paths, num_shards, **kwargs) -> list[list[int]]:
 
 
 @pytest.mark.parametrize("shuffle", [False, True])
-def test_sharding_by_file_covers_every_row_once(three_files, shuffle):
+def test_sharding_by_row_range_across_files_covers_every_row_once(three_files, shuffle):
     folder, columns = three_files
-    shards = _shards(folder, 2, shuffle=shuffle)  # 3 files >= 2 workers: whole files per worker
-    assert all(shards)
+    shards = _shards(folder, 2, shuffle=shuffle)  # 170 rows in 3 files: rows 0-84 / 85-169 across files
+    assert sorted(shards[0]) == list(range(85)) and sorted(shards[1]) == list(range(85, 170))
     assert sorted(shards[0] + shards[1]) == sorted(columns["item_id"])
-    assert not set(shards[0]) & set(shards[1])
-    assert sorted(shards[0]) == list(range(60)) + list(range(105, 170))  # files 0 and 2
 
 
-def test_sharding_by_row_group_covers_every_row_once(click_log):
+@pytest.mark.parametrize("row_group_size", [None, 10])
+def test_sharding_by_row_range_within_one_file(click_log, row_group_size):
     columns = log_columns(95, max_len=15)
-    path = click_log(columns=columns, row_group_size=10)  # 1 file, 10 row groups, 3 workers
+    path = click_log(columns=columns, row_group_size=row_group_size)  # 1 file, 1 or 10 row groups
     shards = _shards(path, 3)
-    assert [len(s) for s in shards] == [35, 30, 30]  # row groups 0,3,6,9(5 rows) / 1,4,7 / 2,5,8
-    assert sorted(sum(shards, [])) == list(range(95))
-    with pytest.raises(InputError, match=r"10 row group\(s\) in 1 file\(s\) cannot feed 11 workers"):
-        make_dataset(path, SPEC, num_shards=11, shard_index=0)
+    assert [sorted(s) for s in shards] == [list(range(31)), list(range(31, 63)), list(range(63, 95))]
+    eleven = _shards(path, 11)  # more workers than row groups: still contiguous, equal to a row
+    assert {len(s) for s in eleven} == {8, 9} and sorted(sum(eleven, [])) == list(range(95))
+    assert data.ClickLogReader(path, SPEC).shard_rows(3) == [31, 32, 32]
     with pytest.raises(InputError, match=r"shard_index must be in \[0, 3\), got 3"):
         make_dataset(path, SPEC, num_shards=3, shard_index=3)
 
@@ -350,8 +349,8 @@ def test_value_error_in_a_row_group_shard(click_log):
     columns = log_columns(20)
     columns["label"][15] = 7
     path = click_log(columns=columns, row_group_size=5)
-    message = _value_error(path, num_shards=2, shard_index=1)  # row groups 1 and 3
-    assert message == f"{path} (row group 3): column 'label' holds 7; labels must be 0 or 1"
+    message = _value_error(path, num_shards=2, shard_index=1)  # rows 10-19
+    assert message == f"{path}: column 'label' holds 7; labels must be 0 or 1"
 
 
 # ----- bad input: files and paths ------------------------------------------------------------

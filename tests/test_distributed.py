@@ -11,6 +11,7 @@ import sys
 import threading
 import time
 
+import pyarrow.parquet as pq
 import pytest
 
 from rocket_ctr.config import RocketConfig
@@ -71,15 +72,20 @@ class Launch:
         return None
 
 
-def test_two_workers_match_single_process_training_with_the_same_global_batch(log, tmp_path):
+def test_two_workers_on_one_row_group_match_single_process_training_with_the_same_global_batch(log, tmp_path):
     from rocket_ctr.trainer import Trainer
+    # the whole train log as ONE file of ONE row group: the workers split it by row range
+    train = tmp_path / "train.parquet"
+    table = pq.read_table(sorted(str(p) for p in (log / "train").glob("*.parquet")))
+    pq.write_table(table, train, row_group_size=table.num_rows)
+    assert pq.ParquetFile(train).metadata.num_row_groups == 1
     # the plain joint training (no validation users, so no warm-up or early stopping): 3 full epochs each
     common = dict(epochs=3, embedding_dim=8, booster_units=(64, 48, 32, 32, 16, 16, 16), seed=1,
                   validation_fraction=0.0)
-    single = Trainer(tmp_path / "single", log / "train", log / "test",
+    single = Trainer(tmp_path / "single", train, log / "test",
                      RocketConfig(**common, batch_size=512), verbose=0).fit()
     run_dir = tmp_path / "mw"
-    launch = Launch(["--workers", "2", "--max-restarts", "0", "--", "--train", str(log / "train"),
+    launch = Launch(["--workers", "2", "--max-restarts", "0", "--", "--train", str(train),
                      "--eval", str(log / "test"), "--run-dir", str(run_dir), "--epochs", "3",
                      "--batch-size", "256", "--seed", "1", "--validation-fraction", "0", *MODEL])
     assert launch.wait() == 0, launch.output[-3000:]
@@ -164,22 +170,21 @@ def test_train_cli_refuses_multi_worker_without_tf_config(log, tmp_path, capsys,
     assert "TF_CONFIG is not valid JSON" in capsys.readouterr().err
 
 
-def test_fewer_files_and_row_groups_than_workers_is_refused(click_log, capsys):
-    path = click_log(n=50)  # one file, one row group
-    with pytest.raises(InputError, match="cannot feed 2 workers"):
-        ClickLogReader(path, num_shards=2, shard_index=1)
+def test_one_row_group_feeds_two_workers_and_launch_errors(click_log, capsys):
+    path = click_log(n=50)  # one file, one row group: rows 0-24 and 25-49
+    assert [[u.name for u in ClickLogReader(path, num_shards=2, shard_index=i).units] for i in (0, 1)] == \
+        [[f"{path} (rows 0-24)"], [f"{path} (rows 25-49)"]]
     assert main(["launch-local", "--workers", "1", "--", "--train", path, "--run-dir", "x"]) == 2
     assert "--workers must be >= 2" in capsys.readouterr().err
     assert main(["launch-local", "--workers", "2", "--", "--train", path, "--strategy", "default"]) == 2
 
 
-def test_shards_split_by_row_group_when_files_are_fewer_than_workers(log):
+def test_shards_are_equal_row_ranges_whatever_the_files(log):
     reader = ClickLogReader(log / "train")  # 6 files of 2 row groups each
-    assert reader.shard_rows(4) == [18_000, 18_000, 9_000, 9_000]  # by file: at least as many files as shards
-    assert reader.shard_rows(12) == [4_500] * 12  # by row group
+    assert reader.shard_rows(4) == [13_500] * 4
+    assert sorted(set(reader.shard_rows(13))) == [4_153, 4_154]
     assert sum(reader.shard_rows(8)) == reader.num_rows == 54_000
-    with pytest.raises(InputError, match="12 row group"):
-        reader.shard_rows(13)
+    assert sum(ClickLogReader(log / "train", num_shards=13, shard_index=i).num_rows for i in range(13)) == 54_000
 
 
 def test_parameter_server_strategy_is_refused_with_the_reason(log, tmp_path, capsys):
