@@ -6,8 +6,8 @@ import importlib
 import sys
 
 # sub-command modules of rocket_ctr.pipelines; each has add_parser(subparsers) that sets `func`.
-COMMANDS = ("demo", "generate", "inspect", "convert", "train", "launch_local", "evaluate", "export", "serve",
-            "bench_latency")
+COMMANDS = ("demo", "generate", "inspect", "convert", "train", "launch_local", "evaluate", "predict", "replay",
+            "export", "serve", "bench_latency")
 
 
 def build_parser() -> argparse.ArgumentParser:

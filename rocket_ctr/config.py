@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -27,11 +28,12 @@ _TYPE_WORDS = {"int": "an integer", "float": "a number", "bool": "true or false"
 
 
 def option(default, *, help: str = "", choices: tuple | None = None, minimum=None, above=None, below=None,
-           flag: str | None = None):
+           maximum=None, flag: str | None = None):
     """A config field with what the CLI and validation need: ``help``, allowed ``choices``, bounds
-    (``minimum`` inclusive, ``above``/``below`` exclusive) and a ``flag`` other than the generated one."""
+    (``minimum``/``maximum`` inclusive, ``above``/``below`` exclusive) and a ``flag`` other than the
+    generated one."""
     return dataclasses.field(default=default, metadata=dict(help=help, choices=choices, minimum=minimum,
-                                                            above=above, below=below, flag=flag))
+                                                            above=above, below=below, maximum=maximum, flag=flag))
 
 
 def section(cls):
@@ -124,6 +126,10 @@ class TrainingConfig:
                                               "history_buckets); off: batches mix lengths, which measured "
                                               "better on real logs, and the attention skips padding either way")
     checkpoint_every: int = option(500, help="steps between checkpoints", minimum=1)
+    negative_rate: float = option(1.0, above=0.0, maximum=1.0,
+                                  help="train on every click and this share of the negatives (chosen by a hash "
+                                       "of each row, the same every epoch); predictions, evaluation and the "
+                                       "export are corrected back to the full rate: p = q / (q + (1 - q) / r)")
     booster_epochs: int | None = option(None, help="two-stage: epochs of stage 1 (default: --epochs)", minimum=1)
     validation_fraction: float = option(0.05, minimum=0.0, below=0.5,
                                         help="share of the training rows held out and evaluated every epoch "
@@ -341,12 +347,16 @@ def _check(path: str, holder, field) -> str | None:
     if isinstance(value, tuple) and not value:
         return f"{{{path}}} must list at least one width"
     values = value if isinstance(value, tuple) else (value,)
+    if any(isinstance(v, float) and not math.isfinite(v) for v in values):
+        return f"{{{path}}} must be a finite number, got {value}"
     if meta.get("minimum") is not None and min(values) < meta["minimum"]:
         return f"{{{path}}} must be >= {meta['minimum']}, got {value}"
     if meta.get("above") is not None and min(values) <= meta["above"]:
         return f"{{{path}}} must be > {meta['above']}, got {value}"
     if meta.get("below") is not None and max(values) >= meta["below"]:
         return f"{{{path}}} must be < {meta['below']}, got {value}"
+    if meta.get("maximum") is not None and max(values) > meta["maximum"]:
+        return f"{{{path}}} must be <= {meta['maximum']}, got {value}"
     return None
 
 

@@ -9,7 +9,8 @@ and gives compiled (XLA) steps a handful of shapes instead of one per batch.
 
 A batch is ``(features, label)``: ``features`` holds the user id, every id column of the spec
 (raw ids, [B]), every history column ([B, L], left-aligned, zero-padded) and ``hist_len``
-([B] int32, the true length); ``label`` is float32 [B].
+([B] int32, the true length) and ``sample_weight`` ([B] float32: the spec's weight column, else
+1); ``label`` is float32 [B].
 """
 from __future__ import annotations
 
@@ -26,12 +27,13 @@ import pyarrow as pa
 import tensorflow as tf
 
 from rocket_ctr.batches import Chunk
+from rocket_ctr.downsampling import keep_rows
 from rocket_ctr.errors import InputError
 from rocket_ctr.holdout import PARTS, Holdout
 from rocket_ctr.parquet_schema import check_batch, is_string, validate_schema
 from rocket_ctr.row_ranges import file_fragments, plan_shard, shard_sizes
 from rocket_ctr.signatures import output_signature
-from rocket_ctr.spec import HIST_LEN, FeatureSpec
+from rocket_ctr.spec import HIST_LEN, WEIGHT, FeatureSpec
 
 READ_BATCH_ROWS = 32_768  # rows per pyarrow record batch (bounded memory, amortised overhead)
 GROUP_BATCHES = 8  # batches handed to tf.data per Python call
@@ -81,12 +83,16 @@ class ClickLogReader:
         holdout: ``(Holdout, part)`` keeps only one side of a validation split (see
             :mod:`rocket_ctr.holdout`): ``"validation"`` = the held-out rows, ``"train"`` = the
             others. None = all rows.
+        negative_rate: keep every click and this share of the negatives, chosen by a hash of
+            each row and ``seed`` (the same rows every epoch; see :mod:`rocket_ctr.downsampling`).
+            1 = every row.
     """
 
     def __init__(self, paths, spec: FeatureSpec | None = None, *, batch_size: int = 1024,
                  shuffle: bool = False, shuffle_buffer: int = 65_536, seed: int = 0,
                  num_shards: int = 1, shard_index: int = 0, drop_remainder: bool = False,
-                 bucket_by_length: bool = True, holdout: tuple[Holdout, str] | None = None):
+                 bucket_by_length: bool = True, holdout: tuple[Holdout, str] | None = None,
+                 negative_rate: float = 1.0):
         if batch_size < 1:
             raise InputError(f"batch_size must be >= 1, got {batch_size}")
         self.spec = spec or FeatureSpec()
@@ -102,6 +108,9 @@ class ClickLogReader:
         if holdout is not None and holdout[1] not in PARTS:
             raise InputError(f"holdout part must be one of {PARTS}, got {holdout[1]!r}")
         self.holdout = holdout
+        if not 0.0 < negative_rate <= 1.0:
+            raise InputError(f"negative_rate must be in (0, 1], got {negative_rate}")
+        self.negative_rate = negative_rate
         self.epoch = 0
 
     @property
@@ -126,6 +135,8 @@ class ClickLogReader:
                     if self.holdout is not None:
                         held_out = self.holdout[0].validation_rows(batch, self.spec)
                         chunk = chunk.take(np.flatnonzero(held_out == (self.holdout[1] == "validation")))
+                    if self.negative_rate < 1.0:
+                        chunk = chunk.take(keep_rows(chunk, self.spec, self.negative_rate, self.seed))
                     if chunk.n:
                         yield chunk
             except (pa.ArrowException, OSError) as err:
@@ -137,6 +148,7 @@ class ClickLogReader:
         for column, padded in chunk.padded(rows.reshape(-1), width).items():
             features[column] = padded.reshape(rows.shape + (width,))
         features[HIST_LEN] = chunk.lengths[rows].astype(np.int32)
+        features[WEIGHT] = chunk.weight[rows]
         return features, chunk.label[rows]
 
     def groups(self) -> Iterator[tuple[dict, np.ndarray]]:

@@ -107,7 +107,8 @@ class Trainer:
                                      shuffle_buffer=training.shuffle_buffer, seed=training.seed, drop_remainder=True,
                                      bucket_by_length=training.length_buckets or training.jit_compile,
                                      num_shards=self.task.num_workers, shard_index=self.task.worker_index,
-                                     holdout=(self.holdout, "train") if self.holdout else None)
+                                     holdout=(self.holdout, "train") if self.holdout else None,
+                                     negative_rate=training.negative_rate)
         self.steps_per_epoch = self._fixed_steps_per_epoch() if self.distributed else None
         if eval is not None:
             ClickLogReader(eval, self.spec)  # validate the eval schema before training starts
@@ -175,8 +176,8 @@ class Trainer:
             raise FieldError(f"{self.train_paths}: no full batch of {self.config.training.batch_size} rows in any "
                              "history bucket (training drops partial batches); lower {training.batch_size} or add data")
         features, label = first
-        rows, _, _ = model_inputs(self.spec, self.mapper)({k: tf.constant(v) for k, v in features.items()},
-                                                          tf.constant(label))
+        rows = model_inputs(self.spec, self.mapper)({k: tf.constant(v) for k, v in features.items()},
+                                                    tf.constant(label))[0]
         self.model(rows, training=False)
         self.reader.epoch = 0
         if self.config.model.mode == "two-stage":
@@ -205,7 +206,7 @@ class Trainer:
         """The compiled training step of a stage, built once (a new one would recompile every shape).
 
         ``entering``: this epoch starts the stage afresh (not a resume inside it).
-        ``element_spec``: the distributed dataset's (rows, label, user) spec (multi-worker).
+        ``element_spec``: the distributed dataset's (rows, label, user, weight) spec (multi-worker).
         """
         if stage != "joint":
             self.model.set_stage(stage, initialise=entering)
@@ -215,23 +216,24 @@ class Trainer:
             use_padded_attention(model, padded=self.config.training.jit_compile)
             if not self.distributed:
                 # one trace for every batch size and history width (no retracing per bucket)
-                signature = [row_signature(self.spec), tf.TensorSpec([None], tf.float32)]
+                signature = [row_signature(self.spec), tf.TensorSpec([None], tf.float32),
+                             tf.TensorSpec([None], tf.float32)]
 
                 @tf.function(jit_compile=self.config.training.jit_compile, input_signature=signature)
-                def step(rows, label):
-                    return model.train_step((rows, label))
+                def step(rows, label, weight):
+                    return model.train_step((rows, label, weight))
             else:
                 strategy = self.strategy
 
-                @tf.function(input_signature=list(element_spec[:2]))
-                def step(rows, label):
-                    logs = strategy.run(model.train_step, args=((rows, label),))
+                @tf.function(input_signature=[element_spec[0], element_spec[1], element_spec[3]])
+                def step(rows, label, weight):
+                    logs = strategy.run(model.train_step, args=((rows, label, weight),))
                     return tf.nest.map_structure(lambda v: strategy.experimental_local_results(v)[0], logs)
             self._steps[stage] = step
         return self._steps[stage]
 
     def _epoch_dataset(self, epoch: int, skip: int):
-        """This worker's batches of an epoch, resumed after ``skip`` steps: ``(rows, label, user)``.
+        """This worker's batches of an epoch, resumed after ``skip`` steps: ``(rows, label, user, weight)``.
 
         Multi-worker: a repeated stream cut at the fixed step count, handed out through the
         strategy's distributed dataset (one input pipeline per worker = one shard).
@@ -307,9 +309,9 @@ class Trainer:
             self._call("on_epoch_begin", epoch)
             started, in_epoch, logs = time.perf_counter(), skip, {}
             with surfacing_input_errors():
-                for rows, label, _ in self._take_steps(dataset, skip):
+                for rows, label, _, weight in self._take_steps(dataset, skip):
                     self._call("on_train_batch_begin", in_epoch)
-                    logs = {k: float(v) for k, v in step(rows, label).items()}
+                    logs = {k: float(v) for k, v in step(rows, label, weight).items()}
                     in_epoch += 1
                     global_step += 1
                     bar.update(min(in_epoch, steps_per_epoch), list(logs.items()))
@@ -341,7 +343,8 @@ class Trainer:
         """The epoch's record with the chief's validation and eval metrics (shared with every worker)."""
         if self.holdout and self.is_chief:
             record["validation"] = evaluate(self.model, self.train_paths, self.spec,
-                                            holdout=(self.holdout, "validation"))
+                                            holdout=(self.holdout, "validation"),
+                                            negative_rate=self.spec.negative_rate)
             self._print_eval(record["validation"], "validation")
         if self.eval_paths is not None and self.is_chief:
             record["eval"] = evaluate(self.model, self.eval_paths, self.spec)

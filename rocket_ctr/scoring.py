@@ -1,0 +1,202 @@
+"""Batch scoring: a Parquet log streamed through a model's towers in bounded memory, in row order.
+
+One record batch at a time (of this process's row-range shard, see :mod:`rocket_ctr.row_ranges`):
+validated, turned into numpy (:class:`rocket_ctr.batches.Chunk`), its rows sorted by history
+length and cut into fixed-size scoring batches padded only to their rows' history bucket, scored by
+the towers' ``score_rows`` functions (one trace; with XLA a handful of compiled shapes) and put
+back into the record batch's row order next to its key columns. ``tf.data`` builds the next
+batches in a background thread while the model scores the current one.
+
+Scorers (``{tower: score_rows function}``): :func:`model_scorer` (a model in memory, e.g. a run
+dir's: light and booster) and :func:`saved_model_scorer` (an exported SavedModel: its tower).
+"""
+from __future__ import annotations
+
+import itertools
+from typing import Iterator
+
+import numpy as np
+import pyarrow as pa
+import tensorflow as tf
+
+from rocket_ctr.batches import Chunk
+from rocket_ctr.data import find_feature_spec, surfacing_input_errors
+from rocket_ctr.errors import InputError
+from rocket_ctr.parquet_schema import check_batch
+from rocket_ctr.row_ranges import RowRange
+from rocket_ctr.signatures import OUTPUT, SCORE_ROWS, rows_signature
+from rocket_ctr.spec import HIST_LEN, FeatureSpec
+
+READ_ROWS = 65_536  # rows per record batch read (memory bound: a few of these at a time)
+PAD_ROWS = 1_024  # a record batch's last, partial scoring batch is padded to a multiple of this
+
+Scorer = dict  # {tower name: callable(**score_rows inputs) -> {"probabilities": [N]}}
+
+
+# ----- scorers -----------------------------------------------------------------------------------
+def model_scorer(model, spec: FeatureSpec, towers=("light", "booster"), jit_compile: bool = True) -> Scorer:
+    """``{tower: score_rows}`` of a model in memory (the exported graph's row-wise path)."""
+    from rocket_ctr.serving_module import ServingModule
+
+    def rows_function(module):
+        return lambda **features: module.score_rows(features)
+
+    return {tower: rows_function(ServingModule(model, tower, jit_compile, spec)) for tower in towers
+            if tower in model.towers}
+
+
+def load_saved_model(path) -> tuple[object, dict]:
+    """An exported SavedModel (``BASE`` -> its highest version, or ``BASE/V``) and its export info.
+
+    Raises:
+        InputError: no SavedModel there.
+    """
+    from rocket_ctr.export import read_export_info, resolve_export
+
+    folder = resolve_export(path)
+    try:
+        loaded = tf.saved_model.load(str(folder))
+    except (OSError, ValueError, tf.errors.OpError) as err:
+        raise InputError(f"{folder}: cannot load the SavedModel ({str(err).splitlines()[0]})") from None
+    info = dict(read_export_info(folder))
+    info["path"] = str(folder)
+    return loaded, info
+
+
+def saved_model_scorer(loaded, info: dict) -> Scorer:
+    """``{tower: the SavedModel's score_rows signature}``.
+
+    Raises:
+        InputError: the SavedModel has no ``score_rows`` signature (not exported by rocket_ctr).
+    """
+    if SCORE_ROWS not in loaded.signatures:
+        raise InputError(f"{info.get('path')}: the SavedModel has no '{SCORE_ROWS}' signature "
+                         f"(signatures: {sorted(loaded.signatures)}); export it with rocket-ctr export")
+    return {info.get("tower", "light"): _Signature(loaded, SCORE_ROWS)}
+
+
+class _Signature:
+    """A SavedModel signature that keeps its loaded object (variables, tables) alive."""
+
+    def __init__(self, loaded, name: str):
+        self.loaded, self.function = loaded, loaded.signatures[name]
+
+    def __call__(self, **inputs) -> dict:
+        return self.function(**inputs)
+
+
+def export_spec(info: dict, data=None) -> FeatureSpec:
+    """The FeatureSpec of an export (its rocket_ctr_export.json), else the one beside ``data``.
+
+    Raises:
+        InputError: neither is there.
+    """
+    if info.get("feature_spec"):
+        return FeatureSpec.from_dict(info["feature_spec"])
+    spec = find_feature_spec(data) if data is not None else None
+    if spec is None:
+        raise InputError(f"{info.get('path')}: no feature spec in the export (assets.extra) nor a "
+                         "feature_spec.json beside the data")
+    return spec
+
+
+# ----- features ------------------------------------------------------------------------------------
+def row_features(chunk: Chunk, spec: FeatureSpec, rows: np.ndarray, width: int,
+                 user_rows: np.ndarray | None = None) -> dict:
+    """``score_rows`` inputs of ``rows`` of ``chunk``: candidate columns from ``rows``, user-side
+    columns (profile, histories) from ``user_rows`` (default: the same rows)."""
+    user_rows = rows if user_rows is None else user_rows
+    user_columns = {f.name for f in spec.user_features}
+    features = {c: chunk.scalars[c][user_rows if c in user_columns else rows] for c in spec.scalar_id_columns}
+    features.update(chunk.padded(user_rows, width))
+    features[HIST_LEN] = chunk.lengths[user_rows].astype(np.int32)
+    return features
+
+
+def scoring_batches(chunk: Chunk, widths: tuple, batch_size: int) -> list[tuple[np.ndarray, int, int]]:
+    """``(rows, width, real)`` slices covering the chunk: rows sorted by history length, cut into
+    ``batch_size`` rows padded to the bucket of their longest history; the last slice is padded
+    (repeating its first row) to a multiple of PAD_ROWS, of which the first ``real`` rows count."""
+    order = np.argsort(chunk.lengths, kind="stable")
+    bucket_widths = np.asarray(widths)[np.searchsorted(np.asarray(widths), chunk.lengths[order], side="left")]
+    slices = []
+    for start in range(0, chunk.n, batch_size):
+        rows = order[start:start + batch_size]
+        real = len(rows)
+        if real < batch_size:
+            padded = min(-(-real // PAD_ROWS) * PAD_ROWS, batch_size)
+            rows = np.concatenate([rows, np.full(padded - real, rows[0])])
+        slices.append((rows, int(bucket_widths[min(start + real, chunk.n) - 1]), real))
+    return slices
+
+
+def score_chunk(chunk: Chunk, spec: FeatureSpec, scorer: Scorer, batch_size: int = 8_192) -> dict:
+    """``{tower: probabilities [chunk.n]}`` of every row of ``chunk``, in its order (synchronous)."""
+    scores = {tower: np.empty(chunk.n, np.float32) for tower in scorer}
+    for rows, width, real in scoring_batches(chunk, spec.history_buckets, batch_size):
+        features = {k: tf.constant(v) for k, v in row_features(chunk, spec, rows, width).items()}
+        for tower, score in scorer.items():
+            scores[tower][rows[:real]] = score(**features)[OUTPUT].numpy()[:real]
+    return scores
+
+
+def feature_signature(spec: FeatureSpec) -> dict:
+    """TensorSpecs of :func:`row_features` (= the ``score_rows`` inputs)."""
+    return {name: tf.TensorSpec(s.shape, s.dtype, name=name) for name, s in rows_signature(spec).items()}
+
+
+# ----- the stream ----------------------------------------------------------------------------------
+def score_ranges(pieces: list[RowRange], spec: FeatureSpec, scorer: Scorer, *, key_columns: list[str],
+                 batch_size: int = 8_192) -> Iterator[tuple[pa.RecordBatch, dict]]:
+    """Scores every row of ``pieces`` (in order); yields ``(keys, {tower: probabilities})`` per
+    record batch read, ``keys`` being the record batch's ``key_columns``.
+
+    Raises:
+        InputError: bad values (nulls, bad labels, misaligned histories), naming file and row.
+    """
+    if batch_size < 1:
+        raise InputError(f"batch_size must be >= 1, got {batch_size}")
+    columns = list(dict.fromkeys([*spec.columns, *key_columns]))
+    pending: dict[int, pa.RecordBatch] = {}  # record batches whose scoring batches are in flight
+    counter = itertools.count()
+
+    def produce():
+        for piece in pieces:
+            try:
+                for first_row, batch in piece.batches(columns, READ_ROWS):
+                    check_batch(batch, spec, piece.path, first_row)
+                    chunk, tag = Chunk(batch, spec), next(counter)
+                    pending[tag] = batch.select(key_columns)
+                    for rows, width, real in scoring_batches(chunk, spec.history_buckets, batch_size):
+                        yield row_features(chunk, spec, rows, width), rows[:real], tag
+            except (pa.ArrowException, OSError) as err:
+                raise InputError(f"{piece.name}: cannot read Parquet data ({str(err).splitlines()[0]})") from None
+
+    signature = (feature_signature(spec), tf.TensorSpec([None], tf.int64), tf.TensorSpec([], tf.int64))
+    dataset = tf.data.Dataset.from_generator(produce, output_signature=signature).prefetch(2)
+    current, scores = None, {}
+    with surfacing_input_errors():
+        for features, rows, tag in dataset:
+            tag = int(tag)
+            if tag != current:
+                if current is not None:
+                    yield pending.pop(current), scores
+                current = tag
+                n = pending[tag].num_rows
+                scores = {tower: np.empty(n, np.float32) for tower in scorer}
+            rows = rows.numpy()
+            for tower, score in scorer.items():
+                scores[tower][rows] = score(**features)[OUTPUT].numpy()[:len(rows)]
+        if current is not None:
+            yield pending.pop(current), scores
+
+
+def count_rows(pieces: list[RowRange]) -> int:
+    """Rows of ``pieces`` (metadata only)."""
+    return sum(piece.num_rows for piece in pieces)
+
+
+def tower_columns(scorer: Scorer) -> dict[str, str]:
+    """Output column of each tower's probabilities: ``p_<tower>``."""
+    return {tower: f"p_{tower}" for tower in scorer}
+
