@@ -65,6 +65,9 @@ class GeneratorConfig:
     exponents. Signal strengths (logit std each): ``recent_strength`` (match of the candidate with
     the last ``match_window`` steps, weights ``recency_decay**age``), ``profile_strength``,
     ``pop_strength``, ``user_strength``, ``cross_strength`` (0 = off), ``noise_strength``.
+    Sampling: ``negative_rate`` < 1 keeps every click of the *train* split and each negative with
+    that probability (a log downsampled upstream; the feature spec records the rate); the test
+    split stays at the full rate, so calibration can be checked against it.
     """
 
     n_rows: int = 200_000
@@ -98,6 +101,7 @@ class GeneratorConfig:
     noise_strength: float = 0.8
     base_ctr: float = 0.05
     test_fraction: float = 0.1
+    negative_rate: float = 1.0
     seed: int = 0
     start_ts: int = 1_700_000_000
     span_seconds: int = 30 * 86_400
@@ -111,7 +115,7 @@ class GeneratorConfig:
                 kind = "an integer" if integer else "a finite number"
                 raise FieldError(f"{{{f.name}}} must be {kind}, got {v!r}")
             low = 1 if f.name in _AT_LEAST_ONE else 0
-            if v < low:
+            if v < low and f.name not in _INTERVALS:  # those say their interval below
                 raise FieldError(f"{{{f.name}}} must be >= {low}, got {v}")
         for name, text in _INTERVALS.items():
             v = getattr(self, name)
@@ -130,7 +134,8 @@ class GeneratorConfig:
 _AT_LEAST_ONE = {"n_rows", "n_users", "n_items", "n_cates", "n_groups", "max_history", "latent_dim",
                  "interests", "match_window", "span_seconds"}
 _INTERVALS = {"base_ctr": "(0, 1)", "test_fraction": "[0, 1)", "recency_decay": "(0, 1]",
-              "empty_hist_frac": "[0, 1]", "explore": "[0, 1]", "cand_from_interest": "[0, 1]"}
+              "empty_hist_frac": "[0, 1]", "explore": "[0, 1]", "cand_from_interest": "[0, 1]",
+              "negative_rate": "(0, 1]"}
 
 
 def hashed_ids(n: int, seed: int, namespace: int) -> np.ndarray:
@@ -460,7 +465,8 @@ def generate(out_dir, config: GeneratorConfig | None = None, *, with_oracle: boo
         table = _table(world, calib, world.sample(t, rng), t, rng, cfg, ids, with_oracle)
         cut = min(max(n_train - start, 0), len(index))
         if cut:
-            writers["train"].write(table.slice(0, cut))
+            writers["train"].write(_downsampled(table.slice(0, cut), cfg.negative_rate,
+                                                np.random.default_rng([cfg.seed, 3, b])))
         if cut < len(index):
             writers["test"].write(table.slice(cut))
     for w in writers.values():
@@ -479,6 +485,15 @@ def generate(out_dir, config: GeneratorConfig | None = None, *, with_oracle: boo
             "seconds": time.perf_counter() - started}
 
 
+def _downsampled(table: pa.Table, rate: float, rng: np.random.Generator) -> pa.Table:
+    """Every click of ``table`` and each negative with probability ``rate`` (its own random stream,
+    so the rows drawn do not depend on the rate)."""
+    if rate >= 1.0:
+        return table
+    keep = (table["label"].to_numpy() == 1) | (rng.random(table.num_rows) < rate)
+    return table.filter(pa.array(keep))
+
+
 def _generator_of(params_path: Path) -> str | None:
     try:
         return json.loads(params_path.read_text()).get("generator")
@@ -488,7 +503,7 @@ def _generator_of(params_path: Path) -> str | None:
 
 def feature_spec(cfg: GeneratorConfig) -> FeatureSpec:
     """The log's FeatureSpec: the reference schema, hash buckets ~2x each id space, the generator's
-    ``max_history``."""
-    return FeatureSpec(max_history=cfg.max_history).with_buckets(
+    ``max_history``, the train split's ``negative_rate``."""
+    return FeatureSpec(max_history=cfg.max_history, negative_rate=cfg.negative_rate).with_buckets(
         item_id=max(2 * cfg.n_items, 16), cate_id=max(2 * cfg.n_cates, 16),
         user_gender=16, user_occupation=4 * len(OCCUPATIONS))

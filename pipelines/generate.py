@@ -9,7 +9,8 @@ _DEFAULTS = GeneratorConfig()
 # generator parameter -> flag: the CLI shows the library's FieldErrors with what the user typed
 FIELD_FLAGS = {"n_rows": "--rows", "n_users": "--users", "n_items": "--items", "n_cates": "--cates",
           "max_history": "--max-history", "base_ctr": "--base-ctr", "test_fraction": "--test-fraction",
-          "seed": "--seed", "rows_per_file": "--rows-per-file", "cross_strength": "--cross-strength"}
+          "seed": "--seed", "rows_per_file": "--rows-per-file", "cross_strength": "--cross-strength",
+          "negative_rate": "--negative-rate"}
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -30,6 +31,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         help="mean click probability, in (0, 1) (default: %(default)s)")
     add("--test-fraction", type=float, default=_DEFAULTS.test_fraction,
         help="last fraction of time written to test/ (default: %(default)s)")
+    add("--negative-rate", type=float, default=_DEFAULTS.negative_rate,
+        help="keep each negative of train/ with this probability, every click (a log downsampled upstream; "
+             "feature_spec.json records it, test/ stays at the full rate) (default: %(default)s)")
     add("--seed", type=int, default=_DEFAULTS.seed, help="random seed (default: %(default)s)")
     add("--cross-strength", type=float, default=_DEFAULTS.cross_strength,
         help="logit std of a high-order (item, occupation, gender) interaction where a bigger "
@@ -52,6 +56,7 @@ def run(args: argparse.Namespace) -> int:
     summary = generate(
         args.out, n_rows=args.rows, n_users=args.users, n_items=args.items, n_cates=args.cates,
         max_history=args.max_history, base_ctr=args.base_ctr, test_fraction=args.test_fraction, seed=args.seed,
+        negative_rate=args.negative_rate,
         cross_strength=args.cross_strength, with_oracle=args.with_oracle, rows_per_file=args.rows_per_file)
     rows, ctr = summary["rows"], summary["ctr"]
     test_ctr = f"{ctr['test']:.4f}" if ctr["test"] is not None else "-"

@@ -9,6 +9,7 @@ import numpy as np
 import pyarrow as pa
 
 from rocket_ctr.parquet_schema import is_string
+from rocket_ctr.sample_weights import row_weights
 from rocket_ctr.spec import FeatureSpec
 
 
@@ -22,12 +23,14 @@ def column_to_numpy(array: pa.Array) -> np.ndarray:
 
 
 class Chunk:
-    """One validated record batch as numpy: scalars [n], histories as flat values + offsets."""
+    """One validated record batch as numpy: scalars [n], label and weight [n] float32, histories
+    as flat values + offsets."""
 
     def __init__(self, batch: pa.RecordBatch, spec: FeatureSpec):
         self.n = batch.num_rows
         self.scalars = {c: column_to_numpy(batch.column(c)) for c in (spec.user_id, *spec.scalar_id_columns)}
         self.label = batch.column(spec.label).to_numpy(zero_copy_only=False).astype(np.float32)
+        self.weight = row_weights(batch, spec.weight)
         self.histories = {}
         lengths = np.zeros(self.n, dtype=np.int64)
         for column in spec.history_columns:
@@ -41,9 +44,10 @@ class Chunk:
         self.trimmed = bool(len(lengths)) and int(lengths.max()) > spec.max_history  # steps to drop
 
     @classmethod
-    def _make(cls, n, scalars, label, lengths, histories) -> "Chunk":
+    def _make(cls, n, scalars, label, weight, lengths, histories) -> "Chunk":
         chunk = object.__new__(cls)
         chunk.n, chunk.scalars, chunk.label, chunk.lengths, chunk.histories = n, scalars, label, lengths, histories
+        chunk.weight = weight
         chunk.trimmed = False  # built from packed histories
         return chunk
 
@@ -68,7 +72,7 @@ class Chunk:
             index = np.repeat(offsets[rows + 1] - lengths - new_offsets[:-1], lengths) + np.arange(new_offsets[-1])
             histories[column] = (values[index], new_offsets)
         return self._make(len(rows), {k: v[rows] for k, v in self.scalars.items()}, self.label[rows],
-                          self.lengths[rows], histories)
+                          self.weight[rows], self.lengths[rows], histories)
 
     @classmethod
     def concat(cls, chunks: list) -> "Chunk":
@@ -82,6 +86,7 @@ class Chunk:
         return cls._make(sum(c.n for c in chunks),
                          {k: np.concatenate([c.scalars[k] for c in chunks]) for k in chunks[0].scalars},
                          np.concatenate([c.label for c in chunks]),
+                         np.concatenate([c.weight for c in chunks]),
                          np.concatenate([c.lengths for c in chunks]), histories)
 
     def padded(self, rows: np.ndarray, width: int) -> dict[str, np.ndarray]:

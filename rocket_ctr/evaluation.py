@@ -1,28 +1,37 @@
-"""Exact AUC, GAUC and log loss of a model's towers on a Parquet log (training's per-epoch
-validation and ``rocket-ctr evaluate`` both use it)."""
+"""Exact AUC, GAUC, log loss and calibration of a model's towers on a Parquet log (training's
+per-epoch validation and ``rocket-ctr evaluate`` both use it)."""
 from __future__ import annotations
 
+import numpy as np
 import tensorflow as tf
 
+from rocket_ctr.calibration import check_rate
 from rocket_ctr.data import ClickLogReader, surfacing_input_errors, to_dataset
+from rocket_ctr.errors import InputError
 from rocket_ctr.id_mapping import IdMapper
 from rocket_ctr.metrics import StreamingEvaluator
 from rocket_ctr.model import RocketModel
 from rocket_ctr.signatures import row_signature
-from rocket_ctr.spec import FeatureSpec
+from rocket_ctr.spec import WEIGHT, FeatureSpec
 
 
 def model_inputs(spec: FeatureSpec, mapper: IdMapper):
-    """tf.data map fn: raw (features, label) -> (row indices for the model, label, user ids)."""
+    """tf.data map fn: raw (features, label) -> (row indices for the model, label, user ids, row weights)."""
     def prepare(features, label):
         rows = mapper(features)
+        weight = rows.pop(WEIGHT)
         user_ids = rows.pop(spec.user_id) if spec.user_id not in spec.scalar_id_columns else features[spec.user_id]
-        return rows, label, user_ids
+        return rows, label, user_ids, weight
     return prepare
 
 
-def evaluate(model: RocketModel, paths, spec: FeatureSpec, batch_size: int = 4096, holdout=None) -> dict:
-    """Exact AUC, GAUC and log loss of every tower of ``model`` on a Parquet log.
+def evaluate(model: RocketModel, paths, spec: FeatureSpec, batch_size: int = 4096, holdout=None,
+             negative_rate: float = 1.0) -> dict:
+    """Exact AUC, GAUC, log loss, PCOC and ECE of every tower of ``model`` on a Parquet log.
+
+    Probabilities are the model's corrected ones (:meth:`RocketModel.probabilities`: back to the
+    full rate when it trained on downsampled negatives); metrics are weighted by the spec's
+    weight column, if any.
 
     Args:
         model: a built RocketModel.
@@ -31,15 +40,38 @@ def evaluate(model: RocketModel, paths, spec: FeatureSpec, batch_size: int = 409
         batch_size: rows per prediction batch.
         holdout: optional ``(Holdout, part)`` side of a validation split (see ClickLogReader),
             e.g. the validation rows held out of a training input.
+        negative_rate: share of negatives this log kept (e.g. validation rows of a log
+            downsampled upstream): each negative then counts 1/rate, so the metrics estimate
+            the full log's.
     Returns:
-        ``{"light": {"auc", "gauc", "logloss", "count", "gauc_users"}, "booster": {...}}``.
+        ``{"light": {"auc", "gauc", "logloss", "pcoc", "ece", "count", "gauc_users",
+        "reliability"}, "booster": {...}}``; with a downsampled model (``model.negative_rate`` < 1)
+        also ``pcoc_uncorrected``, the PCOC of the sample probabilities, for contrast.
     """
+    try:
+        negative_weight = 1.0 / check_rate(negative_rate)
+    except ValueError as err:
+        raise InputError(str(err)) from None
     dataset = to_dataset(ClickLogReader(paths, spec, batch_size=batch_size, holdout=holdout))
     dataset = dataset.map(model_inputs(spec, IdMapper(spec)), num_parallel_calls=tf.data.AUTOTUNE)
-    predict = tf.function(lambda rows: {k: tf.sigmoid(v) for k, v in model(rows, training=False).items()},
-                          input_signature=[row_signature(spec)])
-    evaluator = StreamingEvaluator()
+
+    @tf.function(input_signature=[row_signature(spec)])
+    def predict(rows):
+        logits = model(rows, training=False)
+        return model.probabilities(logits), {k: tf.sigmoid(v) for k, v in logits.items()}
+
+    evaluator, sample_sums, clicks = StreamingEvaluator(), {}, 0.0
     with surfacing_input_errors():
-        for rows, label, user_ids in dataset.prefetch(2):
-            evaluator.update(user_ids.numpy(), label.numpy(), {k: v.numpy() for k, v in predict(rows).items()})
-    return evaluator.result()
+        for rows, label, user_ids, weight in dataset.prefetch(2):
+            label, weight = label.numpy(), weight.numpy().astype(np.float64)
+            weight = np.where(label > 0, weight, weight * negative_weight)
+            corrected, sample = predict(rows)
+            evaluator.update(user_ids.numpy(), label, {k: v.numpy() for k, v in corrected.items()}, weight)
+            clicks += float(np.dot(weight, label))
+            for tower, q in sample.items():
+                sample_sums[tower] = sample_sums.get(tower, 0.0) + float(np.dot(weight, q.numpy()))
+    results = evaluator.result()
+    if model.negative_rate < 1.0:
+        for tower, values in results.items():
+            values["pcoc_uncorrected"] = sample_sums[tower] / clicks if clicks > 0 else float("nan")
+    return results

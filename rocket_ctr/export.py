@@ -139,7 +139,8 @@ def export_light(model, spec: FeatureSpec, export_base, version: int | None = No
         info = {"tower": tower, "jit_compile": jit_compile, "tensorflow": tf.__version__,
                 "source": None if source is None else str(source),
                 "signatures": describe_signatures(spec), "feature_spec": spec.to_dict(),
-                "verified_max_abs_diff": worst}
+                "verified_max_abs_diff": worst,
+                "negative_rate": model.negative_rate}  # < 1: probabilities are corrected to the full rate
         (extra / INFO_FILE).write_text(json.dumps(info, indent=2) + "\n")
         os.chmod(staging, 0o755)  # mkdtemp makes it owner-only; a server may run as another user
         os.rename(staging, final)

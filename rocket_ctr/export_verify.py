@@ -7,7 +7,7 @@ import tensorflow as tf
 from rocket_ctr.errors import InputError
 from rocket_ctr.export_rows import one_user_request, pad_value
 from rocket_ctr.id_mapping import IdMapper
-from rocket_ctr.serving_module import tower_logit
+from rocket_ctr.serving_module import tower_probability
 from rocket_ctr.signatures import OUTPUT, SCORE_ROWS, SERVING_DEFAULT, candidate_columns
 from rocket_ctr.spec import HIST_LEN, FeatureSpec
 
@@ -39,7 +39,7 @@ def reference_probabilities(model, tower: str, rows: dict) -> np.ndarray:
     truncated = _truncated(spec, rows)
     mapped = IdMapper(spec)({c: tf.constant(v) for c, v in truncated.items() if c != HIST_LEN})
     mapped[HIST_LEN] = tf.constant(truncated[HIST_LEN], tf.int32)
-    return tf.sigmoid(tower_logit(model, tower, mapped)).numpy()
+    return tower_probability(model, tower, mapped).numpy()
 
 
 def _tiled(spec: FeatureSpec, rows: dict, user: int, candidates) -> dict:

@@ -10,6 +10,10 @@ instead of crashing a training run. :func:`gauc` skips users with one class (DIN
 returns ``nan`` when no user has both classes; :func:`gauc_and_users` also returns how many users
 were counted (0 in that case).
 
+Weights: every metric takes optional per-row weights (finite, >= 0); an integer weight k gives
+exactly the metric of k copies of the row (AUC pairs count the product of their weights, GAUC's
+w_u is the user's total weight). Unweighted, the arithmetic stays in int64 (exact).
+
 Bad inputs (mismatched lengths, labels outside {0, 1}, non-finite scores, probabilities outside
 [0, 1]) raise ``ValueError`` naming the offending argument.
 """
@@ -19,6 +23,8 @@ from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
+
+from rocket_ctr.calibration import ece_of_bins, pcoc, reliability_bins
 
 __all__ = ["auc", "gauc", "gauc_and_users", "logloss", "StreamingEvaluator"]
 
@@ -123,36 +129,56 @@ def _id_family(arr: np.ndarray) -> str | None:
 # ----------------------------------------------------------------------------- core
 
 
+def _weights(x: Any, n: int, name: str = "weights") -> np.ndarray | None:
+    """Validated per-row weights (finite, >= 0) as float64, or None for unweighted rows."""
+    if x is None:
+        return None
+    arr = _as_1d(x, name)
+    if arr.dtype.kind not in "iuf":
+        raise ValueError(f"{name} must be numeric, got dtype {arr.dtype}")
+    _check_len(arr, name, n, "labels")
+    arr = arr.astype(np.float64)
+    if arr.size and not (np.all(np.isfinite(arr)) and arr.min() >= 0):
+        raise ValueError(f"{name} must be finite and >= 0, found {arr[~(np.isfinite(arr) & (arr >= 0))][0]!r}")
+    return arr
+
+
 def _group_rank_stats(
-    labels_sorted: np.ndarray, scores_sorted: np.ndarray, new_group: np.ndarray
+    labels_sorted: np.ndarray, scores_sorted: np.ndarray, new_group: np.ndarray,
+    weights_sorted: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per-group sizes, positives and twice the Mann-Whitney U of the positives.
+    """Per-group weight, positive weight and twice the (weighted) Mann-Whitney U of the positives.
 
     Rows must be sorted by (group, score), with ``new_group[i]`` True where row i starts a group
-    (``new_group[0]`` True). Ranks are 1-based within the group; equal scores get their average
-    rank. Everything is kept as int64 ("twice" avoids the .5 of average ranks), so it is exact.
+    (``new_group[0]`` True). A positive scores 1 against each lower-scored negative of its group
+    and 1/2 against each tied one, every pair counted with the product of the two rows' weights
+    (so an integer weight k is k copies of the row). Unweighted (``weights_sorted`` None),
+    everything is int64 ("twice" avoids the 1/2 of ties), so it is exact.
     """
     n = len(labels_sorted)
+    if weights_sorted is None:
+        pos_w, neg_w = labels_sorted.astype(np.int64), 1 - labels_sorted.astype(np.int64)
+    else:
+        pos_w = np.where(labels_sorted == 1, weights_sorted, 0.0)
+        neg_w = weights_sorted - pos_w
     new_tie = new_group.copy()
     new_tie[1:] |= scores_sorted[1:] != scores_sorted[:-1]
-    # cum_pos[i] = positives among rows [0, i): any run's positives is a difference of two entries.
-    cum_pos = np.zeros(n + 1, dtype=np.int64)
-    np.cumsum(labels_sorted, dtype=np.int64, out=cum_pos[1:])
+    # cum_x[i] = weight among rows [0, i): any run's weight is a difference of two entries
+    cum_pos = np.zeros(n + 1, dtype=pos_w.dtype)
+    np.cumsum(pos_w, out=cum_pos[1:])
+    cum_neg = np.zeros(n + 1, dtype=neg_w.dtype)
+    np.cumsum(neg_w, out=cum_neg[1:])
 
     group_bounds = np.append(np.flatnonzero(new_group), n)
-    group_starts = group_bounds[:-1]
-    sizes = np.diff(group_bounds)
     positives = np.diff(cum_pos[group_bounds])
+    sizes = positives + np.diff(cum_neg[group_bounds])
 
     tie_bounds = np.append(np.flatnonzero(new_tie), n)
-    tie_pos = np.diff(cum_pos[tie_bounds])
-    # 2 * average 1-based rank within the group of a tie run [a, b) is (a + b - 1) - 2 * start + 2.
-    # Summed over a group's positives: sum(tie_pos * (a + b + 1)) - 2 * start * positives.
-    tie_term = tie_pos * (tie_bounds[:-1] + tie_bounds[1:] + 1)
-    first_tie = np.flatnonzero(new_group[tie_bounds[:-1]])  # every group start is a tie start
-    twice_rank_sum = np.add.reduceat(tie_term, first_tie) - 2 * group_starts * positives
-    # U = R_pos - P(P+1)/2  ->  2U = 2R_pos - P(P+1)
-    twice_u = twice_rank_sum - positives * (positives + 1)
+    tie_starts = tie_bounds[:-1]
+    group_of_tie = np.cumsum(new_group[tie_starts]) - 1  # every group start is a tie start
+    negatives_below = cum_neg[tie_starts] - cum_neg[group_bounds[group_of_tie]]
+    tie_term = np.diff(cum_pos[tie_bounds]) * (2 * negatives_below + np.diff(cum_neg[tie_bounds]))
+    twice_u = np.add.reduceat(tie_term, np.flatnonzero(new_group[tie_starts]))
     return sizes, positives, twice_u
 
 
@@ -162,7 +188,8 @@ def _sort_by_user_then_score(users: np.ndarray, scores: np.ndarray) -> np.ndarra
     return by_score[np.argsort(users[by_score], kind="stable")]
 
 
-def _gauc_prepared(users: np.ndarray, labels: np.ndarray, scores: np.ndarray) -> tuple[float, int]:
+def _gauc_prepared(users: np.ndarray, labels: np.ndarray, scores: np.ndarray,
+                   weights: np.ndarray | None = None) -> tuple[float, int]:
     """GAUC on already validated arrays (users numeric). Returns (gauc, users counted)."""
     if len(labels) == 0:
         return float("nan"), 0
@@ -171,7 +198,8 @@ def _gauc_prepared(users: np.ndarray, labels: np.ndarray, scores: np.ndarray) ->
     new_user = np.empty(len(order), dtype=bool)
     new_user[0] = True
     np.not_equal(users_sorted[1:], users_sorted[:-1], out=new_user[1:])
-    sizes, pos, twice_u = _group_rank_stats(labels[order], scores[order], new_user)
+    sizes, pos, twice_u = _group_rank_stats(labels[order], scores[order], new_user,
+                                            None if weights is None else weights[order])
     neg = sizes - pos
     valid = (pos > 0) & (neg > 0)
     n_users = int(np.count_nonzero(valid))
@@ -182,38 +210,44 @@ def _gauc_prepared(users: np.ndarray, labels: np.ndarray, scores: np.ndarray) ->
     return float(np.dot(w, user_auc) / w.sum()), n_users
 
 
-def _auc_prepared(labels: np.ndarray, scores: np.ndarray) -> float:
+def _auc_prepared(labels: np.ndarray, scores: np.ndarray, weights: np.ndarray | None = None) -> float:
     n = len(labels)
     if n == 0:
         return float("nan")
     order = np.argsort(scores)
     new_group = np.zeros(n, dtype=bool)
     new_group[0] = True
-    _, pos, twice_u = _group_rank_stats(labels[order], scores[order], new_group)
-    p = int(pos[0])
-    neg = n - p
+    size, pos, twice_u = _group_rank_stats(labels[order], scores[order], new_group,
+                                           None if weights is None else weights[order])
+    p, neg = pos[0], size[0] - pos[0]
     if p == 0 or neg == 0:
         return float("nan")
-    return float(int(twice_u[0]) / (2.0 * p * neg))
+    return float(twice_u[0] / (2.0 * p * neg))
 
 
-def _logloss_prepared(labels: np.ndarray, probs: np.ndarray, eps: float) -> float:
+def _logloss_prepared(labels: np.ndarray, probs: np.ndarray, eps: float,
+                      weights: np.ndarray | None = None) -> float:
     if len(labels) == 0:
         return float("nan")
     p = np.clip(probs.astype(np.float64), eps, 1.0 - eps)
-    y = labels.astype(bool)
-    return float(-(np.sum(np.log(p[y])) + np.sum(np.log1p(-p[~y]))) / len(labels))
+    losses = -np.where(labels.astype(bool), np.log(p), np.log1p(-p))
+    if weights is None:
+        return float(losses.mean())
+    total = weights.sum()
+    return float(np.dot(weights, losses) / total) if total > 0 else float("nan")
 
 
 # ----------------------------------------------------------------------------- public API
 
 
-def auc(labels: Any, scores: Any) -> float:
+def auc(labels: Any, scores: Any, weights: Any = None) -> float:
     """Exact ROC AUC (Mann-Whitney U; tied scores get average ranks, i.e. a tie counts 0.5).
 
     Args:
         labels: 0/1 (or bool) array-like of length n.
         scores: finite numeric array-like of length n; higher means more likely positive.
+        weights: optional per-row weights (finite, >= 0); a pair counts the product of its rows'
+            weights, so weight k equals k copies of the row.
 
     Returns:
         AUC in [0, 1], or ``nan`` when only one class is present or the input is empty.
@@ -221,19 +255,21 @@ def auc(labels: Any, scores: Any) -> float:
     y = _labels(labels)
     s = _scores(scores)
     _check_len(s, "scores", len(y), "labels")
-    return _auc_prepared(y, s)
+    return _auc_prepared(y, s, _weights(weights, len(y)))
 
 
-def gauc_and_users(user_ids: Any, labels: Any, scores: Any) -> tuple[float, int]:
+def gauc_and_users(user_ids: Any, labels: Any, scores: Any, weights: Any = None) -> tuple[float, int]:
     """GAUC (DIN paper) and the number of users it averages over.
 
     GAUC = sum_u w_u * AUC_u / sum_u w_u over users whose impressions hold both classes, with
-    w_u = the user's impression count and AUC_u exact with average ranks for ties.
+    w_u = the user's impression count (the sum of its rows' weights when weighted) and AUC_u
+    exact with average ranks for ties (weighted as in :func:`auc`).
 
     Args:
         user_ids: array-like of length n: any int64 (huge or negative), strings or bytes.
         labels: 0/1 (or bool) array-like of length n.
         scores: finite numeric array-like of length n.
+        weights: optional per-row weights (finite, >= 0); weight k equals k copies of the row.
 
     Returns:
         ``(gauc, n_users)``; ``(nan, 0)`` when no user has both a positive and a negative.
@@ -243,30 +279,32 @@ def gauc_and_users(user_ids: Any, labels: Any, scores: Any) -> tuple[float, int]
     _check_len(s, "scores", len(y), "labels")
     u = _as_1d(user_ids, "user_ids")
     _check_len(u, "user_ids", len(y), "labels")
-    return _gauc_prepared(_user_ids(u), y, s)
+    return _gauc_prepared(_user_ids(u), y, s, _weights(weights, len(y)))
 
 
-def gauc(user_ids: Any, labels: Any, scores: Any) -> float:
+def gauc(user_ids: Any, labels: Any, scores: Any, weights: Any = None) -> float:
     """GAUC (DIN paper): impression-weighted mean of per-user AUCs; see :func:`gauc_and_users`.
 
     Args:
         user_ids: array-like of length n: any int64 (huge or negative), strings or bytes.
         labels: 0/1 (or bool) array-like of length n.
         scores: finite numeric array-like of length n.
+        weights: optional per-row weights (finite, >= 0).
 
     Returns:
         GAUC in [0, 1], or ``nan`` when no user has both classes.
     """
-    return gauc_and_users(user_ids, labels, scores)[0]
+    return gauc_and_users(user_ids, labels, scores, weights)[0]
 
 
-def logloss(labels: Any, probs: Any, eps: float = 1e-7) -> float:
+def logloss(labels: Any, probs: Any, eps: float = 1e-7, weights: Any = None) -> float:
     """Mean binary cross-entropy, with probabilities clipped to [eps, 1 - eps].
 
     Args:
         labels: 0/1 (or bool) array-like of length n.
         probs: predicted click probabilities in [0, 1], length n.
         eps: clipping margin that keeps log() finite.
+        weights: optional per-row weights (finite, >= 0): the weighted mean.
 
     Returns:
         Mean log loss (natural log), or ``nan`` for empty input.
@@ -274,11 +312,12 @@ def logloss(labels: Any, probs: Any, eps: float = 1e-7) -> float:
     y = _labels(labels)
     p = _probs(probs)
     _check_len(p, "probs", len(y), "labels")
-    return _logloss_prepared(y, p, eps)
+    return _logloss_prepared(y, p, eps, _weights(weights, len(y)))
 
 
 class StreamingEvaluator:
-    """Accumulates evaluation batches and computes exact AUC / GAUC / log loss at the end.
+    """Accumulates evaluation batches and computes exact AUC / GAUC / log loss and calibration
+    (PCOC, ECE over equal-mass bins, the reliability bins) at the end, optionally weighted.
 
     Exact GAUC needs every row, so memory is the accumulated arrays themselves (about
     n * (id bytes + 1 + 4-or-8 bytes per output)). Batches may be numpy arrays, tf tensors or
@@ -291,7 +330,8 @@ class StreamingEvaluator:
         for batch in eval_ds:
             out = model(batch[0], training=False)
             ev.update(batch[0]["user_id"], batch[1], {"light": out["light"], "booster": out["booster"]})
-        ev.result()  # {"light": {"auc":..., "gauc":..., "logloss":..., "count":..., "gauc_users":...}, ...}
+        ev.result()  # {"light": {"auc", "gauc", "logloss", "pcoc", "ece", "count", "gauc_users",
+                     #            "reliability"}, ...}
 
     Args:
         outputs: expected output names; None to take them from the first ``update``.
@@ -307,6 +347,7 @@ class StreamingEvaluator:
         """Drops every accumulated batch (output names given to the constructor are kept)."""
         self._users: list[np.ndarray] = []
         self._labels: list[np.ndarray] = []
+        self._weights: list[np.ndarray] = []
         self._scores: dict[str, list[np.ndarray]] = {k: [] for k in (self._outputs or ())}
         self._n = 0
 
@@ -320,7 +361,7 @@ class StreamingEvaluator:
         """Output names (None until the first update when not given to the constructor)."""
         return self._outputs
 
-    def update(self, user_ids: Any, labels: Any, scores: Any) -> None:
+    def update(self, user_ids: Any, labels: Any, scores: Any, weights: Any = None) -> None:
         """Adds one batch.
 
         Args:
@@ -328,6 +369,8 @@ class StreamingEvaluator:
             labels: batch 0/1 labels.
             scores: predicted probabilities in [0, 1]: a mapping ``{output name: array}`` (the
                 same names every batch) or a single array (output name ``"score"``).
+            weights: optional per-row weights (finite, >= 0; None = 1 each): every metric is
+                then weighted (weight k = k copies of the row).
         """
         if not isinstance(scores, Mapping):
             scores = {DEFAULT_OUTPUT: scores}
@@ -356,6 +399,8 @@ class StreamingEvaluator:
             checked[name] = p
         self._users.append(np.array(u, copy=True))
         self._labels.append(y)  # already a fresh int8 copy
+        w = _weights(weights, len(y))
+        self._weights.append(np.ones(len(y)) if w is None else w)
         for name, p in checked.items():
             self._scores[name].append(np.array(p, copy=True))
         self._n += len(y)
@@ -364,28 +409,35 @@ class StreamingEvaluator:
         """Metrics over everything accumulated.
 
         Returns:
-            ``{output: {"auc", "gauc", "logloss", "count", "gauc_users"}}`` where ``count`` is
-            the number of rows and ``gauc_users`` the users counted by GAUC (both classes seen).
-            Metrics are ``nan`` where undefined (no rows, one class); ``{}`` before any update
-            when no output names were given.
+            ``{output: {"auc", "gauc", "logloss", "pcoc", "ece", "count", "gauc_users",
+            "reliability"}}`` where ``count`` is the number of rows, ``gauc_users`` the users
+            counted by GAUC (both classes seen) and ``reliability`` the equal-mass bins of
+            :func:`rocket_ctr.calibration.reliability_bins`. Metrics are ``nan`` where undefined
+            (no rows, one class); ``{}`` before any update when no output names were given.
         """
         if not self._outputs:
             return {}
         if self._n == 0:
             nan = float("nan")
-            return {k: {"auc": nan, "gauc": nan, "logloss": nan, "count": 0, "gauc_users": 0}
-                    for k in self._outputs}
+            return {k: {"auc": nan, "gauc": nan, "logloss": nan, "pcoc": nan, "ece": nan, "count": 0,
+                        "gauc_users": 0, "reliability": reliability_bins([], [])} for k in self._outputs}
         users = _user_ids(np.concatenate(self._users))  # factorised once, shared by all outputs
         labels = np.concatenate(self._labels)
+        weights = np.concatenate(self._weights)
+        exact = None if np.all(weights == 1.0) else weights  # unweighted: the exact integer path
         out: dict[str, dict[str, float | int]] = {}
         for name in self._outputs:
             s = np.concatenate(self._scores[name])
-            g, n_users = _gauc_prepared(users, labels, s)
+            g, n_users = _gauc_prepared(users, labels, s, exact)
+            bins = reliability_bins(labels, s, weights)
             out[name] = {
-                "auc": _auc_prepared(labels, s),
+                "auc": _auc_prepared(labels, s, exact),
                 "gauc": g,
-                "logloss": _logloss_prepared(labels, s, self.eps),
+                "logloss": _logloss_prepared(labels, s, self.eps, exact),
+                "pcoc": pcoc(labels, s, weights),
+                "ece": ece_of_bins(bins),
                 "count": self._n,
                 "gauc_users": n_users,
+                "reliability": bins,
             }
         return out

@@ -4,6 +4,7 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
+from rocket_ctr.calibration import logit_offset
 from rocket_ctr.config import HintConfig, ModelConfig, RocketConfig
 from rocket_ctr.layers import MLP, SharedBottom
 from rocket_ctr.losses import get_hint
@@ -23,11 +24,20 @@ class RocketModel(keras.Model):
         config: the ModelConfig (mode, embeddings, attention, towers, sharing); a RocketConfig
             gives its model and hint parts.
         hint: the HintConfig (loss, λ, gradient block...) of eq. (1).
+        negative_rate: share of negatives the training rows kept (downsampling, upstream and in
+            the reader); :meth:`probabilities` corrects back to the full rate. Default: the
+            spec's ``negative_rate`` times a RocketConfig's ``training.negative_rate``.
     """
 
     def __init__(self, spec: FeatureSpec, config: ModelConfig | RocketConfig | None = None,
-                 hint: HintConfig | None = None, **kwargs):
+                 hint: HintConfig | None = None, negative_rate: float | None = None, **kwargs):
         super().__init__(**kwargs)
+        if negative_rate is None:
+            reader_rate = config.training.negative_rate if isinstance(config, RocketConfig) else 1.0
+            negative_rate = spec.negative_rate * reader_rate
+        self.negative_rate = float(negative_rate)
+        # logit(p) = logit(q) + log(r): the full-rate probability of a model trained on the sample
+        self.logit_offset = logit_offset(self.negative_rate)
         if isinstance(config, RocketConfig):
             config, hint = config.model, hint or config.hint
         self.spec, self.config, self.hint_config = spec, config or ModelConfig(), hint or HintConfig()
@@ -87,22 +97,33 @@ class RocketModel(keras.Model):
         """The served path alone: light bottom + light tower, inference mode."""
         return self.light(self.bottom_of("light")(rows, training=False), training=False)
 
+    def probabilities(self, logits: dict) -> dict:
+        """Click probabilities of :meth:`call`'s logits, corrected for negative downsampling:
+        ``σ(logit + log r)`` = ``q / (q + (1 − q) / r)`` (``σ(logit)`` when nothing was downsampled)."""
+        return {tower: tf.sigmoid(logit + self.logit_offset) for tower, logit in logits.items()}
+
     # ----- the paper's eq. (1) ---------------------------------------------------------------------
-    def loss_terms(self, labels, logits: dict) -> dict:
-        """Eq. (1) term by term, each averaged over the batch:
+    def loss_terms(self, labels, logits: dict, weights=None) -> dict:
+        """Eq. (1) term by term, each a weighted mean over the batch (Σ w·term / Σ w):
 
             L = H(y, σ(l)) + H(y, σ(z)) + λ · hint(l, z)
 
         with l the light logit, z the booster logit, H the cross-entropy and hint the chosen
-        hint loss (``mimic`` = (l − z)²). Terms whose tower is not trained in the current
-        mode/stage are left out.
+        hint loss (``mimic`` = (l − z)²); ``weights`` are the rows' sample weights (None: 1
+        each, the plain mean). Terms whose tower is not trained in the current mode/stage are
+        left out.
         """
         labels = tf.cast(labels, tf.float32)
+        weights = tf.ones_like(labels) if weights is None else tf.cast(weights, tf.float32)
+
+        def mean(values):
+            return tf.math.divide_no_nan(tf.reduce_sum(weights * values), tf.reduce_sum(weights))
+
         trained, terms = self.loss_term_names, {}
         if "light_ce" in trained:
-            terms["light_ce"] = _mean_ce(labels, logits["light"])
+            terms["light_ce"] = mean(_ce(labels, logits["light"]))
         if "booster_ce" in trained:
-            terms["booster_ce"] = _mean_ce(labels, logits["booster"])
+            terms["booster_ce"] = mean(_ce(labels, logits["booster"]))
         if "hint" in trained:
             booster_logit = logits["booster"]
             if self.hint_config.gradient_block or self.stage == "light":
@@ -114,7 +135,7 @@ class RocketModel(keras.Model):
                 # the booster teaches only where it models the true label better than the light tower
                 better = _ce(labels, logits["booster"]) < _ce(labels, logits["light"])
                 hint *= tf.cast(tf.stop_gradient(better), hint.dtype)
-            terms["hint"] = self.hint_config.weight * self.hint_scale * tf.reduce_mean(hint)
+            terms["hint"] = self.hint_config.weight * self.hint_scale * mean(hint)
         return terms
 
     @property
@@ -130,13 +151,14 @@ class RocketModel(keras.Model):
         return tuple(names)
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
-        """Eq. (1) summed (:meth:`loss_terms`) plus weight regularisation; records each term in
-        its tracker (Keras' ``compute_loss`` signature; Keras' ``evaluate`` reaches it too).
+        """Eq. (1) summed (:meth:`loss_terms`, weighted by ``sample_weight``) plus weight
+        regularisation; records each term in its tracker (Keras' ``compute_loss`` signature;
+        Keras' ``evaluate`` reaches it too).
 
         Returns:
             The scalar loss.
         """
-        terms = self.loss_terms(y, y_pred)
+        terms = self.loss_terms(y, y_pred, sample_weight)
         total = tf.add_n(list(terms.values()))
         if self.losses:
             total += tf.add_n(self.losses)
@@ -147,10 +169,12 @@ class RocketModel(keras.Model):
 
     # ----- Keras step ---------------------------------------------------------------------------
     def train_step(self, data):
-        """One update on ``(rows, labels)``; returns the epoch's running mean of each loss term."""
+        """One update on ``(rows, labels)`` or ``(rows, labels, sample_weights)``; returns the
+        epoch's running mean of each loss term."""
         x, y = data[0], data[1]
+        weights = data[2] if len(data) > 2 else None
         with tf.GradientTape() as tape:
-            loss = self.compute_loss(x, y, self(x, training=True))
+            loss = self.compute_loss(x, y, self(x, training=True), weights)
             # distributed loops sum replica gradients: scale so the sum is the global mean
             scaled = loss / tf.distribute.get_strategy().num_replicas_in_sync
         variables = self.trainable_variables
@@ -199,6 +223,3 @@ def _tower(tower, name: str) -> MLP:
 def _ce(labels, logits):
     return tf.nn.sigmoid_cross_entropy_with_logits(labels=labels, logits=logits)
 
-
-def _mean_ce(labels, logits):
-    return tf.reduce_mean(_ce(labels, logits))

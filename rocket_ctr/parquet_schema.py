@@ -13,6 +13,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from rocket_ctr.errors import InputError
+from rocket_ctr.sample_weights import EXPECTED as WEIGHTS_EXPECTED
+from rocket_ctr.sample_weights import check_weight_files, is_weight_type
 from rocket_ctr.spec import FeatureSpec
 
 
@@ -24,7 +26,7 @@ def arrow_schema(spec: FeatureSpec, user_id: pa.DataType = pa.int64()) -> pa.Sch
         user_id: type of the user id column when it is not itself one of the features.
     Returns:
         Columns in the order: user id, candidate ids, their histories, user profile, extra
-        candidate columns, timestamp (int64, if any), label (int64).
+        candidate columns, timestamp (int64, if any), label (int64), weight (float64, if any).
     """
     def arrow(dtype: str) -> pa.DataType:
         return pa.string() if dtype == "string" else pa.int64()
@@ -36,6 +38,8 @@ def arrow_schema(spec: FeatureSpec, user_id: pa.DataType = pa.int64()) -> pa.Sch
     if spec.timestamp:
         fields[spec.timestamp] = pa.int64()
     fields[spec.label] = pa.int64()
+    if spec.weight:
+        fields[spec.weight] = pa.float64()
     return pa.schema(list(fields.items()))
 
 
@@ -60,6 +64,8 @@ def _expected_types(spec: FeatureSpec) -> dict[str, tuple[str, callable]]:
         spec.label: ("integer 0/1 labels (int64)", lambda t: _is_int(t) or pa.types.is_boolean(t)),
         spec.user_id: ("int64 or string user ids", lambda t: _is_int(t) or is_string(t)),
     }
+    if spec.weight:
+        expected[spec.weight] = (WEIGHTS_EXPECTED, is_weight_type)
     for f in spec.id_features:
         scalar = _is_int if f.dtype == "int64" else is_string
         expected[f.name] = (f"{f.dtype} scalar ids", scalar)
@@ -108,6 +114,8 @@ def validate_schema(files: list[str], spec: FeatureSpec) -> pa.Schema:
         first = first or schema
     if total_rows == 0:
         raise InputError(f"empty dataset: {len(files)} file(s) hold no rows ({files[0]} ...)")
+    if spec.weight:
+        check_weight_files(files, spec.weight)
     return first
 
 

@@ -3,7 +3,8 @@
 The SavedModel that :func:`rocket_ctr.export.export_light` writes is a ``tf.Module`` holding the
 ``IdMapper`` and the variables of one tower and the bottom it reads, nothing else (the booster is
 never in a light export). Two signatures, raw ids in (the id -> row mapping runs in the graph),
-``probabilities`` [N] float32 out:
+``probabilities`` [N] float32 out (corrected to the full rate when the model trained on
+downsampled negatives):
 
 * ``serving_default``: one request = one user + N candidates. User profile inputs have shape
   [1], history inputs [1, L] (oldest -> newest; ``hist_len`` is L), candidate inputs [N]. The
@@ -31,6 +32,12 @@ CANDIDATE_PAD = 64  # XLA exports: N is padded up to a multiple of this (few com
 def tower_logit(model, tower: str, rows: dict) -> tf.Tensor:
     """One tower's logit on row indices, inference mode (the in-memory reference)."""
     return getattr(model, tower)(model.bottom_of(tower)(rows, training=False), training=False)
+
+
+def tower_probability(model, tower: str, rows: dict) -> tf.Tensor:
+    """One tower's served click probability: corrected to the full rate when the model trained
+    on downsampled negatives (``σ(logit + log r)``, see ``rocket_ctr.calibration``)."""
+    return tf.sigmoid(tower_logit(model, tower, rows) + model.logit_offset)
 
 
 def _pad_dim(x: tf.Tensor, axis: int, size) -> tf.Tensor:
@@ -68,7 +75,7 @@ class ServingModule(tf.Module):
         self._jit = jit_compile
 
         def probabilities(rows):
-            return tf.sigmoid(tower_logit(model, tower, rows))
+            return tower_probability(model, tower, rows)
 
         self._compute = tf.function(probabilities, jit_compile=True) if jit_compile else probabilities
         self.serving_default = tf.function(self._request, input_signature=[request_signature(spec)])

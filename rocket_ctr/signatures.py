@@ -3,7 +3,8 @@ the exported serving signatures take.
 
 Three views of one FeatureSpec's columns:
 
-* :func:`output_signature`: raw ids as the input pipeline yields them, plus the label.
+* :func:`output_signature`: raw ids as the input pipeline yields them (with each row's weight),
+  plus the label.
 * :func:`row_signature` / :func:`example_rows`: the model's inputs (embedding row indices).
 * :func:`request_signature` / :func:`rows_signature`: the exported ``serving_default`` (one user
   + N candidates) and ``score_rows`` (N rows) inputs, raw ids.
@@ -12,7 +13,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from rocket_ctr.spec import HIST_LEN, FeatureSpec
+from rocket_ctr.spec import HIST_LEN, WEIGHT, FeatureSpec
 
 SERVING_DEFAULT, SCORE_ROWS, OUTPUT = "serving_default", "score_rows", "probabilities"
 
@@ -34,6 +35,7 @@ def output_signature(spec: FeatureSpec, user_id_string: bool = False) -> tuple[d
         if f.history:
             features[f.history] = tf.TensorSpec([None, None], _dtype(f.dtype))
     features[HIST_LEN] = tf.TensorSpec([None], tf.int32)
+    features[WEIGHT] = tf.TensorSpec([None], tf.float32)
     return features, tf.TensorSpec([None], tf.float32)
 
 

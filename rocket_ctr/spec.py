@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from pathlib import Path
 from typing import Any
 
 from rocket_ctr.errors import InputError
 
 HIST_LEN = "hist_len"  # int32 feature added by the pipeline: true history length before padding
+WEIGHT = "sample_weight"  # float32 entry added by the pipeline: each row's weight (1 without a weight column)
 ID_DTYPES = ("int64", "string")
 
 
@@ -96,6 +98,13 @@ class FeatureSpec:
         max_history: histories longer than this keep their newest steps.
         history_buckets: padded lengths the pipeline groups rows into (the last must equal
             ``max_history``); a short history is padded only to its bucket, not to the maximum.
+        weight: optional per-row weight column (numeric, finite, >= 0): every loss term and
+            metric is then a weighted mean (weight k = k copies of the row). A row-level column
+            like ``label``, not a feature. None: every row weighs 1.
+        negative_rate: share of negatives the *training* log kept when it was downsampled
+            upstream, in (0, 1]; the model's probabilities are corrected back to the full rate
+            (``rocket_ctr.calibration``) and validation rows held out of it count each negative
+            1/rate times. Evaluation logs are expected at the full rate. 1 = not downsampled.
     """
 
     sequence_features: tuple = dataclasses.field(default_factory=_default_sequence_features)
@@ -106,6 +115,8 @@ class FeatureSpec:
     timestamp: str | None = "ts"
     max_history: int = 50
     history_buckets: tuple = (8, 16, 32, 50)
+    weight: str | None = None
+    negative_rate: float = 1.0
 
     def __post_init__(self):
         for group in ("sequence_features", "user_features", "item_features"):
@@ -124,8 +135,13 @@ class FeatureSpec:
         if missing:
             raise ValueError(f"sequence features {missing} need a history column; "
                              "list candidate-only columns under item_features")
+        if isinstance(self.negative_rate, bool) or not isinstance(self.negative_rate, (int, float)) \
+                or not (math.isfinite(self.negative_rate) and 0 < self.negative_rate <= 1):
+            raise ValueError(f"negative_rate must be in (0, 1] (the share of negatives the training log kept), "
+                             f"got {self.negative_rate!r}")
+        object.__setattr__(self, "negative_rate", float(self.negative_rate))
         # the user id may also be a feature; any other repeated name is an error
-        names = [*self.scalar_id_columns, *self.history_columns, self.label]
+        names = [*self.scalar_id_columns, *self.history_columns, self.label, *([self.weight] if self.weight else [])]
         if self.label == self.user_id:
             names.append(self.label)
         duplicates = sorted({c for c in names if names.count(c) > 1})
@@ -148,8 +164,9 @@ class FeatureSpec:
 
     @property
     def columns(self) -> tuple:
-        """Every column the pipeline reads (label included; timestamp excluded)."""
+        """Every column the pipeline reads (label and weight included; timestamp excluded)."""
         cols = (self.user_id,) + self.scalar_id_columns + self.history_columns + (self.label,)
+        cols += (self.weight,) if self.weight else ()
         return tuple(dict.fromkeys(cols))
 
     def feature(self, name: str) -> IdFeature:

@@ -54,7 +54,8 @@ def test_run_dir_outputs(trained):
     run_dir, metrics = trained
     saved = json.loads((run_dir / "metrics.json").read_text())
     assert {"mode", "epochs", "train_examples_per_s", "light", "booster", "config"} <= set(saved)
-    assert set(saved["light"]) == {"auc", "gauc", "logloss"}
+    assert set(saved["light"]) == {"auc", "gauc", "logloss", "pcoc", "ece"}
+    assert all((run_dir / f"reliability_{t}.png").stat().st_size > 1000 for t in ("light", "booster"))
     assert saved["mode"] == "rocket" and saved["epochs"] == 2 and saved["train_examples_per_s"] > 0
     assert saved["config"]["hint"]["loss"] == "mimic"
     assert (run_dir / "curves.png").stat().st_size > 1000
@@ -154,7 +155,7 @@ def test_validation_split_by_user_and_early_stopping_restore_the_best_epoch(log,
     scores = [r["validation"]["light"]["gauc"] for r in history]
     best = scores.index(max(scores))
     assert metrics["best_epoch"] == best + 1
-    assert metrics["light"] == {k: history[best]["eval"]["light"][k] for k in ("auc", "gauc", "logloss")}
+    assert metrics["light"] == {k: history[best]["eval"]["light"][k] for k in ("auc", "gauc", "logloss", "pcoc", "ece")}
     if len(history) < 3:  # stopped early: the last `patience` epochs did not improve
         assert history[-1].get("early_stopped") and best == len(history) - 2
     # the run's latest checkpoint holds the best epoch's weights

@@ -1,5 +1,6 @@
-"""The run's record: history.json (one record per epoch), metrics.json, curves.png, and a plain
-warning when the booster never beat the light tower."""
+"""The run's record: history.json (one record per epoch), metrics.json, curves.png, a reliability
+diagram per tower (reliability_<tower>.png, on the eval data, else the validation rows), and a
+plain warning when the booster never beat the light tower."""
 from __future__ import annotations
 
 import json
@@ -13,11 +14,12 @@ from rocket_ctr.callbacks.hint_warmup import HintWarmup
 from rocket_ctr.config import RocketConfig
 from rocket_ctr.curves import plot_curves
 from rocket_ctr.errors import render_fields
+from rocket_ctr.reliability_plot import plot_towers
 from rocket_ctr.run_dir import CURVES_FILE, HISTORY_FILE, METRICS_FILE, to_json, write_atomic
 
 # an epoch's record in history.json, in this key order whichever callback added a key
 RECORD_KEYS = ("epoch", "stage", "steps", "train", "hint_scale", "validation", "eval", "early_stopped")
-SUMMARY = ("auc", "gauc", "logloss")
+SUMMARY = ("auc", "gauc", "logloss", "pcoc", "ece", "pcoc_uncorrected")  # those an evaluation has
 
 
 def load_history(run_dir, epochs_done: int | None) -> list:
@@ -85,19 +87,27 @@ class RunRecorder(keras.callbacks.Callback):
             self.metrics["train_examples_per_s"] = json.loads(metrics_file.read_text()).get("train_examples_per_s")
         write_atomic(metrics_file, to_json(self.metrics, indent=2) + "\n")
         plot_curves(self.history, self.run_dir / CURVES_FILE)
+        last = self._final_record()
+        plot_towers(last.get("eval") or last.get("validation") or {}, self.run_dir)
+
+    def _final_record(self) -> dict:
+        """The record of the epoch whose weights the run ends with ({} before any)."""
+        if not self.history:
+            return {}
+        if self.early_stopping is not None and self.early_stopping.restores:
+            return self.history[self.early_stopping.best_index]  # the restored weights' epoch
+        return self.history[-1]
 
     def _summary(self, examples_per_s) -> dict:
         cfg, history = self.config, self.history
         restored = self.early_stopping is not None and self.early_stopping.restores
-        last = history[-1] if history else {}
-        if restored and history:
-            last = history[self.early_stopping.best_index]  # the restored weights' epoch
+        last = self._final_record()
         metrics = {"mode": cfg.model.mode, "epochs": self.total_epochs, "epochs_trained": len(history),
                    "train_examples_per_s": examples_per_s}
         for tower, values in last.get("eval", {}).items():
-            metrics[tower] = {k: values[k] for k in SUMMARY}
+            metrics[tower] = {k: values[k] for k in SUMMARY if k in values}
         if "validation" in last:
-            metrics["validation"] = {t: {k: v[k] for k in SUMMARY} for t, v in last["validation"].items()}
+            metrics["validation"] = {t: {k: v[k] for k in SUMMARY if k in v} for t, v in last["validation"].items()}
             metrics["best_epoch" if restored else "epoch"] = last["epoch"]
         if {"light", "booster"} <= set(last.get("validation", {})):
             light, booster = (last["validation"][t]["gauc"] for t in ("light", "booster"))

@@ -6,12 +6,12 @@ from pathlib import Path
 import keras
 import tensorflow as tf
 
-EVAL_METRICS = ("auc", "gauc", "logloss")
+EVAL_METRICS = ("auc", "gauc", "logloss", "pcoc", "ece")
 
 
 class TensorBoardLogs(keras.callbacks.Callback):
     """Writes the training loss terms every ``every`` global steps and, per epoch, each tower's
-    validation and eval AUC, GAUC and log loss.
+    validation and eval AUC, GAUC, log loss, PCOC and ECE.
 
     Args:
         log_dir: ``<run_dir>/tensorboard``.
@@ -48,6 +48,6 @@ class TensorBoardLogs(keras.callbacks.Callback):
         writer = tf.summary.create_file_writer(str(self.log_dir / split))
         with writer.as_default(step=epoch):
             for tower, values in results.items():
-                for name in EVAL_METRICS:
+                for name in (m for m in EVAL_METRICS if m in values):
                     tf.summary.scalar(f"{tower}/{name}", values[name])
         writer.flush()
