@@ -6,7 +6,8 @@ import argparse
 from rocket_ctr.config import RocketConfig, fields_with_metadata, flag_table
 
 # the train command's own arguments by the names the library gives them in messages
-ARGUMENT_FLAGS = {"run_dir": "--run-dir", "train": "--train", "eval": "--eval", "strategy": "--strategy"}
+ARGUMENT_FLAGS = {"run_dir": "--run-dir", "train": "--train", "eval": "--eval", "strategy": "--strategy",
+                  "warm_start": "--warm-start"}
 
 
 def field_flags() -> dict[str, str]:
@@ -30,9 +31,10 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
                                metavar=None if meta.get("choices") else field.type.split(" ")[0].upper())
 
 
-def config_from_args(args) -> RocketConfig:
-    """The config file (if any) with the flags given on the command line applied over it."""
-    base = RocketConfig.from_file(args.config) if args.config else RocketConfig()
+def config_from_args(args, base: RocketConfig | None = None) -> RocketConfig:
+    """The config file (if any) with the flags given on the command line applied over it, all over
+    ``base`` (default: the defaults; a warm start: the source run's config)."""
+    base = RocketConfig.from_file(args.config, base) if args.config else (base or RocketConfig())
     return base.replace({path: getattr(args, path.replace(".", "__")) for path in flag_table()})
 
 
@@ -49,6 +51,13 @@ def add_parser(subparsers) -> None:
                         help="default: this process; multi-worker: data-parallel over the TF_CONFIG cluster "
                              "(--batch-size per worker); parameter-server: refused with the reason, see the README "
                              "(default: %(default)s)")
+    parser.add_argument("--warm-start", metavar="RUN_DIR",
+                        help="start a new --run-dir from this run's weights (its config and feature spec are the "
+                             "defaults; training settings and vocabularies may change, shapes and the feature set "
+                             "may not)")
+    parser.add_argument("--warm-start-optimizer", action=argparse.BooleanOptionalAction, default=True,
+                        help="with --warm-start: also carry the optimizer state (Adam's moments; the learning rate "
+                             "is always this run's) (default: %(default)s)")
     add_config_arguments(parser)
     parser.set_defaults(func=run)
 
@@ -67,8 +76,17 @@ def run(args) -> int:
             spec = FeatureSpec.load(args.spec)
         except ValueError as err:
             raise InputError(str(err)) from None
-    trainer = Trainer(args.run_dir, args.train, args.eval, config_from_args(args), spec,
-                      verbose=0 if args.quiet else 1, strategy=(strategy, task), field_names=field_flags())
+    source = None
+    if args.warm_start:
+        from rocket_ctr.warm_start import WarmStartSource
+        source = WarmStartSource.open(args.warm_start, args.run_dir)
+    trainer = Trainer(args.run_dir, args.train, args.eval, config_from_args(args, source and source.config), spec,
+                      verbose=0 if args.quiet else 1, strategy=(strategy, task), field_names=field_flags(),
+                      warm_start=source, warm_start_optimizer=args.warm_start_optimizer)
+    if trainer.warm_started and task.is_chief:
+        print(format_warm_start(trainer.warm_started))
+    elif source is not None and task.is_chief:
+        print(f"{args.run_dir} already holds checkpoints: resuming it (--warm-start applies to a new run dir only)")
     metrics = trainer.fit()
     if not task.is_chief:
         return 0
@@ -87,3 +105,13 @@ def format_metrics(metrics: dict) -> str:
             m = metrics[tower]
             lines.append(f"{tower:<8} {m['auc']:>8.4f} {m['gauc']:>8.4f} {m['logloss']:>8.4f}")
     return "\n".join(lines)
+
+
+def format_warm_start(carried: dict) -> str:
+    """One line on what a warm start carried over."""
+    parts = [f"warm start from {carried['checkpoint']}",
+             "weights and optimizer state" if carried["optimizer_state"] else "weights (fresh optimizer state)"]
+    parts += [f"{name}: {c['kept']} ids kept, {c['new']} new, {c['dropped']} dropped"
+              for name, c in carried["vocabulary"].items()]
+    parts.append("hint already launched" if carried["hint_launched"] else "hint warm-up starts over")
+    return "; ".join(parts)

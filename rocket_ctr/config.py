@@ -251,8 +251,9 @@ class RocketConfig:
         return cls(**{k: _build(f.type, nested.get(k, {})) for k, f in _fields(cls).items()})
 
     @classmethod
-    def from_file(cls, path: str | Path) -> "RocketConfig":
-        """Loads a YAML or JSON file of config fields (nested or flat names)."""
+    def from_file(cls, path: str | Path, base: "RocketConfig | None" = None) -> "RocketConfig":
+        """Loads a YAML or JSON file of config fields (nested or flat names), applied over ``base``
+        (default: the defaults; e.g. a warm start's source config)."""
         try:
             text = Path(path).read_text()
             data = json.loads(text) if str(path).endswith(".json") else yaml.safe_load(text)
@@ -260,7 +261,7 @@ class RocketConfig:
             raise InputError(f"{path}: cannot read config ({str(err).splitlines()[0]})") from None
         if not isinstance(data, dict):
             raise InputError(f"{path}: config must be a mapping of field: value")
-        return cls().replace(data)
+        return (base or cls()).replace(data)
 
 
 # ----- the field table: paths, flags, flat names ------------------------------------------------

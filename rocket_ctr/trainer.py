@@ -58,6 +58,9 @@ from rocket_ctr.model import LOSS_TERMS, RocketModel
 from rocket_ctr.optimizers import make_optimizer
 from rocket_ctr.signatures import row_signature
 from rocket_ctr.spec import FeatureSpec
+from rocket_ctr.warm_start import STATE_FILE as WARM_START_FILE
+from rocket_ctr.warm_start import WarmStartSource
+from rocket_ctr.warm_start import read_state as read_warm_start
 
 EVAL_KEYS = ("auc", "gauc", "logloss", "count", "gauc_users")
 
@@ -78,11 +81,15 @@ class Trainer:
             :func:`rocket_ctr.distributed.make_strategy`.
         field_names: what printed notes call config fields (the CLI: its flags); default: the
             dotted field names (``training.learning_rate``).
+        warm_start: another run dir (or a :class:`rocket_ctr.warm_start.WarmStartSource`) whose
+            weights a fresh ``run_dir`` starts from (see ``rocket_ctr.warm_start``; its config and
+            spec are the defaults of ``config`` and ``spec``); ignored when ``run_dir`` resumes.
+        warm_start_optimizer: also carry the source's optimizer state.
     """
 
     def __init__(self, run_dir, train, eval=None, config: RocketConfig | None = None,
                  spec: FeatureSpec | None = None, verbose: int = 1, strategy="default",
-                 field_names: Mapping[str, str] | None = None):
+                 field_names: Mapping[str, str] | None = None, warm_start=None, warm_start_optimizer: bool = True):
         # a multi-worker strategy must exist before any other TensorFlow op of the process
         self.strategy, self.task = make_strategy(strategy) if isinstance(strategy, str) else strategy
         if isinstance(self.strategy, tf.distribute.ParameterServerStrategy):
@@ -91,8 +98,12 @@ class Trainer:
         self.is_chief = self.task.is_chief
         self.run_dir = Path(run_dir)
         self.field_names = dict(field_names or {})
-        self.config = cfg = config or RocketConfig()
-        self.spec = spec or find_feature_spec(train) or FeatureSpec()
+        source = warm_start if isinstance(warm_start, WarmStartSource) or warm_start is None else \
+            WarmStartSource.open(warm_start, self.run_dir)
+        self.config = cfg = config or (source.config if source else RocketConfig())
+        self.spec = spec or find_feature_spec(train) or (source.spec if source else FeatureSpec())
+        if source is not None:
+            source.check_compatible(cfg, self.spec)  # before the run dir is touched
         self.train_paths, self.eval_paths = train, eval
         self.verbose = verbose if self.is_chief else 0
         layout.check_run_dir(self.run_dir, cfg, self.spec)
@@ -132,6 +143,11 @@ class Trainer:
         latest = layout.latest_checkpoint(self.run_dir)  # the chief's, for every worker
         if latest:
             self.checkpoint.restore(latest).assert_existing_objects_matched()
+        self.warm_started = None
+        if source is not None and not latest:
+            self.warm_started = source.load_into(self.model, self.optimizers, warm_start_optimizer)
+            if self.is_chief:
+                layout.write_atomic(self.run_dir / WARM_START_FILE, layout.to_json(self.warm_started) + "\n")
         self.history = load_history(self.run_dir, int(self.progress.numpy()[0]) if latest else None)
         self._make_callbacks()
 
@@ -139,7 +155,8 @@ class Trainer:
     def _make_callbacks(self) -> None:
         """The run's policies, in the order the loop calls them."""
         cfg = self.config
-        self.warmup = HintWarmup.for_config(cfg, self.history)
+        launched = (self.warm_started or read_warm_start(self.run_dir)).get("hint_launched", False)  # warm start
+        self.warmup = HintWarmup.for_config(cfg, self.history, launched)
         self.tensorboard = TensorBoardLogs(self.run_dir / layout.TENSORBOARD, enabled=self.is_chief)
         self.early_stopping = EarlyStopping.for_config(
             cfg, best_dir=self._write_dir(layout.BEST), chief_best_dir=self.run_dir / layout.BEST,

@@ -23,22 +23,24 @@ class HintWarmup(keras.callbacks.Callback):
     Args:
         launch_metric: what the booster must beat the light tower on: lower ``logloss`` or higher ``gauc``.
         history: the run's finished epoch records (``history.json``), when resuming.
+        launched: the hint was already on before this run (a warm start from a launched run):
+            full weight from the first step.
     """
 
     name = "hint_warmup"
 
-    def __init__(self, launch_metric: str = "logloss", history=()):
+    def __init__(self, launch_metric: str = "logloss", history=(), launched: bool = False):
         super().__init__()
         self.launch_metric = launch_metric
-        self.launched_epoch, self.ramp_steps = None, 1
+        self.launched_epoch, self.ramp_steps = (-1, 1) if launched else (None, 1)
         for record in history:
             self._observe(record)
         self.epoch, self._written = 0, None
 
     @classmethod
-    def for_config(cls, config: RocketConfig, history=()) -> HintWarmup | None:
+    def for_config(cls, config: RocketConfig, history=(), launched: bool = False) -> HintWarmup | None:
         """The policy when the config asks for it and can run it (validation users, rocket mode), else None."""
-        return cls(config.hint.launch_metric, history) if config.warmup_active else None
+        return cls(config.hint.launch_metric, history, launched) if config.warmup_active else None
 
     @staticmethod
     def off_note(config: RocketConfig) -> str | None:
