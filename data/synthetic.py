@@ -406,12 +406,16 @@ def _table(world, calib, block, t, rng, cfg, ids, with_oracle) -> pa.Table:
 
 
 def generate(out_dir, config: GeneratorConfig | None = None, *, with_oracle: bool = False,
-             rows_per_file: int = 1_000_000, row_group_size: int = 65_536, **params) -> dict:
+             rows_per_file: int = 1_000_000, row_group_size: int = 65_536, days: int = 0, **params) -> dict:
     """Generates a click log into ``out_dir/{train,test}/part-NNNNN.parquet``, streaming.
 
-    Test rows are the last ``test_fraction`` of time. Rerunning replaces a previous generated log
-    in ``out_dir`` (other Parquet parts there are refused, never deleted); ``params.json`` says
-    ``"complete": true`` once everything is written. Same seed and params give the same data.
+    Test rows are the last ``test_fraction`` of time. With ``days`` > 0 the log spans that many
+    days (``span_seconds``) and is split by day instead, into ``out_dir/day-01/`` ... (every row of
+    a day, at the full rate: ``test_fraction`` and ``negative_rate`` do not apply): the interests
+    drift from one day to the next, the setting of daily retraining and warm starts.
+    Rerunning replaces a previous generated log in ``out_dir`` (other Parquet parts there are
+    refused, never deleted); ``params.json`` says ``"complete": true`` once everything is written.
+    Same seed and params give the same data.
 
     Args:
         out_dir: output folder (created if missing).
@@ -420,15 +424,21 @@ def generate(out_dir, config: GeneratorConfig | None = None, *, with_oracle: boo
         rows_per_file: a new part file every this many rows.
         row_group_size: rows per Parquet row group.
     Returns:
-        summary dict: paths (``out_dir``, ``train_files``, ``test_files``, ``params``,
-        ``feature_spec``), ``rows`` and realised ``ctr`` per split (and ``all``), ``seconds``.
+        summary dict: paths (``out_dir``, ``<split>_files`` per split (``train``/``test``, or
+        ``day-01``...), ``params``, ``feature_spec``), ``splits``, ``rows`` and realised ``ctr`` per
+        split (and ``all``), ``seconds``.
     """
     fields = {f.name for f in dataclasses.fields(GeneratorConfig)}
     unknown = sorted(set(params) - fields)
     if unknown:
         raise InputError(f"unknown generator parameters {unknown}")
+    if isinstance(days, bool) or not isinstance(days, (int, np.integer)) or days < 0:
+        raise FieldError(f"{{days}} must be an integer >= 0, got {days!r}")
+    if days:
+        params = {**params, "span_seconds": int(days) * 86_400, "test_fraction": 0.0, "negative_rate": 1.0}
     cfg = dataclasses.replace(config or GeneratorConfig(), **params)
     cfg.validate()
+    splits = tuple(f"day-{d + 1:02d}" for d in range(days)) if days else ("train", "test")
     for name, value in (("rows_per_file", rows_per_file), ("row_group_size", row_group_size)):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
             raise FieldError(f"{{{name}}} must be an integer >= 1, got {value!r}")
@@ -436,14 +446,15 @@ def generate(out_dir, config: GeneratorConfig | None = None, *, with_oracle: boo
     if out.exists() and not out.is_dir():
         raise InputError(f"output {out} exists and is not a directory")
     started = time.perf_counter()
-    old_parts = [p for split in ("train", "test") for p in (out / split).glob("part-*.parquet")]
+    old_parts = [p for split in ("train", "test", "day-*") for p in out.glob(f"{split}/part-*.parquet")]
     if old_parts and _generator_of(out / "params.json") != __name__:
         raise InputError(f"{out} holds Parquet parts this generator did not write; "
                          "choose another output folder")
     record = {"generator": __name__, "complete": False, "config": dataclasses.asdict(cfg),
-              "with_oracle": with_oracle, "rows_per_file": rows_per_file, "row_group_size": row_group_size}
+              "with_oracle": with_oracle, "rows_per_file": rows_per_file, "row_group_size": row_group_size,
+              "days": days}
     try:
-        for split in ("train", "test"):
+        for split in splits:
             (out / split).mkdir(parents=True, exist_ok=True)
         (out / "params.json").write_text(json.dumps(record, indent=2) + "\n")  # in progress
     except OSError as err:
@@ -451,7 +462,7 @@ def generate(out_dir, config: GeneratorConfig | None = None, *, with_oracle: boo
     for old in old_parts:  # a rerun replaces the previous generated log
         old.unlink()
     writers = {split: _SplitWriter(out / split, schema(with_oracle), rows_per_file, row_group_size)
-               for split in ("train", "test")}
+               for split in splits}
 
     world = _World(cfg, np.random.default_rng([cfg.seed, 0]))
     calib = _Calibration(world, np.random.default_rng([cfg.seed, 1]))
@@ -463,6 +474,12 @@ def generate(out_dir, config: GeneratorConfig | None = None, *, with_oracle: boo
         index = np.arange(start, min(start + BLOCK, cfg.n_rows))
         t = (index + rng.random(len(index))) / cfg.n_rows  # sorted: row i lies in [i/n, (i+1)/n)
         table = _table(world, calib, world.sample(t, rng), t, rng, cfg, ids, with_oracle)
+        if days:  # t is sorted: each day is one slice of the block
+            bounds = np.searchsorted(t, np.arange(days + 1) / days)
+            for day, (lo, hi) in enumerate(zip(bounds[:-1], bounds[1:])):
+                if hi > lo:
+                    writers[splits[day]].write(table.slice(int(lo), int(hi - lo)))
+            continue
         cut = min(max(n_train - start, 0), len(index))
         if cut:
             writers["train"].write(_downsampled(table.slice(0, cut), cfg.negative_rate,
@@ -480,7 +497,7 @@ def generate(out_dir, config: GeneratorConfig | None = None, *, with_oracle: boo
     record.update(complete=True, intercept=calib.intercept, signal_stats=calib.stats, rows=rows, ctr=ctr,
                   files={s: [Path(f).name for f in w.files] for s, w in writers.items()})
     (out / "params.json").write_text(json.dumps(record, indent=2) + "\n")
-    return {"out_dir": str(out), "train_files": writers["train"].files, "test_files": writers["test"].files,
+    return {"out_dir": str(out), **{f"{s}_files": w.files for s, w in writers.items()}, "splits": splits,
             "params": str(out / "params.json"), "feature_spec": str(spec_path), "rows": rows, "ctr": ctr,
             "seconds": time.perf_counter() - started}
 

@@ -9,7 +9,7 @@ _DEFAULTS = GeneratorConfig()
 # generator parameter -> flag: the CLI shows the library's FieldErrors with what the user typed
 FIELD_FLAGS = {"n_rows": "--rows", "n_users": "--users", "n_items": "--items", "n_cates": "--cates",
           "max_history": "--max-history", "base_ctr": "--base-ctr", "test_fraction": "--test-fraction",
-          "seed": "--seed", "rows_per_file": "--rows-per-file", "cross_strength": "--cross-strength",
+          "seed": "--seed", "days": "--days", "rows_per_file": "--rows-per-file", "cross_strength": "--cross-strength",
           "negative_rate": "--negative-rate"}
 
 
@@ -38,6 +38,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     add("--cross-strength", type=float, default=_DEFAULTS.cross_strength,
         help="logit std of a high-order (item, occupation, gender) interaction where a bigger "
              "tower has the edge; 0 = off (default: %(default)s)")
+    add("--days", type=int, default=0,
+        help="split by day instead: the log spans N days, written to OUT/day-01/ ... OUT/day-N/ (full rate, "
+             "no test split; interests drift from day to day) (default: %(default)s = train/test)")
     add("--with-oracle", action=argparse.BooleanOptionalAction, default=False,
         help="also write click_prob, the true click probability of each row")
     add("--rows-per-file", type=int, default=1_000_000,
@@ -57,8 +60,17 @@ def run(args: argparse.Namespace) -> int:
         args.out, n_rows=args.rows, n_users=args.users, n_items=args.items, n_cates=args.cates,
         max_history=args.max_history, base_ctr=args.base_ctr, test_fraction=args.test_fraction, seed=args.seed,
         negative_rate=args.negative_rate,
-        cross_strength=args.cross_strength, with_oracle=args.with_oracle, rows_per_file=args.rows_per_file)
+        cross_strength=args.cross_strength, with_oracle=args.with_oracle, rows_per_file=args.rows_per_file,
+        days=args.days)
     rows, ctr = summary["rows"], summary["ctr"]
+    if args.days:
+        print(f"generated {sum(rows.values()):,} rows over {args.days} days in {summary['seconds']:.1f} s: "
+              f"realised CTR {ctr['all']:.4f} (target {args.base_ctr})")
+        for split in summary["splits"]:
+            print(f"  {split + ':':<14}{summary['out_dir']}/{split}/  ({rows[split]:,} rows)")
+        print(f"  {'params:':<14}{summary['params']}")
+        print(f"  {'feature spec:':<14}{summary['feature_spec']}")
+        return 0
     test_ctr = f"{ctr['test']:.4f}" if ctr["test"] is not None else "-"
     print(f"generated {rows['train'] + rows['test']:,} rows in {summary['seconds']:.1f} s: "
           f"realised CTR {ctr['all']:.4f} (train {ctr['train']:.4f}, test {test_ctr}; target {args.base_ctr})")

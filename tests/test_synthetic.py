@@ -203,3 +203,15 @@ def test_cli(tmp_path, capsys):
     (tmp_path / "afile").write_text("x")
     assert main(["generate", "--out", str(tmp_path / "afile"), "--rows", "10"]) == 2
     assert "not a directory" in capsys.readouterr().err
+
+
+def test_split_by_day_writes_one_folder_per_day_of_the_span(tmp_path, capsys):
+    summary = generate(tmp_path, n_rows=3_000, days=3, seed=1, **SMALL)
+    assert summary["splits"] == ("day-01", "day-02", "day-03") and sum(summary["rows"].values()) == 3_000
+    start = GeneratorConfig().start_ts
+    for d, split in enumerate(summary["splits"]):
+        ts = pq.read_table(tmp_path / split, columns=["ts"])["ts"].to_numpy()
+        assert len(ts) > 900 and ((ts - start) // 86_400 == d).all()
+    assert not (tmp_path / "train").exists() and json.loads((tmp_path / "params.json").read_text())["days"] == 3
+    assert main(["generate", "--out", str(tmp_path / "cli"), "--rows", "900", "--days", "-1"]) == 2
+    assert "--days must be an integer >= 0" in capsys.readouterr().err
