@@ -29,8 +29,9 @@ def add_parser(subparsers) -> None:
     add("--rows-per-file", type=int, default=1_000_000, help="rows per output part (default: %(default)s)")
     add("--booster", action=argparse.BooleanOptionalAction, default=True,
         help="with --run-dir: also score the booster tower (--no-booster: the light tower only, faster)")
-    add("--xla", action=argparse.BooleanOptionalAction, default=True,
-        help="with --run-dir: XLA-compile the towers (as the export does)")
+    add("--xla", action=argparse.BooleanOptionalAction, default=False,
+        help="with --run-dir: XLA-compile the towers (off by default: on large batches plain TensorFlow was "
+             "faster here, and every new batch shape costs a compilation)")
     add("--num-shards", type=int, default=1, help="score only shard --shard-index of this many (default: 1)")
     add("--shard-index", type=int, default=0, help="which shard, in [0, --num-shards) (default: 0)")
     add("--processes", type=int, default=1, help="score with this many local processes, one shard each")

@@ -1,11 +1,11 @@
 """Batch scoring: a Parquet log streamed through a model's towers in bounded memory, in row order.
 
-One record batch at a time (of this process's row-range shard, see :mod:`rocket_ctr.row_ranges`):
-validated, turned into numpy (:class:`rocket_ctr.batches.Chunk`), its rows sorted by history
-length and cut into fixed-size scoring batches padded only to their rows' history bucket, scored by
-the towers' ``score_rows`` functions (one trace; with XLA a handful of compiled shapes) and put
-back into the record batch's row order next to its key columns. ``tf.data`` builds the next
-batches in a background thread while the model scores the current one.
+Record batches of this process's row-range shard (see :mod:`rocket_ctr.row_ranges`), validated
+and joined into windows of ~WINDOW_ROWS rows, become numpy (:class:`rocket_ctr.batches.Chunk`);
+a window's rows are sorted by history length and cut into fixed-size scoring batches padded only
+to their rows' history bucket, scored by the towers' ``score_rows`` functions (one trace; with XLA
+a handful of compiled shapes) and put back into the window's row order next to its key columns.
+``tf.data`` builds the next batches in a background thread while the model scores the current one.
 
 Scorers (``{tower: score_rows function}``): :func:`model_scorer` (a model in memory, e.g. a run
 dir's: light and booster) and :func:`saved_model_scorer` (an exported SavedModel: its tower).
@@ -27,8 +27,9 @@ from rocket_ctr.row_ranges import RowRange
 from rocket_ctr.signatures import OUTPUT, SCORE_ROWS, rows_signature
 from rocket_ctr.spec import HIST_LEN, FeatureSpec
 
-READ_ROWS = 65_536  # rows per record batch read (memory bound: a few of these at a time)
-PAD_ROWS = 1_024  # a record batch's last, partial scoring batch is padded to a multiple of this
+READ_ROWS = 65_536  # rows per record batch read
+WINDOW_ROWS = 131_072  # record batches are scored in windows of at least this many rows (memory bound)
+PAD_ROWS = 1_024  # a window's last, partial scoring batch is padded to a power of two >= this
 
 Scorer = dict  # {tower name: callable(**score_rows inputs) -> {"probabilities": [N]}}
 
@@ -116,7 +117,8 @@ def row_features(chunk: Chunk, spec: FeatureSpec, rows: np.ndarray, width: int,
 def scoring_batches(chunk: Chunk, widths: tuple, batch_size: int) -> list[tuple[np.ndarray, int, int]]:
     """``(rows, width, real)`` slices covering the chunk: rows sorted by history length, cut into
     ``batch_size`` rows padded to the bucket of their longest history; the last slice is padded
-    (repeating its first row) to a multiple of PAD_ROWS, of which the first ``real`` rows count."""
+    (repeating its first row) to a power of two >= PAD_ROWS (or ``batch_size``), of which the first
+    ``real`` rows count: compiled (XLA) scorers see a handful of shapes, not one per window."""
     order = np.argsort(chunk.lengths, kind="stable")
     bucket_widths = np.asarray(widths)[np.searchsorted(np.asarray(widths), chunk.lengths[order], side="left")]
     slices = []
@@ -124,7 +126,7 @@ def scoring_batches(chunk: Chunk, widths: tuple, batch_size: int) -> list[tuple[
         rows = order[start:start + batch_size]
         real = len(rows)
         if real < batch_size:
-            padded = min(-(-real // PAD_ROWS) * PAD_ROWS, batch_size)
+            padded = min(max(PAD_ROWS, 1 << (real - 1).bit_length()), batch_size)
             rows = np.concatenate([rows, np.full(padded - real, rows[0])])
         slices.append((rows, int(bucket_widths[min(start + real, chunk.n) - 1]), real))
     return slices
@@ -149,7 +151,7 @@ def feature_signature(spec: FeatureSpec) -> dict:
 def score_ranges(pieces: list[RowRange], spec: FeatureSpec, scorer: Scorer, *, key_columns: list[str],
                  batch_size: int = 8_192) -> Iterator[tuple[pa.RecordBatch, dict]]:
     """Scores every row of ``pieces`` (in order); yields ``(keys, {tower: probabilities})`` per
-    record batch read, ``keys`` being the record batch's ``key_columns``.
+    window of record batches, ``keys`` being the window's ``key_columns``.
 
     Raises:
         InputError: bad values (nulls, bad labels, misaligned histories), naming file and row.
@@ -157,20 +159,31 @@ def score_ranges(pieces: list[RowRange], spec: FeatureSpec, scorer: Scorer, *, k
     if batch_size < 1:
         raise InputError(f"batch_size must be >= 1, got {batch_size}")
     columns = list(dict.fromkeys([*spec.columns, *key_columns]))
-    pending: dict[int, pa.RecordBatch] = {}  # record batches whose scoring batches are in flight
+    pending: dict[int, pa.RecordBatch] = {}  # keys of the windows whose scoring batches are in flight
     counter = itertools.count()
 
-    def produce():
+    def windows():  # validated record batches, concatenated into windows of >= WINDOW_ROWS rows
+        held, rows = [], 0
         for piece in pieces:
             try:
                 for first_row, batch in piece.batches(columns, READ_ROWS):
                     check_batch(batch, spec, piece.path, first_row)
-                    chunk, tag = Chunk(batch, spec), next(counter)
-                    pending[tag] = batch.select(key_columns)
-                    for rows, width, real in scoring_batches(chunk, spec.history_buckets, batch_size):
-                        yield row_features(chunk, spec, rows, width), rows[:real], tag
+                    held.append(batch)
+                    rows += batch.num_rows
+                    if rows >= WINDOW_ROWS:
+                        yield pa.concat_batches(held)
+                        held, rows = [], 0
             except (pa.ArrowException, OSError) as err:
                 raise InputError(f"{piece.name}: cannot read Parquet data ({str(err).splitlines()[0]})") from None
+        if held:
+            yield pa.concat_batches(held)
+
+    def produce():
+        for window in windows():
+            chunk, tag = Chunk(window, spec), next(counter)
+            pending[tag] = window.select(key_columns)
+            for rows, width, real in scoring_batches(chunk, spec.history_buckets, batch_size):
+                yield row_features(chunk, spec, rows, width), rows[:real], tag
 
     signature = (feature_signature(spec), tf.TensorSpec([None], tf.int64), tf.TensorSpec([], tf.int64))
     dataset = tf.data.Dataset.from_generator(produce, output_signature=signature).prefetch(2)
