@@ -60,6 +60,12 @@ CHANGES = {
     "lr 5e-3": ({"learning_rate": 5e-3}, {}, {}),
     "user hold-out": ({"validation_fraction": 0.05, "validation_split": "users"}, {}, {}),
     "patience 1": ({"early_stopping_patience": 1}, {}, {}),
+    # the light tower's own interest extractor (the default, "shared", reads the booster's attention)
+    "light din 32-16": ({"light_interest": "din", "light_attention": [32, 16]}, {}, {}),
+    "light dot": ({"light_interest": "dot", "light_projection": 16}, {}, {}),
+    "light dot raw": ({"light_interest": "dot", "light_projection": 0}, {}, {}),  # c·h / √D, no weights
+    "light mean": ({"light_interest": "mean"}, {}, {}),
+    "light history 20": ({"light_history": 20}, {}, {}),  # e.g. "light dot + light history 20"
 }
 PRESETS = {
     "defaults": [],

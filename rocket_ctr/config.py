@@ -23,6 +23,7 @@ from rocket_ctr.errors import FieldError, InputError
 MODES = ("rocket", "base", "booster", "two-stage")
 OPTIMIZERS = ("lazy_adam", "adam")
 VALIDATION_SPLITS = ("auto", "last-event", "time", "users")  # see rocket_ctr.holdout
+LIGHT_INTERESTS = ("shared", "din", "dot", "mean")  # see rocket_ctr.interest
 _TYPE_WORDS = {"int": "an integer", "float": "a number", "bool": "true or false", "str": "a string",
                "tuple": "comma-separated integer widths", "int | None": "an integer or null"}
 
@@ -69,16 +70,31 @@ def _booster_tower() -> TowerConfig:
 
 @dataclasses.dataclass
 class ModelConfig:
-    """What is built: the mode's towers over a shared embedding/attention bottom."""
+    """What is built: the mode's towers over shared embedding tables, each with its interest extractor."""
 
     mode: str = option("rocket", choices=MODES,
                        help="rocket: light + booster (eq. 1); base: light alone; booster: booster alone; "
                             "two-stage: booster first, then light with the hint against it frozen")
     embedding_dim: int = option(18, help="embedding width of every id feature", minimum=1)
     attention: AttentionConfig = section(AttentionConfig)
+    light_interest: str = option("shared", choices=LIGHT_INTERESTS,
+                                 help="the light tower's interest extractor: shared: the booster's DIN attention "
+                                      "(the paper's sharing); din: its own DIN of --light-attention widths; dot: "
+                                      "scaled dot-product target attention (--light-projection); mean: masked mean")
+    light_attention: tuple = option((32, 16), help="attention MLP widths of --light-interest din (activation and "
+                                                     "softmax: the --attention-* ones)", minimum=1)
+    light_projection: int = option(16, minimum=0,
+                                   help="query/key projection width of --light-interest dot (0: raw embeddings)")
+    light_history: int | None = option(None, minimum=1,
+                                       help="the light tower reads only the newest N steps of each history "
+                                            "(unset: all)")
+    booster_history: int | None = option(None, minimum=1,
+                                         help="the booster reads only the newest N steps of each history (unset: all; "
+                                              "at most the FeatureSpec's max_history)")
     light: TowerConfig = section(TowerConfig)
     booster: TowerConfig = dataclasses.field(default_factory=_booster_tower, metadata={"section": True})
-    share: bool = option(True, help="both towers read one shared embedding/attention bottom")
+    share: bool = option(True, help="both towers read the same embedding tables (and, with --light-interest "
+                                     "shared, the same attention); off: each tower has its own")
     detach_light: bool = option(False, help="the light tower does not train the shared bottom (EasyRec's variant)")
 
     @property

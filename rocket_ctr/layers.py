@@ -171,61 +171,84 @@ class DinAttention(keras.layers.Layer):
 
 
 def use_padded_attention(model: keras.layers.Layer, padded: bool) -> None:
-    """Switches every DinAttention inside ``model`` to the padded form (for XLA) or back (before tracing)."""
+    """Switches every interest extractor inside ``model`` that has a valid-steps form (DIN, dot)
+    to the padded form (for XLA) or back (before tracing)."""
     for layer in model._flatten_layers(include_self=True):
-        if isinstance(layer, DinAttention):
+        if hasattr(layer, "skip_padding"):
             layer.skip_padding = not padded
 
 
-class SharedBottom(keras.layers.Layer):
-    """Embeddings + DIN attention -> the representation x both towers read.
+class EmbeddingBank(keras.layers.Layer):
+    """The embedding tables of every id feature: what the towers share.
 
-    x = [user profile embeddings, attention-pooled history, candidate embeddings, extra item
-    embeddings]. Item and category embeddings are shared between the candidate and the history.
-    Inputs are row indices (see :class:`rocket_ctr.id_mapping.IdMapper`) plus ``hist_len``.
-    User-side inputs (profile, history) may have batch size 1 against N candidates.
+    Item and category tables serve both the candidate and the history (DIN). Inputs are row
+    indices (see :class:`rocket_ctr.id_mapping.IdMapper`) plus ``hist_len``; user-side inputs
+    (profile, history) may have batch size 1 against N candidates. ``call`` returns the lookups::
+
+        {"candidate": [N, S·D] (the sequence features: the extractors' query),
+         "history": [B, L, S·D], "lengths": [B] int32 (B = N, or 1 for one user's request),
+         "user": [[B, D], ...] (profile), "items": [[N, D], ...] (other candidate features)}
+
+    which :func:`tower_input` turns into a tower's x, given that tower's pooled interest.
     """
 
-    def __init__(self, spec: FeatureSpec, embedding_dim=18, attention_units=(80, 40),
-                 attention_activation="sigmoid", attention_softmax=False, **kwargs):
+    def __init__(self, spec: FeatureSpec, embedding_dim=18, **kwargs):
         super().__init__(**kwargs)
         self.spec, self.embedding_dim = spec, embedding_dim
-        self.attention_units, self.attention_activation = tuple(attention_units), attention_activation
-        self.attention_softmax = attention_softmax
         self.embeddings = {
             f.name: keras.layers.Embedding(f.num_rows, embedding_dim, name=f"emb_{f.name}")
             for f in spec.id_features
         }
         track_for_checkpoints(self, "emb", list(self.embeddings.values()))
-        self.attention = DinAttention(attention_units, attention_activation, attention_softmax,
-                                      name="din_attention")
 
-    def call(self, rows: dict, training=False):
-        spec = self.spec
-        candidate = tf.concat([self.embeddings[f.name](rows[f.name]) for f in spec.sequence_features], -1)
-        history = tf.concat([self.embeddings[f.name](rows[f.history]) for f in spec.sequence_features], -1)
-        steps = tf.shape(history)[1]
-        mask = tf.sequence_mask(rows[HIST_LEN], maxlen=steps)
-        interest = self.attention(candidate, history, mask, training=training)
-        n = tf.shape(candidate)[0]
-        parts = [tf.broadcast_to(self.embeddings[f.name](rows[f.name]), [n, self.embeddings[f.name].output_dim])
-                 for f in spec.user_features]
-        parts += [interest, candidate]
-        parts += [self.embeddings[f.name](rows[f.name]) for f in spec.item_features]
-        return tf.concat(parts, axis=-1)
+    def build(self, rows_shape=None):
+        for table in self.embeddings.values():
+            table.build()
+
+    def call(self, rows: dict, training=False) -> dict:
+        spec, emb = self.spec, self.embeddings
+        return {
+            "candidate": tf.concat([emb[f.name](rows[f.name]) for f in spec.sequence_features], -1),
+            "history": tf.concat([emb[f.name](rows[f.history]) for f in spec.sequence_features], -1),
+            "lengths": rows[HIST_LEN],
+            "user": [emb[f.name](rows[f.name]) for f in spec.user_features],
+            "items": [emb[f.name](rows[f.name]) for f in spec.item_features],
+        }
+
+    def link_for_checkpoints(self, name: str, trackable) -> None:
+        """A checkpoint-only dependency ``name`` -> ``trackable``, not a Keras sublayer (the bank's
+        weights stay its tables): checkpoints written with ``trackable`` inside the bank restore."""
+        self.__dict__.setdefault("_checkpoint_links", {})[name] = trackable  # past Keras' attribute tracking
+
+    def _trackable_children(self, save_type="checkpoint", **kwargs):
+        children = super()._trackable_children(save_type, **kwargs)
+        if save_type == "checkpoint":
+            children.update(self.__dict__.get("_checkpoint_links", {}))
+        return children
+
+    def _lookup_dependency(self, name, cached_dependencies=None):
+        link = self.__dict__.get("_checkpoint_links", {}).get(name)
+        return link if link is not None else super()._lookup_dependency(name, cached_dependencies)
 
     @property
     def output_width(self) -> int:
-        dim = next(iter(self.embeddings.values())).output_dim
+        """The width of a tower's x (:func:`tower_input`) over this bank."""
         n_seq = len(self.spec.sequence_features)
-        return dim * (len(self.spec.user_features) + 2 * n_seq + len(self.spec.item_features))
+        return self.embedding_dim * (len(self.spec.user_features) + 2 * n_seq + len(self.spec.item_features))
 
     def get_config(self):
-        return {**super().get_config(), "spec": self.spec.to_dict(), "embedding_dim": self.embedding_dim,
-                "attention_units": list(self.attention_units), "attention_activation": self.attention_activation,
-                "attention_softmax": self.attention_softmax}
+        return {**super().get_config(), "spec": self.spec.to_dict(), "embedding_dim": self.embedding_dim}
 
     @classmethod
     def from_config(cls, config):
         config = dict(config)
         return cls(FeatureSpec.from_dict(config.pop("spec")), **config)
+
+
+def tower_input(embedded: dict, interest: tf.Tensor) -> tf.Tensor:
+    """A tower's x = [user profile embeddings, pooled interest, candidate embeddings, other item
+    embeddings], user-side parts broadcast to the N candidates."""
+    n = tf.shape(embedded["candidate"])[0]
+    parts = [tf.broadcast_to(u, [n, u.shape[-1]]) for u in embedded["user"]]
+    parts += [interest, embedded["candidate"], *embedded["items"]]
+    return tf.concat(parts, axis=-1)

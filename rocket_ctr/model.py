@@ -1,4 +1,4 @@
-"""RocketModel: a shared DIN bottom feeding a light tower (served) and a booster tower (teacher)."""
+"""RocketModel: shared embedding tables feeding a light tower (served) and a booster tower (teacher)."""
 from __future__ import annotations
 
 import keras
@@ -6,7 +6,9 @@ import tensorflow as tf
 
 from rocket_ctr.calibration import logit_offset
 from rocket_ctr.config import HintConfig, ModelConfig, RocketConfig
-from rocket_ctr.layers import MLP, SharedBottom
+from rocket_ctr.errors import FieldError
+from rocket_ctr.interest import make_extractor, newest_steps
+from rocket_ctr.layers import MLP, EmbeddingBank, tower_input
 from rocket_ctr.losses import get_hint
 from rocket_ctr.spec import FeatureSpec
 
@@ -14,10 +16,18 @@ LOSS_TERMS = ("loss", "light_ce", "booster_ce", "hint")
 
 
 class RocketModel(keras.Model):
-    """Rocket Launching (Zhou et al., AAAI 2018) on a DIN bottom.
+    """Rocket Launching (Zhou et al., AAAI 2018) on DIN: shared embeddings, a light and a booster tower.
 
     Inputs are embedding-row indices (``IdMapper`` output) and ``hist_len``; ``call`` returns the
     logits ``{"light": l, "booster": z}`` of the towers the mode builds.
+
+    What the towers share is the embedding bank (``bottom``; ``light_bottom``/``booster_bottom``
+    when not shared). Each tower pools the history with its interest extractor: the booster with
+    DIN attention (``booster_interest``, over its newest ``booster_history`` steps), the light tower
+    with ``light_interest`` (its own DIN, dot or mean extractor over its newest ``light_history``
+    steps) or, with ``light_interest="shared"``, the booster's attention itself. The extractor the
+    light tower shares counts as part of the bottom (:meth:`shared_variables`); an own one is the
+    tower's (:meth:`tower_variables`).
 
     Args:
         spec: the FeatureSpec.
@@ -45,15 +55,25 @@ class RocketModel(keras.Model):
         self.towers = cfg.towers
         self.stage = {"two-stage": "booster"}.get(cfg.mode, "joint")
 
-        def bottom(name):
-            return SharedBottom(spec, cfg.embedding_dim, cfg.attention.units, cfg.attention.activation,
-                                cfg.attention.softmax, name=name)
-
-        separate = len(self.towers) == 2 and (not cfg.share or cfg.mode == "two-stage")
-        if separate:
-            self.light_bottom, self.booster_bottom = bottom("light_bottom"), bottom("booster_bottom")
+        _check_history(spec, cfg)
+        self.separate = len(self.towers) == 2 and (not cfg.share or cfg.mode == "two-stage")
+        # the light tower reads the booster's very attention layer
+        self.light_shares_attention = cfg.light_interest == "shared" and len(self.towers) == 2 and not self.separate
+        # Built in the order of the checkpoints before per-tower extractors (banks, extractors,
+        # towers): the optimizer's slots are saved by variable index.
+        if self.separate:
+            for tower in self.towers:
+                setattr(self, f"{tower}_bottom", EmbeddingBank(spec, cfg.embedding_dim, name=f"{tower}_bottom"))
+                setattr(self, f"{tower}_interest", self._extractor(tower))
         else:
-            self.bottom = bottom("shared_bottom")
+            self.bottom = EmbeddingBank(spec, cfg.embedding_dim, name="shared_bottom")
+            for tower in ("booster", "light"):
+                if tower in self.towers and not (tower == "light" and self.light_shares_attention):
+                    setattr(self, f"{tower}_interest", self._extractor(tower))
+        if cfg.light_interest == "shared":
+            for tower in self.towers:
+                # checkpoints before per-tower extractors hold this attention as <bottom>/attention
+                self.bottom_of(tower).link_for_checkpoints("attention", self.interest_of(tower))
         if "light" in self.towers:
             self.light = _tower(cfg.light, "light_tower")
         if "booster" in self.towers:
@@ -65,37 +85,102 @@ class RocketModel(keras.Model):
         self.trackers = {name: keras.metrics.Mean(name=name) for name in LOSS_TERMS}
 
     # ----- forward ---------------------------------------------------------------------------
-    def bottom_of(self, tower: str) -> SharedBottom:
-        """The bottom a tower reads (the same object for both towers when shared)."""
+    def _extractor(self, tower: str):
+        """A tower's interest extractor from the config: DIN of ``attention`` for the booster (and
+        for a light tower that shares it but has its own copy: separate bottoms, base mode)."""
+        cfg = self.config
+        kind = "din" if tower == "booster" or cfg.light_interest == "shared" else cfg.light_interest
+        units = cfg.light_attention if tower == "light" and cfg.light_interest == "din" else cfg.attention.units
+        name = "din_attention" if cfg.light_interest == "shared" and not self.separate else f"{tower}_{kind}"
+        return make_extractor(kind, units=units, activation=cfg.attention.activation,
+                              softmax=cfg.attention.softmax, projection=cfg.light_projection, name=name)
+
+    def bottom_of(self, tower: str) -> EmbeddingBank:
+        """The embedding bank a tower reads (the same object for both towers when shared)."""
         return getattr(self, "bottom", None) or getattr(self, f"{tower}_bottom")
 
+    def interest_of(self, tower: str):
+        """The interest extractor a tower reads (the booster's for a light tower that shares it)."""
+        if tower == "light" and self.light_shares_attention:
+            return self.booster_interest
+        return getattr(self, f"{tower}_interest")
+
+    def _history_of(self, tower: str) -> int | None:
+        """Newest history steps a tower reads (None: all the rows hold)."""
+        steps = self.config.light_history if tower == "light" else self.config.booster_history
+        return None if steps is None or steps >= self.spec.max_history else steps
+
+    def _x(self, tower: str, embedded: dict, training=False) -> tf.Tensor:
+        """A tower's x: its extractor pools its newest history steps against each candidate."""
+        history, lengths = newest_steps(embedded["history"], embedded["lengths"], self._history_of(tower))
+        mask = tf.sequence_mask(lengths, tf.shape(history)[1])
+        interest = self.interest_of(tower)(embedded["candidate"], history, mask, training=training)
+        return tower_input(embedded, interest)
+
     def call(self, rows: dict, training=False) -> dict:
-        outputs, shared_x = {}, None
+        outputs, shared = {}, None
         if hasattr(self, "bottom"):
-            shared_x = self.bottom(rows, training=training)
+            shared = self.bottom(rows, training=training)
+        light_x = None  # undetached, for a booster that pools the same way
         if "light" in self.towers:
-            x = shared_x if shared_x is not None else self.light_bottom(rows, training=training)
-            if self.config.detach_light:
-                x = tf.stop_gradient(x)  # EasyRec's variant: only the booster trains the bottom
+            embedded = shared if shared is not None else self.light_bottom(rows, training=training)
+            light_x, x, hint_x = self._light_inputs(embedded, training)
             outputs["light"] = self.light(x, training=training)
-            if training and not self.hint_config.trains_bottom and "booster" in self.towers:
-                # the same light logit, but the hint's gradient stops at the light tower: a
-                # mismatched teacher cannot drag the shared embeddings along with it
-                outputs["light_for_hint"] = self.light(tf.stop_gradient(x), training=training)
+            if hint_x is not None:
+                outputs["light_for_hint"] = self.light(hint_x, training=training)
         if "booster" in self.towers:
             frozen = self.stage == "light"  # two-stage, stage 2: booster runs in inference mode
-            x = shared_x if shared_x is not None else self.booster_bottom(rows, training=training and not frozen)
-            if shared_x is not None and training:
-                # Only hint_scale of the booster's gradient reaches the shared bottom: at 0 (a hint
-                # warm-up before the booster leads on validation) the light tower trains as it
-                # would alone; at 1 the mix is x itself, value and gradient.
-                x = self.hint_scale * x + (1.0 - self.hint_scale) * tf.stop_gradient(x)
-            outputs["booster"] = self.booster(x, training=training and not frozen)
+            sub_training = training and not frozen
+            if shared is None:
+                x = self._x("booster", self.booster_bottom(rows, training=sub_training), sub_training)
+            elif self.light_shares_attention:
+                same = light_x is not None and self._history_of("light") == self._history_of("booster")
+                x = light_x if same else self._x("booster", shared, training)
+                if training:
+                    # Only hint_scale of the booster's gradient reaches what the towers share (the
+                    # embeddings and, here, the attention): at 0 (a hint warm-up before the booster
+                    # leads on validation) the light tower trains as it would alone; at 1 the mix
+                    # is x itself, value and gradient.
+                    x = _mix(x, self.hint_scale)
+            else:  # the booster's own attention trains fully; only the embeddings' gradient is scaled
+                embedded = _map_floats(lambda t: _mix(t, self.hint_scale), shared) if training else shared
+                x = self._x("booster", embedded, training)
+            outputs["booster"] = self.booster(x, training=sub_training)
         return outputs
 
+    def _light_inputs(self, embedded: dict, training) -> tuple:
+        """(x before any detaching, x the light tower reads, x of the hint's light logit or None)."""
+        detach = self.config.detach_light  # EasyRec's variant: only the booster trains the bottom
+        hinted = training and not self.hint_config.trains_bottom and "booster" in self.towers
+        # The hint's light logit is the light logit itself, but its gradient stops at the light
+        # tower and its own extractor: a mismatched teacher cannot drag the shared embeddings along.
+        if self.config.light_interest == "shared":  # the extractor counts as the bottom
+            raw = self._x("light", embedded, training)
+            return raw, tf.stop_gradient(raw) if detach else raw, tf.stop_gradient(raw) if hinted else None
+        detached = _map_floats(tf.stop_gradient, embedded)
+        x = self._x("light", detached if detach else embedded, training)
+        hint_x = None
+        if hinted and detach:
+            hint_x = x  # its gradient already stops at the embeddings
+        elif hinted and self.interest_of("light").trainable_weights:
+            hint_x = self._x("light", detached, training)  # trains the extractor, not the embeddings
+        elif hinted:
+            hint_x = tf.stop_gradient(x)
+        return x, x, hint_x
+
+    def tower_logit(self, tower: str, rows: dict) -> tf.Tensor:
+        """One tower alone, inference mode: its embeddings, its extractor, its MLP (for the light
+        tower: the served path)."""
+        x = self._x(tower, self.bottom_of(tower)(rows, training=False), training=False)
+        return getattr(self, tower)(x, training=False)
+
     def light_logit(self, rows: dict) -> tf.Tensor:
-        """The served path alone: light bottom + light tower, inference mode."""
-        return self.light(self.bottom_of("light")(rows, training=False), training=False)
+        """The served path alone: light embeddings, light extractor, light tower, inference mode."""
+        return self.tower_logit("light", rows)
+
+    def serving_layers(self, tower: str) -> tuple:
+        """The layers one tower's path reads (what an export of that tower holds)."""
+        return self.bottom_of(tower), self.interest_of(tower), getattr(self, tower)
 
     def probabilities(self, logits: dict) -> dict:
         """Click probabilities of :meth:`call`'s logits, corrected for negative downsampling:
@@ -191,28 +276,59 @@ class RocketModel(keras.Model):
         """two-stage mode: ``booster`` (stage 1) or ``light`` (stage 2, booster frozen).
 
         Entering stage 2 initialises the light bottom from the trained booster bottom (the
-        paper's "no joint training" baseline; ``initialise=False`` when resuming inside stage 2,
+        paper's "no joint training" baseline: the embeddings, and the attention when the light
+        tower reads a copy of the booster's; ``initialise=False`` when resuming inside stage 2,
         whose light bottom comes from the checkpoint) and freezes the booster and its bottom.
         """
         if self.config.mode != "two-stage" or stage not in ("booster", "light"):
             raise ValueError(f"set_stage({stage!r}) is only for two-stage mode")
         if stage == "light" and self.stage != "light" and initialise:
-            for target, source in zip(self.light_bottom.weights, self.booster_bottom.weights):
+            for target, source in zip(self._bottom_weights("light"), self._bottom_weights("booster")):
                 target.assign(source)
         self.stage = stage
-        self.light.trainable = self.light_bottom.trainable = stage == "light"
-        self.booster.trainable = self.booster_bottom.trainable = stage == "booster"
+        for tower in self.towers:
+            trainable = tower == stage
+            for layer in self.serving_layers(tower):
+                layer.trainable = trainable
+
+    def _bottom_weights(self, tower: str) -> list:
+        """A tower's bank and, when the light tower reads the booster's kind of attention, its extractor."""
+        layers = [self.bottom_of(tower)]
+        if self.config.light_interest == "shared":
+            layers.append(self.interest_of(tower))
+        return [v for layer in layers for v in layer.weights]
 
     def tower_variables(self, tower: str) -> list:
-        """Variables only this tower uses (its MLP, plus its own bottom when not shared)."""
+        """Variables only this tower uses: its MLP, its own extractor, its own bank when not shared."""
         own = list(getattr(self, tower).weights)
-        if not hasattr(self, "bottom"):
-            own += list(self.bottom_of(tower).weights)
+        if self.separate:
+            own += self.bottom_of(tower).weights
+        if self.separate or self.config.light_interest != "shared":
+            own += self.interest_of(tower).weights
         return own
 
     def shared_variables(self) -> list:
-        """Variables of the shared bottom (empty when towers have separate bottoms)."""
-        return list(self.bottom.weights) if hasattr(self, "bottom") else []
+        """Variables of the shared bottom: the embedding tables and, with ``light_interest="shared"``,
+        the attention (empty when towers have separate bottoms)."""
+        return [] if self.separate else self._bottom_weights(self.towers[0])
+
+
+def _check_history(spec: FeatureSpec, cfg: ModelConfig) -> None:
+    for name in ("light_history", "booster_history"):
+        steps = getattr(cfg, name)
+        if steps is not None and steps > spec.max_history:
+            raise FieldError(f"{{model.{name}}} must be <= the FeatureSpec's max_history ({spec.max_history}), "
+                             f"got {steps}")
+
+
+def _mix(x, scale):
+    """x in value; ``scale`` of its gradient."""
+    return scale * x + (1.0 - scale) * tf.stop_gradient(x)
+
+
+def _map_floats(fn, embedded: dict) -> dict:
+    """``fn`` on every float tensor of a bank's lookup (the lengths stay)."""
+    return tf.nest.map_structure(lambda t: fn(t) if t.dtype.is_floating else t, embedded)
 
 
 def _tower(tower, name: str) -> MLP:

@@ -1,14 +1,15 @@
 """The exported object: a ``tf.Module`` with the serving signatures of one tower.
 
 The SavedModel that :func:`rocket_ctr.export.export_light` writes is a ``tf.Module`` holding the
-``IdMapper`` and the variables of one tower and the bottom it reads, nothing else (the booster is
-never in a light export). Two signatures, raw ids in (the id -> row mapping runs in the graph),
-``probabilities`` [N] float32 out (corrected to the full rate when the model trained on
-downsampled negatives):
+``IdMapper`` and the variables of one tower's path (the embedding tables, the tower's interest
+extractor, its MLP), nothing else (the booster is never in a light export; a light tower that
+shares the booster's attention holds that attention, not the booster tower). Two signatures,
+raw ids in (the id -> row mapping runs in the graph), ``probabilities`` [N] float32 out
+(corrected to the full rate when the model trained on downsampled negatives):
 
 * ``serving_default``: one request = one user + N candidates. User profile inputs have shape
   [1], history inputs [1, L] (oldest -> newest; ``hist_len`` is L), candidate inputs [N]. The
-  history term of the attention is computed once, not once per candidate.
+  history term of the interest extractor is computed once, not once per candidate.
 * ``score_rows``: N independent rows: every id input [N], histories [N, L] left-aligned and
   padded, plus ``hist_len`` [N] int32.
 
@@ -31,7 +32,7 @@ CANDIDATE_PAD = 64  # XLA exports: N is padded up to a multiple of this (few com
 
 def tower_logit(model, tower: str, rows: dict) -> tf.Tensor:
     """One tower's logit on row indices, inference mode (the in-memory reference)."""
-    return getattr(model, tower)(model.bottom_of(tower)(rows, training=False), training=False)
+    return model.tower_logit(tower, rows)
 
 
 def tower_probability(model, tower: str, rows: dict) -> tf.Tensor:
@@ -56,7 +57,7 @@ def _assert_same(values: dict, axis: int, what: str) -> list:
 
 
 class ServingModule(tf.Module):
-    """The exported object: IdMapper + one tower and its bottom, with two signatures.
+    """The exported object: IdMapper + one tower's path, with two signatures.
 
     Args:
         model: a built RocketModel.
@@ -70,8 +71,7 @@ class ServingModule(tf.Module):
         spec = self.spec = spec or model.spec
         self.mapper = IdMapper(spec)
         # Only this tower's variables are tracked; saving fails if a signature touched any other.
-        layers = (model.bottom_of(tower), getattr(model, tower))
-        self.tower_weights = {v.path: v.value for layer in layers for v in layer.weights}
+        self.tower_weights = {v.path: v.value for layer in model.serving_layers(tower) for v in layer.weights}
         self._jit = jit_compile
 
         def probabilities(rows):

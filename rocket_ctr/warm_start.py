@@ -29,7 +29,8 @@ from rocket_ctr.spec import FeatureSpec
 STATE_FILE = "warm_start.json"
 # model fields that may differ between the runs (no variable depends on them); every other one may not
 CHANGEABLE_MODEL_FIELDS = {"model.light.dropout", "model.light.l2", "model.booster.dropout", "model.booster.l2",
-                           "model.attention.softmax", "model.detach_light"}
+                           "model.attention.softmax", "model.detach_light", "model.light_history",
+                           "model.booster_history"}
 
 
 def read_state(run_dir) -> dict:

@@ -4,6 +4,7 @@ import shutil
 import subprocess
 import sys
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -16,10 +17,11 @@ from rocket_ctr.errors import InputError
 from rocket_ctr.export import WARMUP_FILE, export_light, list_versions
 from rocket_ctr.export_rows import one_user_request, sample_rows
 from rocket_ctr.export_verify import VerificationError, reference_probabilities
+from rocket_ctr.model import RocketModel
 from rocket_ctr.pipelines.cli import main
 from rocket_ctr.run_dir import restore_model
 from rocket_ctr.serving_module import ServingModule
-from rocket_ctr.signatures import SCORE_ROWS, SERVING_DEFAULT
+from rocket_ctr.signatures import SCORE_ROWS, SERVING_DEFAULT, example_rows
 from rocket_ctr.spec import HIST_LEN
 from rocket_ctr.trainer import Trainer
 
@@ -65,10 +67,27 @@ def test_savedmodel_holds_only_the_light_tower_and_its_bottom(trained, exported)
     _, _, model, _ = trained
     variables = {k: v for k, v in saved_variables(exported[False].path).items() if k.startswith("tower_weights/")}
     assert variables and not any("booster" in k for k in variables)
-    assert all("light_tower" in k or "shared_bottom" in k for k in variables)
+    assert all(any(part in k for part in ("light_tower", "shared_bottom", "din_attention")) for k in variables)
     light = model.tower_variables("light") + model.shared_variables()
     assert sum(np.prod(s) for s in variables.values()) == sum(np.prod(v.shape) for v in light)
     assert model.tower_variables("booster")  # the run has a booster; it just is not exported
+
+
+@pytest.mark.parametrize("light,xla", [("din", False), ("mean", False), ("dot", True)])
+def test_own_light_extractors_export_their_path_alone(trained, tmp_path, light, xla):
+    """din/dot/mean light extractors: the SavedModel holds the embeddings, the light extractor and
+    tower, no booster variable (not even the booster's attention), and is verified against memory."""
+    _, _, _, spec = trained
+    keras.utils.set_random_seed(0)
+    model = RocketModel(spec, RocketConfig(**TINY, light_interest=light, light_history=3))
+    model(example_rows(spec), training=False)
+    result = export_light(model, spec, tmp_path / light, jit_compile=xla, sample_size=24, warmup_candidates=64)
+    variables = {k: v for k, v in saved_variables(result.path).items() if k.startswith("tower_weights/")}
+    assert variables and not any("booster" in k for k in variables)
+    light_path = [v for layer in model.serving_layers("light") for v in layer.weights]
+    assert sum(np.prod(s) for s in variables.values()) == sum(np.prod(v.shape) for v in light_path)
+    assert any(f"light_{light}" in k for k in variables) == (light != "mean")   # mean has no weights
+    assert result.max_abs_diff <= 1e-5
 
 
 @pytest.mark.parametrize("xla", [False, True])

@@ -1,4 +1,4 @@
-"""rocket_ctr.layers on small tensors made here: DIN attention, MLP towers, Dice, configs."""
+"""rocket_ctr.layers on small tensors made here: DIN attention, MLP towers, Dice, embedding bank, configs."""
 import json
 
 import keras
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from rocket_ctr.layers import MLP, Dice, DinAttention, SharedBottom, activation_layer
+from rocket_ctr.layers import MLP, Dice, DinAttention, EmbeddingBank, activation_layer, tower_input
 from rocket_ctr.spec import HIST_LEN, FeatureSpec, IdFeature
 
 D, L = 4, 5
@@ -198,18 +198,22 @@ def bottom_rows(batch=4):
             HIST_LEN: tf.constant(rng.integers(0, 7, batch), tf.int32)}
 
 
-def test_shared_bottom_width_matches_its_output():
-    bottom = SharedBottom(SPEC, embedding_dim=3, attention_units=(4,))
-    x = bottom(bottom_rows())
-    assert x.shape == (4, bottom.output_width) and bottom.output_width == 3 * (1 + 2 * 2)
+def test_tower_input_width_matches_the_bank_and_broadcasts_user_inputs():
+    bank = EmbeddingBank(SPEC, embedding_dim=3)
+    embedded = bank(bottom_rows())
+    assert embedded["candidate"].shape == (4, 6) and embedded["history"].shape == (4, 6, 6)
+    x = tower_input(embedded, tf.zeros([4, 6]))
+    assert x.shape == (4, bank.output_width) and bank.output_width == 3 * (1 + 2 * 2)
+    one_user = {k: (v[:1] if k in ("user_gender", "hist_item_id", "hist_cate_id", HIST_LEN) else v)
+                for k, v in bottom_rows().items()}
+    assert tower_input(bank(one_user), tf.zeros([4, 6])).shape == (4, bank.output_width)
 
 
 @pytest.mark.parametrize("make", [
     lambda: Dice(epsilon=1e-3, name="dice"),
     lambda: MLP((8, 4), activation="prelu", batch_norm=True, dropout=0.1, l2=1e-4, name="tower"),
     lambda: DinAttention((6, 3), activation="dice", softmax=True, name="att"),
-    lambda: SharedBottom(SPEC, embedding_dim=3, attention_units=(5, 2), attention_activation="relu",
-                         attention_softmax=True, name="bottom"),
+    lambda: EmbeddingBank(SPEC, embedding_dim=3, name="bottom"),
 ])
 def test_get_config_round_trips(make):
     layer = make()
@@ -218,9 +222,9 @@ def test_get_config_round_trips(make):
     assert rebuilt.get_config() == config and rebuilt.name == layer.name
     as_json = json.loads(json.dumps(config))                                       # as a saved model stores it
     assert json.loads(json.dumps(type(layer).from_config(as_json).get_config())) == as_json
-    if isinstance(layer, SharedBottom):
+    if isinstance(layer, EmbeddingBank):
         assert rebuilt.spec == SPEC and rebuilt.embedding_dim == 3
-        assert rebuilt(bottom_rows()).shape == layer(bottom_rows()).shape
+        assert rebuilt(bottom_rows())["history"].shape == layer(bottom_rows())["history"].shape
 
 
 def test_rebuilt_mlp_with_the_same_weights_gives_the_same_output():
