@@ -12,6 +12,7 @@ Reading a run dir (evaluate, export) needs only this module and the model: nothi
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -56,6 +57,9 @@ def check_run_dir(run_dir, config: RocketConfig, spec: FeatureSpec) -> None:
         previous = json.loads(path.read_text()) if path.exists() else None
         if previous is not None and name == CONFIG_FILE:
             previous = RocketConfig().replace(previous).flat()  # nested or an earlier version's flat names
+        elif previous is not None:
+            with contextlib.suppress(TypeError, ValueError):  # keys added since (weight...) at their defaults
+                previous = FeatureSpec.from_dict(previous).to_dict()
         current = json.loads(json.dumps(current))  # tuples -> lists, as saved
         previous = json.loads(json.dumps(previous))
         if previous is not None and previous != current:

@@ -1,0 +1,146 @@
+"""Negative downsampling, corrected: calibration on the full-rate test split of a generated log.
+
+    .venv/bin/python benchmarks/bench_calibration.py [--rows 600000] [--rate 0.1] [--epochs 2]
+        [--seeds 0] [--work-dir /tmp/rocket_calibration] [--table-only]
+
+One generated log (``rocket-ctr generate --with-oracle``, test = the newest ``--test-fraction`` of
+time, always at the full rate) and, from the same seed, its train split with ``--rate`` of the
+negatives kept upstream (``generate --negative-rate``: the same rows, a subset). Runs:
+
+* ``oracle``: the true click probability ``click_prob`` (the calibration noise floor of the split),
+* ``full rate``: trained on every row,
+* ``upstream r``: trained on the downsampled log (its feature spec records the rate),
+* ``reader r``: trained on the full log with ``--negative-rate r`` (the reader keeps the negatives).
+
+Each run is the library's ``Trainer`` with the defaults except ``--epochs`` and the rate; its
+metrics are ``metrics.json``'s: the eval split's PCOC and ECE (10 equal-mass bins) of the
+corrected probabilities, and the uncorrected PCOC beside them. Results are appended to
+``WORK/results.jsonl`` run by run; a re-run skips finished runs and prints the table.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+TARGET = "corrected PCOC within 1 ± 0.02 and ECE <= 0.005 on the full-rate test split"
+
+
+def generate_logs(work: Path, rows: int, rate: float, test_fraction: float, seed: int) -> dict:
+    """The full-rate log and its downsampled twin (generated once, reused)."""
+    from rocket_ctr.datagen.synthetic import generate
+
+    logs = {"full": work / f"log_s{seed}_full", "sampled": work / f"log_s{seed}_r{rate}"}
+    for name, rate_of_log in (("full", 1.0), ("sampled", rate)):
+        params = logs[name] / "params.json"
+        if params.exists() and json.loads(params.read_text()).get("complete") and \
+                json.loads(params.read_text())["config"]["n_rows"] == rows:
+            continue
+        generate(logs[name], n_rows=rows, test_fraction=test_fraction, seed=seed, with_oracle=True,
+                 negative_rate=rate_of_log)
+    return logs
+
+
+def run_oracle(test) -> dict:
+    """Calibration of the true click probability on the test split."""
+    import pyarrow.parquet as pq
+
+    from rocket_ctr.calibration import ece, pcoc
+    from rocket_ctr.metrics import auc, gauc
+
+    table = pq.read_table(test, columns=["user_id", "label", "click_prob"])
+    y, p = table["label"].to_numpy(), table["click_prob"].to_numpy()
+    return {"light": {"auc": auc(y, p), "gauc": gauc(table["user_id"].to_numpy(), y, p), "pcoc": pcoc(y, p),
+                      "ece": ece(y, p)}, "test_rows": len(y), "test_ctr": float(y.mean())}
+
+
+def run_training(log: Path, run_dir: Path, epochs: int, seed: int, reader_rate: float) -> dict:
+    """Trains with the defaults (``epochs``, ``seed``, ``negative_rate``) and returns its eval metrics."""
+    from rocket_ctr.config import RocketConfig
+    from rocket_ctr.trainer import Trainer
+
+    config = RocketConfig(epochs=epochs, seed=seed, negative_rate=reader_rate)
+    trainer = Trainer(run_dir, log / "train", log / "test", config, verbose=0)
+    metrics = trainer.fit()
+    keep = ("auc", "gauc", "logloss", "pcoc", "ece", "pcoc_uncorrected")
+    per_epoch = [{"epoch": r["epoch"], **{k: r["eval"]["light"][k] for k in ("gauc", "pcoc", "ece")}}
+                 for r in metrics["history"]]
+    return {"light": {k: metrics["light"][k] for k in keep if k in metrics["light"]},
+            "booster": {k: metrics["booster"][k] for k in keep if k in metrics["booster"]},
+            "kept_epoch": metrics.get("best_epoch", metrics.get("epoch")), "light_per_epoch": per_epoch,
+            "negative_rate": trainer.model.negative_rate, "train_rows_read": trainer.reader.num_rows}
+
+
+def load(path: Path) -> dict:
+    if not path.exists():
+        return {}
+    return {r["key"]: r for r in map(json.loads, path.read_text().splitlines()) if r}
+
+
+def table(records) -> str:
+    """Markdown, one row per run and tower (* = the epoch the run kept: early stopping's best)."""
+    lines = ["| run | rows | tower | AUC | GAUC | PCOC (corrected) | ECE | PCOC uncorrected "
+             "| light PCOC / ECE by epoch |",
+             "| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | --- |"]
+
+    def cell(value, digits):
+        return "–" if value is None else f"{value:.{digits}f}"
+
+    for r in records:
+        for tower in ("light", "booster"):
+            if tower in r:
+                m = r[tower]
+                epochs = "; ".join(f"{e['epoch']}{'*' if e['epoch'] == r.get('kept_epoch') else ''}: "
+                                   f"{e['pcoc']:.3f} / {e['ece']:.4f}" for e in r.get("light_per_epoch", []))
+                lines.append(f"| {r['run']} (seed {r['seed']}) | {r['rows']:,} | {tower} | {cell(m.get('auc'), 4)} | "
+                             f"{cell(m.get('gauc'), 4)} | {cell(m.get('pcoc'), 3)} | {cell(m.get('ece'), 4)} | "
+                             f"{cell(m.get('pcoc_uncorrected'), 3)} | {epochs if tower == 'light' else ''} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rows", type=int, default=600_000, help="generated impressions (train + test)")
+    parser.add_argument("--test-fraction", type=float, default=0.25)
+    parser.add_argument("--rate", type=float, default=0.1, help="share of negatives kept")
+    parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0])
+    parser.add_argument("--runs", nargs="+", default=["oracle", "full rate", "upstream", "reader"],
+                        choices=["oracle", "full rate", "upstream", "reader"])
+    parser.add_argument("--work-dir", default="/tmp/rocket_calibration")
+    parser.add_argument("--table-only", action="store_true")
+    args = parser.parse_args()
+
+    work = Path(args.work_dir)
+    work.mkdir(parents=True, exist_ok=True)
+    results_path = work / "results.jsonl"
+    done = load(results_path)
+    for seed in ([] if args.table_only else args.seeds):
+        logs = generate_logs(work, args.rows, args.rate, args.test_fraction, seed)
+        for run in args.runs:
+            name = {"upstream": f"upstream r={args.rate}", "reader": f"reader r={args.rate}"}.get(run, run)
+            key = f"{name}|{seed}|{args.rows}|{args.test_fraction}|{args.epochs}"
+            if key in done:
+                continue
+            started = time.perf_counter()
+            if run == "oracle":
+                record = run_oracle(logs["full"] / "test")
+            else:
+                log = logs["sampled"] if run == "upstream" else logs["full"]
+                run_dir = work / "runs" / key.replace("|", "_").replace(" ", "_").replace("=", "")
+                record = run_training(log, run_dir, args.epochs, seed, args.rate if run == "reader" else 1.0)
+            record.update(key=key, run=name, seed=seed, rows=args.rows, test_fraction=args.test_fraction,
+                          epochs=args.epochs, seconds=round(time.perf_counter() - started, 1))
+            with results_path.open("a") as out:
+                out.write(json.dumps(record) + "\n")
+            done[key] = record
+            print(f"{name} seed {seed}: light PCOC {record['light']['pcoc']:.3f} ECE {record['light']['ece']:.4f} "
+                  f"({record['seconds']} s)", flush=True)
+    print(f"target: {TARGET}")
+    print(table(done.values()))
+    print(f"results: {results_path}")
+
+
+if __name__ == "__main__":
+    main()
