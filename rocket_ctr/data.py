@@ -79,7 +79,8 @@ class ClickLogReader:
         num_shards, shard_index: this worker's share: a contiguous ~1/num_shards of the rows (by
             row range, see :mod:`rocket_ctr.row_ranges`: any file count and row groups).
         drop_remainder: drop the last partial batch of every bucket (fixed shapes for training).
-        bucket_by_length: group rows into the spec's history buckets; off pads to ``max_history``.
+        bucket_by_length: group rows into the spec's history buckets; off: rows of every length
+            are batched together, each group of batches padded to its longest history.
         holdout: ``(Holdout, part)`` keeps only one side of a validation split (see
             :mod:`rocket_ctr.holdout`): ``"validation"`` = the held-out rows, ``"train"`` = the
             others. None = all rows.
@@ -101,6 +102,7 @@ class ClickLogReader:
         self.batch_size, self.shuffle, self.seed = batch_size, shuffle, seed
         self.window = max(shuffle_buffer, batch_size)
         self.drop_remainder = drop_remainder
+        self.bucket_by_length = bucket_by_length
         self.widths = self.spec.history_buckets if bucket_by_length else (self.spec.max_history,)
         self.user_id_string = is_string(self.schema.field(self.spec.user_id).type)
         self.fragments = file_fragments(self.files)
@@ -197,6 +199,8 @@ class ClickLogReader:
         if self.shuffle:
             groups = [groups[i] for i in rng.permutation(len(groups))]
         for members, width in groups:
+            if not self.bucket_by_length:  # mixed lengths: pad only to the longest history among the rows
+                width = max(1, int(window.lengths[members].max()))
             yield self._gather(window, members, width)
         if leftover:
             pending.append(window.take(np.sort(np.concatenate(leftover))))

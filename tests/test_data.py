@@ -107,9 +107,12 @@ def test_batches_padded_only_to_their_bucket(three_files):
         assert ((features[HIST_LEN] > lower) & (features[HIST_LEN] <= width)).all()
     partial = sum(len(label) < 8 for _, label in batches)
     assert partial <= len(WIDTHS)  # only each bucket's last batch may be short
-    # without bucketing every batch is padded to max_history
+    # without bucketing batches mix lengths, padded to the longest history among their rows
     flat = _read(folder, batch_size=8, bucket_by_length=False)
-    assert {f["hist_item_id"].shape[1] for f, _ in flat} == {10}
+    assert all(max(1, f[HIST_LEN].max()) <= f["hist_item_id"].shape[1] <= 10 for f, _ in flat)
+    assert any(len(set(np.searchsorted(WIDTHS, f[HIST_LEN]))) > 1 for f, _ in flat)
+    one_batch_groups = _read(folder, batch_size=len(columns["label"]), bucket_by_length=False)
+    assert one_batch_groups[0][0]["hist_item_id"].shape[1] == one_batch_groups[0][0][HIST_LEN].max()
     _check_content(flat, columns)
 
 
