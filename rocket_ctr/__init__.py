@@ -15,6 +15,8 @@ _API = {
     "RocketConfig": "config", "RocketModel": "model", "LazyAdam": "optimizers",
     "Trainer": "trainer", "evaluate": "evaluation", "restore_model": "run_dir",
     "auc": "metrics", "gauc": "metrics", "logloss": "metrics", "StreamingEvaluator": "metrics",
+    "pcoc": "calibration", "ece": "calibration", "relaimpr": "calibration",
+    "corrected_probability": "calibration",
     "InputError": "errors",
     "export_light": "export",
 }
