@@ -15,8 +15,10 @@ dim 18, attention MLP 80-40, DNN / light tower 200-80, Adam 1e-3, each in a fres
   histories padded to 50 before the timed region; ``model.fit(x, y, batch_size=256, epochs=1)``.
 - ``rocket``: ``rocket_ctr.trainer.Trainer`` with ``RocketConfig(mode="rocket", ...)``: light
   tower + booster trained jointly (eq. 1), the full training path (Parquet streaming, in-graph id
-  hashing, length-bucketed batches, XLA step, checkpoints every 500 steps).
+  hashing, mixed-length batches whose attention skips padding, checkpoints every 500 steps).
 - ``base``: the same with ``mode="base"`` (light tower alone), for reference.
+- ``base+buckets`` (any mode + ``+buckets``): the same with ``length_buckets=True`` (rows grouped by
+  history length into padded widths, the default before mixed-length batches).
 
 Measured:
 - ``examples/s`` (the headline, used for the ratio): steady state. DeepCTR: a Keras callback
@@ -125,10 +127,12 @@ def run_child(command: list[str], env: dict | None = None, label: str = "") -> d
 
 # ----- rocket_ctr child --------------------------------------------------------------------------
 def rocket_config(mode: str):
+    """``rocket``, ``base`` ... or ``<mode>+buckets``: the same with batches grouped by history length."""
     from rocket_ctr.config import RocketConfig
 
+    mode, _, extra = mode.partition("+")
     return RocketConfig(mode=mode, batch_size=BATCH, embedding_dim=EMBEDDING_DIM, attention_units=ATTENTION,
-                        light_units=DNN, epochs=1)
+                        light_units=DNN, epochs=1, length_buckets=extra == "buckets")
 
 
 def train_rocket_ctr(mode: str, train_paths: Path, work_dir: Path, warmup: int) -> dict:
@@ -151,9 +155,9 @@ def train_rocket_ctr(mode: str, train_paths: Path, work_dir: Path, warmup: int) 
         def timed_step_function(stage, *args, **kwargs):
             step = original(stage, *args, **kwargs)
 
-            def timed(rows, label):
+            def timed(rows, label, *rest):  # rest: the sample weights, where the step takes them
                 start = time.perf_counter()
-                logs = {k: np.asarray(v) for k, v in step(rows, label).items()}  # waits for the step
+                logs = {k: np.asarray(v) for k, v in step(rows, label, *rest).items()}  # waits for the step
                 stamps.append((start, time.perf_counter(), int(label.shape[0]), int(rows[history_column].shape[1])))
                 return logs
             return timed
