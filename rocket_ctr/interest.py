@@ -19,7 +19,7 @@ import math
 import keras
 import tensorflow as tf
 
-from rocket_ctr.layers import DinAttention
+from rocket_ctr.layers import DinAttention, project
 
 
 class DotAttention(keras.layers.Layer):
@@ -50,7 +50,7 @@ class DotAttention(keras.layers.Layer):
     def _project(self, x, weight_name):
         if not self.projection:
             return x
-        return tf.einsum("...d,dp->...p", x, getattr(self, weight_name))
+        return project(x, getattr(self, weight_name))
 
     def call(self, query, keys, mask, training=False):
         if keys.shape[0] == 1 or not self.skip_padding:

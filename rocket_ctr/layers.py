@@ -84,6 +84,14 @@ class MLP(keras.layers.Layer):
                 "batch_norm": self.batch_norm, "dropout": self.dropout, "l2": self.l2}
 
 
+def project(x, weight):
+    """[..., D] × [D, U] -> [..., U] as one matmul over the flattened leading axes.
+
+    ``tf.einsum("...d,du->...u")`` computes the same but was measured ~30× slower on CPU here.
+    """
+    return tf.tensordot(x, weight, axes=1)
+
+
 class DinAttention(keras.layers.Layer):
     """DIN local activation unit: weight_t = MLP([h_t, c, h_t − c, h_t ⊙ c]), masked, summed.
 
@@ -129,9 +137,8 @@ class DinAttention(keras.layers.Layer):
 
     def _scores(self, keys_part, query_part, products, training):
         """The unit's MLP on the split first layer: [..., D] parts -> [...] scores."""
-        hidden = (tf.einsum("...d,du->...u", keys_part, self.w_key + self.w_diff)
-                  + tf.einsum("...d,du->...u", query_part, self.w_query - self.w_diff)
-                  + tf.einsum("...d,du->...u", products, self.w_prod) + self.bias)
+        hidden = (project(keys_part, self.w_key + self.w_diff) + project(query_part, self.w_query - self.w_diff)
+                  + project(products, self.w_prod) + self.bias)
         hidden = self.first_act(hidden, training=training)
         for dense, act in zip(self.rest, self.rest_act):
             hidden = act(dense(hidden), training=training)
