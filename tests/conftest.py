@@ -65,3 +65,16 @@ def click_log(tmp_path):
     def write(name: str = "log.parquet", columns: dict | None = None, **kwargs) -> str:
         return write_log(tmp_path / name, columns, **kwargs)
     return write
+
+
+def model_rows(batch: int, steps: int, seed: int = 0) -> dict:
+    """Random model inputs (row indices) of the tests' small spec: item/cate/gender ids [batch],
+    item/cate histories [batch, steps] and ``hist_len`` in [0, steps]."""
+    import tensorflow as tf
+
+    rng = np.random.default_rng(seed)
+    return {"item_id": tf.constant(rng.integers(0, 50, batch)), "cate_id": tf.constant(rng.integers(0, 10, batch)),
+            "user_gender": tf.constant(rng.integers(0, 4, batch)),
+            "hist_item_id": tf.constant(rng.integers(0, 50, (batch, steps))),
+            "hist_cate_id": tf.constant(rng.integers(0, 10, (batch, steps))),
+            "hist_len": tf.constant(rng.integers(0, steps + 1, batch), tf.int32)}

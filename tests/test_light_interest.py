@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from conftest import model_rows
 from rocket_ctr.config import RocketConfig
 from rocket_ctr.errors import FieldError
 from rocket_ctr.interest import DotAttention, MeanPooling
@@ -22,12 +23,7 @@ USER = ("user_gender", "hist_item_id", "hist_cate_id", "hist_len")
 
 
 def rows(batch=8, steps=8, seed=0):
-    rng = np.random.default_rng(seed)
-    return {"item_id": tf.constant(rng.integers(0, 50, batch)), "cate_id": tf.constant(rng.integers(0, 10, batch)),
-            "user_gender": tf.constant(rng.integers(0, 4, batch)),
-            "hist_item_id": tf.constant(rng.integers(0, 50, (batch, steps))),
-            "hist_cate_id": tf.constant(rng.integers(0, 10, (batch, steps))),
-            "hist_len": tf.constant(rng.integers(0, steps + 1, batch), tf.int32)}
+    return model_rows(batch, steps, seed)
 
 
 def build(seed=0, **overrides):

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from conftest import model_rows
 from rocket_ctr.config import RocketConfig
 from rocket_ctr.model import RocketModel
 from rocket_ctr.optimizers import LazyAdam
@@ -19,12 +20,7 @@ SMALL = dict(embedding_dim=4, attention_units=(8, 4), light_units=(8, 4), booste
 
 
 def rows(batch=16, steps=6, seed=0):
-    rng = np.random.default_rng(seed)
-    return {"item_id": tf.constant(rng.integers(0, 50, batch)), "cate_id": tf.constant(rng.integers(0, 10, batch)),
-            "user_gender": tf.constant(rng.integers(0, 4, batch)),
-            "hist_item_id": tf.constant(rng.integers(0, 50, (batch, steps))),
-            "hist_cate_id": tf.constant(rng.integers(0, 10, (batch, steps))),
-            "hist_len": tf.constant(rng.integers(0, steps + 1, batch), tf.int32)}
+    return model_rows(batch, steps, seed)
 
 
 def labels(batch=16, seed=0):
