@@ -161,6 +161,9 @@ class DinAttention(keras.layers.Layer):
         Training batches mix short and long histories (grouping rows by length was measured to
         cost accuracy on real logs), so most of a padded batch would be padding.
         """
+        # one history per candidate here; a batch-1 history must take the broadcast form instead
+        tf.debugging.assert_equal(tf.shape(keys)[0], tf.shape(query)[0],
+                                  message="DinAttention: per-row histories need one history per candidate")
         where = tf.where(mask)                                     # [V, 2] (row, step)
         rows = where[:, 0]
         steps = tf.gather_nd(keys, where)                          # [V, D]

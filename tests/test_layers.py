@@ -235,3 +235,12 @@ def test_rebuilt_mlp_with_the_same_weights_gives_the_same_output():
     rebuilt(x)
     rebuilt.set_weights(mlp.get_weights())
     np.testing.assert_allclose(rebuilt(x).numpy(), expected, rtol=1e-6)
+
+
+def test_a_history_of_unknown_batch_one_against_many_candidates_is_refused_not_misread():
+    layer = built_attention()
+    query, keys, mask = din_inputs(batch=3, lengths=(4, 4, 4))
+    traced = tf.function(layer.call, input_signature=[tf.TensorSpec([None, D]), tf.TensorSpec([None, None, D]),
+                                                      tf.TensorSpec([None, None], tf.bool)])
+    with pytest.raises(tf.errors.InvalidArgumentError, match="one history per candidate"):
+        traced(query, keys[:1], mask[:1])
