@@ -19,7 +19,7 @@ import math
 import keras
 import tensorflow as tf
 
-from rocket_ctr.layers import DinAttention, project
+from rocket_ctr.layers import DinAttention, project, segment_softmax, valid_steps
 
 
 class DotAttention(keras.layers.Layer):
@@ -69,14 +69,10 @@ class DotAttention(keras.layers.Layer):
 
     def _pooled_valid_steps(self, query, keys, mask):
         """Only the valid (row, step) pairs: work grows with the real history lengths."""
-        where = tf.where(mask)                                               # [V, 2] (row, step)
-        rows = where[:, 0]
-        steps = tf.gather_nd(keys, where)                                    # [V, D]
+        rows, steps, n = valid_steps(query, keys, mask, "DotAttention")
         q = tf.gather(self._project(query, "w_query") * self.scale, rows)    # [V, P]
         scores = tf.reduce_sum(q * self._project(steps, "w_key"), axis=-1)   # [V]
-        n = tf.shape(query, out_type=tf.int64)[0]
-        weights = tf.exp(scores - tf.gather(tf.math.unsorted_segment_max(scores, rows, n), rows))
-        weights = weights / tf.gather(tf.math.unsorted_segment_sum(weights, rows, n), rows)
+        weights = segment_softmax(scores, rows, n)
         return tf.math.unsorted_segment_sum(weights[:, None] * steps, rows, n)
 
     def get_config(self):

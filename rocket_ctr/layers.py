@@ -92,6 +92,23 @@ def project(x, weight):
     return tf.tensordot(x, weight, axes=1)
 
 
+def valid_steps(query, keys, mask, layer_name: str):
+    """The valid (row, step) pairs of per-row histories: ``(rows [V] int64, steps [V, D], n)``.
+
+    One history per candidate here; a batch-1 history must take the broadcast form instead.
+    """
+    tf.debugging.assert_equal(tf.shape(keys)[0], tf.shape(query)[0],
+                              message=f"{layer_name}: per-row histories need one history per candidate")
+    where = tf.where(mask)                                         # [V, 2] (row, step)
+    return where[:, 0], tf.gather_nd(keys, where), tf.shape(query, out_type=tf.int64)[0]
+
+
+def segment_softmax(scores, rows, n):
+    """Softmax of ``scores`` [V] within each row's valid steps."""
+    weights = tf.exp(scores - tf.gather(tf.math.unsorted_segment_max(scores, rows, n), rows))
+    return weights / tf.gather(tf.math.unsorted_segment_sum(weights, rows, n), rows)
+
+
 class DinAttention(keras.layers.Layer):
     """DIN local activation unit: weight_t = MLP([h_t, c, h_t − c, h_t ⊙ c]), masked, summed.
 
@@ -161,18 +178,11 @@ class DinAttention(keras.layers.Layer):
         Training batches mix short and long histories (grouping rows by length was measured to
         cost accuracy on real logs), so most of a padded batch would be padding.
         """
-        # one history per candidate here; a batch-1 history must take the broadcast form instead
-        tf.debugging.assert_equal(tf.shape(keys)[0], tf.shape(query)[0],
-                                  message="DinAttention: per-row histories need one history per candidate")
-        where = tf.where(mask)                                     # [V, 2] (row, step)
-        rows = where[:, 0]
-        steps = tf.gather_nd(keys, where)                          # [V, D]
+        rows, steps, n = valid_steps(query, keys, mask, "DinAttention")
         queries = tf.gather(query, rows)                           # [V, D]
         weights = self._scores(steps, queries, steps * queries, training)  # [V]
-        n = tf.shape(query, out_type=tf.int64)[0]
         if self.softmax:
-            weights = tf.exp(weights - tf.gather(tf.math.unsorted_segment_max(weights, rows, n), rows))
-            weights = weights / tf.gather(tf.math.unsorted_segment_sum(weights, rows, n), rows)
+            weights = segment_softmax(weights, rows, n)
         return tf.math.unsorted_segment_sum(weights[:, None] * steps, rows, n)
 
     def get_config(self):
