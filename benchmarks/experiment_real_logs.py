@@ -66,6 +66,18 @@ CHANGES = {
     "light dot raw": ({"light_interest": "dot", "light_projection": 0}, {}, {}),  # c·h / √D, no weights
     "light mean": ({"light_interest": "mean"}, {}, {}),
     "light history 20": ({"light_history": 20}, {}, {}),  # e.g. "light dot + light history 20"
+    # the rocket recipe (issue 14); "validation" puts the default split back on top of "no validation"
+    "validation": ({"validation_fraction": 0.05}, {}, {}),
+    "no warmup": ({"hint_warmup": False}, {}, {}),  # booster CE into the shared bottom from the first step
+    "hint 0": ({"hint_weight": 0.0}, {}, {}),
+    "hint 0.01": ({"hint_weight": 0.01}, {}, {}),
+    "hint 0.1": ({"hint_weight": 0.1}, {}, {}),
+    "hint into bottom": ({"hint_trains_bottom": True}, {}, {}),
+    "hint mse": ({"hint": "mse"}, {}, {}),
+    "hint kd": ({"hint": "kd"}, {}, {}),
+    # DeepCTR's embeddings: normal(0, 1e-4) rows and an L2 on the whole tables (dense Adam: every row decays)
+    "embedding init 1e-4": ({"embedding_init_std": 1e-4}, {}, {}),
+    "embedding l2 1e-6": ({"embedding_l2": 1e-6, "optimizer": "adam"}, {}, {}),
 }
 PRESETS = {
     "defaults": [],

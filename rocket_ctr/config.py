@@ -76,6 +76,12 @@ class ModelConfig:
                        help="rocket: light + booster (eq. 1); base: light alone; booster: booster alone; "
                             "two-stage: booster first, then light with the hint against it frozen")
     embedding_dim: int = option(18, help="embedding width of every id feature", minimum=1)
+    embedding_init_std: float = option(0.0, minimum=0.0,
+                                       help="embedding rows start as normal(0, std) (DeepCTR: 1e-4); 0: Keras' "
+                                            "uniform(-0.05, 0.05)")
+    embedding_l2: float = option(0.0, minimum=0.0,
+                                 help="L2 penalty on the whole embedding tables every step (DeepCTR's "
+                                      "embeddings_regularizer; with --optimizer adam every row decays)")
     attention: AttentionConfig = section(AttentionConfig)
     light_interest: str = option("shared", choices=LIGHT_INTERESTS,
                                  help="the light tower's interest extractor: shared: the booster's DIN attention "

@@ -210,13 +210,22 @@ class EmbeddingBank(keras.layers.Layer):
          "user": [[B, D], ...] (profile), "items": [[N, D], ...] (other candidate features)}
 
     which :func:`tower_input` turns into a tower's x, given that tower's pooled interest.
+
+    Args:
+        spec: the FeatureSpec (one table per id feature).
+        embedding_dim: width of every table.
+        init_std: rows start as normal(0, init_std); 0: Keras' uniform(-0.05, 0.05).
+        l2: L2 penalty on the whole tables (a model loss; 0: none).
     """
 
-    def __init__(self, spec: FeatureSpec, embedding_dim=18, **kwargs):
+    def __init__(self, spec: FeatureSpec, embedding_dim=18, init_std=0.0, l2=0.0, **kwargs):
         super().__init__(**kwargs)
-        self.spec, self.embedding_dim = spec, embedding_dim
+        self.spec, self.embedding_dim, self.init_std, self.l2 = spec, embedding_dim, init_std, l2
+        initializer = keras.initializers.RandomNormal(stddev=init_std) if init_std else "uniform"
+        regularizer = keras.regularizers.L2(l2) if l2 else None
         self.embeddings = {
-            f.name: keras.layers.Embedding(f.num_rows, embedding_dim, name=f"emb_{f.name}")
+            f.name: keras.layers.Embedding(f.num_rows, embedding_dim, embeddings_initializer=initializer,
+                                           embeddings_regularizer=regularizer, name=f"emb_{f.name}")
             for f in spec.id_features
         }
         track_for_checkpoints(self, "emb", list(self.embeddings.values()))
@@ -257,7 +266,8 @@ class EmbeddingBank(keras.layers.Layer):
         return self.embedding_dim * (len(self.spec.user_features) + 2 * n_seq + len(self.spec.item_features))
 
     def get_config(self):
-        return {**super().get_config(), "spec": self.spec.to_dict(), "embedding_dim": self.embedding_dim}
+        return {**super().get_config(), "spec": self.spec.to_dict(), "embedding_dim": self.embedding_dim,
+                "init_std": self.init_std, "l2": self.l2}
 
     @classmethod
     def from_config(cls, config):

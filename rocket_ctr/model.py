@@ -63,10 +63,10 @@ class RocketModel(keras.Model):
         # towers): the optimizer's slots are saved by variable index.
         if self.separate:
             for tower in self.towers:
-                setattr(self, f"{tower}_bottom", EmbeddingBank(spec, cfg.embedding_dim, name=f"{tower}_bottom"))
+                setattr(self, f"{tower}_bottom", _bank(spec, cfg, f"{tower}_bottom"))
                 setattr(self, f"{tower}_interest", self._extractor(tower))
         else:
-            self.bottom = EmbeddingBank(spec, cfg.embedding_dim, name="shared_bottom")
+            self.bottom = _bank(spec, cfg, "shared_bottom")
             for tower in ("booster", "light"):
                 if tower in self.towers and not (tower == "light" and self.light_shares_attention):
                     setattr(self, f"{tower}_interest", self._extractor(tower))
@@ -311,6 +311,10 @@ class RocketModel(keras.Model):
         """Variables of the shared bottom: the embedding tables and, with ``light_interest="shared"``,
         the attention (empty when towers have separate bottoms)."""
         return [] if self.separate else self._bottom_weights(self.towers[0])
+
+
+def _bank(spec: FeatureSpec, cfg: ModelConfig, name: str) -> EmbeddingBank:
+    return EmbeddingBank(spec, cfg.embedding_dim, init_std=cfg.embedding_init_std, l2=cfg.embedding_l2, name=name)
 
 
 def _check_history(spec: FeatureSpec, cfg: ModelConfig) -> None:

@@ -209,11 +209,23 @@ def test_tower_input_width_matches_the_bank_and_broadcasts_user_inputs():
     assert tower_input(bank(one_user), tf.zeros([4, 6])).shape == (4, bank.output_width)
 
 
+def test_embedding_init_std_and_whole_table_l2():
+    bank = EmbeddingBank(SPEC, embedding_dim=4, init_std=1e-3, l2=0.5)
+    bank(bottom_rows())
+    tables = [t.embeddings for t in bank.embeddings.values()]
+    values = np.concatenate([t.numpy().ravel() for t in tables])
+    assert 0.5e-3 < values.std() < 2e-3                                     # Keras' default would be ~0.029
+    expected = 0.5 * sum(float(tf.reduce_sum(tf.square(t))) for t in tables)  # every row, not only the looked-up
+    np.testing.assert_allclose(float(tf.add_n(bank.losses)), expected, rtol=1e-5)
+    assert EmbeddingBank(SPEC, embedding_dim=4).losses == []
+
+
 @pytest.mark.parametrize("make", [
     lambda: Dice(epsilon=1e-3, name="dice"),
     lambda: MLP((8, 4), activation="prelu", batch_norm=True, dropout=0.1, l2=1e-4, name="tower"),
     lambda: DinAttention((6, 3), activation="dice", softmax=True, name="att"),
     lambda: EmbeddingBank(SPEC, embedding_dim=3, name="bottom"),
+    lambda: EmbeddingBank(SPEC, embedding_dim=3, init_std=1e-4, l2=1e-6, name="bottom"),
 ])
 def test_get_config_round_trips(make):
     layer = make()
