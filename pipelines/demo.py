@@ -41,7 +41,7 @@ def run(args) -> int:
     from rocket_ctr.pipelines.inspect import format_summary, summarize
     from rocket_ctr.pipelines.train import field_flags, format_metrics
     from rocket_ctr.run_dir import restore_model
-    from rocket_ctr.serving.latency import format_report, run_benchmark
+    from rocket_ctr.serving.latency import format_report, frontier_point, run_benchmark
     from rocket_ctr.spec import FeatureSpec
     from rocket_ctr.trainer import Trainer
 
@@ -80,6 +80,8 @@ def run(args) -> int:
     report = run_benchmark(model=export.path, sizes=(args.candidates,), history=50, requests=args.requests,
                            log=lambda line: None)
     print(format_report(report))
+    print(frontier_point(report, f"light tower (light_interest {config.model.light_interest})",
+                         metrics.get("light", {}).get("gauc")))
 
     print("\n== outputs ==")
     for what, where in outputs.items():

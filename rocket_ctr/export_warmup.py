@@ -6,7 +6,7 @@ import numpy as np
 import tensorflow as tf
 
 from rocket_ctr.export_rows import one_user_request, pad_value
-from rocket_ctr.serving_module import CANDIDATE_PAD
+from rocket_ctr.serving_module import candidate_buckets
 from rocket_ctr.signatures import SCORE_ROWS, SERVING_DEFAULT
 from rocket_ctr.spec import HIST_LEN, FeatureSpec
 
@@ -15,7 +15,8 @@ MAX_WARMUP_RECORDS = 1000  # TF Serving reads at most this many
 
 def warmup_logs(spec: FeatureSpec, rows: dict, max_candidates: int = 512) -> list:
     """TF Serving warmup ``PredictionLog``s built from ``rows``: one-user requests for every
-    history bucket x N in multiples of CANDIDATE_PAD up to ``max_candidates``, plus row batches.
+    history bucket x every candidate bucket up to ``max_candidates``
+    (:func:`rocket_ctr.serving_module.candidate_buckets`), plus row batches.
     """
     from tensorflow_serving.apis import predict_pb2, prediction_log_pb2
 
@@ -27,7 +28,7 @@ def warmup_logs(spec: FeatureSpec, rows: dict, max_candidates: int = 512) -> lis
         return prediction_log_pb2.PredictionLog(predict_log=prediction_log_pb2.PredictLog(request=request))
 
     n, logs = len(rows[HIST_LEN]), []
-    sizes = range(CANDIDATE_PAD, max(max_candidates, CANDIDATE_PAD) + 1, CANDIDATE_PAD)
+    sizes = candidate_buckets(max(max_candidates, 1))
     for b, width in enumerate(spec.history_buckets):
         # a history of `width` real (item, category) pairs taken from the candidate columns
         steps = (np.arange(width) + b) % n
@@ -37,7 +38,7 @@ def warmup_logs(spec: FeatureSpec, rows: dict, max_candidates: int = 512) -> lis
             inputs = one_user_request(spec, rows, user, np.arange(size) % n)
             inputs.update(history)
             logs.append(log(SERVING_DEFAULT, inputs))
-        for size in (CANDIDATE_PAD, 4 * CANDIDATE_PAD):
+        for size in (64, 256):
             index = np.arange(size) % n
             batch = {c: rows[c][index] for c in (*spec.scalar_id_columns, HIST_LEN)}
             batch[HIST_LEN] = np.minimum(batch[HIST_LEN], width).astype(np.int32)

@@ -15,9 +15,11 @@ raw ids in (the id -> row mapping runs in the graph), ``probabilities`` [N] floa
 
 N and L are free (``None`` dims: no re-tracing). Histories longer than ``max_history`` keep their
 newest steps, as in training. With XLA the model part runs under ``jit_compile=True`` (the
-string hashing of the id mapping stays outside it), on inputs padded to a multiple of
-``CANDIDATE_PAD`` candidates and to the FeatureSpec's history buckets, so XLA compiles a handful
-of shapes, which the warmup records cover.
+string hashing of the id mapping stays outside it), on inputs padded to a candidate bucket
+(:func:`candidate_bucket`: ``CANDIDATE_PAD`` = 8 at least, 8 buckets per octave, so at most
+12.5 % padding: 200 -> 208) and to the FeatureSpec's history buckets, so XLA compiles a bounded
+set of shapes, which the warmup records cover. (Padding to a multiple of 64 made 200 candidates
+cost 256.)
 """
 from __future__ import annotations
 
@@ -27,7 +29,38 @@ from rocket_ctr.id_mapping import IdMapper
 from rocket_ctr.signatures import OUTPUT, candidate_columns, request_signature, rows_signature
 from rocket_ctr.spec import HIST_LEN, FeatureSpec
 
-CANDIDATE_PAD = 64  # XLA exports: N is padded up to a multiple of this (few compiled shapes)
+CANDIDATE_PAD = 8  # XLA exports: the finest candidate bucket step (see candidate_bucket)
+BUCKETS_PER_OCTAVE = 8  # XLA exports: candidate buckets between n and 2n (padding <= 1 / this)
+_TABLE_LIMIT = 1 << 16  # the in-graph bucket table; beyond it, multiples of its last step
+
+
+def candidate_bucket(n: int) -> int:
+    """The padded batch size of ``n`` candidates (or rows) in an XLA export: ``n`` rounded up to a
+    multiple of ``max(CANDIDATE_PAD, 2**floor(log2 n) / BUCKETS_PER_OCTAVE)`` (200 -> 208, 256 -> 256)."""
+    if n < 1:
+        raise ValueError(f"n must be >= 1, got {n}")
+    step = max(CANDIDATE_PAD, (1 << (n.bit_length() - 1)) // BUCKETS_PER_OCTAVE)
+    return -(-n // step) * step
+
+
+def candidate_buckets(limit: int) -> list:
+    """Every padded size :func:`candidate_bucket` gives for 1 <= n <= ``limit``, ascending."""
+    sizes = [candidate_bucket(1)]
+    while sizes[-1] < limit:
+        sizes.append(candidate_bucket(sizes[-1] + 1))
+    return sizes
+
+
+_TABLE = candidate_buckets(_TABLE_LIMIT)
+_TABLE_STEP = _TABLE[-1] // BUCKETS_PER_OCTAVE
+
+
+def _bucket(n: tf.Tensor) -> tf.Tensor:
+    """In-graph :func:`candidate_bucket` of a scalar int32 ``n`` (exact up to ``_TABLE_LIMIT``)."""
+    table = tf.constant(_TABLE, tf.int32)
+    i = tf.reduce_sum(tf.cast(table < n, tf.int32))
+    beyond = (n + _TABLE_STEP - 1) // _TABLE_STEP * _TABLE_STEP
+    return tf.where(i < len(_TABLE), tf.gather(table, tf.minimum(i, len(_TABLE) - 1)), beyond)
 
 
 def tower_logit(model, tower: str, rows: dict) -> tf.Tensor:
@@ -82,11 +115,11 @@ class ServingModule(tf.Module):
         self.score_rows = tf.function(self._rows, input_signature=[rows_signature(spec)])
 
     def _padded(self, rows: dict, batch_columns, n):
-        """XLA only: pads the batch to a multiple of CANDIDATE_PAD and histories to a bucket."""
+        """XLA only: pads the batch to its candidate bucket and histories to a history bucket."""
         if not self._jit:
             return rows
         spec, rows = self.spec, dict(rows)
-        size = (n + CANDIDATE_PAD - 1) // CANDIDATE_PAD * CANDIDATE_PAD
+        size = _bucket(n)
         for c in batch_columns:
             rows[c] = _pad_dim(rows[c], 0, size)
         buckets = tf.constant(spec.history_buckets, tf.int32)

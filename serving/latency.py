@@ -278,6 +278,27 @@ def format_report(report: dict) -> str:
     return "\n".join(lines)
 
 
+def frontier_point(report: dict, what: str, gauc: float | None = None) -> str:
+    """One line: a model's point on the latency/quality frontier (``benchmarks/bench_frontier.py``),
+    from :func:`run_benchmark`'s in-process result for its first export (largest N measured).
+
+    Args:
+        report: :func:`run_benchmark`'s report.
+        what: the model in words (e.g. ``light tower (light_interest shared)``).
+        gauc: its test GAUC, if known.
+    """
+    own = [r for r in report["results"] if r["backend"] == "in-process"]
+    if not own:
+        raise InputError("frontier_point: the report has no in-process result")
+    first = own[0]["model"]
+    r = max((r for r in own if r["model"] == first), key=lambda r: r["candidates"])
+    quality = f"test GAUC {gauc:.4f}" if gauc is not None else "test GAUC not measured"
+    return (f"frontier point: {what} [{r['model']}]: p50 {r['p50_ms']:.2f} ms, p99 {r['p99_ms']:.2f} ms per request "
+            f"in process (1 user x {r['candidates']} candidates x {report['settings']['history']} history steps, "
+            f"{r['requests']} requests), {quality}; the other extractors, the booster and DeepCTR DIN in the "
+            f"same run: benchmarks/bench_frontier.py")
+
+
 def plot_histogram(report: dict, path) -> None:
     """One panel per N: per-request latency histograms of every backend/model."""
     import matplotlib

@@ -327,6 +327,25 @@ def test_latency_helpers_interleave_and_summarize():
     assert len(seconds) == 10 and wall >= 0
 
 
+def test_frontier_point_reads_the_first_exports_in_process_result():
+    from rocket_ctr.errors import InputError
+    from rocket_ctr.serving.latency import frontier_point
+
+    def result(backend, model, n, p50):
+        return dict(backend=backend, model=model, candidates=n, p50_ms=p50, p99_ms=2 * p50, requests=30)
+
+    report = {"settings": {"history": 50},
+              "results": [result("in-process", "light xla", 100, 0.5), result("in-process", "light xla", 200, 1.25),
+                          result("in-process", "booster xla", 200, 4.0),
+                          result("gRPC test server", "light xla", 200, 9)]}
+    line = frontier_point(report, "light tower (light_interest dot)", 0.71234)
+    assert "light tower (light_interest dot) [light xla]" in line and "p50 1.25 ms, p99 2.50 ms" in line
+    assert "200 candidates x 50 history" in line and "test GAUC 0.7123" in line
+    assert "not measured" in frontier_point(report, "light", None)
+    with pytest.raises(InputError):
+        frontier_point({"settings": {"history": 50}, "results": report["results"][-1:]}, "light")
+
+
 def test_bench_latency_prints_figures(setup, server, tmp_path, capsys):
     base = setup[0]
     assert main(["bench-latency", "--model", str(base), "--candidates", "5,20", "--requests", "5",
