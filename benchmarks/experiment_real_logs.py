@@ -78,6 +78,12 @@ CHANGES = {
     # DeepCTR's embeddings: normal(0, 1e-4) rows and an L2 on the whole tables (dense Adam: every row decays)
     "embedding init 1e-4": ({"embedding_init_std": 1e-4}, {}, {}),
     "embedding l2 1e-6": ({"embedding_l2": 1e-6, "optimizer": "adam"}, {}, {}),
+    # booster capacity the light tower does not pay for at serving time (issue 14, part 2)
+    "booster cross 2": ({"booster_cross": 2}, {}, {}),  # DCN-v2 cross stack before the booster's MLP
+    # --attention-units are the booster's DIN widths; with the default light_interest "shared" the light
+    # tower reads that very attention, so this widens (and slows) the served light tower too: measure it
+    # booster-only as "light din 32-16 + booster attention 160-80" (or light dot / light mean)
+    "booster attention 160-80": ({"attention_units": [160, 80]}, {}, {}),
 }
 PRESETS = {
     "defaults": [],

@@ -54,6 +54,7 @@ def load_scorer(args):
 
         model, spec, _ = restore_model(args.run_dir)
         towers = ("light", "booster") if args.booster else ("light",)
+        spec = spec if args.booster else spec.served()  # booster-only columns: needed by p_booster alone
         return scoring.model_scorer(model, spec, towers, jit_compile=args.xla), spec, str(args.run_dir)
     loaded, info = scoring.load_saved_model(args.model)
     spec = scoring.export_spec(info, args.data)

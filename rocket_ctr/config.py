@@ -97,6 +97,9 @@ class ModelConfig:
     booster_history: int | None = option(None, minimum=1,
                                          help="the booster reads only the newest N steps of each history (unset: all; "
                                               "at most the FeatureSpec's max_history)")
+    booster_cross: int = option(0, minimum=0,
+                                help="DCN-v2 cross layers x' = x0 * (W x + b) + x (full-rank W) on the booster's "
+                                     "input before its MLP (stacked; 0 = none; never in the light tower)")
     light: TowerConfig = section(TowerConfig)
     booster: TowerConfig = dataclasses.field(default_factory=_booster_tower, metadata={"section": True})
     share: bool = option(True, help="both towers read the same embedding tables (and, with --light-interest "

@@ -95,7 +95,8 @@ def export_light(model, spec: FeatureSpec, export_base, version: int | None = No
 
     Args:
         model: a built RocketModel (e.g. ``rocket_ctr.run_dir.restore_model(run_dir)[0]``).
-        spec: its FeatureSpec.
+        spec: its FeatureSpec (a light export's signatures, metadata and sample rows leave out
+            its booster-only columns: ``spec.served()``).
         export_base: the folder TF Serving's ``--model_base_path`` points at.
         version: the version number (default: the next integer).
         tower: ``light``; ``booster`` only for latency comparisons.
@@ -110,6 +111,7 @@ def export_light(model, spec: FeatureSpec, export_base, version: int | None = No
         InputError: bad tower/base/version; VerificationError: outputs differ.
     """
     _check_tower(model, tower)
+    spec = spec.for_tower(tower)  # a light export never asks for booster-only columns
     base = Path(export_base)
     if base.exists() and not base.is_dir():
         raise InputError(f"export base {base} exists and is not a folder")

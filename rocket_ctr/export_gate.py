@@ -61,6 +61,7 @@ def gate_export(model, spec: FeatureSpec, base, data, criteria: GateCriteria | N
     remove_stale(base)
     staging = make_staging(base, "gate")
     try:
+        spec = spec.served()  # light exports: the gate data need not hold booster-only columns
         exported = export_light(model, spec, staging, 1, data=data, **export_kwargs)
         log(f"candidate exported and verified; scoring it and {current} on {data}")
         candidate, serving = score([exported.path, current], data, spec)

@@ -35,7 +35,7 @@ def _truncated(spec: FeatureSpec, rows: dict) -> dict:
 
 def reference_probabilities(model, tower: str, rows: dict) -> np.ndarray:
     """The in-memory tower's click probabilities for raw rows (numpy truncation + IdMapper)."""
-    spec = model.spec
+    spec = model.spec.for_tower(tower)
     truncated = _truncated(spec, rows)
     mapped = IdMapper(spec)({c: tf.constant(v) for c, v in truncated.items() if c != HIST_LEN})
     mapped[HIST_LEN] = tf.constant(truncated[HIST_LEN], tf.int32)
@@ -60,7 +60,7 @@ def verify_export(path, model, tower: str, rows: dict, users: int = 8) -> float:
     Raises:
         VerificationError: a difference above TOLERANCE.
     """
-    spec = model.spec
+    spec = model.spec.for_tower(tower)
     loaded = tf.saved_model.load(str(path))
     score_rows, request = loaded.signatures[SCORE_ROWS], loaded.signatures[SERVING_DEFAULT]
     worst = float(np.max(np.abs(score_rows(**_tensors(rows))[OUTPUT].numpy()

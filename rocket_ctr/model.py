@@ -4,6 +4,7 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
+from rocket_ctr.booster_layers import ColumnEmbeddings, CrossNetwork, append_columns
 from rocket_ctr.calibration import logit_offset
 from rocket_ctr.config import HintConfig, ModelConfig, RocketConfig
 from rocket_ctr.errors import FieldError
@@ -28,6 +29,13 @@ class RocketModel(keras.Model):
     steps) or, with ``light_interest="shared"``, the booster's attention itself. The extractor the
     light tower shares counts as part of the bottom (:meth:`shared_variables`); an own one is the
     tower's (:meth:`tower_variables`).
+
+    What only the booster reads (capacity the served light tower cannot afford): more history
+    steps (``booster_history``), its own attention widths, the booster-only columns of the
+    FeatureSpec (their tables, ``booster_columns``, are not in the shared bank: the bank holds the
+    served columns only) appended to its x, and a DCN-v2 cross stack (``booster_cross`` layers)
+    between that x and its MLP (DCN-v2's stacked structure). In ``base`` mode booster-only
+    columns are ignored (nothing reads them).
 
     Args:
         spec: the FeatureSpec.
@@ -78,6 +86,11 @@ class RocketModel(keras.Model):
             self.light = _tower(cfg.light, "light_tower")
         if "booster" in self.towers:
             self.booster = _tower(cfg.booster, "booster_tower")
+        booster_only = spec.booster_only_features if "booster" in self.towers else ()
+        self.booster_columns = ColumnEmbeddings(booster_only, cfg.embedding_dim, init_std=cfg.embedding_init_std,
+                                                l2=cfg.embedding_l2, name="booster_columns") if booster_only else None
+        self.booster_cross = CrossNetwork(cfg.booster_cross, l2=cfg.booster.l2, name="booster_cross") \
+            if cfg.booster_cross and "booster" in self.towers else None
         self.hint = get_hint(self.hint_config.loss)
         # The scale the model reads, written by a training policy (callbacks.hint_warmup): it
         # multiplies λ and lets the booster's gradient into the shared bottom; 1 = eq. (1) as is.
@@ -145,8 +158,17 @@ class RocketModel(keras.Model):
             else:  # the booster's own attention trains fully; only the embeddings' gradient is scaled
                 embedded = _map_floats(lambda t: _mix(t, self.hint_scale), shared) if training else shared
                 x = self._x("booster", embedded, training)
-            outputs["booster"] = self.booster(x, training=sub_training)
+            outputs["booster"] = self.booster(self._booster_x(x, rows), training=sub_training)
         return outputs
+
+    def _booster_x(self, x: tf.Tensor, rows: dict) -> tf.Tensor:
+        """The booster's x with its booster-only columns appended, through its cross stack (if any).
+
+        The booster-only tables are the booster's alone: their gradient is never scaled by the
+        warm-up's ``hint_scale`` (that only guards what the towers share)."""
+        if self.booster_columns is not None:
+            x = append_columns(x, self.booster_columns(rows))
+        return self.booster_cross(x) if self.booster_cross is not None else x
 
     def _light_inputs(self, embedded: dict, training) -> tuple:
         """(x before any detaching, x the light tower reads, x of the hint's light logit or None)."""
@@ -172,6 +194,8 @@ class RocketModel(keras.Model):
         """One tower alone, inference mode: its embeddings, its extractor, its MLP (for the light
         tower: the served path)."""
         x = self._x(tower, self.bottom_of(tower)(rows, training=False), training=False)
+        if tower == "booster":
+            x = self._booster_x(x, rows)
         return getattr(self, tower)(x, training=False)
 
     def light_logit(self, rows: dict) -> tf.Tensor:
@@ -180,7 +204,13 @@ class RocketModel(keras.Model):
 
     def serving_layers(self, tower: str) -> tuple:
         """The layers one tower's path reads (what an export of that tower holds)."""
-        return self.bottom_of(tower), self.interest_of(tower), getattr(self, tower)
+        return (self.bottom_of(tower), self.interest_of(tower), getattr(self, tower), *self._booster_only_layers(tower))
+
+    def _booster_only_layers(self, tower: str) -> tuple:
+        """The booster's booster-only columns and cross stack (none for the light tower)."""
+        if tower != "booster":
+            return ()
+        return tuple(layer for layer in (self.booster_columns, self.booster_cross) if layer is not None)
 
     def probabilities(self, logits: dict) -> dict:
         """Click probabilities of :meth:`call`'s logits, corrected for negative downsampling:
@@ -299,8 +329,10 @@ class RocketModel(keras.Model):
         return [v for layer in layers for v in layer.weights]
 
     def tower_variables(self, tower: str) -> list:
-        """Variables only this tower uses: its MLP, its own extractor, its own bank when not shared."""
+        """Variables only this tower uses: its MLP, its own extractor, its own bank when not shared
+        (the booster: also its booster-only column tables and cross stack)."""
         own = list(getattr(self, tower).weights)
+        own += [v for layer in self._booster_only_layers(tower) for v in layer.weights]
         if self.separate:
             own += self.bottom_of(tower).weights
         if self.separate or self.config.light_interest != "shared":
@@ -314,7 +346,9 @@ class RocketModel(keras.Model):
 
 
 def _bank(spec: FeatureSpec, cfg: ModelConfig, name: str) -> EmbeddingBank:
-    return EmbeddingBank(spec, cfg.embedding_dim, init_std=cfg.embedding_init_std, l2=cfg.embedding_l2, name=name)
+    """A bank of the served columns (booster-only ones have their own tables: ``booster_columns``)."""
+    return EmbeddingBank(spec.served(), cfg.embedding_dim, init_std=cfg.embedding_init_std, l2=cfg.embedding_l2,
+                         name=name)
 
 
 def _check_history(spec: FeatureSpec, cfg: ModelConfig) -> None:

@@ -87,18 +87,20 @@ class _Signature:
 
 
 def export_spec(info: dict, data=None) -> FeatureSpec:
-    """The FeatureSpec of an export (its rocket_ctr_export.json), else the one beside ``data``.
+    """The FeatureSpec of an export (its rocket_ctr_export.json), else the one beside ``data``;
+    for a light export without booster-only columns (the export never reads them).
 
     Raises:
         InputError: neither is there.
     """
+    tower = info.get("tower") or "light"
     if info.get("feature_spec"):
-        return FeatureSpec.from_dict(info["feature_spec"])
+        return FeatureSpec.from_dict(info["feature_spec"]).for_tower(tower)
     spec = find_feature_spec(data) if data is not None else None
     if spec is None:
         raise InputError(f"{info.get('path')}: no feature spec in the export (assets.extra) nor a "
                          "feature_spec.json beside the data")
-    return spec
+    return spec.for_tower(tower)
 
 
 # ----- features ------------------------------------------------------------------------------------

@@ -32,6 +32,9 @@ class IdFeature:
         buckets: hash buckets (the default mapping; every id, seen or not, gets a row).
         vocabulary: optional known ids; when given, ids map to rows 1..len(vocabulary) and every
             other id to the OOV row 0 instead of hashing.
+        booster_only: a column known when training but not when serving (e.g. the slot an ad was
+            shown in): only the booster reads it; the light tower, its export and every request
+            to that export never see it. User or item features only (not sequence features).
     """
 
     name: str
@@ -39,8 +42,11 @@ class IdFeature:
     dtype: str = "int64"
     buckets: int = 100_000
     vocabulary: tuple | None = None
+    booster_only: bool = False
 
     def __post_init__(self):
+        if not isinstance(self.booster_only, bool):
+            raise ValueError(f"feature {self.name!r}: booster_only must be true or false, got {self.booster_only!r}")
         if self.dtype not in ID_DTYPES:
             raise ValueError(f"feature {self.name!r}: dtype must be one of {ID_DTYPES}, got {self.dtype!r}")
         if self.vocabulary is None and self.buckets < 1:
@@ -135,6 +141,11 @@ class FeatureSpec:
         if missing:
             raise ValueError(f"sequence features {missing} need a history column; "
                              "list candidate-only columns under item_features")
+        booster_only = [f.name for f in self.sequence_features if f.booster_only]
+        if booster_only:
+            raise ValueError(f"sequence features {booster_only} cannot be booster_only: the candidate and its "
+                             "history feed the light tower's interest extractor, which is served; declare a "
+                             "booster-only column under user_features or item_features (no history)")
         if isinstance(self.negative_rate, bool) or not isinstance(self.negative_rate, (int, float)) \
                 or not (math.isfinite(self.negative_rate) and 0 < self.negative_rate <= 1):
             raise ValueError(f"negative_rate must be in (0, 1] (the share of negatives the training log kept), "
@@ -168,6 +179,28 @@ class FeatureSpec:
         cols = (self.user_id,) + self.scalar_id_columns + self.history_columns + (self.label,)
         cols += (self.weight,) if self.weight else ()
         return tuple(dict.fromkeys(cols))
+
+    @property
+    def booster_only_features(self) -> tuple:
+        """The user and item features only the booster reads (``booster_only``), user side first."""
+        return tuple(f for f in self.user_features + self.item_features if f.booster_only)
+
+    @property
+    def booster_only_columns(self) -> tuple:
+        return tuple(f.name for f in self.booster_only_features)
+
+    def served(self) -> "FeatureSpec":
+        """The spec of what serving knows: this one without its booster-only features (the light
+        tower's embedding bank, its export's signatures and metadata, and the columns a request or
+        a log scored by that export needs)."""
+        if not self.booster_only_features:
+            return self
+        return dataclasses.replace(self, user_features=tuple(f for f in self.user_features if not f.booster_only),
+                                   item_features=tuple(f for f in self.item_features if not f.booster_only))
+
+    def for_tower(self, tower: str) -> "FeatureSpec":
+        """The columns one tower's path reads: :meth:`served` for the light tower, all for the booster."""
+        return self if tower == "booster" else self.served()
 
     def feature(self, name: str) -> IdFeature:
         for f in self.id_features:

@@ -102,6 +102,12 @@ class Trainer:
             WarmStartSource.open(warm_start, self.run_dir)
         self.config = cfg = config or (source.config if source else RocketConfig())
         self.spec = spec or find_feature_spec(train) or (source.spec if source else FeatureSpec())
+        self.spec_note = None
+        if "booster" not in cfg.model.towers and self.spec.booster_only_columns:
+            # nothing would read them: the run (its data, run dir and exports) goes without them
+            self.spec_note = (f"mode {cfg.model.mode}: the booster-only columns {list(self.spec.booster_only_columns)} "
+                              "are ignored (only a booster reads them; the logs need not hold them)")
+            self.spec = self.spec.served()
         if source is not None:
             source.check_compatible(cfg, self.spec)  # before the run dir is touched
         self.train_paths, self.eval_paths = train, eval
@@ -303,6 +309,8 @@ class Trainer:
         note = HintWarmup.off_note(self.config)
         if self.verbose and note:
             print(render_fields(note, self.field_names))
+        if self.verbose and self.spec_note:
+            print(self.spec_note)
         if self.verbose and self.holdout and not global_step:
             print(f"validation: {self.holdout.reason}")
         if global_step and (self.verbose or self.distributed):

@@ -142,7 +142,7 @@ def feature_set_difference(old: FeatureSpec, new: FeatureSpec) -> str | None:
         if old_names != new_names:
             return f"{group} are {old_names} there and {new_names} here"
     for before, after in zip(old.id_features, new.id_features):
-        for attribute in ("history", "dtype"):
+        for attribute in ("history", "dtype", "booster_only"):
             if getattr(before, attribute) != getattr(after, attribute):
                 return (f"{after.name}: {attribute} is {getattr(before, attribute)!r} there and "
                         f"{getattr(after, attribute)!r} here")
@@ -170,7 +170,9 @@ def row_mapping(old_vocabulary, new_vocabulary) -> tuple[np.ndarray, dict]:
 def _tables(model, feature: str) -> list:
     """The embedding variables of one feature (one per bottom)."""
     bottoms = {id(model.bottom_of(t)): model.bottom_of(t) for t in model.towers}
-    return [bottom.embeddings[feature].embeddings for bottom in bottoms.values()]
+    if model.booster_columns is not None:  # the booster-only columns' tables
+        bottoms[id(model.booster_columns)] = model.booster_columns
+    return [bottom.embeddings[feature].embeddings for bottom in bottoms.values() if feature in bottom.embeddings]
 
 
 def _slots(optimizer, variable) -> list:

@@ -234,3 +234,55 @@ def test_importing_export_does_not_import_training():
                           env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_booster_only_columns_are_never_asked_of_the_light_export(click_log, tmp_path, capsys):
+    """Trained with a booster-only column, the light export's signatures and metadata leave it out and
+    serving, predicting from the export and p_light from the run dir run on logs without it."""
+    import json
+
+    import pyarrow.parquet as pq
+
+    from conftest import log_columns
+    from rocket_ctr.export import read_export_info
+    from rocket_ctr.spec import FeatureSpec, IdFeature
+
+    spec = FeatureSpec(item_features=(IdFeature("slot", buckets=5, booster_only=True),)).with_buckets(
+        item_id=500, cate_id=20)
+    columns = log_columns(200, max_len=12)
+    plain = click_log("plain.parquet", columns)
+    with_slot = click_log("slot.parquet", {**columns, "slot": [i % 5 for i in range(200)]})
+    config = RocketConfig(epochs=1, batch_size=32, embedding_dim=4, attention_units=(8, 4), light_units=(8,),
+                          booster_units=(16, 8), booster_cross=1, validation_fraction=0.0)
+    run = tmp_path / "run"
+    Trainer(run, with_slot, None, config, spec, verbose=0).fit()
+    model, restored, _ = restore_model(run)
+    assert restored == spec and model.booster_columns is not None
+    result = export_light(model, restored, tmp_path / "base", jit_compile=False, data=plain)
+    loaded = tf.saved_model.load(str(result.path))
+    for name in (SERVING_DEFAULT, SCORE_ROWS):
+        inputs = loaded.signatures[name].structured_input_signature[1]
+        assert "slot" not in inputs and "item_id" in inputs
+    info = read_export_info(result.path)
+    assert "slot" not in json.dumps(info["signatures"]) and "slot" not in json.dumps(info["feature_spec"])
+    assert not any("booster" in k for k in saved_variables(result.path))
+    rows = sample_rows(spec.served(), plain, n=8)
+    assert "slot" not in rows
+    np.testing.assert_allclose(call(loaded, SCORE_ROWS, rows), reference_probabilities(model, "light", rows),
+                               atol=1e-5)
+    request = one_user_request(spec.served(), rows, 0, np.arange(8))
+    assert call(loaded, SERVING_DEFAULT, request).shape == (8,)
+    # predict: from the export and p_light from the run dir without the column; p_booster needs it
+    assert main(["predict", "--no-progress", "--model", str(tmp_path / "base"), "--data", plain,
+                 "--out", str(tmp_path / "p_export")]) == 0
+    assert main(["predict", "--no-progress", "--run-dir", str(run), "--no-booster", "--no-xla", "--data", plain,
+                 "--out", str(tmp_path / "p_light")]) == 0
+    np.testing.assert_allclose(pq.read_table(tmp_path / "p_export")["p_light"].to_numpy(),
+                               pq.read_table(tmp_path / "p_light")["p_light"].to_numpy(), atol=1e-5)
+    assert main(["predict", "--no-progress", "--run-dir", str(run), "--no-xla", "--data", with_slot,
+                 "--out", str(tmp_path / "p_both")]) == 0
+    assert pq.read_table(tmp_path / "p_both").column_names[-2:] == ["p_light", "p_booster"]
+    capsys.readouterr()
+    assert main(["predict", "--no-progress", "--run-dir", str(run), "--no-xla", "--data", plain,
+                 "--out", str(tmp_path / "p_missing")]) == 2
+    assert "slot" in capsys.readouterr().err

@@ -230,3 +230,73 @@ def test_gated_hint_applies_only_where_the_booster_is_the_better_model():
     assert float(model.loss_terms(labels, logits)["hint"]) == pytest.approx(2.0 * 9.0 / 2)
     ungated = build(hint_weight=2.0)
     assert float(ungated.loss_terms(labels, logits)["hint"]) == pytest.approx(2.0 * 9.0)
+
+
+# ----- booster capacity the light tower does not pay for: cross stack, booster-only columns -------------------
+SPEC_SLOT = FeatureSpec(sequence_features=SPEC.sequence_features, user_features=SPEC.user_features,
+                        item_features=(IdFeature("slot", buckets=6, booster_only=True),), max_history=8,
+                        history_buckets=(4, 8))
+
+
+def slot_rows(batch=16, seed=0, slot=None):
+    x = rows(batch, seed=seed)
+    x["slot"] = tf.constant(np.arange(batch) % 6 if slot is None else slot, tf.int64)
+    return x
+
+
+def build_slot(**overrides):
+    keras.utils.set_random_seed(0)
+    model = RocketModel(SPEC_SLOT, RocketConfig(**{**SMALL, **overrides}))
+    model(slot_rows(), training=False)
+    return model
+
+
+def test_booster_cross_trains_and_the_light_path_holds_no_cross_variable():
+    model, plain = build(booster_cross=2), build()
+    cross = model.booster_cross.weights
+    assert len(cross) == 4 and plain.booster_cross is None
+    assert {id(v) for v in cross} <= {id(v) for v in model.tower_variables("booster")}
+    x, y = rows(), labels()
+    # the light path is built and initialised before the booster's: the same light tower as without crosses
+    np.testing.assert_array_equal(model.light_logit(x).numpy(), plain.light_logit(x).numpy())
+    with tf.GradientTape() as tape:
+        model.light_logit(x)
+    assert not {id(v) for v in tape.watched_variables()} & {id(v) for v in cross}
+    before = [v.numpy().copy() for v in cross]
+    model.compile(optimizer=LazyAdam(1e-2))
+    model.train_step((x, y))
+    assert all(not np.array_equal(b, v.numpy()) for b, v in zip(before, cross))
+
+
+def test_booster_only_column_moves_the_booster_logit_and_never_the_light_one():
+    model = build_slot()
+    assert "slot" not in model.bottom.embeddings and "slot" in model.booster_columns.embeddings
+    a, b = model(slot_rows(slot=[0] * 16)), model(slot_rows(slot=[5] * 16))
+    assert not np.allclose(a["booster"].numpy(), b["booster"].numpy())
+    np.testing.assert_array_equal(a["light"].numpy(), b["light"].numpy())
+    without = {k: v for k, v in slot_rows().items() if k != "slot"}
+    np.testing.assert_array_equal(model.light_logit(without).numpy(), a["light"].numpy())
+    np.testing.assert_allclose(model.tower_logit("booster", slot_rows(slot=[0] * 16)).numpy(), a["booster"].numpy(),
+                               rtol=1e-6)
+    with pytest.raises(ValueError, match=r"booster-only columns \['slot'\]"):
+        model.tower_logit("booster", without)
+    light_ids = {id(v) for layer in model.serving_layers("light") for v in layer.weights}
+    assert not {id(v) for v in model.booster_columns.weights} & light_ids
+
+
+def test_booster_only_tables_train_even_while_the_warmup_keeps_the_booster_off_the_shared_bottom():
+    model = build_slot(light_interest="din")
+    model.hint_scale.assign(0.0)
+    with tf.GradientTape() as tape:
+        booster_ce = model.loss_terms(labels(), model(slot_rows(), training=True))["booster_ce"]
+    slot_table, shared = model.booster_columns.weights[0], model.shared_variables()
+    grads = tape.gradient(booster_ce, [slot_table.value, *(v.value for v in shared)],
+                          unconnected_gradients=tf.UnconnectedGradients.ZERO)
+    assert not is_zero(grads[0]) and all(is_zero(g) for g in grads[1:])
+
+
+def test_base_mode_ignores_booster_only_columns():
+    keras.utils.set_random_seed(0)
+    model = RocketModel(SPEC_SLOT, RocketConfig(**{**SMALL, "mode": "base", "booster_cross": 2}))
+    out = model({k: v for k, v in slot_rows().items() if k != "slot"})
+    assert set(out) == {"light"} and model.booster_columns is None and model.booster_cross is None

@@ -110,3 +110,36 @@ def test_history_buckets_normalised(given, max_history, expected):
 def test_history_buckets_must_be_positive():
     with pytest.raises(ValueError, match="history_buckets must be >= 1"):
         FeatureSpec(history_buckets=(0, 8))
+
+
+def test_booster_only_columns_round_trip_and_drop_out_of_the_served_spec(tmp_path):
+    spec = FeatureSpec(user_features=(IdFeature("user_gender", dtype="string", buckets=4),
+                                      IdFeature("user_segment", buckets=9, booster_only=True)),
+                       item_features=(IdFeature("brand", buckets=7), IdFeature("slot", buckets=5, booster_only=True)))
+    path = tmp_path / "feature_spec.json"
+    spec.save(path)
+    assert json.loads(path.read_text())["item_features"][1]["booster_only"] is True
+    loaded = FeatureSpec.load(path)
+    assert loaded == spec and loaded.booster_only_columns == ("user_segment", "slot")
+    assert {"user_segment", "slot"} <= set(loaded.columns)  # the training pipeline reads them
+    served = loaded.served()
+    assert served.booster_only_columns == () and not {"user_segment", "slot"} & set(served.columns)
+    assert [f.name for f in served.user_features] == ["user_gender"]
+    assert [f.name for f in served.item_features] == ["brand"]
+    assert loaded.for_tower("booster") is loaded and loaded.for_tower("light") == served
+    assert FeatureSpec().served() == FeatureSpec()  # specs written before booster_only load unchanged
+    old = FeatureSpec().to_dict()
+    for group in ("sequence_features", "user_features", "item_features"):
+        for feature in old[group]:
+            del feature["booster_only"]
+    assert FeatureSpec.load(_save(tmp_path, old)) == FeatureSpec()
+
+
+def test_booster_only_sequence_features_and_non_bool_flags_are_refused(tmp_path):
+    data = FeatureSpec().to_dict()
+    data["sequence_features"][1]["booster_only"] = True
+    with pytest.raises(InputError, match=r"sequence features \['cate_id'\] cannot be booster_only.*user_features "
+                                         r"or item_features"):
+        FeatureSpec.load(_save(tmp_path, data))
+    with pytest.raises(ValueError, match="feature 'slot': booster_only must be true or false, got 'yes'"):
+        IdFeature("slot", booster_only="yes")

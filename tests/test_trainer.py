@@ -220,3 +220,18 @@ def test_hint_warmup_keeps_the_hint_off_until_the_booster_leads_on_validation(lo
     assert not RocketConfig(validation_fraction=0).warmup_active
     assert not RocketConfig(validation_fraction=0).early_stopping_active
     assert RocketConfig().warmup_active and not RocketConfig(mode="base").warmup_active
+
+
+def test_base_mode_ignores_booster_only_columns_and_says_so(click_log, tmp_path, capsys):
+    from rocket_ctr.run_dir import restore_model
+    from rocket_ctr.spec import FeatureSpec, IdFeature
+
+    spec = FeatureSpec(item_features=(IdFeature("slot", buckets=5, booster_only=True),)).with_buckets(
+        item_id=500, cate_id=20)
+    config = RocketConfig(mode="base", epochs=1, batch_size=32, embedding_dim=4, light_units=(8,),
+                          validation_fraction=0.0)
+    log = click_log(n=100, max_len=10)  # no slot column: nothing reads it
+    Trainer(tmp_path, log, None, config, spec, verbose=1).fit()
+    assert "mode base: the booster-only columns ['slot'] are ignored" in capsys.readouterr().out
+    model, recorded, _ = restore_model(tmp_path)
+    assert recorded == spec.served() and model.booster_columns is None
