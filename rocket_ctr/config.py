@@ -131,6 +131,9 @@ class HintConfig:
                                   help="the hint never updates the booster (stop_gradient on its logit)")
     trains_bottom: bool = option(False, help="the hint's gradient also trains the shared bottom (the paper); "
                                              "off: the light tower's own layers only")
+    scale_to_label: bool = option(False, help="rescale the hint every batch so its gradient on the light logit is "
+                                              "as large as the light cross-entropy's (mean |σ(l) − y| / mean "
+                                              "|∂hint/∂l|): at a low CTR the logit MSE's 2(l − z) would dwarf it")
 
 
 @dataclasses.dataclass

@@ -245,13 +245,26 @@ class RocketModel(keras.Model):
                 # Gradient block: z is a fixed target, so the hint trains the light tower (and,
                 # through it, the shared bottom) but never the booster's own weights.
                 booster_logit = tf.stop_gradient(booster_logit)
-            hint = self.hint(logits.get("light_for_hint", logits["light"]), booster_logit, self.hint_config.temperature)
+            light_logit = logits.get("light_for_hint", logits["light"])
+            hint = self.hint(light_logit, booster_logit, self.hint_config.temperature)
+            if self.hint_config.scale_to_label:
+                hint *= self._label_gradient_ratio(labels, light_logit, booster_logit, mean)
             if self.hint_config.gate:
                 # the booster teaches only where it models the true label better than the light tower
                 better = _ce(labels, logits["booster"]) < _ce(labels, logits["light"])
                 hint *= tf.cast(tf.stop_gradient(better), hint.dtype)
             terms["hint"] = self.hint_config.weight * self.hint_scale * mean(hint)
         return terms
+
+    def _label_gradient_ratio(self, labels, light_logit, booster_logit, mean) -> tf.Tensor:
+        """mean |∂CE/∂l| / mean |∂hint/∂l| over the batch, a constant of the step (no gradient)."""
+        light, booster = tf.stop_gradient(light_logit), tf.stop_gradient(booster_logit)
+        with tf.GradientTape() as tape:
+            tape.watch(light)
+            hint = self.hint(light, booster, self.hint_config.temperature)
+        hint_gradient = tape.gradient(hint, light)
+        label_gradient = tf.sigmoid(light) - labels
+        return tf.math.divide_no_nan(mean(tf.abs(label_gradient)), mean(tf.abs(hint_gradient)))
 
     @property
     def loss_term_names(self) -> tuple:

@@ -157,6 +157,28 @@ def test_eq1_is_the_sum_of_cross_entropies_and_weighted_hint():
 
 
 @pytest.mark.parametrize("hint", ["mimic", "mse", "kd"])
+def test_hint_scaled_to_the_label_has_the_light_cross_entropys_gradient_size(hint):
+    model = build(hint=hint, hint_weight=1.0, hint_scale_to_label=True, hint_trains_bottom=False)
+    x, y = rows(), labels()
+    out = model(x, training=False)
+    light = tf.Variable(out["light"])
+    with tf.GradientTape() as tape:
+        term = model.loss_terms(y, {"light": light, "booster": out["booster"]})["hint"]
+    batch = int(y.shape[0])
+    per_row = tape.gradient(term, light).numpy() * batch                  # d(batch mean)/dl_i = g_i / B
+    label_gradient = tf.sigmoid(out["light"]).numpy() - y.numpy()
+    np.testing.assert_allclose(np.mean(np.abs(per_row)), np.mean(np.abs(label_gradient)), rtol=1e-4)
+    unscaled = build(hint=hint, hint_weight=1.0, hint_trains_bottom=False)
+    plain = float(unscaled.loss_terms(y, unscaled(x, training=False))["hint"])
+    assert float(term) != pytest.approx(plain, rel=1e-3)                    # the switch changes the term
+    # the ratio is a constant of the step: the booster still gets no gradient (gradient block)
+    booster = tf.Variable(out["booster"])
+    with tf.GradientTape() as tape:
+        term = model.loss_terms(y, {"light": out["light"], "booster": booster})["hint"]
+    assert is_zero(tape.gradient(term, booster, unconnected_gradients=tf.UnconnectedGradients.ZERO))
+
+
+@pytest.mark.parametrize("hint", ["mimic", "mse", "kd"])
 def test_hints_are_zero_when_logits_agree_and_positive_otherwise(hint):
     from rocket_ctr.losses import get_hint
     fn = get_hint(hint)
