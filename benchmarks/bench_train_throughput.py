@@ -17,6 +17,7 @@ dim 18, attention MLP 80-40, DNN / light tower 200-80, Adam 1e-3, each in a fres
   tower + booster trained jointly (eq. 1), the full training path (Parquet streaming, in-graph id
   hashing, mixed-length batches whose attention skips padding, checkpoints every 500 steps).
 - ``base``: the same with ``mode="base"`` (light tower alone), for reference.
+- ``base+dot`` (any mode + ``+dot``, ``+mean``, ``+din``, ``+shared``): the light tower's interest extractor.
 - ``base+buckets`` (any mode + ``+buckets``): the same with ``length_buckets=True`` (rows grouped by
   history length into padded widths, the default before mixed-length batches).
 
@@ -127,12 +128,18 @@ def run_child(command: list[str], env: dict | None = None, label: str = "") -> d
 
 # ----- rocket_ctr child --------------------------------------------------------------------------
 def rocket_config(mode: str):
-    """``rocket``, ``base`` ... or ``<mode>+buckets``: the same with batches grouped by history length."""
-    from rocket_ctr.config import RocketConfig
+    """``rocket``, ``base`` ... plus ``+`` options: ``buckets`` (batches grouped by history length),
+    ``dot`` / ``mean`` / ``din`` / ``shared`` (the light tower's interest extractor), e.g. ``rocket+dot+buckets``."""
+    from rocket_ctr.config import LIGHT_INTERESTS, RocketConfig
 
-    mode, _, extra = mode.partition("+")
+    mode, *extras = mode.split("+")
+    unknown = [e for e in extras if e != "buckets" and e not in LIGHT_INTERESTS]
+    if unknown:
+        raise SystemExit(f"unknown mode options {unknown}: buckets or one of {LIGHT_INTERESTS}")
+    interests = [e for e in extras if e in LIGHT_INTERESTS]
     return RocketConfig(mode=mode, batch_size=BATCH, embedding_dim=EMBEDDING_DIM, attention_units=ATTENTION,
-                        light_units=DNN, epochs=1, length_buckets=extra == "buckets")
+                        light_units=DNN, epochs=1, length_buckets="buckets" in extras,
+                        **({"light_interest": interests[-1]} if interests else {}))
 
 
 def train_rocket_ctr(mode: str, train_paths: Path, work_dir: Path, warmup: int) -> dict:
