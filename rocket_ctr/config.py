@@ -279,6 +279,17 @@ class RocketConfig:
         return cls(**{k: _build(f.type, nested.get(k, {})) for k, f in _fields(cls).items()})
 
     @classmethod
+    def from_saved(cls, values: dict) -> "RocketConfig":
+        """The config of a run dir's config.json (nested, or an earlier version's flat names).
+
+        A field added after the file was written takes the value that reproduces what that run
+        built (:data:`BEFORE_FIELD_EXISTED`), not today's default: an old run dir still restores.
+        """
+        given = set(_dotted(values)) | {flat_names().get(k, k) for k in _dotted(values)}
+        implied = {path: value for path, value in BEFORE_FIELD_EXISTED.items() if path not in given}
+        return cls().replace({**implied, **values})
+
+    @classmethod
     def from_file(cls, path: str | Path, base: "RocketConfig | None" = None) -> "RocketConfig":
         """Loads a YAML or JSON file of config fields (nested or flat names), applied over ``base``
         (default: the defaults; e.g. a warm start's source config)."""
@@ -290,6 +301,10 @@ class RocketConfig:
         if not isinstance(data, dict):
             raise InputError(f"{path}: config must be a mapping of field: value")
         return (base or cls()).replace(data)
+
+
+# What a run built before these fields existed (their defaults have changed since).
+BEFORE_FIELD_EXISTED = {"model.light_interest": "shared"}
 
 
 # ----- the field table: paths, flags, flat names ------------------------------------------------

@@ -56,7 +56,7 @@ def check_run_dir(run_dir, config: RocketConfig, spec: FeatureSpec) -> None:
         path = run_dir / name
         previous = json.loads(path.read_text()) if path.exists() else None
         if previous is not None and name == CONFIG_FILE:
-            previous = RocketConfig().replace(previous).flat()  # nested or an earlier version's flat names
+            previous = RocketConfig.from_saved(previous).flat()  # nested or an earlier version's flat names
         elif previous is not None:
             with contextlib.suppress(TypeError, ValueError):  # keys added since (weight...) at their defaults
                 previous = FeatureSpec.from_dict(previous).to_dict()
@@ -107,7 +107,7 @@ def restore_model(run_dir) -> tuple[RocketModel, FeatureSpec, RocketConfig]:
     for name in (CONFIG_FILE, SPEC_FILE):
         if not (run_dir / name).exists():
             raise FieldError(f"{run_dir}: not a training run dir (no {name}); train with {{run_dir}} first")
-    config = RocketConfig().replace(json.loads((run_dir / CONFIG_FILE).read_text()))
+    config = RocketConfig.from_saved(json.loads((run_dir / CONFIG_FILE).read_text()))
     spec = FeatureSpec.load(run_dir / SPEC_FILE)
     latest = latest_checkpoint(run_dir)
     if latest is None:

@@ -60,7 +60,7 @@ class WarmStartSource:
             if not (source / name).is_file():
                 raise FieldError(f"{{warm_start}} {source}: not a training run dir (no {name})")
         try:
-            config = RocketConfig().replace(json.loads((source / layout.CONFIG_FILE).read_text()))
+            config = RocketConfig.from_saved(json.loads((source / layout.CONFIG_FILE).read_text()))
         except ValueError as err:
             raise FieldError(f"{{warm_start}} {source}: unreadable {layout.CONFIG_FILE} ({err})") from None
         spec = FeatureSpec.load(source / layout.SPEC_FILE)

@@ -94,3 +94,12 @@ def test_errors_name_fields_for_python_and_flags_for_the_cli(tmp_path, capsys):
                  "--hint-weight", "-1"]) == 2
     err = capsys.readouterr().err
     assert "--hint-weight must be >= 0.0, got -1.0" in err and "hint.weight" not in err
+
+
+def test_a_saved_config_written_before_a_field_existed_keeps_what_that_run_built():
+    saved = RocketConfig(light_interest="din").to_dict()
+    assert RocketConfig.from_saved(saved).model.light_interest == "din"
+    del saved["model"]["light_interest"]                                   # a run dir from before the field
+    assert RocketConfig.from_saved(saved).model.light_interest == "shared"
+    assert RocketConfig.from_saved({"light_interest": "mean"}).model.light_interest == "mean"  # flat names
+    assert RocketConfig.from_saved({"epochs": 2}).model.light_interest == "shared"
