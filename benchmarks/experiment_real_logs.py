@@ -76,6 +76,9 @@ CHANGES = {
     "hint mse": ({"hint": "mse"}, {}, {}),
     "hint kd": ({"hint": "kd"}, {}, {}),
     "hint scaled": ({"hint_scale_to_label": True}, {}, {}),  # hint gradient the size of the label's
+    "booster din+dot": ({"booster_interest": "din+dot"}, {}, {}),
+    "booster dot": ({"booster_interest": "dot"}, {}, {}),
+    "no share": ({"share": False}, {}, {}),  # each tower its own embeddings: the hint is the only channel
     # DeepCTR's embeddings: normal(0, 1e-4) rows and an L2 on the whole tables (dense Adam: every row decays)
     "embedding init 1e-4": ({"embedding_init_std": 1e-4}, {}, {}),
     "embedding l2 1e-6": ({"embedding_l2": 1e-6, "optimizer": "adam"}, {}, {}),

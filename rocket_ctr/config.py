@@ -24,6 +24,7 @@ MODES = ("rocket", "base", "booster", "two-stage")
 OPTIMIZERS = ("lazy_adam", "adam")
 VALIDATION_SPLITS = ("auto", "last-event", "time", "users")  # see rocket_ctr.holdout
 LIGHT_INTERESTS = ("shared", "din", "dot", "mean")  # see rocket_ctr.interest
+BOOSTER_INTERESTS = ("din", "dot", "din+dot")
 _TYPE_WORDS = {"int": "an integer", "float": "a number", "bool": "true or false", "str": "a string",
                "tuple": "comma-separated integer widths", "int | None": "an integer or null"}
 
@@ -83,6 +84,10 @@ class ModelConfig:
                                  help="L2 penalty on the whole embedding tables every step (DeepCTR's "
                                       "embeddings_regularizer; with --optimizer adam every row decays)")
     attention: AttentionConfig = section(AttentionConfig)
+    booster_interest: str = option("din", choices=BOOSTER_INTERESTS,
+                                   help="the booster's interest extractor: din: DIN attention of --attention-units; "
+                                        "dot: scaled dot-product (--light-projection width); din+dot: both, "
+                                        "concatenated (--light-interest shared reads it too)")
     light_interest: str = option("shared", choices=LIGHT_INTERESTS,
                                  help="the light tower's interest extractor: shared: the booster's DIN attention "
                                       "(the paper's sharing); din: its own DIN of --light-attention widths; dot: "

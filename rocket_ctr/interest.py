@@ -93,10 +93,32 @@ class MeanPooling(keras.layers.Layer):
         return tf.broadcast_to(mean, [tf.shape(query)[0], tf.shape(keys)[-1]])
 
 
+class ConcatenatedExtractors(keras.layers.Layer):
+    """Several extractors over the same history, their pooled vectors concatenated: [N, k·D].
+
+    Args:
+        extractors: the extractor layers (e.g. DIN and dot attention: a booster that reads both).
+    """
+
+    def __init__(self, extractors, **kwargs):
+        super().__init__(**kwargs)
+        self.extractors = list(extractors)
+        for i, extractor in enumerate(self.extractors):  # plain attributes: tf.train.Checkpoint follows them
+            setattr(self, f"extractor_{i}", extractor)
+
+    def call(self, query, keys, mask, training=False):
+        return tf.concat([e(query, keys, mask, training=training) for e in self.extractors], axis=-1)
+
+
 def make_extractor(kind: str, *, units=(80, 40), activation="sigmoid", softmax=False, projection=16,
                    name=None) -> keras.layers.Layer:
     """An extractor by name: ``din`` (DinAttention of ``units``, ``activation``, ``softmax``),
-    ``dot`` (DotAttention of width ``projection``) or ``mean`` (MeanPooling)."""
+    ``dot`` (DotAttention of width ``projection``), ``mean`` (MeanPooling) or several joined by
+    ``+`` (:class:`ConcatenatedExtractors`, e.g. ``din+dot``)."""
+    if "+" in kind:
+        parts = [make_extractor(part, units=units, activation=activation, softmax=softmax, projection=projection,
+                                name=f"{name}_{part}" if name else None) for part in kind.split("+")]
+        return ConcatenatedExtractors(parts, name=name)
     if kind == "din":
         return DinAttention(units, activation, softmax, name=name)
     if kind == "dot":

@@ -8,6 +8,7 @@ from rocket_ctr.booster_layers import ColumnEmbeddings, CrossNetwork, append_col
 from rocket_ctr.calibration import logit_offset
 from rocket_ctr.config import HintConfig, ModelConfig, RocketConfig
 from rocket_ctr.errors import FieldError
+from rocket_ctr.feature_layers import FeatureEncoders
 from rocket_ctr.interest import make_extractor, newest_steps
 from rocket_ctr.layers import MLP, EmbeddingBank, tower_input
 from rocket_ctr.losses import get_hint
@@ -91,6 +92,9 @@ class RocketModel(keras.Model):
                                                 l2=cfg.embedding_l2, name="booster_columns") if booster_only else None
         self.booster_cross = CrossNetwork(cfg.booster_cross, l2=cfg.booster.l2, name="booster_cross") \
             if cfg.booster_cross and "booster" in self.towers else None
+        booster_extra = spec.booster_only_extra_features if "booster" in self.towers else ()
+        self.booster_extras = FeatureEncoders(booster_extra, cfg.embedding_dim, init_std=cfg.embedding_init_std,
+                                              l2=cfg.embedding_l2, name="booster_extras") if booster_extra else None
         self.hint = get_hint(self.hint_config.loss)
         # The scale the model reads, written by a training policy (callbacks.hint_warmup): it
         # multiplies λ and lets the booster's gradient into the shared bottom; 1 = eq. (1) as is.
@@ -99,12 +103,13 @@ class RocketModel(keras.Model):
 
     # ----- forward ---------------------------------------------------------------------------
     def _extractor(self, tower: str):
-        """A tower's interest extractor from the config: DIN of ``attention`` for the booster (and
+        """A tower's interest extractor from the config: ``booster_interest`` for the booster (and
         for a light tower that shares it but has its own copy: separate bottoms, base mode)."""
         cfg = self.config
-        kind = "din" if tower == "booster" or cfg.light_interest == "shared" else cfg.light_interest
+        kind = cfg.booster_interest if tower == "booster" or cfg.light_interest == "shared" else cfg.light_interest
         units = cfg.light_attention if tower == "light" and cfg.light_interest == "din" else cfg.attention.units
-        name = "din_attention" if cfg.light_interest == "shared" and not self.separate else f"{tower}_{kind}"
+        shared_din = cfg.light_interest == "shared" and not self.separate and kind == "din"
+        name = "din_attention" if shared_din else f"{tower}_{kind.replace('+', '_')}"
         return make_extractor(kind, units=units, activation=cfg.attention.activation,
                               softmax=cfg.attention.softmax, projection=cfg.light_projection, name=name)
 
@@ -168,6 +173,9 @@ class RocketModel(keras.Model):
         warm-up's ``hint_scale`` (that only guards what the towers share)."""
         if self.booster_columns is not None:
             x = append_columns(x, self.booster_columns(rows))
+        if self.booster_extras is not None:
+            parts = self.booster_extras(rows)
+            x = append_columns(x, parts["user"] + parts["items"])
         return self.booster_cross(x) if self.booster_cross is not None else x
 
     def _light_inputs(self, embedded: dict, training) -> tuple:
@@ -210,7 +218,8 @@ class RocketModel(keras.Model):
         """The booster's booster-only columns and cross stack (none for the light tower)."""
         if tower != "booster":
             return ()
-        return tuple(layer for layer in (self.booster_columns, self.booster_cross) if layer is not None)
+        return tuple(layer for layer in (self.booster_columns, self.booster_extras, self.booster_cross)
+                     if layer is not None)
 
     def probabilities(self, logits: dict) -> dict:
         """Click probabilities of :meth:`call`'s logits, corrected for negative downsampling:

@@ -151,3 +151,23 @@ def test_a_checkpoint_of_the_layout_before_per_tower_extractors_restores(tmp_pat
         np.testing.assert_allclose(new(rows(), training=False)[tower].numpy(),
                                    old(rows(), training=False)[tower].numpy(), rtol=1e-6)
     assert new.bottom.weights == [table.embeddings for table in new.bottom.embeddings.values()]
+
+
+def test_a_booster_reading_din_and_dot_attention_trains_both_and_the_light_path_reads_neither():
+    from rocket_ctr.interest import ConcatenatedExtractors
+    model = build(light_interest="dot", booster_interest="din+dot")
+    extractor = model.interest_of("booster")
+    assert isinstance(extractor, ConcatenatedExtractors)
+    assert [type(e) for e in extractor.extractors] == [DinAttention, DotAttention]
+    booster_ids = {id(v) for v in model.tower_variables("booster")}
+    assert {id(v) for v in extractor.weights} <= booster_ids and len(extractor.weights) > 2
+    assert all(gradients(model, "booster_ce", extractor.weights))               # both parts are trained
+    with tf.GradientTape() as tape:
+        model.light_logit(rows())
+    assert not {id(v) for v in tape.watched_variables()} & booster_ids
+    x = rows()
+    x["hist_len"] = tf.fill([8], 6)
+    single = {k: (v[:1] if k in USER else v) for k, v in x.items()}
+    repeated = {k: (tf.repeat(v[:1], 8, axis=0) if k in USER else v) for k, v in x.items()}
+    np.testing.assert_allclose(model.tower_logit("booster", single).numpy(),
+                               model.tower_logit("booster", repeated).numpy(), atol=1e-5)
