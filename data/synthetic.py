@@ -11,6 +11,7 @@ part from the popularity chart). Its click probability is ``sigmoid`` of::
        + profile * z(gender x category-group table + occupation vector . item vector)
        + pop     * z(log item popularity) + user * z(user propensity)
        + cross   * z(random deep net of (item vector, occupation, gender)) + noise * N(0, 1)
+       + feature * (z(-tanh(log price - median)) + z(mean effect of the row's tags))   [feature_strength > 0]
 
 The recent-match kernel is sharp and non-linear, so pooling the history into one mean vector
 loses it while attention of the candidate over the steps keeps it; the profile term is an
@@ -23,6 +24,12 @@ signal on a calibration sample, so a strength is that signal's logit standard de
 is ``base_ctr``. The noise is unobserved per impression: the oracle ``click_prob`` integrates it
 out (the best any model can do from the logged columns) and labels are Bernoulli(click_prob).
 Raw ids are splitmix64 hashes (62 bits): sparse and huge, like production ids.
+
+With ``feature_strength`` > 0 two more columns carry part of the signal (their own random
+streams: every other column stays as without them): ``price`` (numeric, per impression: the
+item's list price times a random discount, 5 % missing) and ``tags`` (multi-hot, per impression:
+0-6 creative tags of 64, each with its own effect); the feature spec declares them (price
+bucketised at the calibration sample's deciles and normalised, tags mean-pooled).
 """
 from __future__ import annotations
 
@@ -49,6 +56,8 @@ OCCUPATIONS = ("other", "academic/educator", "artist", "clerical/admin", "colleg
                "unemployed", "writer")
 BLOCK = 1 << 15  # rows per generation step; fixed, so the data never depends on file sizes
 SIGNALS = ("recent", "profile", "pop", "user", "cross")
+FEATURE_SIGNALS = ("price", "tags")  # with feature_strength > 0 (columns price, tags)
+N_TAGS, MAX_TAGS, PRICE_MISSING = 64, 6, 0.05
 CROSS_HIDDEN = (256, 64)  # widths of the cross term's random network
 
 
@@ -64,7 +73,8 @@ class GeneratorConfig:
     steps and ``1 - cand_from_interest`` of candidates drawn from popularity alone), Zipf
     exponents. Signal strengths (logit std each): ``recent_strength`` (match of the candidate with
     the last ``match_window`` steps, weights ``recency_decay**age``), ``profile_strength``,
-    ``pop_strength``, ``user_strength``, ``cross_strength`` (0 = off), ``noise_strength``.
+    ``pop_strength``, ``user_strength``, ``cross_strength`` (0 = off), ``noise_strength``,
+    ``feature_strength`` (each of the price and tags signals; 0 = off, no such columns).
     Sampling: ``negative_rate`` < 1 keeps every click of the *train* split and each negative with
     that probability (a log downsampled upstream; the feature spec records the rate); the test
     split stays at the full rate, so calibration can be checked against it.
@@ -98,6 +108,7 @@ class GeneratorConfig:
     pop_strength: float = 0.4
     user_strength: float = 0.4
     cross_strength: float = 0.0
+    feature_strength: float = 0.0
     noise_strength: float = 0.8
     base_ctr: float = 0.05
     test_fraction: float = 0.1
@@ -231,6 +242,10 @@ class _World:
         self.occ_vec = (occ_vec - occ_p @ occ_vec).astype(np.float32)  # centred: no item-only effect
         # its own random stream: switching the cross term on leaves every other signal as it was
         self.cross = _CrossNet(c, np.random.default_rng([c.seed, 0xC2055])) if c.cross_strength else None
+        if c.feature_strength:  # its own random stream too
+            feature_rng = np.random.default_rng([c.seed, 0xFEA7])
+            self.list_price = np.exp(feature_rng.normal(3.0, 0.6, c.n_items))
+            self.tag_effect = feature_rng.normal(size=N_TAGS)
 
     def _item_in_cate(self, cate, rng):
         x = self.cate_lo[cate] + rng.random(len(cate)) * (self.cate_hi[cate] - self.cate_lo[cate])
@@ -251,8 +266,9 @@ class _World:
         items[pick] = self._item_in_cate(self._interest(users[pick], tau[pick], rng), rng)
         return items
 
-    def sample(self, t: np.ndarray, rng: np.random.Generator) -> dict:
-        """One block of impressions at times ``t`` (fractions of the span): dense indices + raw signals."""
+    def sample(self, t: np.ndarray, rng: np.random.Generator, feature_rng: np.random.Generator | None = None) -> dict:
+        """One block of impressions at times ``t`` (fractions of the span): dense indices + raw signals
+        (and, with ``feature_strength``, the price and tags drawn from ``feature_rng``)."""
         c, n = self.cfg, len(t)
         users = self.users.sample(rng, n)
         mu = np.log(c.hist_mean) - c.hist_sigma ** 2 / 2  # lognormal with mean hist_mean
@@ -279,7 +295,25 @@ class _World:
             "user": self.propensity[users],
             "cross": self.cross(cand_vec, self.occupation[users], self.gender[users]) if self.cross else np.zeros(n),
         }
-        return {"users": users, "cand": cand, "hist": hist, "offsets": offsets, "signals": signals}
+        block = {"users": users, "cand": cand, "hist": hist, "offsets": offsets, "signals": signals}
+        if c.feature_strength:
+            self._features(block, feature_rng)
+        return block
+
+    def _features(self, block: dict, rng: np.random.Generator) -> None:
+        """Per impression: a price (list price x discount; some missing) and 0..MAX_TAGS tags, with signals."""
+        n = len(block["cand"])
+        log_price = np.log(self.list_price[block["cand"]]) + rng.normal(0.0, 0.6, n)
+        price = np.exp(log_price)
+        price[rng.random(n) < PRICE_MISSING] = np.nan  # missing: the model sees its default
+        counts = np.minimum(rng.poisson(2.0, n), MAX_TAGS)
+        offsets = np.zeros(n + 1, np.int64)
+        np.cumsum(counts, out=offsets[1:])
+        tags = rng.integers(0, N_TAGS, offsets[-1])
+        effect = np.bincount(np.repeat(np.arange(n), counts), weights=self.tag_effect[tags], minlength=n)
+        block["signals"]["price"] = np.where(np.isnan(price), 0.0, -np.tanh(log_price - 3.0))
+        block["signals"]["tags"] = effect / np.maximum(counts, 1)
+        block.update(price=price, tags=tags, tag_offsets=offsets)
 
 
 class _CrossNet:
@@ -309,10 +343,15 @@ class _Calibration:
     def __init__(self, world: _World, rng: np.random.Generator):
         cfg = world.cfg
         n = min(1 << 17, max(cfg.n_rows, 1 << 15))  # enough for ~1e-3 relative error in the mean CTR
-        parts = [world.sample(rng.random(min(BLOCK, n - i)), rng)["signals"] for i in range(0, n, BLOCK)]
-        signals = {k: np.concatenate([part[k] for part in parts]) for k in SIGNALS}
+        blocks = [world.sample(rng.random(min(BLOCK, n - i)), rng, np.random.default_rng([cfg.seed, 5, i]))
+                  for i in range(0, n, BLOCK)]
+        names = SIGNALS + (FEATURE_SIGNALS if cfg.feature_strength else ())
+        signals = {k: np.concatenate([block["signals"][k] for block in blocks]) for k in names}
         self.stats = {k: (float(v.mean()), float(v.std()) + 1e-12) for k, v in signals.items()}
-        self.strength = {k: getattr(cfg, f"{k}_strength") for k in SIGNALS}
+        self.strength = {k: cfg.feature_strength if k in FEATURE_SIGNALS else getattr(cfg, f"{k}_strength")
+                         for k in names}
+        prices = np.concatenate([block["price"] for block in blocks]) if cfg.feature_strength else None
+        self.prices = prices[np.isfinite(prices)] if prices is not None else None  # the spec's fit
         self.noise = cfg.noise_strength
         base = self.logit(signals, 0.0)
         # Newton on the mean click probability (increasing in b0), bisection when it leaves the bracket
@@ -338,9 +377,12 @@ class _Calibration:
         return (p, (s * (1 - s)) @ self._weights / np.sqrt(2 * np.pi)) if slope else p
 
 
-def schema(with_oracle: bool = False) -> pa.Schema:
-    """The reference click-log schema (plus ``click_prob`` float64 with the oracle)."""
+def schema(with_oracle: bool = False, features: bool = False) -> pa.Schema:
+    """The reference click-log schema (plus ``price`` float64 and ``tags`` list<int64> with
+    ``features``, ``click_prob`` float64 with the oracle)."""
     reference = arrow_schema(FeatureSpec())
+    if features:
+        reference = reference.append(pa.field("price", pa.float64())).append(pa.field("tags", pa.list_(pa.int64())))
     return reference.append(pa.field("click_prob", pa.float64())) if with_oracle else reference
 
 
@@ -400,9 +442,13 @@ def _table(world, calib, block, t, rng, cfg, ids, with_oracle) -> pa.Table:
         "ts": cfg.start_ts + np.floor(t * cfg.span_seconds).astype(np.int64),
         "label": label,
     }
+    if cfg.feature_strength:
+        columns["price"] = block["price"]
+        columns["tags"] = pa.ListArray.from_arrays(pa.array(block["tag_offsets"].astype(np.int32)),
+                                                   pa.array(ids["tag"][block["tags"]]))
     if with_oracle:
         columns["click_prob"] = prob
-    return pa.table(columns, schema=schema(with_oracle))
+    return pa.table(columns, schema=schema(with_oracle, bool(cfg.feature_strength)))
 
 
 def generate(out_dir, config: GeneratorConfig | None = None, *, with_oracle: bool = False,
@@ -461,19 +507,21 @@ def generate(out_dir, config: GeneratorConfig | None = None, *, with_oracle: boo
         raise InputError(f"cannot write to {out}: {err.strerror or err}") from None
     for old in old_parts:  # a rerun replaces the previous generated log
         old.unlink()
-    writers = {split: _SplitWriter(out / split, schema(with_oracle), rows_per_file, row_group_size)
+    writers = {split: _SplitWriter(out / split, schema(with_oracle, bool(cfg.feature_strength)), rows_per_file,
+                                   row_group_size)
                for split in splits}
 
     world = _World(cfg, np.random.default_rng([cfg.seed, 0]))
     calib = _Calibration(world, np.random.default_rng([cfg.seed, 1]))
     ids = {name: hashed_ids(n, cfg.seed, ns) for ns, (name, n) in
-           enumerate([("user", cfg.n_users), ("item", cfg.n_items), ("cate", cfg.n_cates)])}
+           enumerate([("user", cfg.n_users), ("item", cfg.n_items), ("cate", cfg.n_cates), ("tag", N_TAGS)])}
     n_train = int(round(cfg.n_rows * (1 - cfg.test_fraction)))
     for b, start in enumerate(range(0, cfg.n_rows, BLOCK)):
         rng = np.random.default_rng([cfg.seed, 2, b])
         index = np.arange(start, min(start + BLOCK, cfg.n_rows))
         t = (index + rng.random(len(index))) / cfg.n_rows  # sorted: row i lies in [i/n, (i+1)/n)
-        table = _table(world, calib, world.sample(t, rng), t, rng, cfg, ids, with_oracle)
+        block = world.sample(t, rng, np.random.default_rng([cfg.seed, 4, b]))
+        table = _table(world, calib, block, t, rng, cfg, ids, with_oracle)
         if days:  # t is sorted: each day is one slice of the block
             bounds = np.searchsorted(t, np.arange(days + 1) / days)
             for day, (lo, hi) in enumerate(zip(bounds[:-1], bounds[1:])):
@@ -490,7 +538,7 @@ def generate(out_dir, config: GeneratorConfig | None = None, *, with_oracle: boo
         w.close()
 
     spec_path = out / "feature_spec.json"
-    feature_spec(cfg).save(spec_path)
+    feature_spec(cfg, calib.prices).save(spec_path)
     rows = {s: w.rows for s, w in writers.items()}
     ctr = {s: w.clicks / w.rows if w.rows else None for s, w in writers.items()}
     ctr["all"] = sum(w.clicks for w in writers.values()) / cfg.n_rows
@@ -518,9 +566,19 @@ def _generator_of(params_path: Path) -> str | None:
         return None
 
 
-def feature_spec(cfg: GeneratorConfig) -> FeatureSpec:
+def feature_spec(cfg: GeneratorConfig, prices: np.ndarray | None = None) -> FeatureSpec:
     """The log's FeatureSpec: the reference schema, hash buckets ~2x each id space, the generator's
-    ``max_history``, the train split's ``negative_rate``."""
-    return FeatureSpec(max_history=cfg.max_history, negative_rate=cfg.negative_rate).with_buckets(
+    ``max_history``, the train split's ``negative_rate``; with ``feature_strength``, ``price``
+    (bucketised at the deciles of ``prices``, the calibration sample's, and normalised) and
+    ``tags`` (mean-pooled)."""
+    extra = {}
+    if cfg.feature_strength:
+        from rocket_ctr.feature_fit import quantile_boundaries
+
+        extra = {"numeric_features": [{"name": "price", "boundaries": quantile_boundaries(prices, 10),
+                                       "normalize": True, "mean": float(prices.mean()), "std": float(prices.std()),
+                                       "default": float(np.median(prices))}],
+                 "multi_hot_features": [{"name": "tags", "buckets": 4 * N_TAGS, "max_len": MAX_TAGS}]}
+    return FeatureSpec(max_history=cfg.max_history, negative_rate=cfg.negative_rate, **extra).with_buckets(
         item_id=max(2 * cfg.n_items, 16), cate_id=max(2 * cfg.n_cates, 16),
         user_gender=16, user_occupation=4 * len(OCCUPATIONS))

@@ -10,7 +10,7 @@ _DEFAULTS = GeneratorConfig()
 FIELD_FLAGS = {"n_rows": "--rows", "n_users": "--users", "n_items": "--items", "n_cates": "--cates",
           "max_history": "--max-history", "base_ctr": "--base-ctr", "test_fraction": "--test-fraction",
           "seed": "--seed", "days": "--days", "rows_per_file": "--rows-per-file", "cross_strength": "--cross-strength",
-          "negative_rate": "--negative-rate"}
+          "negative_rate": "--negative-rate", "feature_strength": "--feature-strength"}
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -38,6 +38,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     add("--cross-strength", type=float, default=_DEFAULTS.cross_strength,
         help="logit std of a high-order (item, occupation, gender) interaction where a bigger "
              "tower has the edge; 0 = off (default: %(default)s)")
+    add("--feature-strength", type=float, default=_DEFAULTS.feature_strength,
+        help="also write a numeric column (price, some missing) and a multi-hot column (tags) carrying this "
+             "logit std of click signal each, declared in feature_spec.json; 0 = neither (default: %(default)s)")
     add("--days", type=int, default=0,
         help="split by day instead: the log spans N days, written to OUT/day-01/ ... OUT/day-N/ (full rate, "
              "no test split; interests drift from day to day) (default: %(default)s = train/test)")
@@ -60,7 +63,8 @@ def run(args: argparse.Namespace) -> int:
         args.out, n_rows=args.rows, n_users=args.users, n_items=args.items, n_cates=args.cates,
         max_history=args.max_history, base_ctr=args.base_ctr, test_fraction=args.test_fraction, seed=args.seed,
         negative_rate=args.negative_rate,
-        cross_strength=args.cross_strength, with_oracle=args.with_oracle, rows_per_file=args.rows_per_file,
+        cross_strength=args.cross_strength, feature_strength=args.feature_strength, with_oracle=args.with_oracle,
+        rows_per_file=args.rows_per_file,
         days=args.days)
     rows, ctr = summary["rows"], summary["ctr"]
     if args.days:

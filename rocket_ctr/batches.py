@@ -1,4 +1,4 @@
-"""Record batches as numpy columns: scalars [n], histories as flat values + offsets.
+"""Record batches as numpy columns: scalars [n] (multi-hot lists [n, max_len]), histories as flat values + offsets.
 
 The reader's working unit: the newest ``max_history`` steps of each history are kept, rows can
 be taken, concatenated and padded to a bucket's width without a Python loop per row.
@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from rocket_ctr.parquet_schema import is_string
 from rocket_ctr.sample_weights import row_weights
@@ -22,6 +23,47 @@ def column_to_numpy(array: pa.Array) -> np.ndarray:
     return array.to_numpy(zero_copy_only=False).astype(np.int64, copy=False)
 
 
+def dense_lists(array: pa.Array, width: int, pad) -> np.ndarray:
+    """A list column as [n, width]: each row's first ``width`` elements, then ``pad`` (null lists
+    and null elements read as padding). int64 or float32 for numbers, an object array of bytes for
+    strings."""
+    n = len(array)
+    lengths = pc.fill_null(pc.list_value_length(array), 0).to_numpy(zero_copy_only=False).astype(np.int64)
+    starts = array.offsets.to_numpy().astype(np.int64)[:-1] if n else np.zeros(0, np.int64)
+    base = int(starts[0]) if n else 0
+    values = array.values.slice(base, int(starts[-1] + lengths[-1] - base) if n else 0)
+    values = pc.fill_null(values, pa.scalar(pad, values.type)) if values.null_count else values
+    if pa.types.is_floating(values.type):
+        flat = values.to_numpy(zero_copy_only=False).astype(np.float32)
+        out = np.full((n, width), pad, np.float32)
+    else:
+        flat = column_to_numpy(values)
+        out = np.full((n, width), pad, dtype=object) if flat.dtype == object else np.full((n, width), pad, np.int64)
+    keep = np.minimum(lengths, width)
+    rows = np.repeat(np.arange(n), keep)
+    cols = np.arange(int(keep.sum())) - np.repeat(np.cumsum(keep) - keep, keep)
+    out[rows, cols] = flat[starts[rows] - base + cols]
+    return out
+
+
+def extra_arrays(batch: pa.RecordBatch, spec: FeatureSpec) -> dict:
+    """The numeric ([n] float32, NaN where null) and multi-hot ([n, max_len], padded; weights
+    [n, max_len] float32, 0-padded) columns of a record batch."""
+    out = {}
+    for f in spec.numeric_features:
+        column = batch.column(f.name)
+        out[f.name] = column.to_numpy(zero_copy_only=False).astype(np.float32)  # nulls -> NaN
+    for f in spec.multi_hot_features:
+        ids = batch.column(f.name)
+        if f.dtype == "int64" and ids.type.value_type != pa.int64():
+            ids = ids.cast(pa.list_(pa.int64()))
+        out[f.name] = dense_lists(ids, f.max_len, f.pad)
+        if f.weights:
+            weights = batch.column(f.weights).cast(pa.list_(pa.float32()))
+            out[f.weights] = dense_lists(weights, f.max_len, 0.0)
+    return out
+
+
 class Chunk:
     """One validated record batch as numpy: scalars [n], label and weight [n] float32, histories
     as flat values + offsets."""
@@ -29,6 +71,7 @@ class Chunk:
     def __init__(self, batch: pa.RecordBatch, spec: FeatureSpec):
         self.n = batch.num_rows
         self.scalars = {c: column_to_numpy(batch.column(c)) for c in (spec.user_id, *spec.scalar_id_columns)}
+        self.scalars.update(extra_arrays(batch, spec))  # numeric [n] and multi-hot [n, max_len]: taken row-wise too
         self.label = batch.column(spec.label).to_numpy(zero_copy_only=False).astype(np.float32)
         self.weight = row_weights(batch, spec.weight)
         self.histories = {}

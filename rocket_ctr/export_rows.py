@@ -28,7 +28,47 @@ def _edge_rows(spec: FeatureSpec, template: dict, seed: int = 0) -> dict:
             else:
                 hist = (10**15 + np.arange(n)[:, None] * 1000 + steps[None, :]).astype(np.int64)
             rows[f.history] = np.where(steps[None, :] < lengths[:, None], hist, pad_value(hist))
+    rows.update(_extra_rows(spec, n, rng, template, edge=True))
     return rows
+
+
+def _extra_rows(spec: FeatureSpec, n: int, rng: np.random.Generator, template: dict | None = None,
+                edge: bool = False) -> dict:
+    """Numeric and multi-hot columns of ``n`` rows: values drawn from ``template``'s (else random);
+    ``edge``: missing numbers (NaN, ±inf), empty, padded and over-long lists, unseen ids."""
+    rows = {}
+    for f in spec.numeric_features:
+        if template is not None:
+            values = template[f.name][rng.integers(0, len(template[f.name]), n)].astype(np.float32)
+        else:
+            values = rng.normal(f.mean, f.std, n).astype(np.float32)
+        if edge:
+            values[:4] = [np.nan, np.inf, -np.inf, np.nan][:min(4, n)]
+        rows[f.name] = values
+    for f in spec.multi_hot_features:
+        width = f.max_len + 2 if edge else f.max_len
+        if template is not None and not edge:
+            pick = rng.integers(0, len(template[f.name]), n)
+            rows[f.name] = template[f.name][pick]
+            if f.weights:
+                rows[f.weights] = template[f.weights][pick]
+            continue
+        ids = rng.integers(0, 10 * f.num_rows, (n, width))
+        ids = np.array([[str(v).encode() for v in r] for r in ids], dtype=object) if f.dtype == "string" else ids
+        lengths = rng.integers(0, width + 1, n)
+        if edge:
+            lengths[:3] = [0, width, 1][:min(3, n)]
+        rows[f.name] = np.where(np.arange(width)[None, :] < lengths[:, None], ids, f.pad)
+        if f.weights:
+            weights = rng.uniform(0.0, 2.0, (n, width)).astype(np.float32)
+            rows[f.weights] = np.where(rows[f.name] == f.pad, np.float32(0), weights)
+    return rows
+
+
+def _fit_lists(array: np.ndarray, width: int, pad) -> np.ndarray:
+    if array.shape[1] >= width:
+        return array
+    return np.pad(array, [(0, 0), (0, width - array.shape[1])], constant_values=pad)
 
 
 def pad_value(array: np.ndarray):
@@ -49,6 +89,7 @@ def _random_rows(spec: FeatureSpec, n: int, seed: int = 0) -> dict:
         if f.history:
             mask = np.arange(spec.max_history)[None, :] < lengths[:, None]
             rows[f.history] = np.where(mask, ids[:, 1:], pad_value(ids))
+    rows.update(_extra_rows(spec, n, rng))
     return rows
 
 
@@ -64,7 +105,8 @@ def sample_rows(spec: FeatureSpec, data=None, n: int = 256, seed: int = 0) -> di
 
         reader = ClickLogReader(data, spec, batch_size=n, bucket_by_length=False)
         features, _ = next(iter(reader))
-        base = {c: features[c] for c in (*spec.scalar_id_columns, *spec.history_columns, HIST_LEN)}
+        base = {c: features[c] for c in (*spec.scalar_id_columns, *spec.history_columns, *spec.extra_columns,
+                                         HIST_LEN)}
     else:
         base = _random_rows(spec, n, seed)
     edge = _edge_rows(spec, base, seed)
@@ -74,6 +116,10 @@ def sample_rows(spec: FeatureSpec, data=None, n: int = 256, seed: int = 0) -> di
         parts = [base[c], edge[c]]
         if c in spec.history_columns:
             parts = [np.pad(p, [(0, 0), (0, width - p.shape[1])], constant_values=pad_value(p)) for p in parts]
+        elif parts[0].ndim == 2:  # multi-hot lists and their weights
+            wide = max(p.shape[1] for p in parts)
+            pad = 0.0 if parts[0].dtype == np.float32 else spec.extra_feature(c).pad
+            parts = [_fit_lists(p, wide, pad) for p in parts]
         rows[c] = np.concatenate(parts)
     return rows
 
@@ -82,7 +128,7 @@ def one_user_request(spec: FeatureSpec, rows: dict, user: int, candidates) -> di
     """``serving_default`` inputs: row ``user``'s profile and real history + ``candidates``' items."""
     candidates = np.asarray(candidates)
     length = int(rows[HIST_LEN][user])
-    request = {f.name: rows[f.name][user:user + 1] for f in spec.user_features}
+    request = {c: rows[c][user:user + 1] for c in spec.user_columns}
     request.update({c: rows[c][user:user + 1, :length] for c in spec.history_columns})
     request.update({c: rows[c][candidates] for c in candidate_columns(spec)})
     return request

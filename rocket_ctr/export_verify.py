@@ -47,7 +47,7 @@ def _tiled(spec: FeatureSpec, rows: dict, user: int, candidates) -> dict:
     candidates = np.asarray(candidates)
     n = len(candidates)
     out = {c: np.repeat(rows[c][user:user + 1], n, axis=0) for c in (*spec.history_columns, HIST_LEN)}
-    out.update({f.name: np.repeat(rows[f.name][user:user + 1], n) for f in spec.user_features})
+    out.update({c: np.repeat(rows[c][user:user + 1], n, axis=0) for c in spec.user_columns})
     out.update({c: rows[c][candidates] for c in candidate_columns(spec)})
     return out
 

@@ -40,7 +40,7 @@ def warmup_logs(spec: FeatureSpec, rows: dict, max_candidates: int = 512) -> lis
             logs.append(log(SERVING_DEFAULT, inputs))
         for size in (64, 256):
             index = np.arange(size) % n
-            batch = {c: rows[c][index] for c in (*spec.scalar_id_columns, HIST_LEN)}
+            batch = {c: rows[c][index] for c in (*spec.scalar_id_columns, *spec.extra_columns, HIST_LEN)}
             batch[HIST_LEN] = np.minimum(batch[HIST_LEN], width).astype(np.int32)
             batch.update({c: _fit(rows[c][index], width) for c in spec.history_columns})
             logs.append(log(SCORE_ROWS, batch))

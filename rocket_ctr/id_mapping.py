@@ -21,7 +21,7 @@ class IdMapper(tf.Module):
         super().__init__(name=name)
         self.spec = spec
         self._tables = {}
-        for f in spec.id_features:
+        for f in spec.id_features + spec.multi_hot_features:
             if f.vocabulary is not None:
                 key_dtype = tf.string if f.dtype == "string" else tf.int64
                 keys = tf.constant(list(f.vocabulary), dtype=key_dtype)
@@ -36,11 +36,31 @@ class IdMapper(tf.Module):
         text = ids if ids.dtype == tf.string else tf.strings.as_string(ids)
         return tf.strings.to_hash_bucket_fast(text, feature.buckets)
 
+    def multi_hot_rows(self, feature, ids: tf.Tensor) -> tf.Tensor:
+        """[B, L] raw id lists -> [B, max_len] rows: the first ``max_len`` elements, padding
+        (-1 / "" elements, and the columns added up to ``max_len``) as row -1."""
+        ids = _fit_width(ids, feature.max_len, feature.pad)
+        return tf.where(tf.equal(ids, feature.pad), tf.constant(-1, tf.int64), self.rows(feature, ids))
+
     def __call__(self, features: dict) -> dict:
-        """Maps every id column of ``features`` to rows; other entries pass through unchanged."""
+        """Maps every id column of ``features`` to rows (multi-hot lists to [B, max_len] rows, their
+        weights to [B, max_len], non-finite weights as 0); other entries pass through unchanged."""
         out = dict(features)
         for f in self.spec.id_features:
             for column in (f.name, f.history):
                 if column and column in features:
                     out[column] = self.rows(f, features[column])
+        for f in self.spec.multi_hot_features:
+            if f.name in features:
+                out[f.name] = self.multi_hot_rows(f, features[f.name])
+            if f.weights and f.weights in features:
+                weights = _fit_width(tf.cast(features[f.weights], tf.float32), f.max_len, 0.0)
+                out[f.weights] = tf.where(tf.math.is_finite(weights), weights, tf.zeros_like(weights))
         return out
+
+
+def _fit_width(lists: tf.Tensor, width: int, pad) -> tf.Tensor:
+    """[B, L] -> [B, width]: the first ``width`` columns, padded with ``pad`` when L < width."""
+    lists = lists[:, :width]
+    padded = tf.pad(lists, [[0, 0], [0, width - tf.shape(lists)[1]]], constant_values=pad)
+    return tf.ensure_shape(padded, [None, width])

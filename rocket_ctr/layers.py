@@ -4,6 +4,7 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
+from rocket_ctr.feature_layers import FeatureEncoders
 from rocket_ctr.spec import HIST_LEN, FeatureSpec
 
 
@@ -209,6 +210,8 @@ class EmbeddingBank(keras.layers.Layer):
          "history": [B, L, S·D], "lengths": [B] int32 (B = N, or 1 for one user's request),
          "user": [[B, D], ...] (profile), "items": [[N, D], ...] (other candidate features)}
 
+    (numeric and multi-hot features, :class:`rocket_ctr.feature_layers.FeatureEncoders`, add
+    their parts after the id features of their side: [B, D] embeddings, [B, 1] normalised values),
     which :func:`tower_input` turns into a tower's x, given that tower's pooled interest.
 
     Args:
@@ -229,20 +232,30 @@ class EmbeddingBank(keras.layers.Layer):
             for f in spec.id_features
         }
         track_for_checkpoints(self, "emb", list(self.embeddings.values()))
+        # created after the id tables (and only when the spec has such features): older banks keep their layout
+        self.extras = FeatureEncoders(spec.extra_features, embedding_dim, init_std, l2, name="extra_features") \
+            if spec.extra_features else None
 
     def build(self, rows_shape=None):
         for table in self.embeddings.values():
             table.build()
+        if self.extras is not None:
+            self.extras.build()
 
     def call(self, rows: dict, training=False) -> dict:
         spec, emb = self.spec, self.embeddings
-        return {
+        embedded = {
             "candidate": tf.concat([emb[f.name](rows[f.name]) for f in spec.sequence_features], -1),
             "history": tf.concat([emb[f.name](rows[f.history]) for f in spec.sequence_features], -1),
             "lengths": rows[HIST_LEN],
             "user": [emb[f.name](rows[f.name]) for f in spec.user_features],
             "items": [emb[f.name](rows[f.name]) for f in spec.item_features],
         }
+        if self.extras is not None:
+            extra = self.extras(rows)
+            embedded["user"] += extra["user"]
+            embedded["items"] += extra["items"]
+        return embedded
 
     def link_for_checkpoints(self, name: str, trackable) -> None:
         """A checkpoint-only dependency ``name`` -> ``trackable``, not a Keras sublayer (the bank's
@@ -263,7 +276,8 @@ class EmbeddingBank(keras.layers.Layer):
     def output_width(self) -> int:
         """The width of a tower's x (:func:`tower_input`) over this bank."""
         n_seq = len(self.spec.sequence_features)
-        return self.embedding_dim * (len(self.spec.user_features) + 2 * n_seq + len(self.spec.item_features))
+        width = self.embedding_dim * (len(self.spec.user_features) + 2 * n_seq + len(self.spec.item_features))
+        return width + (self.extras.output_width if self.extras is not None else 0)
 
     def get_config(self):
         return {**super().get_config(), "spec": self.spec.to_dict(), "embedding_dim": self.embedding_dim,

@@ -13,6 +13,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from rocket_ctr.errors import InputError
+from rocket_ctr.feature_checks import check_extra_batch, check_numeric_files, extra_expected_types
 from rocket_ctr.sample_weights import EXPECTED as WEIGHTS_EXPECTED
 from rocket_ctr.sample_weights import check_weight_files, is_weight_type
 from rocket_ctr.spec import FeatureSpec
@@ -26,7 +27,8 @@ def arrow_schema(spec: FeatureSpec, user_id: pa.DataType = pa.int64()) -> pa.Sch
         user_id: type of the user id column when it is not itself one of the features.
     Returns:
         Columns in the order: user id, candidate ids, their histories, user profile, extra
-        candidate columns, timestamp (int64, if any), label (int64), weight (float64, if any).
+        candidate columns, numeric (float64) and multi-hot (list; weights list<float64>) columns,
+        timestamp (int64, if any), label (int64), weight (float64, if any).
     """
     def arrow(dtype: str) -> pa.DataType:
         return pa.string() if dtype == "string" else pa.int64()
@@ -35,6 +37,11 @@ def arrow_schema(spec: FeatureSpec, user_id: pa.DataType = pa.int64()) -> pa.Sch
     fields.update((f.name, arrow(f.dtype)) for f in spec.sequence_features)
     fields.update((f.history, pa.list_(arrow(f.dtype))) for f in spec.sequence_features)
     fields.update((f.name, arrow(f.dtype)) for f in spec.user_features + spec.item_features)
+    fields.update((f.name, pa.float64()) for f in spec.numeric_features)
+    for f in spec.multi_hot_features:
+        fields[f.name] = pa.list_(arrow(f.dtype))
+        if f.weights:
+            fields[f.weights] = pa.list_(pa.float64())
     if spec.timestamp:
         fields[spec.timestamp] = pa.int64()
     fields[spec.label] = pa.int64()
@@ -71,6 +78,7 @@ def _expected_types(spec: FeatureSpec) -> dict[str, tuple[str, callable]]:
         expected[f.name] = (f"{f.dtype} scalar ids", scalar)
         if f.history:
             expected[f.history] = (f"list<{f.dtype}> history", lambda t, s=scalar: is_list(t) and s(t.value_type))
+    expected.update(extra_expected_types(spec))
     return expected
 
 
@@ -116,6 +124,7 @@ def validate_schema(files: list[str], spec: FeatureSpec) -> pa.Schema:
         raise InputError(f"empty dataset: {len(files)} file(s) hold no rows ({files[0]} ...)")
     if spec.weight:
         check_weight_files(files, spec.weight)
+    check_numeric_files(files, spec)
     return first
 
 
@@ -147,3 +156,4 @@ def check_batch(batch: pa.RecordBatch, spec: FeatureSpec, where: str, first_row:
             raise InputError(f"{where}: {spec.history_columns[0]!r} and {column!r} have different lengths "
                              f"in row {first_row + row}; history lists must be aligned step by step")
         lengths = this
+    check_extra_batch(batch, spec, where, first_row)

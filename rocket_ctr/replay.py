@@ -77,7 +77,7 @@ def group_requests(batch: pa.RecordBatch, spec: FeatureSpec, group_by: str, max_
 def request_inputs(chunk: Chunk, spec: FeatureSpec, rows: np.ndarray) -> tuple[dict, dict]:
     """``(user, candidates)`` of one request: the first row's profile and kept history, the rows' candidates."""
     first = rows[:1]
-    user = {f.name: chunk.scalars[f.name][first] for f in spec.user_features}
+    user = {c: chunk.scalars[c][first] for c in spec.user_columns}
     user.update(chunk.padded(first, int(chunk.lengths[first[0]])))  # [1, L]: exactly the kept steps
     candidates = {c: chunk.scalars[c][rows] for c in candidate_columns(spec)}
     return user, candidates
@@ -86,8 +86,8 @@ def request_inputs(chunk: Chunk, spec: FeatureSpec, rows: np.ndarray) -> tuple[d
 def _as_user_rows(chunk: Chunk, spec: FeatureSpec, rows: np.ndarray, user_rows: np.ndarray) -> Chunk:
     """A chunk of ``rows`` whose user-side inputs are those of ``user_rows`` (what the requests sent)."""
     view = chunk.take(user_rows)
-    user_columns = {f.name for f in spec.user_features}
-    for column in spec.scalar_id_columns:
+    user_columns = set(spec.user_columns)
+    for column in (*spec.scalar_id_columns, *spec.extra_columns):
         if column not in user_columns:
             view.scalars[column] = chunk.scalars[column][rows]
     return view

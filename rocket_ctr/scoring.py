@@ -109,8 +109,9 @@ def row_features(chunk: Chunk, spec: FeatureSpec, rows: np.ndarray, width: int,
     """``score_rows`` inputs of ``rows`` of ``chunk``: candidate columns from ``rows``, user-side
     columns (profile, histories) from ``user_rows`` (default: the same rows)."""
     user_rows = rows if user_rows is None else user_rows
-    user_columns = {f.name for f in spec.user_features}
-    features = {c: chunk.scalars[c][user_rows if c in user_columns else rows] for c in spec.scalar_id_columns}
+    user_columns = set(spec.user_columns)
+    features = {c: chunk.scalars[c][user_rows if c in user_columns else rows]
+                for c in (*spec.scalar_id_columns, *spec.extra_columns)}
     features.update(chunk.padded(user_rows, width))
     features[HIST_LEN] = chunk.lengths[user_rows].astype(np.int32)
     return features

@@ -8,7 +8,9 @@ raw ids in (the id -> row mapping runs in the graph), ``probabilities`` [N] floa
 (corrected to the full rate when the model trained on downsampled negatives):
 
 * ``serving_default``: one request = one user + N candidates. User profile inputs have shape
-  [1], history inputs [1, L] (oldest -> newest; ``hist_len`` is L), candidate inputs [N]. The
+  [1], history inputs [1, L] (oldest -> newest; ``hist_len`` is L), candidate inputs [N]
+  (numeric features: raw float32, [1] user-side or [N] item-side, NaN = missing; multi-hot
+  features: [1, M] or [N, M] raw id lists padded with -1 / "", weights float32 of the same shape). The
   history term of the interest extractor is computed once, not once per candidate.
 * ``score_rows``: N independent rows: every id input [N], histories [N, L] left-aligned and
   padded, plus ``hist_len`` [N] int32.
@@ -89,6 +91,14 @@ def _assert_same(values: dict, axis: int, what: str) -> list:
             for c in names[1:]]
 
 
+def _assert_weights(spec: FeatureSpec, inputs: dict) -> list:
+    """Graph asserts that each multi-hot weight input has its id input's shape."""
+    return [tf.debugging.assert_equal(tf.shape(inputs[f.weights]), tf.shape(inputs[f.name]),
+                                      message=f"input '{f.weights}' and input '{f.name}' differ in shape "
+                                              "(one weight per list element)")
+            for f in spec.multi_hot_features if f.weights]
+
+
 class ServingModule(tf.Module):
     """The exported object: IdMapper + one tower's path, with two signatures.
 
@@ -135,6 +145,7 @@ class ServingModule(tf.Module):
         n = tf.shape(candidates[candidate_columns(spec)[0]])[0]
         checks = _assert_same(candidates, 0, "serving_default candidates")
         checks += _assert_same({c: inputs[c] for c in spec.history_columns}, 1, "serving_default histories")
+        checks += _assert_weights(spec, inputs)
         checks.append(tf.debugging.assert_positive(n, message="serving_default: no candidates (N = 0)"))
         with tf.control_dependencies(checks):  # clear errors before any shape-dependent op runs
             features = {c: tf.identity(inputs[c][:, -spec.max_history:] if c in spec.history_columns else inputs[c])
@@ -146,10 +157,11 @@ class ServingModule(tf.Module):
 
     def _rows(self, inputs: dict) -> dict:
         spec = self.spec
-        batch = {c: inputs[c] for c in (*spec.scalar_id_columns, *spec.history_columns, HIST_LEN)}
+        batch = {c: inputs[c] for c in (*spec.scalar_id_columns, *spec.history_columns, *spec.extra_columns, HIST_LEN)}
         n = tf.shape(inputs[HIST_LEN])[0]
         checks = _assert_same(batch, 0, "score_rows")
         checks += _assert_same({c: inputs[c] for c in spec.history_columns}, 1, "score_rows histories")
+        checks += _assert_weights(spec, inputs)
         checks.append(tf.debugging.assert_positive(n, message="score_rows: no rows (N = 0)"))
         steps = tf.shape(inputs[spec.history_columns[0]])[1]
         checks.append(tf.debugging.assert_non_negative(inputs[HIST_LEN], message="score_rows: input 'hist_len' "
@@ -162,9 +174,9 @@ class ServingModule(tf.Module):
         # keep each row's newest steps: row i reads steps [len_i - keep_i, len_i), left-aligned
         keep = tf.minimum(lengths, spec.max_history)
         index = (lengths - keep)[:, None] + tf.range(tf.minimum(steps, spec.max_history))[None, :]
-        features = {c: inputs[c] for c in spec.scalar_id_columns}
+        features = {c: inputs[c] for c in (*spec.scalar_id_columns, *spec.extra_columns)}
         features.update({c: tf.gather(inputs[c], index, batch_dims=1) for c in spec.history_columns})
         rows = self.mapper(features)
         rows[HIST_LEN] = keep
-        rows = self._padded(rows, (*spec.scalar_id_columns, *spec.history_columns, HIST_LEN), n)
+        rows = self._padded(rows, (*spec.scalar_id_columns, *spec.history_columns, *spec.extra_columns, HIST_LEN), n)
         return {OUTPUT: self._compute(rows)[:n]}

@@ -26,6 +26,22 @@ def _column_dtype(spec: FeatureSpec, column: str) -> tf.DType:
     return _dtype(spec.feature(column).dtype)
 
 
+def extra_specs(spec: FeatureSpec, batch=None, side: str | None = None, rows: bool = False) -> dict:
+    """TensorSpecs of the numeric ([batch] float32) and multi-hot ([batch, None]; weights float32)
+    columns, of one side or both; ``rows``: as the model reads them (ids as int64 row indices)."""
+    out = {}
+    for f in spec.extra_features:
+        if side is not None and f.side != side:
+            continue
+        if hasattr(f, "pooling"):  # multi-hot
+            out[f.name] = tf.TensorSpec([batch, None], tf.int64 if rows else _dtype(f.dtype), name=f.name)
+            if f.weights:
+                out[f.weights] = tf.TensorSpec([batch, None], tf.float32, name=f.weights)
+        else:
+            out[f.name] = tf.TensorSpec([batch], tf.float32, name=f.name)
+    return out
+
+
 # ----- input pipeline --------------------------------------------------------------------------
 def output_signature(spec: FeatureSpec, user_id_string: bool = False) -> tuple[dict, tf.TensorSpec]:
     """The (features, label) TensorSpecs of the datasets :func:`rocket_ctr.data.make_dataset` returns."""
@@ -34,6 +50,7 @@ def output_signature(spec: FeatureSpec, user_id_string: bool = False) -> tuple[d
         features[f.name] = tf.TensorSpec([None], _dtype(f.dtype))
         if f.history:
             features[f.history] = tf.TensorSpec([None, None], _dtype(f.dtype))
+    features.update({k: tf.TensorSpec(s.shape, s.dtype) for k, s in extra_specs(spec).items()})
     features[HIST_LEN] = tf.TensorSpec([None], tf.int32)
     features[WEIGHT] = tf.TensorSpec([None], tf.float32)
     return features, tf.TensorSpec([None], tf.float32)
@@ -44,6 +61,7 @@ def row_signature(spec: FeatureSpec) -> dict:
     """TensorSpecs of the model's inputs (row indices), any batch size and history length."""
     rows = {f.name: tf.TensorSpec([None], tf.int64) for f in spec.id_features}
     rows.update({f.history: tf.TensorSpec([None, None], tf.int64) for f in spec.sequence_features})
+    rows.update({k: tf.TensorSpec(s.shape, s.dtype) for k, s in extra_specs(spec, rows=True).items()})
     rows["hist_len"] = tf.TensorSpec([None], tf.int32)
     return rows
 
@@ -52,21 +70,27 @@ def example_rows(spec: FeatureSpec, batch: int = 2, steps: int = 3) -> dict:
     """A tiny batch of valid model inputs (row indices), for building a model's variables."""
     rows = {f.name: tf.zeros([batch], tf.int64) for f in spec.id_features}
     rows.update({f.history: tf.zeros([batch, steps], tf.int64) for f in spec.sequence_features})
+    rows.update({k: tf.zeros([batch, *([steps] if s.shape.rank == 2 else [])], s.dtype)
+                 for k, s in extra_specs(spec, rows=True).items()})
     rows["hist_len"] = tf.fill([batch], steps)
     return rows
 
 
 # ----- exported serving signatures -------------------------------------------------------------
 def candidate_columns(spec: FeatureSpec) -> tuple:
-    """Candidate-side id inputs of ``serving_default`` (shape [N])."""
-    return tuple(f.name for f in spec.sequence_features + spec.item_features)
+    """Candidate-side inputs of ``serving_default`` (shape [N]; item-side multi-hot lists [N, L])."""
+    return tuple(f.name for f in spec.sequence_features + spec.item_features) + spec.extra_columns_of("item")
 
 
 def request_signature(spec: FeatureSpec) -> dict:
-    """``serving_default`` inputs: user profile [1], histories [1, L], candidates [N]."""
+    """``serving_default`` inputs: user profile [1] (user-side multi-hot [1, L]), histories [1, L],
+    candidates [N] (item-side multi-hot [N, L])."""
     sig = {c: tf.TensorSpec([1], _column_dtype(spec, c), name=c) for c in (f.name for f in spec.user_features)}
+    sig.update(extra_specs(spec, 1, "user"))
     sig.update({c: tf.TensorSpec([1, None], _column_dtype(spec, c), name=c) for c in spec.history_columns})
-    sig.update({c: tf.TensorSpec([None], _column_dtype(spec, c), name=c) for c in candidate_columns(spec)})
+    sig.update({c: tf.TensorSpec([None], _column_dtype(spec, c), name=c)
+                for c in (f.name for f in spec.sequence_features + spec.item_features)})
+    sig.update(extra_specs(spec, None, "item"))
     return sig
 
 
@@ -74,6 +98,7 @@ def rows_signature(spec: FeatureSpec) -> dict:
     """``score_rows`` inputs: every id column [N], histories [N, L], ``hist_len`` [N] int32."""
     sig = {c: tf.TensorSpec([None], _column_dtype(spec, c), name=c) for c in spec.scalar_id_columns}
     sig.update({c: tf.TensorSpec([None, None], _column_dtype(spec, c), name=c) for c in spec.history_columns})
+    sig.update(extra_specs(spec, None))
     sig[HIST_LEN] = tf.TensorSpec([None], tf.int32, name=HIST_LEN)
     return sig
 

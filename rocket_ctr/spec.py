@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from rocket_ctr.errors import InputError
+from rocket_ctr.feature_types import MultiHotFeature, NumericFeature, build
 
 HIST_LEN = "hist_len"  # int32 feature added by the pipeline: true history length before padding
 WEIGHT = "sample_weight"  # float32 entry added by the pipeline: each row's weight (1 without a weight column)
@@ -111,6 +112,10 @@ class FeatureSpec:
             upstream, in (0, 1]; the model's probabilities are corrected back to the full rate
             (``rocket_ctr.calibration``) and validation rows held out of it count each negative
             1/rate times. Evaluation logs are expected at the full rate. 1 = not downsampled.
+        numeric_features: numeric columns (:class:`rocket_ctr.feature_types.NumericFeature`),
+            user- or item-side, bucketised and/or normalised inside the model graph.
+        multi_hot_features: list-of-ids columns (:class:`rocket_ctr.feature_types.MultiHotFeature`),
+            user- or item-side, embedded and pooled.
     """
 
     sequence_features: tuple = dataclasses.field(default_factory=_default_sequence_features)
@@ -123,11 +128,17 @@ class FeatureSpec:
     history_buckets: tuple = (8, 16, 32, 50)
     weight: str | None = None
     negative_rate: float = 1.0
+    numeric_features: tuple = ()
+    multi_hot_features: tuple = ()
 
     def __post_init__(self):
         for group in ("sequence_features", "user_features", "item_features"):
             value = tuple(_id_feature(f, group) for f in getattr(self, group))
             object.__setattr__(self, group, value)
+        object.__setattr__(self, "numeric_features",
+                           tuple(build(NumericFeature, f, "numeric_features") for f in self.numeric_features))
+        object.__setattr__(self, "multi_hot_features",
+                           tuple(build(MultiHotFeature, f, "multi_hot_features") for f in self.multi_hot_features))
         if self.max_history < 1:
             raise ValueError(f"max_history must be >= 1, got {self.max_history}")
         if any(int(b) < 1 for b in self.history_buckets):
@@ -152,7 +163,8 @@ class FeatureSpec:
                              f"got {self.negative_rate!r}")
         object.__setattr__(self, "negative_rate", float(self.negative_rate))
         # the user id may also be a feature; any other repeated name is an error
-        names = [*self.scalar_id_columns, *self.history_columns, self.label, *([self.weight] if self.weight else [])]
+        names = [*self.scalar_id_columns, *self.history_columns, *self.extra_columns, self.label,
+                 *([self.weight] if self.weight else [])]
         if self.label == self.user_id:
             names.append(self.label)
         duplicates = sorted({c for c in names if names.count(c) > 1})
@@ -176,9 +188,37 @@ class FeatureSpec:
     @property
     def columns(self) -> tuple:
         """Every column the pipeline reads (label and weight included; timestamp excluded)."""
-        cols = (self.user_id,) + self.scalar_id_columns + self.history_columns + (self.label,)
+        cols = (self.user_id,) + self.scalar_id_columns + self.history_columns + self.extra_columns + (self.label,)
         cols += (self.weight,) if self.weight else ()
         return tuple(dict.fromkeys(cols))
+
+    # ----- numeric and multi-hot columns (rocket_ctr.feature_types) ------------------------
+    @property
+    def extra_features(self) -> tuple:
+        """Every NumericFeature and MultiHotFeature (numeric first)."""
+        return self.numeric_features + self.multi_hot_features
+
+    @property
+    def extra_columns(self) -> tuple:
+        """The columns of the numeric and multi-hot features (multi-hot weight columns included)."""
+        return tuple(c for f in self.extra_features for c in f.columns)
+
+    def extra_columns_of(self, side: str) -> tuple:
+        """The extra columns of one side (``"user"`` or ``"item"``)."""
+        return tuple(c for f in self.extra_features if f.side == side for c in f.columns)
+
+    @property
+    def user_columns(self) -> tuple:
+        """Every user-side input column: profile ids, then user-side numeric / multi-hot columns
+        (one value per request in ``serving_default``)."""
+        return tuple(f.name for f in self.user_features) + self.extra_columns_of("user")
+
+    def extra_feature(self, column: str):
+        """The NumericFeature or MultiHotFeature a column (or weight column) belongs to."""
+        for f in self.extra_features:
+            if column in f.columns:
+                return f
+        raise KeyError(column)
 
     @property
     def booster_only_features(self) -> tuple:
@@ -186,17 +226,25 @@ class FeatureSpec:
         return tuple(f for f in self.user_features + self.item_features if f.booster_only)
 
     @property
+    def booster_only_extra_features(self) -> tuple:
+        """The numeric and multi-hot features only the booster reads."""
+        return tuple(f for f in self.extra_features if f.booster_only)
+
+    @property
     def booster_only_columns(self) -> tuple:
-        return tuple(f.name for f in self.booster_only_features)
+        return tuple(f.name for f in self.booster_only_features + self.booster_only_extra_features)
 
     def served(self) -> "FeatureSpec":
         """The spec of what serving knows: this one without its booster-only features (the light
         tower's embedding bank, its export's signatures and metadata, and the columns a request or
         a log scored by that export needs)."""
-        if not self.booster_only_features:
+        if not self.booster_only_features and not self.booster_only_extra_features:
             return self
-        return dataclasses.replace(self, user_features=tuple(f for f in self.user_features if not f.booster_only),
-                                   item_features=tuple(f for f in self.item_features if not f.booster_only))
+        return dataclasses.replace(
+            self, user_features=tuple(f for f in self.user_features if not f.booster_only),
+            item_features=tuple(f for f in self.item_features if not f.booster_only),
+            numeric_features=tuple(f for f in self.numeric_features if not f.booster_only),
+            multi_hot_features=tuple(f for f in self.multi_hot_features if not f.booster_only))
 
     def for_tower(self, tower: str) -> "FeatureSpec":
         """The columns one tower's path reads: :meth:`served` for the light tower, all for the booster."""
@@ -224,7 +272,13 @@ class FeatureSpec:
 
     # ----- (de)serialisation ---------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """The JSON form; ``numeric_features`` / ``multi_hot_features`` only when there are some
+        (a spec without them reads as before the feature types existed)."""
+        data = dataclasses.asdict(self)
+        for group in ("numeric_features", "multi_hot_features"):
+            if not data[group]:
+                del data[group]
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "FeatureSpec":
