@@ -29,7 +29,7 @@ With ``feature_strength`` > 0 two more columns carry part of the signal (their o
 streams: every other column stays as without them): ``price`` (numeric, per impression: the
 item's list price times a random discount, 5 % missing) and ``tags`` (multi-hot, per impression:
 0-6 creative tags of 64, each with its own effect); the feature spec declares them (price
-bucketised at the calibration sample's deciles and normalised, tags mean-pooled).
+bucketised at the calibration sample's deciles, tags mean-pooled).
 """
 from __future__ import annotations
 
@@ -569,14 +569,14 @@ def _generator_of(params_path: Path) -> str | None:
 def feature_spec(cfg: GeneratorConfig, prices: np.ndarray | None = None) -> FeatureSpec:
     """The log's FeatureSpec: the reference schema, hash buckets ~2x each id space, the generator's
     ``max_history``, the train split's ``negative_rate``; with ``feature_strength``, ``price``
-    (bucketised at the deciles of ``prices``, the calibration sample's, and normalised) and
+    (bucketised at the deciles of ``prices``, the calibration sample's) and
     ``tags`` (mean-pooled)."""
     extra = {}
     if cfg.feature_strength:
         from rocket_ctr.feature_fit import quantile_boundaries
 
+        # bucketised only: the price is heavy-tailed and its signal saturates (a normalised raw price would not fit it)
         extra = {"numeric_features": [{"name": "price", "boundaries": quantile_boundaries(prices, 10),
-                                       "normalize": True, "mean": float(prices.mean()), "std": float(prices.std()),
                                        "default": float(np.median(prices))}],
                  "multi_hot_features": [{"name": "tags", "buckets": 4 * N_TAGS, "max_len": MAX_TAGS}]}
     return FeatureSpec(max_history=cfg.max_history, negative_rate=cfg.negative_rate, **extra).with_buckets(

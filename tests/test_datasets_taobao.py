@@ -115,3 +115,26 @@ def test_missing_file_cli_exit_code(tmp_path, capsys):
     (raw / "behavior_log.csv.tar.gz").write_bytes(b"")  # the Tianchi download, not yet extracted
     with pytest.raises(InputError, match=r"behavior_log.csv \(behavior_log.csv.tar.gz must be extracted first"):
         convert([raw], tmp_path / "out")
+
+
+def test_converted_log_trains_with_price_brand_and_behaviour_type(tmp_path):
+    """The spec declares price (numeric: bucketised at the ads' price quantiles, missing -> median)
+    beside the brand and behaviour-type sequences; the tiny log trains and exports with them."""
+    from rocket_ctr.config import RocketConfig
+    from rocket_ctr.export import export_light
+    from rocket_ctr.run_dir import restore_model
+    from rocket_ctr.trainer import Trainer
+
+    out = tmp_path / "out"
+    convert([write_raw(tmp_path / "raw")], out, max_history=2, seed=0)
+    spec = FeatureSpec.load(out / "feature_spec.json")
+    (price,) = spec.numeric_features
+    assert price.name == "price" and price.default == 7.75  # the median of the ads' prices 3.0 and 12.5
+    assert 3.0 < price.boundaries[0] and price.boundaries[-1] < 12.5 and len(price.boundaries) == 19
+    config = RocketConfig(epochs=1, batch_size=2, embedding_dim=4, attention_units=(8, 4), light_units=(8,),
+                          booster_units=(8,), validation_fraction=0.0, jit_compile=False)
+    Trainer(tmp_path / "run", out / "train", out / "test", config, spec, verbose=0).fit()
+    model, restored, _ = restore_model(tmp_path / "run")
+    assert restored == spec and model.bottom.extras is not None
+    result = export_light(model, restored, tmp_path / "base", jit_compile=False, data=out / "test")
+    assert result.max_abs_diff <= 1e-5

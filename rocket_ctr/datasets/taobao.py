@@ -41,6 +41,7 @@ FILES = {"raw_sample": RAW_SAMPLE, "ad_feature": AD_FEATURE, "user_profile": USE
          "behavior_log": BEHAVIOR_LOG}
 PROFILE_COLUMNS = tuple(USER_PROFILE)[1:]
 AD_COLUMNS = ("cate_id", "campaign_id", "customer", "brand")
+PRICE_BUCKETS = 20  # equal-mass price buckets of the spec's numeric price feature
 BTAGS = ("pv", "cart", "fav", "buy")  # behaviour type codes 1..4; an impression counts as "pv" (1)
 CANDIDATE_BTAG = 1
 CST = 8 * 3600  # the log's days are China Standard Time days
@@ -348,5 +349,18 @@ def _spec(ads: dict, profiles: dict, seen: dict, max_history: int) -> dict:
         item_features=[feature("adgroup_id", seen["adgroup_id"]), feature("campaign_id", ads["campaign_id"]),
                        feature("customer", ads["customer"]), feature("pid", seen["pid"], dtype="string")],
         user_features=[feature(c, profiles[c]) for c in PROFILE_COLUMNS],
+        numeric_features=_price_features(ads["price"]),
         max_history=max_history,
     )
+
+
+def _price_features(prices: np.ndarray) -> list:
+    """The ad's price as a numeric feature: bucketised at the ads' price quantiles (20 equal-mass
+    buckets; a missing price reads as the median). None when no ad has a price."""
+    from rocket_ctr.feature_fit import quantile_boundaries
+
+    prices = prices[np.isfinite(prices)]
+    if not len(prices):
+        return []
+    boundaries = quantile_boundaries(prices, PRICE_BUCKETS) or (float(prices[0]),)
+    return [{"name": "price", "boundaries": list(boundaries), "default": float(np.median(prices))}]
