@@ -196,3 +196,34 @@ def test_the_test_server_accepts_the_new_inputs_over_grpc_and_rest(exported):
                           ("utags", [[1, 2]])):
             status, payload = _rest(server, {"inputs": {**body["inputs"], name: bad}})
             assert status == 400 and name in payload["error"], (name, payload)
+
+
+def test_predict_from_the_export_and_the_run_dir_reads_the_new_columns(exported):
+    import pyarrow.parquet as pq
+
+    from rocket_ctr.pipelines.cli import main
+
+    root, path, _, _, result = exported
+    assert main(["predict", "--no-progress", "--model", str(result.path.parent), "--data", path,
+                 "--out", str(root / "p_export")]) == 0
+    assert main(["predict", "--no-progress", "--run-dir", str(root / "run"), "--no-xla", "--data", path,
+                 "--out", str(root / "p_run")]) == 0
+    np.testing.assert_allclose(pq.read_table(root / "p_export")["p_light"].to_numpy(),
+                               pq.read_table(root / "p_run")["p_light"].to_numpy(), atol=1e-5)
+
+
+def test_booster_only_numeric_and_multi_hot_features_stay_out_of_the_light_export(tmp_path):
+    spec = FeatureSpec(numeric_features=(NumericFeature("slot_pos", normalize=True, booster_only=True),),
+                       multi_hot_features=(MultiHotFeature("tags", buckets=64, booster_only=True),)
+                       ).with_buckets(item_id=500, cate_id=20)
+    columns = feature_columns(120)
+    columns["slot_pos"] = [float(i % 4) for i in range(120)]
+    path = write_log(tmp_path / "log.parquet", columns)
+    config = RocketConfig(epochs=1, batch_size=32, embedding_dim=4, attention_units=(8, 4), light_units=(8,),
+                          booster_units=(16, 8), validation_fraction=0.0, jit_compile=False)
+    Trainer(tmp_path / "run", path, None, config, spec, verbose=0).fit()
+    model, restored, _ = restore_model(tmp_path / "run")
+    assert model.booster_extras is not None and model.bottom.extras is None
+    result = export_light(model, restored, tmp_path / "base", jit_compile=False, data=path)
+    inputs = read_export_info(result.path)["signatures"][SERVING_DEFAULT]["inputs"]
+    assert "slot_pos" not in inputs and "tags" not in inputs and "item_id" in inputs
