@@ -171,6 +171,10 @@ class TrainingConfig:
                                    help="which rows are held out: auto decides from the log (see "
                                         "rocket_ctr.holdout); last-event: each sampled user's newest event; "
                                         "time: the newest rows; users: every row of sampled users")
+    early_stopping_min_delta: float = option(0.002, minimum=0.0,
+                                             help="a later epoch whose light validation GAUC is within this of the "
+                                                  "best counts as the best (it has seen more data): one noisy "
+                                                  "validation epoch does not pick an earlier model")
     early_stopping_patience: int = option(2, minimum=0,
                                           help="epochs without a better light validation GAUC before stopping; "
                                                "restores the best weights (0 = off)")
