@@ -12,6 +12,7 @@ __version__ = "0.1.0"
 _API = {
     "FeatureSpec": "spec", "IdFeature": "spec", "IdMapper": "id_mapping",
     "NumericFeature": "feature_types", "MultiHotFeature": "feature_types",
+    "SequenceGroup": "feature_types", "SideFeature": "feature_types",
     "make_dataset": "data", "ClickLogReader": "data",
     "RocketConfig": "config", "RocketModel": "model", "LazyAdam": "optimizers",
     "Trainer": "trainer", "evaluate": "evaluation", "restore_model": "run_dir",

@@ -66,7 +66,7 @@ def extra_arrays(batch: pa.RecordBatch, spec: FeatureSpec) -> dict:
 
 class Chunk:
     """One validated record batch as numpy: scalars [n], label and weight [n] float32, histories
-    as flat values + offsets."""
+    as flat values + offsets, one kept-length array per behaviour sequence (sequence group)."""
 
     def __init__(self, batch: pa.RecordBatch, spec: FeatureSpec):
         self.n = batch.num_rows
@@ -74,23 +74,40 @@ class Chunk:
         self.scalars.update(extra_arrays(batch, spec))  # numeric [n] and multi-hot [n, max_len]: taken row-wise too
         self.label = batch.column(spec.label).to_numpy(zero_copy_only=False).astype(np.float32)
         self.weight = row_weights(batch, spec.weight)
-        self.histories = {}
-        lengths = np.zeros(self.n, dtype=np.int64)
-        for column in spec.history_columns:
-            lists = batch.column(column)
-            offsets = lists.offsets.to_numpy().astype(np.int64)
-            # a sliced batch's .values is its parent's whole child array: keep only this slice's
-            values = lists.values.slice(offsets[0], offsets[-1] - offsets[0])
-            self.histories[column] = (column_to_numpy(values), offsets - offsets[0])
-            lengths = np.diff(offsets)
-        self.lengths = np.minimum(lengths, spec.max_history)
-        self.trimmed = bool(len(lengths)) and int(lengths.max()) > spec.max_history  # steps to drop
+        self.histories, self.group = {}, {}
+        self.group_lengths, self.trimmed = [], False
+        for g, group in enumerate(spec.groups):
+            lengths = np.zeros(self.n, dtype=np.int64)
+            for column in spec.group_columns(group):
+                lists = batch.column(column)
+                offsets = lists.offsets.to_numpy().astype(np.int64)
+                # a sliced batch's .values is its parent's whole child array: keep only this slice's
+                values = lists.values.slice(offsets[0], offsets[-1] - offsets[0])
+                self.histories[column] = (column_to_numpy(values), offsets - offsets[0])
+                self.group[column] = g
+                lengths = np.diff(offsets)
+            self.group_lengths.append(np.minimum(lengths, spec.max_history))
+            self.trimmed |= bool(len(lengths)) and int(lengths.max()) > spec.max_history  # steps to drop
+
+    @property
+    def lengths(self) -> np.ndarray:
+        """The first sequence group's kept history lengths [n] (the only group without ``sequence_groups``)."""
+        return self.group_lengths[0]
+
+    @property
+    def longest(self) -> np.ndarray:
+        """Each row's longest kept history over the sequence groups [n] (its length bucket)."""
+        return self.group_lengths[0] if len(self.group_lengths) == 1 else np.max(self.group_lengths, axis=0)
+
+    def length_features(self, rows: np.ndarray, spec: FeatureSpec) -> dict:
+        """{length input (``hist_len``, ``hist_len_<group>``...): [len(rows)] int32} of ``rows``."""
+        return {name: lengths[rows].astype(np.int32) for name, lengths in zip(spec.length_columns, self.group_lengths)}
 
     @classmethod
-    def _make(cls, n, scalars, label, weight, lengths, histories) -> "Chunk":
+    def _make(cls, n, scalars, label, weight, group_lengths, histories, group) -> "Chunk":
         chunk = object.__new__(cls)
-        chunk.n, chunk.scalars, chunk.label, chunk.lengths, chunk.histories = n, scalars, label, lengths, histories
-        chunk.weight = weight
+        chunk.n, chunk.scalars, chunk.label, chunk.histories = n, scalars, label, histories
+        chunk.weight, chunk.group_lengths, chunk.group = weight, group_lengths, group
         chunk.trimmed = False  # built from packed histories
         return chunk
 
@@ -99,23 +116,24 @@ class Chunk:
         values, offsets = self.histories[column]
         if not self.trimmed:  # offsets start at 0 and every step is kept: already packed
             return values, offsets
-        starts = offsets[1:] - self.lengths
+        lengths = self.group_lengths[self.group[column]]
+        starts = offsets[1:] - lengths
         new_offsets = np.zeros(self.n + 1, dtype=np.int64)
-        np.cumsum(self.lengths, out=new_offsets[1:])
-        index = np.repeat(starts - new_offsets[:-1], self.lengths) + np.arange(new_offsets[-1])
+        np.cumsum(lengths, out=new_offsets[1:])
+        index = np.repeat(starts - new_offsets[:-1], lengths) + np.arange(new_offsets[-1])
         return values[index], new_offsets
 
     def take(self, rows: np.ndarray) -> "Chunk":
         """A new chunk holding only ``rows``."""
         histories = {}
         for column, (values, offsets) in self.histories.items():
-            lengths = self.lengths[rows]
+            lengths = self.group_lengths[self.group[column]][rows]
             new_offsets = np.zeros(len(rows) + 1, dtype=np.int64)
             np.cumsum(lengths, out=new_offsets[1:])
             index = np.repeat(offsets[rows + 1] - lengths - new_offsets[:-1], lengths) + np.arange(new_offsets[-1])
             histories[column] = (values[index], new_offsets)
         return self._make(len(rows), {k: v[rows] for k, v in self.scalars.items()}, self.label[rows],
-                          self.weight[rows], self.lengths[rows], histories)
+                          self.weight[rows], [lengths[rows] for lengths in self.group_lengths], histories, self.group)
 
     @classmethod
     def concat(cls, chunks: list) -> "Chunk":
@@ -126,29 +144,37 @@ class Chunk:
             shifts = np.cumsum([0] + [offsets[-1] for _, offsets in parts[:-1]])
             offsets = np.concatenate([[0]] + [o[1:] + s for (_, o), s in zip(parts, shifts)]).astype(np.int64)
             histories[column] = (np.concatenate([v for v, _ in parts]), offsets)
+        groups = len(chunks[0].group_lengths)
         return cls._make(sum(c.n for c in chunks),
                          {k: np.concatenate([c.scalars[k] for c in chunks]) for k in chunks[0].scalars},
                          np.concatenate([c.label for c in chunks]),
                          np.concatenate([c.weight for c in chunks]),
-                         np.concatenate([c.lengths for c in chunks]), histories)
+                         [np.concatenate([c.group_lengths[g] for c in chunks]) for g in range(groups)],
+                         histories, chunks[0].group)
 
-    def padded(self, rows: np.ndarray, width: int) -> dict[str, np.ndarray]:
+    def padded(self, rows: np.ndarray, width) -> dict[str, np.ndarray]:
         """{history column: [len(rows), width]}: the newest steps, left-aligned, zero/empty padded.
 
-        One gather/scatter index over the kept steps only, shared by all history columns (their
-        lists have equal lengths, checked on reading, so their offsets are equal too).
+        ``width``: one for every group, or a sequence of one per sequence group. One gather/scatter
+        index over the kept steps only per group, shared by its columns (their lists have equal
+        lengths, checked on reading, so their offsets are equal too).
         """
+        widths = [int(width)] * len(self.group_lengths) if np.ndim(width) == 0 else [int(w) for w in width]
         n = len(rows)
-        keep = self.lengths[rows]
-        before = np.cumsum(keep) - keep  # exclusive prefix sum: each row's first step in the flat run
-        steps = np.arange(before[-1] + keep[-1] if n else 0)
-        dst = np.repeat(np.arange(n) * width - before, keep) + steps
-        src = None
+        indices = {}
         out = {}
         for column, (values, offsets) in self.histories.items():
-            if src is None:  # the last `keep` steps of each list
+            g = self.group[column]
+            keep = self.group_lengths[g][rows]
+            if g not in indices:  # the last `keep` steps of each list
+                before = np.cumsum(keep) - keep  # exclusive prefix sum: each row's first step in the flat run
+                steps = np.arange(before[-1] + keep[-1] if n else 0)
+                dst = np.repeat(np.arange(n) * widths[g] - before, keep) + steps
                 src = np.repeat(offsets[rows + 1] - keep - before, keep) + steps
-            flat = np.full(n * width, b"", dtype=object) if values.dtype == object else np.zeros(n * width, np.int64)
+                indices[g] = (dst, src)
+            dst, src = indices[g]
+            size = n * widths[g]
+            flat = np.full(size, b"", dtype=object) if values.dtype == object else np.zeros(size, np.int64)
             flat[dst] = values[src]
-            out[column] = flat.reshape(n, width)
+            out[column] = flat.reshape(n, widths[g])
         return out

@@ -9,8 +9,9 @@ and gives compiled (XLA) steps a handful of shapes instead of one per batch.
 
 A batch is ``(features, label)``: ``features`` holds the user id, every id column of the spec
 (raw ids, [B]), every history column ([B, L], left-aligned, zero-padded) and ``hist_len``
-([B] int32, the true length) and ``sample_weight`` ([B] float32: the spec's weight column, else
-1); ``label`` is float32 [B].
+([B] int32, the true length; with several sequence groups each group has its own L and length
+input ``hist_len_<group>``, and a batch is bucketed by its rows' longest history) and
+``sample_weight`` ([B] float32: the spec's weight column, else 1); ``label`` is float32 [B].
 """
 from __future__ import annotations
 
@@ -33,7 +34,7 @@ from rocket_ctr.holdout import PARTS, Holdout
 from rocket_ctr.parquet_schema import check_batch, is_string, validate_schema
 from rocket_ctr.row_ranges import file_fragments, plan_shard, shard_sizes
 from rocket_ctr.signatures import output_signature
-from rocket_ctr.spec import HIST_LEN, WEIGHT, FeatureSpec
+from rocket_ctr.spec import WEIGHT, FeatureSpec
 
 READ_BATCH_ROWS = 32_768  # rows per pyarrow record batch (bounded memory, amortised overhead)
 GROUP_BATCHES = 8  # batches handed to tf.data per Python call
@@ -144,12 +145,14 @@ class ClickLogReader:
             except (pa.ArrowException, OSError) as err:
                 raise InputError(f"{unit.name}: cannot read Parquet data ({str(err).splitlines()[0]})") from None
 
-    def _gather(self, chunk: Chunk, rows: np.ndarray, width: int) -> tuple[dict, np.ndarray]:
-        """Features and labels of ``rows`` (shape [k, B]) as arrays of shape [k, B, ...]."""
+    def _gather(self, chunk: Chunk, rows: np.ndarray, width) -> tuple[dict, np.ndarray]:
+        """Features and labels of ``rows`` (shape [k, B]) as arrays of shape [k, B, ...]; ``width``:
+        the padded history length, one for every sequence group or one per group."""
         features = {name: values[rows] for name, values in chunk.scalars.items()}
         for column, padded in chunk.padded(rows.reshape(-1), width).items():
-            features[column] = padded.reshape(rows.shape + (width,))
-        features[HIST_LEN] = chunk.lengths[rows].astype(np.int32)
+            features[column] = padded.reshape(rows.shape + padded.shape[1:])
+        for name, lengths in zip(self.spec.length_columns, chunk.group_lengths):
+            features[name] = lengths[rows].astype(np.int32)
         features[WEIGHT] = chunk.weight[rows]
         return features, chunk.label[rows]
 
@@ -183,7 +186,7 @@ class ClickLogReader:
         if window is None or window.n == 0:
             return
         rows = rng.permutation(window.n) if self.shuffle else np.arange(window.n)
-        bucket = np.searchsorted(np.asarray(self.widths), window.lengths[rows], side="left")
+        bucket = np.searchsorted(np.asarray(self.widths), window.longest[rows], side="left")
         groups, leftover = [], []
         size, per_group = self.batch_size, self.batch_size * GROUP_BATCHES
         for b, width in enumerate(self.widths):
@@ -199,8 +202,8 @@ class ClickLogReader:
         if self.shuffle:
             groups = [groups[i] for i in rng.permutation(len(groups))]
         for members, width in groups:
-            if not self.bucket_by_length:  # mixed lengths: pad only to the longest history among the rows
-                width = max(1, int(window.lengths[members].max()))
+            if not self.bucket_by_length:  # mixed lengths: each group padded only to its longest history here
+                width = [max(1, int(lengths[members].max())) for lengths in window.group_lengths]
             yield self._gather(window, members, width)
         if leftover:
             pending.append(window.take(np.sort(np.concatenate(leftover))))

@@ -19,17 +19,20 @@ class VerificationError(InputError):
 
 
 def _truncated(spec: FeatureSpec, rows: dict) -> dict:
-    """Numpy reference of the in-graph truncation: each history keeps its newest steps."""
-    lengths = rows[HIST_LEN].astype(np.int64)
-    keep = np.minimum(lengths, spec.max_history)
-    width = int(keep.max()) if len(keep) else 0
-    out = dict(rows, **{HIST_LEN: keep.astype(np.int32)})
-    for c in spec.history_columns:
-        hist = rows[c]
-        new = np.full((len(hist), width), pad_value(hist), dtype=hist.dtype)
-        for i, (length, k) in enumerate(zip(lengths, keep)):
-            new[i, :k] = hist[i, length - k:length]
-        out[c] = new
+    """Numpy reference of the in-graph truncation: each history keeps its newest steps (each
+    sequence group by its own length input)."""
+    out = dict(rows)
+    for group, length in zip(spec.groups, spec.length_columns):
+        lengths = rows[length].astype(np.int64)
+        keep = np.minimum(lengths, spec.max_history)
+        width = int(keep.max()) if len(keep) else 0
+        out[length] = keep.astype(np.int32)
+        for c in spec.group_columns(group):
+            hist = rows[c]
+            new = np.full((len(hist), width), pad_value(hist), dtype=hist.dtype)
+            for i, (total, k) in enumerate(zip(lengths, keep)):
+                new[i, :k] = hist[i, total - k:total]
+            out[c] = new
     return out
 
 
@@ -37,8 +40,9 @@ def reference_probabilities(model, tower: str, rows: dict) -> np.ndarray:
     """The in-memory tower's click probabilities for raw rows (numpy truncation + IdMapper)."""
     spec = model.spec.for_tower(tower)
     truncated = _truncated(spec, rows)
-    mapped = IdMapper(spec)({c: tf.constant(v) for c, v in truncated.items() if c != HIST_LEN})
-    mapped[HIST_LEN] = tf.constant(truncated[HIST_LEN], tf.int32)
+    lengths = spec.length_columns
+    mapped = IdMapper(spec)({c: tf.constant(v) for c, v in truncated.items() if c not in lengths})
+    mapped.update({c: tf.constant(truncated[c], tf.int32) for c in lengths})
     return tower_probability(model, tower, mapped).numpy()
 
 
@@ -46,7 +50,7 @@ def _tiled(spec: FeatureSpec, rows: dict, user: int, candidates) -> dict:
     """The rows ``score_rows`` sees for :func:`one_user_request` (user side repeated)."""
     candidates = np.asarray(candidates)
     n = len(candidates)
-    out = {c: np.repeat(rows[c][user:user + 1], n, axis=0) for c in (*spec.history_columns, HIST_LEN)}
+    out = {c: np.repeat(rows[c][user:user + 1], n, axis=0) for c in (*spec.history_columns, *spec.length_columns)}
     out.update({c: np.repeat(rows[c][user:user + 1], n, axis=0) for c in spec.user_columns})
     out.update({c: rows[c][candidates] for c in candidate_columns(spec)})
     return out

@@ -30,9 +30,11 @@ def warmup_logs(spec: FeatureSpec, rows: dict, max_candidates: int = 512) -> lis
     n, logs = len(rows[HIST_LEN]), []
     sizes = candidate_buckets(max(max_candidates, 1))
     for b, width in enumerate(spec.history_buckets):
-        # a history of `width` real (item, category) pairs taken from the candidate columns
+        # a history of `width` real (item, category) pairs taken from the candidate columns (side
+        # columns: their values in the rows, cycled), every sequence group `width` long
         steps = (np.arange(width) + b) % n
         history = {f.history: rows[f.name][steps][None, :] for f in spec.sequence_features}
+        history.update({f.name: np.resize(rows[f.name].reshape(-1), width)[None, :] for f in spec.side_features})
         for i, size in enumerate(sizes):
             user = (b + i) % n
             inputs = one_user_request(spec, rows, user, np.arange(size) % n)
@@ -40,8 +42,8 @@ def warmup_logs(spec: FeatureSpec, rows: dict, max_candidates: int = 512) -> lis
             logs.append(log(SERVING_DEFAULT, inputs))
         for size in (64, 256):
             index = np.arange(size) % n
-            batch = {c: rows[c][index] for c in (*spec.scalar_id_columns, *spec.extra_columns, HIST_LEN)}
-            batch[HIST_LEN] = np.minimum(batch[HIST_LEN], width).astype(np.int32)
+            batch = {c: rows[c][index] for c in (*spec.scalar_id_columns, *spec.extra_columns)}
+            batch.update({c: np.minimum(rows[c][index], width).astype(np.int32) for c in spec.length_columns})
             batch.update({c: _fit(rows[c][index], width) for c in spec.history_columns})
             logs.append(log(SCORE_ROWS, batch))
     return logs[:MAX_WARMUP_RECORDS]

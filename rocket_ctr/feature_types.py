@@ -5,7 +5,12 @@ each on the user side (one value per request, sent once with batch 1 to the expo
 side (one per candidate). Both enter the towers' x beside the id embeddings
 (:mod:`rocket_ctr.feature_layers`); the raw -> model transform (bucketising, normalising, default
 for missing values; id hashing / vocabulary for list elements) runs inside the model graph, so an
-export takes raw floats and raw id lists. Pure Python (no TensorFlow).
+export takes raw floats and raw id lists.
+
+Behaviour sequences: :class:`SequenceGroup` (``FeatureSpec.sequence_groups``) splits the sequence
+features into several behaviour sequences, each pooled by its own interest extractor per tower,
+with optional :class:`SideFeature` columns (sequence-only lists such as a behaviour type, appended
+to that group's history keys; the query side gets zeros). Pure Python (no TensorFlow).
 """
 from __future__ import annotations
 
@@ -175,3 +180,81 @@ def build(cls, value, group: str):
     if "name" not in value:
         raise ValueError(f"{group}: {cls.__name__} {value!r} has no 'name'")
     return cls(**value)
+
+
+GROUP_NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_")
+
+
+@dataclasses.dataclass(frozen=True)
+class SideFeature:
+    """A sequence-only side column: a list column aligned step by step with a sequence group's
+    history (e.g. the behaviour type or a time-gap bucket of each step) that has no candidate-side
+    counterpart. Its ids are embedded (own table, the model's width) and appended to that group's
+    history keys; the candidate's query gets zeros of the same width there.
+
+    Args:
+        name: the list<int64> or list<string> column (as long as the group's histories on every row).
+        dtype, buckets, vocabulary: the id -> row mapping, as ``IdFeature``'s.
+    """
+
+    name: str
+    dtype: str = "int64"
+    buckets: int = 1_000
+    vocabulary: tuple | None = None
+
+    def __post_init__(self):
+        if not isinstance(self.name, str) or not self.name:
+            raise ValueError(f"a side feature name must be a non-empty string, got {self.name!r}")
+        where = f"side feature {self.name!r}"
+        if self.dtype not in MULTI_HOT_PAD:
+            raise ValueError(f"{where}: dtype must be one of {tuple(MULTI_HOT_PAD)}, got {self.dtype!r}")
+        if self.vocabulary is None and (isinstance(self.buckets, bool) or not isinstance(self.buckets, int)
+                                        or self.buckets < 1):
+            raise ValueError(f"{where}: buckets must be an integer >= 1, got {self.buckets!r}")
+        if self.vocabulary is not None:
+            object.__setattr__(self, "vocabulary", tuple(self.vocabulary))
+
+    @property
+    def num_rows(self) -> int:
+        return len(self.vocabulary) + 1 if self.vocabulary is not None else self.buckets
+
+    @property
+    def history(self) -> str:
+        """The list column (side features have no candidate column)."""
+        return self.name
+
+
+@dataclasses.dataclass(frozen=True)
+class SequenceGroup:
+    """One behaviour sequence with its own attention: some sequence features (candidate id +
+    history column sharing a table) and optional sequence-only side columns, all aligned step by
+    step; its history length is its lists' length.
+
+    Args:
+        name: the group's name (letters, digits, ``_``); names the length input of every group but
+            the first (``hist_len_<name>``; the first group's is ``hist_len``) and its extractors.
+        features: names of the FeatureSpec's ``sequence_features`` in this group (their
+            embeddings are concatenated: the extractor's query and keys).
+        side_features: :class:`SideFeature` columns appended to this group's keys only.
+    """
+
+    name: str
+    features: tuple = ()
+    side_features: tuple = ()
+
+    def __post_init__(self):
+        if not isinstance(self.name, str) or not self.name or not set(self.name) <= GROUP_NAME_CHARS:
+            raise ValueError(f"a sequence group name must be letters, digits or '_', got {self.name!r}")
+        if isinstance(self.features, (str, bytes)) or not hasattr(self.features, "__iter__"):
+            raise ValueError(f"sequence group {self.name!r}: features must be a list of sequence feature names, "
+                             f"got {self.features!r}")
+        object.__setattr__(self, "features", tuple(self.features))
+        if not self.features:
+            raise ValueError(f"sequence group {self.name!r} needs at least one sequence feature (the candidate "
+                             "side of its attention)")
+        object.__setattr__(self, "side_features", tuple(build(SideFeature, f, f"sequence group {self.name!r} "
+                                                               "side_features") for f in self.side_features))
+
+    @property
+    def side_columns(self) -> tuple:
+        return tuple(f.name for f in self.side_features)

@@ -21,7 +21,7 @@ class IdMapper(tf.Module):
         super().__init__(name=name)
         self.spec = spec
         self._tables = {}
-        for f in spec.id_features + spec.multi_hot_features:
+        for f in spec.id_features + spec.multi_hot_features + spec.side_features:
             if f.vocabulary is not None:
                 key_dtype = tf.string if f.dtype == "string" else tf.int64
                 keys = tf.constant(list(f.vocabulary), dtype=key_dtype)
@@ -50,6 +50,9 @@ class IdMapper(tf.Module):
             for column in (f.name, f.history):
                 if column and column in features:
                     out[column] = self.rows(f, features[column])
+        for f in self.spec.side_features:  # sequence-only side columns: [B, L] ids -> rows
+            if f.name in features:
+                out[f.name] = self.rows(f, features[f.name])
         for f in self.spec.multi_hot_features:
             if f.name in features:
                 out[f.name] = self.multi_hot_rows(f, features[f.name])

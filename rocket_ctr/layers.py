@@ -5,7 +5,7 @@ import keras
 import tensorflow as tf
 
 from rocket_ctr.feature_layers import FeatureEncoders
-from rocket_ctr.spec import HIST_LEN, FeatureSpec
+from rocket_ctr.spec import FeatureSpec
 
 
 def track_for_checkpoints(layer: keras.layers.Layer, prefix: str, children: list) -> None:
@@ -206,8 +206,11 @@ class EmbeddingBank(keras.layers.Layer):
     indices (see :class:`rocket_ctr.id_mapping.IdMapper`) plus ``hist_len``; user-side inputs
     (profile, history) may have batch size 1 against N candidates. ``call`` returns the lookups::
 
-        {"candidate": [N, S·D] (the sequence features: the extractors' query),
-         "history": [B, L, S·D], "lengths": [B] int32 (B = N, or 1 for one user's request),
+        {"candidate": [N, S·D] (every sequence feature's candidate embedding, part of x),
+         "sequences": [{"query": [N, W], "history": [B, L, W], "lengths": [B] int32}, ...]
+             (one per sequence group: its features' candidate / history embeddings, W = its
+             features' and side columns' D each; a side column's query part is zeros; B = N, or 1
+             for one user's request; without sequence groups: one group, query = "candidate"),
          "user": [[B, D], ...] (profile), "items": [[N, D], ...] (other candidate features)}
 
     (numeric and multi-hot features, :class:`rocket_ctr.feature_layers.FeatureEncoders`, add
@@ -235,19 +238,38 @@ class EmbeddingBank(keras.layers.Layer):
         # created after the id tables (and only when the spec has such features): older banks keep their layout
         self.extras = FeatureEncoders(spec.extra_features, embedding_dim, init_std, l2, name="extra_features") \
             if spec.extra_features else None
+        # sequence-only side columns (sequence groups): their own tables, after everything else
+        self.side_embeddings = {
+            f.name: keras.layers.Embedding(f.num_rows, embedding_dim, embeddings_initializer=initializer,
+                                           embeddings_regularizer=regularizer, name=f"emb_{f.name}")
+            for f in spec.side_features
+        }
+        track_for_checkpoints(self, "side", list(self.side_embeddings.values()))
 
     def build(self, rows_shape=None):
         for table in self.embeddings.values():
             table.build()
         if self.extras is not None:
             self.extras.build()
+        for table in self.side_embeddings.values():
+            table.build()
 
     def call(self, rows: dict, training=False) -> dict:
         spec, emb = self.spec, self.embeddings
+        candidate = {f.name: emb[f.name](rows[f.name]) for f in spec.sequence_features}
+        sequences = []
+        for group, length in zip(spec.groups, spec.length_columns):
+            features = spec.group_features(group)
+            keys = [emb[f.name](rows[f.history]) for f in features]
+            keys += [self.side_embeddings[f.name](rows[f.name]) for f in group.side_features]
+            query = [candidate[f.name] for f in features]
+            if group.side_features:  # no candidate-side value: zeros of the side columns' width
+                n = tf.shape(query[0])[0]
+                query.append(tf.zeros([n, self.embedding_dim * len(group.side_features)], query[0].dtype))
+            sequences.append({"query": _concat(query), "history": _concat(keys), "lengths": rows[length]})
         embedded = {
-            "candidate": tf.concat([emb[f.name](rows[f.name]) for f in spec.sequence_features], -1),
-            "history": tf.concat([emb[f.name](rows[f.history]) for f in spec.sequence_features], -1),
-            "lengths": rows[HIST_LEN],
+            "candidate": _concat([candidate[f.name] for f in spec.sequence_features]),
+            "sequences": sequences,
             "user": [emb[f.name](rows[f.name]) for f in spec.user_features],
             "items": [emb[f.name](rows[f.name]) for f in spec.item_features],
         }
@@ -274,9 +296,11 @@ class EmbeddingBank(keras.layers.Layer):
 
     @property
     def output_width(self) -> int:
-        """The width of a tower's x (:func:`tower_input`) over this bank."""
-        n_seq = len(self.spec.sequence_features)
-        width = self.embedding_dim * (len(self.spec.user_features) + 2 * n_seq + len(self.spec.item_features))
+        """The width of a tower's x (:func:`tower_input`) over this bank (one extractor per group,
+        each pooling to its keys' width)."""
+        n_seq, n_side = len(self.spec.sequence_features), len(self.spec.side_features)
+        width = self.embedding_dim * (len(self.spec.user_features) + 2 * n_seq + n_side
+                                      + len(self.spec.item_features))
         return width + (self.extras.output_width if self.extras is not None else 0)
 
     def get_config(self):
@@ -287,6 +311,10 @@ class EmbeddingBank(keras.layers.Layer):
     def from_config(cls, config):
         config = dict(config)
         return cls(FeatureSpec.from_dict(config.pop("spec")), **config)
+
+
+def _concat(parts: list) -> tf.Tensor:
+    return parts[0] if len(parts) == 1 else tf.concat(parts, -1)
 
 
 def tower_input(embedded: dict, interest: tf.Tensor) -> tf.Tensor:

@@ -30,6 +30,9 @@ class RocketModel(keras.Model):
     steps) or, with ``light_interest="shared"``, the booster's attention itself. The extractor the
     light tower shares counts as part of the bottom (:meth:`shared_variables`); an own one is the
     tower's (:meth:`tower_variables`).
+    With several sequence groups (``FeatureSpec.sequence_groups``) each tower has one extractor
+    per group (:meth:`interests_of`; the first group's is ``<tower>_interest`` as without groups,
+    the others ``<tower>_interest_<group>``), their pooled vectors concatenated into its x.
 
     What only the booster reads (capacity the served light tower cannot afford): more history
     steps (``booster_history``), its own attention widths, the booster-only columns of the
@@ -70,15 +73,19 @@ class RocketModel(keras.Model):
         self.light_shares_attention = cfg.light_interest == "shared" and len(self.towers) == 2 and not self.separate
         # Built in the order of the checkpoints before per-tower extractors (banks, extractors,
         # towers): the optimizer's slots are saved by variable index.
+        # Further sequence groups (FeatureSpec.sequence_groups) get their own extractor of the
+        # same kind, <tower>_interest_<group>, after the first group's (<tower>_interest).
         if self.separate:
             for tower in self.towers:
                 setattr(self, f"{tower}_bottom", _bank(spec, cfg, f"{tower}_bottom"))
                 setattr(self, f"{tower}_interest", self._extractor(tower))
+                self._group_extractors(tower)
         else:
             self.bottom = _bank(spec, cfg, "shared_bottom")
             for tower in ("booster", "light"):
                 if tower in self.towers and not (tower == "light" and self.light_shares_attention):
                     setattr(self, f"{tower}_interest", self._extractor(tower))
+                    self._group_extractors(tower)
         if cfg.light_interest == "shared":
             for tower in self.towers:
                 # checkpoints before per-tower extractors hold this attention as <bottom>/attention
@@ -102,26 +109,39 @@ class RocketModel(keras.Model):
         self.trackers = {name: keras.metrics.Mean(name=name) for name in LOSS_TERMS}
 
     # ----- forward ---------------------------------------------------------------------------
-    def _extractor(self, tower: str):
+    def _extractor(self, tower: str, group: str | None = None):
         """A tower's interest extractor from the config: ``booster_interest`` for the booster (and
-        for a light tower that shares it but has its own copy: separate bottoms, base mode)."""
+        for a light tower that shares it but has its own copy: separate bottoms, base mode);
+        ``group``: the name of a sequence group after the first."""
         cfg = self.config
         kind = cfg.booster_interest if tower == "booster" or cfg.light_interest == "shared" else cfg.light_interest
         units = cfg.light_attention if tower == "light" and cfg.light_interest == "din" else cfg.attention.units
         shared_din = cfg.light_interest == "shared" and not self.separate and kind == "din"
         name = "din_attention" if shared_din else f"{tower}_{kind.replace('+', '_')}"
+        name += f"_{group}" if group else ""
         return make_extractor(kind, units=units, activation=cfg.attention.activation,
                               softmax=cfg.attention.softmax, projection=cfg.light_projection, name=name)
+
+    def _group_extractors(self, tower: str) -> None:
+        """One extractor per sequence group after the first: ``<tower>_interest_<group>``."""
+        for group in self.spec.groups[1:]:
+            setattr(self, f"{tower}_interest_{group.name}", self._extractor(tower, group.name))
 
     def bottom_of(self, tower: str) -> EmbeddingBank:
         """The embedding bank a tower reads (the same object for both towers when shared)."""
         return getattr(self, "bottom", None) or getattr(self, f"{tower}_bottom")
 
     def interest_of(self, tower: str):
-        """The interest extractor a tower reads (the booster's for a light tower that shares it)."""
+        """The interest extractor a tower reads (the booster's for a light tower that shares it);
+        with several sequence groups, the first group's (:meth:`interests_of`: all)."""
         if tower == "light" and self.light_shares_attention:
             return self.booster_interest
         return getattr(self, f"{tower}_interest")
+
+    def interests_of(self, tower: str) -> list:
+        """A tower's extractors, one per sequence group (in the FeatureSpec's group order)."""
+        owner = "booster" if tower == "light" and self.light_shares_attention else tower
+        return [self.interest_of(tower)] + [getattr(self, f"{owner}_interest_{g.name}") for g in self.spec.groups[1:]]
 
     def _history_of(self, tower: str) -> int | None:
         """Newest history steps a tower reads (None: all the rows hold)."""
@@ -129,11 +149,14 @@ class RocketModel(keras.Model):
         return None if steps is None or steps >= self.spec.max_history else steps
 
     def _x(self, tower: str, embedded: dict, training=False) -> tf.Tensor:
-        """A tower's x: its extractor pools its newest history steps against each candidate."""
-        history, lengths = newest_steps(embedded["history"], embedded["lengths"], self._history_of(tower))
-        mask = tf.sequence_mask(lengths, tf.shape(history)[1])
-        interest = self.interest_of(tower)(embedded["candidate"], history, mask, training=training)
-        return tower_input(embedded, interest)
+        """A tower's x: its extractors (one per sequence group) pool their group's newest history
+        steps against each candidate, the pooled vectors concatenated in group order."""
+        pooled = []
+        for extractor, sequence in zip(self.interests_of(tower), embedded["sequences"]):
+            history, lengths = newest_steps(sequence["history"], sequence["lengths"], self._history_of(tower))
+            mask = tf.sequence_mask(lengths, tf.shape(history)[1])
+            pooled.append(extractor(sequence["query"], history, mask, training=training))
+        return tower_input(embedded, pooled[0] if len(pooled) == 1 else tf.concat(pooled, axis=-1))
 
     def call(self, rows: dict, training=False) -> dict:
         outputs, shared = {}, None
@@ -192,7 +215,7 @@ class RocketModel(keras.Model):
         hint_x = None
         if hinted and detach:
             hint_x = x  # its gradient already stops at the embeddings
-        elif hinted and self.interest_of("light").trainable_weights:
+        elif hinted and any(e.trainable_weights for e in self.interests_of("light")):
             hint_x = self._x("light", detached, training)  # trains the extractor, not the embeddings
         elif hinted:
             hint_x = tf.stop_gradient(x)
@@ -212,7 +235,8 @@ class RocketModel(keras.Model):
 
     def serving_layers(self, tower: str) -> tuple:
         """The layers one tower's path reads (what an export of that tower holds)."""
-        return (self.bottom_of(tower), self.interest_of(tower), getattr(self, tower), *self._booster_only_layers(tower))
+        return (self.bottom_of(tower), *self.interests_of(tower), getattr(self, tower),
+                *self._booster_only_layers(tower))
 
     def _booster_only_layers(self, tower: str) -> tuple:
         """The booster's booster-only columns and cross stack (none for the light tower)."""
@@ -347,7 +371,7 @@ class RocketModel(keras.Model):
         """A tower's bank and, when the light tower reads the booster's kind of attention, its extractor."""
         layers = [self.bottom_of(tower)]
         if self.config.light_interest == "shared":
-            layers.append(self.interest_of(tower))
+            layers += self.interests_of(tower)
         return [v for layer in layers for v in layer.weights]
 
     def tower_variables(self, tower: str) -> list:
@@ -358,7 +382,7 @@ class RocketModel(keras.Model):
         if self.separate:
             own += self.bottom_of(tower).weights
         if self.separate or self.config.light_interest != "shared":
-            own += self.interest_of(tower).weights
+            own += [v for extractor in self.interests_of(tower) for v in extractor.weights]
         return own
 
     def shared_variables(self) -> list:

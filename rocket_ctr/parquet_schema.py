@@ -26,7 +26,7 @@ def arrow_schema(spec: FeatureSpec, user_id: pa.DataType = pa.int64()) -> pa.Sch
         spec: the log's FeatureSpec.
         user_id: type of the user id column when it is not itself one of the features.
     Returns:
-        Columns in the order: user id, candidate ids, their histories, user profile, extra
+        Columns in the order: user id, candidate ids, their histories, side columns, user profile, extra
         candidate columns, numeric (float64) and multi-hot (list; weights list<float64>) columns,
         timestamp (int64, if any), label (int64), weight (float64, if any).
     """
@@ -36,6 +36,7 @@ def arrow_schema(spec: FeatureSpec, user_id: pa.DataType = pa.int64()) -> pa.Sch
     fields = {spec.user_id: user_id}
     fields.update((f.name, arrow(f.dtype)) for f in spec.sequence_features)
     fields.update((f.history, pa.list_(arrow(f.dtype))) for f in spec.sequence_features)
+    fields.update((f.name, pa.list_(arrow(f.dtype))) for f in spec.side_features)
     fields.update((f.name, arrow(f.dtype)) for f in spec.user_features + spec.item_features)
     fields.update((f.name, pa.float64()) for f in spec.numeric_features)
     for f in spec.multi_hot_features:
@@ -78,6 +79,10 @@ def _expected_types(spec: FeatureSpec) -> dict[str, tuple[str, callable]]:
         expected[f.name] = (f"{f.dtype} scalar ids", scalar)
         if f.history:
             expected[f.history] = (f"list<{f.dtype}> history", lambda t, s=scalar: is_list(t) and s(t.value_type))
+    for f in spec.side_features:
+        scalar = _is_int if f.dtype == "int64" else is_string
+        expected[f.name] = (f"list<{f.dtype}> side column of a behaviour sequence",
+                            lambda t, s=scalar: is_list(t) and s(t.value_type))
     expected.update(extra_expected_types(spec))
     return expected
 
@@ -148,12 +153,15 @@ def check_batch(batch: pa.RecordBatch, spec: FeatureSpec, where: str, first_row:
         if low < 0 or high > 1:
             bad = low if low < 0 else high
             raise InputError(f"{where}: column {spec.label!r} holds {bad}; labels must be 0 or 1")
-    lengths = None
-    for column in spec.history_columns:
-        this = pc.list_value_length(batch.column(column))
-        if lengths is not None and not pc.all(pc.equal(lengths, this)).as_py():
-            row = int(np.flatnonzero(lengths.to_numpy() != this.to_numpy())[0])
-            raise InputError(f"{where}: {spec.history_columns[0]!r} and {column!r} have different lengths "
-                             f"in row {first_row + row}; history lists must be aligned step by step")
-        lengths = this
+    for group in spec.groups:  # each group's lists aligned step by step (groups may differ)
+        columns = spec.group_columns(group)
+        lengths = pc.list_value_length(batch.column(columns[0]))
+        for column in columns[1:]:
+            this = pc.list_value_length(batch.column(column))
+            if not pc.all(pc.equal(lengths, this)).as_py():
+                row = int(np.flatnonzero(lengths.to_numpy() != this.to_numpy())[0])
+                which = f"the lists of sequence group {group.name!r}" if spec.sequence_groups else "history lists"
+                raise InputError(f"{where}: {columns[0]!r} and {column!r} have different lengths in row "
+                                 f"{first_row + row} ({lengths[row].as_py()} and {this[row].as_py()} steps); "
+                                 f"{which} must be aligned step by step")
     check_extra_batch(batch, spec, where, first_row)

@@ -78,7 +78,8 @@ def request_inputs(chunk: Chunk, spec: FeatureSpec, rows: np.ndarray) -> tuple[d
     """``(user, candidates)`` of one request: the first row's profile and kept history, the rows' candidates."""
     first = rows[:1]
     user = {c: chunk.scalars[c][first] for c in spec.user_columns}
-    user.update(chunk.padded(first, int(chunk.lengths[first[0]])))  # [1, L]: exactly the kept steps
+    # [1, L]: exactly the kept steps of each sequence group
+    user.update(chunk.padded(first, [int(lengths[first[0]]) for lengths in chunk.group_lengths]))
     candidates = {c: chunk.scalars[c][rows] for c in candidate_columns(spec)}
     return user, candidates
 

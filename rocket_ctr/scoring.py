@@ -25,7 +25,7 @@ from rocket_ctr.errors import InputError
 from rocket_ctr.parquet_schema import check_batch
 from rocket_ctr.row_ranges import RowRange
 from rocket_ctr.signatures import OUTPUT, SCORE_ROWS, rows_signature
-from rocket_ctr.spec import HIST_LEN, FeatureSpec
+from rocket_ctr.spec import FeatureSpec
 
 READ_ROWS = 65_536  # rows per record batch read
 WINDOW_ROWS = 131_072  # record batches are scored in windows of at least this many rows (memory bound)
@@ -112,8 +112,8 @@ def row_features(chunk: Chunk, spec: FeatureSpec, rows: np.ndarray, width: int,
     user_columns = set(spec.user_columns)
     features = {c: chunk.scalars[c][user_rows if c in user_columns else rows]
                 for c in (*spec.scalar_id_columns, *spec.extra_columns)}
-    features.update(chunk.padded(user_rows, width))
-    features[HIST_LEN] = chunk.lengths[user_rows].astype(np.int32)
+    features.update(chunk.padded(user_rows, width))  # every sequence group to ``width``
+    features.update(chunk.length_features(user_rows, spec))
     return features
 
 
@@ -122,8 +122,9 @@ def scoring_batches(chunk: Chunk, widths: tuple, batch_size: int) -> list[tuple[
     ``batch_size`` rows padded to the bucket of their longest history; the last slice is padded
     (repeating its first row) to a power of two >= PAD_ROWS (or ``batch_size``), of which the first
     ``real`` rows count: compiled (XLA) scorers see a handful of shapes, not one per window."""
-    order = np.argsort(chunk.lengths, kind="stable")
-    bucket_widths = np.asarray(widths)[np.searchsorted(np.asarray(widths), chunk.lengths[order], side="left")]
+    longest = chunk.longest  # over the sequence groups
+    order = np.argsort(longest, kind="stable")
+    bucket_widths = np.asarray(widths)[np.searchsorted(np.asarray(widths), longest[order], side="left")]
     slices = []
     for start in range(0, chunk.n, batch_size):
         rows = order[start:start + batch_size]

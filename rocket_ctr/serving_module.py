@@ -15,6 +15,11 @@ raw ids in (the id -> row mapping runs in the graph), ``probabilities`` [N] floa
 * ``score_rows``: N independent rows: every id input [N], histories [N, L] left-aligned and
   padded, plus ``hist_len`` [N] int32.
 
+With several sequence groups (``FeatureSpec.sequence_groups``) each group's histories and side
+columns share their own L (``serving_default``: [1, L_g], its length is L_g; ``score_rows``:
+[N, L_g] plus its length input ``hist_len_<group>``); a group's lists of different lengths are
+refused (INVALID_ARGUMENT naming the input).
+
 N and L are free (``None`` dims: no re-tracing). Histories longer than ``max_history`` keep their
 newest steps, as in training. With XLA the model part runs under ``jit_compile=True`` (the
 string hashing of the id mapping stays outside it), on inputs padded to a candidate bucket
@@ -133,50 +138,64 @@ class ServingModule(tf.Module):
         for c in batch_columns:
             rows[c] = _pad_dim(rows[c], 0, size)
         buckets = tf.constant(spec.history_buckets, tf.int32)
-        steps = tf.shape(rows[spec.history_columns[0]])[1]
-        width = tf.gather(buckets, tf.reduce_sum(tf.cast(buckets < steps, tf.int32)))
-        for c in spec.history_columns:
-            rows[c] = _pad_dim(rows[c], 1, width)
+        for group in spec.groups:  # each sequence group to the bucket of its own width
+            columns = spec.group_columns(group)
+            steps = tf.shape(rows[columns[0]])[1]
+            width = tf.gather(buckets, tf.reduce_sum(tf.cast(buckets < steps, tf.int32)))
+            for c in columns:
+                rows[c] = _pad_dim(rows[c], 1, width)
         return rows
+
+    def _assert_groups(self, inputs: dict, what: str) -> list:
+        """Graph asserts that the lists of each sequence group have one length."""
+        return [check for group in self.spec.groups
+                for check in _assert_same({c: inputs[c] for c in self.spec.group_columns(group)}, 1, what)]
 
     def _request(self, inputs: dict) -> dict:
         spec = self.spec
         candidates = {c: inputs[c] for c in candidate_columns(spec)}
         n = tf.shape(candidates[candidate_columns(spec)[0]])[0]
         checks = _assert_same(candidates, 0, "serving_default candidates")
-        checks += _assert_same({c: inputs[c] for c in spec.history_columns}, 1, "serving_default histories")
+        checks += self._assert_groups(inputs, "serving_default histories")
         checks += _assert_weights(spec, inputs)
         checks.append(tf.debugging.assert_positive(n, message="serving_default: no candidates (N = 0)"))
         with tf.control_dependencies(checks):  # clear errors before any shape-dependent op runs
             features = {c: tf.identity(inputs[c][:, -spec.max_history:] if c in spec.history_columns else inputs[c])
                         for c in inputs}  # newest steps, as in training
         rows = self.mapper(features)
-        rows[HIST_LEN] = tf.shape(rows[spec.history_columns[0]])[1:2]
+        for group, length in zip(spec.groups, spec.length_columns):
+            rows[length] = tf.shape(rows[spec.group_columns(group)[0]])[1:2]
         rows = self._padded(rows, candidate_columns(spec), n)
         return {OUTPUT: self._compute(rows)[:n]}
 
     def _rows(self, inputs: dict) -> dict:
         spec = self.spec
-        batch = {c: inputs[c] for c in (*spec.scalar_id_columns, *spec.history_columns, *spec.extra_columns, HIST_LEN)}
+        lengths = spec.length_columns
+        batch = {c: inputs[c] for c in (*spec.scalar_id_columns, *spec.history_columns, *spec.extra_columns,
+                                        *lengths)}
         n = tf.shape(inputs[HIST_LEN])[0]
         checks = _assert_same(batch, 0, "score_rows")
-        checks += _assert_same({c: inputs[c] for c in spec.history_columns}, 1, "score_rows histories")
+        checks += self._assert_groups(inputs, "score_rows histories")
         checks += _assert_weights(spec, inputs)
         checks.append(tf.debugging.assert_positive(n, message="score_rows: no rows (N = 0)"))
-        steps = tf.shape(inputs[spec.history_columns[0]])[1]
-        checks.append(tf.debugging.assert_non_negative(inputs[HIST_LEN], message="score_rows: input 'hist_len' "
-                                                       "must be >= 0"))
-        checks.append(tf.debugging.assert_less_equal(inputs[HIST_LEN], steps, message="score_rows: input "
-                                                     "'hist_len' exceeds the width of the history inputs"))
+        for group, length in zip(spec.groups, lengths):
+            steps = tf.shape(inputs[spec.group_columns(group)[0]])[1]
+            checks.append(tf.debugging.assert_non_negative(inputs[length], message=f"score_rows: input '{length}' "
+                                                           "must be >= 0"))
+            checks.append(tf.debugging.assert_less_equal(inputs[length], steps, message=f"score_rows: input "
+                                                         f"'{length}' exceeds the width of the history inputs"))
         with tf.control_dependencies(checks):
             inputs = {c: tf.identity(v) for c, v in inputs.items()}
-        lengths = inputs[HIST_LEN]
-        # keep each row's newest steps: row i reads steps [len_i - keep_i, len_i), left-aligned
-        keep = tf.minimum(lengths, spec.max_history)
-        index = (lengths - keep)[:, None] + tf.range(tf.minimum(steps, spec.max_history))[None, :]
         features = {c: inputs[c] for c in (*spec.scalar_id_columns, *spec.extra_columns)}
-        features.update({c: tf.gather(inputs[c], index, batch_dims=1) for c in spec.history_columns})
+        kept = {}
+        for group, length in zip(spec.groups, lengths):
+            columns = spec.group_columns(group)
+            steps, total = tf.shape(inputs[columns[0]])[1], inputs[length]
+            # keep each row's newest steps: row i reads steps [len_i - keep_i, len_i), left-aligned
+            kept[length] = tf.minimum(total, spec.max_history)
+            index = (total - kept[length])[:, None] + tf.range(tf.minimum(steps, spec.max_history))[None, :]
+            features.update({c: tf.gather(inputs[c], index, batch_dims=1) for c in columns})
         rows = self.mapper(features)
-        rows[HIST_LEN] = keep
-        rows = self._padded(rows, (*spec.scalar_id_columns, *spec.history_columns, *spec.extra_columns, HIST_LEN), n)
+        rows.update(kept)
+        rows = self._padded(rows, (*spec.scalar_id_columns, *spec.history_columns, *spec.extra_columns, *lengths), n)
         return {OUTPUT: self._compute(rows)[:n]}

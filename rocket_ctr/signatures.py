@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from rocket_ctr.spec import HIST_LEN, WEIGHT, FeatureSpec
+from rocket_ctr.spec import WEIGHT, FeatureSpec
 
 SERVING_DEFAULT, SCORE_ROWS, OUTPUT = "serving_default", "score_rows", "probabilities"
 
@@ -50,8 +50,9 @@ def output_signature(spec: FeatureSpec, user_id_string: bool = False) -> tuple[d
         features[f.name] = tf.TensorSpec([None], _dtype(f.dtype))
         if f.history:
             features[f.history] = tf.TensorSpec([None, None], _dtype(f.dtype))
+    features.update({f.name: tf.TensorSpec([None, None], _dtype(f.dtype)) for f in spec.side_features})
     features.update({k: tf.TensorSpec(s.shape, s.dtype) for k, s in extra_specs(spec).items()})
-    features[HIST_LEN] = tf.TensorSpec([None], tf.int32)
+    features.update({c: tf.TensorSpec([None], tf.int32) for c in spec.length_columns})
     features[WEIGHT] = tf.TensorSpec([None], tf.float32)
     return features, tf.TensorSpec([None], tf.float32)
 
@@ -60,19 +61,19 @@ def output_signature(spec: FeatureSpec, user_id_string: bool = False) -> tuple[d
 def row_signature(spec: FeatureSpec) -> dict:
     """TensorSpecs of the model's inputs (row indices), any batch size and history length."""
     rows = {f.name: tf.TensorSpec([None], tf.int64) for f in spec.id_features}
-    rows.update({f.history: tf.TensorSpec([None, None], tf.int64) for f in spec.sequence_features})
+    rows.update({c: tf.TensorSpec([None, None], tf.int64) for c in spec.history_columns})
     rows.update({k: tf.TensorSpec(s.shape, s.dtype) for k, s in extra_specs(spec, rows=True).items()})
-    rows["hist_len"] = tf.TensorSpec([None], tf.int32)
+    rows.update({c: tf.TensorSpec([None], tf.int32) for c in spec.length_columns})
     return rows
 
 
 def example_rows(spec: FeatureSpec, batch: int = 2, steps: int = 3) -> dict:
     """A tiny batch of valid model inputs (row indices), for building a model's variables."""
     rows = {f.name: tf.zeros([batch], tf.int64) for f in spec.id_features}
-    rows.update({f.history: tf.zeros([batch, steps], tf.int64) for f in spec.sequence_features})
+    rows.update({c: tf.zeros([batch, steps], tf.int64) for c in spec.history_columns})
     rows.update({k: tf.zeros([batch, *([steps] if s.shape.rank == 2 else [])], s.dtype)
                  for k, s in extra_specs(spec, rows=True).items()})
-    rows["hist_len"] = tf.fill([batch], steps)
+    rows.update({c: tf.fill([batch], steps) for c in spec.length_columns})
     return rows
 
 
@@ -83,8 +84,8 @@ def candidate_columns(spec: FeatureSpec) -> tuple:
 
 
 def request_signature(spec: FeatureSpec) -> dict:
-    """``serving_default`` inputs: user profile [1] (user-side multi-hot [1, L]), histories [1, L],
-    candidates [N] (item-side multi-hot [N, L])."""
+    """``serving_default`` inputs: user profile [1] (user-side multi-hot [1, L]), histories and
+    side columns [1, L] (L per sequence group), candidates [N] (item-side multi-hot [N, L])."""
     sig = {c: tf.TensorSpec([1], _column_dtype(spec, c), name=c) for c in (f.name for f in spec.user_features)}
     sig.update(extra_specs(spec, 1, "user"))
     sig.update({c: tf.TensorSpec([1, None], _column_dtype(spec, c), name=c) for c in spec.history_columns})
@@ -95,11 +96,12 @@ def request_signature(spec: FeatureSpec) -> dict:
 
 
 def rows_signature(spec: FeatureSpec) -> dict:
-    """``score_rows`` inputs: every id column [N], histories [N, L], ``hist_len`` [N] int32."""
+    """``score_rows`` inputs: every id column [N], histories and side columns [N, L] (L per sequence
+    group), each group's length (``hist_len``, ``hist_len_<group>``...) [N] int32."""
     sig = {c: tf.TensorSpec([None], _column_dtype(spec, c), name=c) for c in spec.scalar_id_columns}
     sig.update({c: tf.TensorSpec([None, None], _column_dtype(spec, c), name=c) for c in spec.history_columns})
     sig.update(extra_specs(spec, None))
-    sig[HIST_LEN] = tf.TensorSpec([None], tf.int32, name=HIST_LEN)
+    sig.update({c: tf.TensorSpec([None], tf.int32, name=c) for c in spec.length_columns})
     return sig
 
 

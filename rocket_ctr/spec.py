@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from rocket_ctr.errors import InputError
-from rocket_ctr.feature_types import MultiHotFeature, NumericFeature, build
+from rocket_ctr.feature_types import MultiHotFeature, NumericFeature, SequenceGroup, build
 
 HIST_LEN = "hist_len"  # int32 feature added by the pipeline: true history length before padding
 WEIGHT = "sample_weight"  # float32 entry added by the pipeline: each row's weight (1 without a weight column)
@@ -116,6 +116,10 @@ class FeatureSpec:
             user- or item-side, bucketised and/or normalised inside the model graph.
         multi_hot_features: list-of-ids columns (:class:`rocket_ctr.feature_types.MultiHotFeature`),
             user- or item-side, embedded and pooled.
+        sequence_groups: behaviour sequences, each with its own attention
+            (:class:`rocket_ctr.feature_types.SequenceGroup`: a name, the ``sequence_features`` it
+            holds, optional sequence-only side columns); every sequence feature in exactly one.
+            Empty (default): one group of every sequence feature, no side columns (:attr:`groups`).
     """
 
     sequence_features: tuple = dataclasses.field(default_factory=_default_sequence_features)
@@ -130,6 +134,7 @@ class FeatureSpec:
     negative_rate: float = 1.0
     numeric_features: tuple = ()
     multi_hot_features: tuple = ()
+    sequence_groups: tuple = ()
 
     def __post_init__(self):
         for group in ("sequence_features", "user_features", "item_features"):
@@ -139,6 +144,8 @@ class FeatureSpec:
                            tuple(build(NumericFeature, f, "numeric_features") for f in self.numeric_features))
         object.__setattr__(self, "multi_hot_features",
                            tuple(build(MultiHotFeature, f, "multi_hot_features") for f in self.multi_hot_features))
+        object.__setattr__(self, "sequence_groups",
+                           tuple(build(SequenceGroup, g, "sequence_groups") for g in self.sequence_groups))
         if self.max_history < 1:
             raise ValueError(f"max_history must be >= 1, got {self.max_history}")
         if any(int(b) < 1 for b in self.history_buckets):
@@ -157,19 +164,40 @@ class FeatureSpec:
             raise ValueError(f"sequence features {booster_only} cannot be booster_only: the candidate and its "
                              "history feed the light tower's interest extractor, which is served; declare a "
                              "booster-only column under user_features or item_features (no history)")
+        self._check_groups()
         if isinstance(self.negative_rate, bool) or not isinstance(self.negative_rate, (int, float)) \
                 or not (math.isfinite(self.negative_rate) and 0 < self.negative_rate <= 1):
             raise ValueError(f"negative_rate must be in (0, 1] (the share of negatives the training log kept), "
                              f"got {self.negative_rate!r}")
         object.__setattr__(self, "negative_rate", float(self.negative_rate))
         # the user id may also be a feature; any other repeated name is an error
-        names = [*self.scalar_id_columns, *self.history_columns, *self.extra_columns, self.label,
+        names = [*self.scalar_id_columns, *self.history_columns, *self.length_columns[1:], *self.extra_columns,
+                 self.label,
                  *([self.weight] if self.weight else [])]
         if self.label == self.user_id:
             names.append(self.label)
         duplicates = sorted({c for c in names if names.count(c) > 1})
         if duplicates:
             raise ValueError(f"FeatureSpec names these columns twice: {duplicates}")
+
+    def _check_groups(self) -> None:
+        if not self.sequence_groups:
+            return
+        names = [g.name for g in self.sequence_groups]
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        if repeated:
+            raise ValueError(f"sequence_groups: names {repeated} are used twice")
+        sequence = [f.name for f in self.sequence_features]
+        grouped = [n for g in self.sequence_groups for n in g.features]
+        unknown = [n for n in grouped if n not in sequence]
+        if unknown:
+            raise ValueError(f"sequence_groups: {unknown} are not sequence features (those are {sequence})")
+        twice = sorted({n for n in grouped if grouped.count(n) > 1})
+        if twice:
+            raise ValueError(f"sequence_groups: {twice} are in more than one group")
+        left = [n for n in sequence if n not in grouped]
+        if left:
+            raise ValueError(f"sequence_groups: sequence features {left} are in no group; put each in exactly one")
 
     # ----- column groups -------------------------------------------------------------------
     @property
@@ -179,7 +207,44 @@ class FeatureSpec:
 
     @property
     def history_columns(self) -> tuple:
-        return tuple(f.history for f in self.sequence_features if f.history)
+        """Every list column of the behaviour sequences, group by group: each group's feature
+        histories, then its side columns (without groups: the sequence features' histories)."""
+        return tuple(c for group in self.groups for c in self.group_columns(group))
+
+    # ----- behaviour sequences (sequence groups) ---------------------------------------------
+    @property
+    def groups(self) -> tuple:
+        """The behaviour sequences: the declared ``sequence_groups``, else one group (``history``)
+        of every sequence feature."""
+        if self.sequence_groups:
+            return self.sequence_groups
+        return (SequenceGroup("history", tuple(f.name for f in self.sequence_features)),)
+
+    def group_features(self, group: SequenceGroup) -> tuple:
+        """The IdFeatures of a group, in the group's order."""
+        return tuple(self.feature(name) for name in group.features)
+
+    def group_columns(self, group: SequenceGroup) -> tuple:
+        """A group's list columns: its features' histories, then its side columns."""
+        return tuple(f.history for f in self.group_features(group)) + group.side_columns
+
+    @property
+    def length_columns(self) -> tuple:
+        """Each group's history-length input (added by the pipeline, not read from the log):
+        ``hist_len`` for the first group, ``hist_len_<name>`` for the others."""
+        return tuple(HIST_LEN if i == 0 else f"{HIST_LEN}_{g.name}" for i, g in enumerate(self.groups))
+
+    @property
+    def side_features(self) -> tuple:
+        """Every sequence-only side column (:class:`rocket_ctr.feature_types.SideFeature`)."""
+        return tuple(f for g in self.groups for f in g.side_features)
+
+    def group_of(self, column: str) -> int:
+        """The index of the group a history or side column belongs to."""
+        for i, group in enumerate(self.groups):
+            if column in self.group_columns(group):
+                return i
+        raise KeyError(column)
 
     @property
     def scalar_id_columns(self) -> tuple:
@@ -251,9 +316,14 @@ class FeatureSpec:
         return self if tower == "booster" else self.served()
 
     def feature(self, name: str) -> IdFeature:
+        """The IdFeature of a column (or history column); a side column's SideFeature."""
         for f in self.id_features:
             if name in (f.name, f.history):
                 return f
+        for g in self.sequence_groups:
+            for f in g.side_features:
+                if f.name == name:
+                    return f
         raise KeyError(name)
 
     def with_buckets(self, **buckets: int) -> "FeatureSpec":
@@ -272,10 +342,10 @@ class FeatureSpec:
 
     # ----- (de)serialisation ---------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
-        """The JSON form; ``numeric_features`` / ``multi_hot_features`` only when there are some
+        """The JSON form; ``numeric_features`` / ``multi_hot_features`` / ``sequence_groups`` only when there are some
         (a spec without them reads as before the feature types existed)."""
         data = dataclasses.asdict(self)
-        for group in ("numeric_features", "multi_hot_features"):
+        for group in ("numeric_features", "multi_hot_features", "sequence_groups"):
             if not data[group]:
                 del data[group]
         return data

@@ -151,6 +151,9 @@ def feature_set_difference(old: FeatureSpec, new: FeatureSpec) -> str | None:
             return f"{after.name}: {kinds[0]} there and {kinds[1]} here"
         if before.vocabulary is None and before.buckets != after.buckets:
             return f"{after.name}: {before.buckets} hash buckets there and {after.buckets} here (every id would move)"
+    if old.groups != new.groups:  # extractors per behaviour sequence, side-column tables
+        return (f"sequence groups are {[dataclasses.asdict(g) for g in old.groups]} there and "
+                f"{[dataclasses.asdict(g) for g in new.groups]} here")
     if old.extra_features != new.extra_features:  # tables and transforms of numeric / multi-hot columns
         changed = sorted({f.name for f in set(old.extra_features) ^ set(new.extra_features)})
         return f"numeric / multi-hot features {changed} differ (they must be declared the same to warm-start)"

@@ -344,8 +344,8 @@ def test_history_lists_of_different_lengths(click_log, monkeypatch):
     columns["hist_item_id"][6] = [1, 2, 3]
     columns["hist_cate_id"][6] = [1, 2]
     path = click_log(columns=columns)
-    assert _value_error(path) == (f"{path}: 'hist_item_id' and 'hist_cate_id' have different lengths in row 6; "
-                                  "history lists must be aligned step by step")
+    assert _value_error(path) == (f"{path}: 'hist_item_id' and 'hist_cate_id' have different lengths in row 6 "
+                                  "(3 and 2 steps); history lists must be aligned step by step")
 
 
 def test_value_error_in_a_row_group_shard(click_log):

@@ -78,8 +78,12 @@ def test_rows_histories_profiles_and_time_split(tmp_path, monkeypatch, bucket_by
     assert summary["behaviours_kept"] == 4 and not (out / "_buckets").exists()
 
     spec = FeatureSpec.load(out / "feature_spec.json")
-    assert [(f.name, f.history) for f in spec.sequence_features] == [
-        ("cate_id", "hist_cate_id"), ("brand", "hist_brand"), ("btag", "hist_btag")]
+    assert [(f.name, f.history) for f in spec.sequence_features] == [("cate_id", "hist_cate_id"),
+                                                                     ("brand", "hist_brand")]
+    # two behaviour sequences, each with its own attention; the behaviour type a side column of the first
+    assert [(g.name, g.features, g.side_columns) for g in spec.groups] == [
+        ("cate", ("cate_id",), ("hist_btag",)), ("brand", ("brand",), ())]
+    assert spec.feature("hist_btag").vocabulary == (1, 2, 3, 4)
     assert [f.name for f in spec.item_features] == ["adgroup_id", "campaign_id", "customer", "pid"]
     assert [f.name for f in spec.user_features] == list(taobao.PROFILE_COLUMNS)
     assert spec.feature("pid").dtype == "string" and spec.feature("brand").vocabulary == (0, 50, 70, 80, 90)
@@ -118,8 +122,9 @@ def test_missing_file_cli_exit_code(tmp_path, capsys):
 
 
 def test_converted_log_trains_with_price_brand_and_behaviour_type(tmp_path):
-    """The spec declares price (numeric: bucketised at the ads' price quantiles, missing -> median)
-    beside the brand and behaviour-type sequences; the tiny log trains and exports with them."""
+    """The spec declares price (numeric: bucketised at the ads' price quantiles, missing -> median),
+    the category sequence with the behaviour type as its side column and the brand sequence, each
+    with its own attention; the tiny log trains and exports with them (issue 15's done-when)."""
     from rocket_ctr.config import RocketConfig
     from rocket_ctr.export import export_light
     from rocket_ctr.run_dir import restore_model
@@ -136,5 +141,7 @@ def test_converted_log_trains_with_price_brand_and_behaviour_type(tmp_path):
     Trainer(tmp_path / "run", out / "train", out / "test", config, spec, verbose=0).fit()
     model, restored, _ = restore_model(tmp_path / "run")
     assert restored == spec and model.bottom.extras is not None
+    assert len(model.interests_of("light")) == len(model.interests_of("booster")) == 2
+    assert list(model.bottom.side_embeddings) == ["hist_btag"]
     result = export_light(model, restored, tmp_path / "base", jit_compile=False, data=out / "test")
     assert result.max_abs_diff <= 1e-5

@@ -201,7 +201,9 @@ def bottom_rows(batch=4):
 def test_tower_input_width_matches_the_bank_and_broadcasts_user_inputs():
     bank = EmbeddingBank(SPEC, embedding_dim=3)
     embedded = bank(bottom_rows())
-    assert embedded["candidate"].shape == (4, 6) and embedded["history"].shape == (4, 6, 6)
+    (sequence,) = embedded["sequences"]  # no sequence groups declared: one
+    assert embedded["candidate"].shape == (4, 6) and sequence["history"].shape == (4, 6, 6)
+    assert sequence["query"].shape == (4, 6)
     x = tower_input(embedded, tf.zeros([4, 6]))
     assert x.shape == (4, bank.output_width) and bank.output_width == 3 * (1 + 2 * 2)
     one_user = {k: (v[:1] if k in ("user_gender", "hist_item_id", "hist_cate_id", HIST_LEN) else v)
@@ -236,7 +238,8 @@ def test_get_config_round_trips(make):
     assert json.loads(json.dumps(type(layer).from_config(as_json).get_config())) == as_json
     if isinstance(layer, EmbeddingBank):
         assert rebuilt.spec == SPEC and rebuilt.embedding_dim == 3
-        assert rebuilt(bottom_rows())["history"].shape == layer(bottom_rows())["history"].shape
+        history = [b(bottom_rows())["sequences"][0]["history"] for b in (rebuilt, layer)]
+        assert history[0].shape == history[1].shape
 
 
 def test_rebuilt_mlp_with_the_same_weights_gives_the_same_output():

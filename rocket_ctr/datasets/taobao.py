@@ -4,6 +4,9 @@ Each impression of ``raw_sample.csv`` is one row: ``label = clk``; the ad's cate
 campaign, customer and price come from ``ad_feature.csv``; the user's profile columns from
 ``user_profile.csv``; the history is the user's behaviours (``behavior_log.csv``: category,
 brand, behaviour type) strictly before the impression's second, newest ``max_history`` kept.
+The spec declares two behaviour sequences, each with its own attention: categories (with the
+behaviour type of each step as a sequence-only side column) and brands; the ``btag`` column
+(1 = pv, what an impression is) stays in the log but is no feature.
 Behaviours of the impression's own second are left out: they may be the response to it (leakage).
 Impressions on the last day (China Standard Time, UTC+8) go to test, earlier ones to train, as
 BARS' TaobaoAd_x1 splits 2017-05-06..12 / 2017-05-13. Impressions whose ad or user has no
@@ -339,13 +342,17 @@ def convert(paths: Sequence[str | Path], out: str | Path, *, max_history: int = 
 
 
 def _spec(ads: dict, profiles: dict, seen: dict, max_history: int) -> dict:
-    """FeatureSpec arguments: cate/brand/btag sequences, ad columns, user profile columns."""
+    """FeatureSpec arguments: two behaviour sequences, each with its own attention (the category
+    sequence with the behaviour type as a sequence-only side column; the brand sequence), ad
+    columns, user profile columns, the price."""
     seen = {name: np.concatenate(values) if values else np.zeros(0, object) for name, values in seen.items()}
     feature = common.id_feature
     return dict(
         sequence_features=[feature("cate_id", seen["cate_id"], history="hist_cate_id"),
-                           feature("brand", seen["brand"], history="hist_brand"),
-                           feature("btag", np.arange(1, len(BTAGS) + 1), history="hist_btag")],
+                           feature("brand", seen["brand"], history="hist_brand")],
+        sequence_groups=[{"name": "cate", "features": ["cate_id"],
+                          "side_features": [{"name": "hist_btag", "vocabulary": list(range(1, len(BTAGS) + 1))}]},
+                         {"name": "brand", "features": ["brand"]}],
         item_features=[feature("adgroup_id", seen["adgroup_id"]), feature("campaign_id", ads["campaign_id"]),
                        feature("customer", ads["customer"]), feature("pid", seen["pid"], dtype="string")],
         user_features=[feature(c, profiles[c]) for c in PROFILE_COLUMNS],
