@@ -53,7 +53,7 @@ POINTS = (
     ("light dot", "light dot", "light"),
     ("light dot raw", "light dot raw", "light"),
     ("light mean", "light mean", "light"),
-    ("booster", "", "booster"),
+    ("booster", "light dot", "booster"),  # the booster of the default recipe (its light tower: dot)
 )
 DEEPCTR = "DeepCTR DIN"
 
@@ -74,17 +74,21 @@ def read_results(path: Path) -> list:
     return list(records.values())
 
 
-def settings_key(variant: str) -> str | None:
+def settings_key(variant: str, light_interest: str | None = None) -> str | None:
     """A variant's resolved configuration (every config field, spec edits, environment) as one
     string, so differently spelled variants that train the same thing compare equal; None for
-    names that are not rocket_ctr variants (e.g. DeepCTR DIN)."""
+    names that are not rocket_ctr variants (e.g. DeepCTR DIN).
+
+    ``light_interest``: the extractor the run recorded (experiment_real_logs writes it); a record
+    without it was made while ``shared`` was the default (``RocketConfig.from_saved``)."""
     from experiment_real_logs import variant_settings
 
     from rocket_ctr.config import RocketConfig
 
     try:
         config, spec, env = variant_settings(variant)
-        flat = RocketConfig().replace(config).flat()
+        flat = RocketConfig.from_saved({**config, **({"light_interest": light_interest} if light_interest else {})})
+        flat = flat.flat()
     except (SystemExit, ValueError, TypeError, KeyError):
         return None
     return json.dumps([flat, spec, env], sort_keys=True, default=list)
@@ -99,8 +103,9 @@ def quality(records: list, epochs: int, base_recipe: str, rocket_recipe: str) ->
     records = [r for r in records if r.get("epochs") == epochs]
     keys = {}
     for r in records:
-        if r["variant"] not in keys:
-            keys[r["variant"]] = settings_key(r["variant"])
+        recorded = (r["variant"], r.get("light_interest"))
+        if recorded not in keys:
+            keys[recorded] = settings_key(*recorded)
     out = {}
 
     def collect(point, which, match, tower="light"):
@@ -117,10 +122,10 @@ def quality(records: list, epochs: int, base_recipe: str, rocket_recipe: str) ->
         for which, recipe in (("base", base_recipe), ("rocket", rocket_recipe)):
             if tower == "booster" and which == "base":
                 continue  # no run trains the booster alone
-            want = settings_key(recipe_variant(recipe, change))
+            want = settings_key(recipe_variant(recipe, change), "shared" if point == "light shared" else None)
             if want is None:
                 raise SystemExit(f"not a variant of experiment_real_logs.py: {recipe_variant(recipe, change)!r}")
-            collect(point, which, lambda r, want=want: keys[r["variant"]] == want, tower)
+            collect(point, which, lambda r, want=want: keys[(r["variant"], r.get("light_interest"))] == want, tower)
     collect(DEEPCTR, "base", lambda r: r["variant"] == DEEPCTR)
     return out
 
@@ -257,7 +262,7 @@ def main(argv=None) -> int:
     parser.add_argument("--epochs", type=int, default=3, help="quality of runs of this many epochs (default: 3)")
     parser.add_argument("--base-recipe", default="base mode + validation",
                         help="variant of the light tower trained alone, before the point's change")
-    parser.add_argument("--rocket-recipe", default="validation + no warmup",
+    parser.add_argument("--rocket-recipe", default="validation",
                         help="variant of the rocket-trained light tower, before the point's change")
     parser.add_argument("--points", nargs="+", default=[p for p, _, _ in POINTS],
                         choices=[p for p, _, _ in POINTS], help="which rocket_ctr points (default: all)")

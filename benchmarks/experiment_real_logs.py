@@ -164,9 +164,11 @@ def run_rocket(cli: str, data: Path, run_dir: Path, variant: str, seed: int, epo
     if done.returncode:
         raise SystemExit(f"{' '.join(command)} failed:\n{done.stderr[-3000:]}")
     metrics = json.loads((run_dir / "metrics.json").read_text())
+    light_interest = json.loads((run_dir / "config.json").read_text())["model"]["light_interest"]
     per_epoch = [r.get("eval", {}).get("light", {}).get("gauc") for r in metrics["history"]]
     return {"seconds": round(time.time() - started, 1), "light": metrics.get("light"),
             "booster": metrics.get("booster"), "epochs_trained": metrics.get("epochs_trained"),
+            "light_interest": light_interest,
             "kept_epoch": metrics.get("best_epoch", metrics.get("epoch")),
             "eval_gauc_per_epoch": per_epoch, "train_examples_per_s": metrics.get("train_examples_per_s")}
 

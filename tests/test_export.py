@@ -67,7 +67,8 @@ def test_savedmodel_holds_only_the_light_tower_and_its_bottom(trained, exported)
     _, _, model, _ = trained
     variables = {k: v for k, v in saved_variables(exported[False].path).items() if k.startswith("tower_weights/")}
     assert variables and not any("booster" in k for k in variables)
-    assert all(any(part in k for part in ("light_tower", "shared_bottom", "din_attention")) for k in variables)
+    parts = ("light_tower", "shared_bottom", "din_attention", "light_dot")
+    assert all(any(part in k for part in parts) for k in variables)
     light = model.tower_variables("light") + model.shared_variables()
     assert sum(np.prod(s) for s in variables.values()) == sum(np.prod(v.shape) for v in light)
     assert model.tower_variables("booster")  # the run has a booster; it just is not exported

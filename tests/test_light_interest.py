@@ -17,7 +17,7 @@ SPEC = FeatureSpec(
                        IdFeature("cate_id", history="hist_cate_id", buckets=10)),
     user_features=(IdFeature("user_gender", dtype="string", buckets=4),),
     max_history=8, history_buckets=(4, 8))
-SMALL = dict(embedding_dim=4, attention_units=(8, 4), light_units=(8,), booster_units=(16, 8),
+SMALL = dict(light_interest="shared", embedding_dim=4, attention_units=(8, 4), light_units=(8,), booster_units=(16, 8),
              light_attention=(4,), light_projection=3, hint_warmup=False)
 USER = ("user_gender", "hist_item_id", "hist_cate_id", "hist_len")
 
