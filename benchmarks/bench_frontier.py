@@ -277,6 +277,9 @@ def main(argv=None) -> int:
     parser.add_argument("--deepctr-venv", type=Path, default=Path("/tmp/deepctr-venv"))
     parser.add_argument("--deepctr-fit-steps", type=int, default=0, help="unused without a log (kept for the helper)")
     parser.add_argument("--skip-deepctr", action="store_true")
+    parser.add_argument("--latency-from", type=Path, default=None,
+                        help="reuse the latency figures of an earlier run's frontier.json (measure nothing): "
+                             "the table and PNG again with the results file as it is now")
     args = parser.parse_args(argv)
     if args.requests < 1 or args.candidates < 1 or args.history < 1 or args.warmup < 0:
         parser.error("--requests, --candidates, --history must be >= 1 and --warmup >= 0")
@@ -294,6 +297,14 @@ def main(argv=None) -> int:
     logs = [lg for lg in LOGS if any(r.get("log") == lg for r in records)]
     logs += sorted({r["log"] for r in records if r.get("log") and r["log"] not in logs})
     print(f"{len(records)} result records in {args.results} (logs: {', '.join(logs) or 'none'})", flush=True)
+
+    if args.latency_from is not None:
+        earlier = json.loads(args.latency_from.read_text())
+        latency, deepctr_info, deepctr_skipped = earlier["latency"], earlier["deepctr"], earlier["deepctr_skipped"]
+        settings = {**earlier["settings"], "results": str(args.results), "epochs": args.epochs,
+                    "base_recipe": args.base_recipe, "rocket_recipe": args.rocket_recipe,
+                    "latency_from": str(args.latency_from)}
+        return _report(args, latency, qualities, logs, settings, deepctr_info, deepctr_skipped, command)
 
     import tensorflow as tf
     from bench_serving_latency import Case, measure, start_deepctr, summary
@@ -325,6 +336,11 @@ def main(argv=None) -> int:
                     warmup=args.warmup, xla=args.xla, cpus=cpus, load_average=load_average,
                     tensorflow=tf.__version__, results=str(args.results), epochs=args.epochs,
                     base_recipe=args.base_recipe, rocket_recipe=args.rocket_recipe)
+    return _report(args, latency, qualities, logs, settings, deepctr_info, deepctr_skipped, command)
+
+
+def _report(args, latency, qualities, logs, settings, deepctr_info, deepctr_skipped, command) -> int:
+    """The table, JSON and PNG of measured latency joined with the quality records."""
     rows = frontier_rows(latency, qualities, logs)
     table = markdown(rows, logs, settings)
     print("\n" + table)
