@@ -48,7 +48,7 @@ sys.path.insert(0, str(HERE))
 
 # (point, change of experiment_real_logs.CHANGES added to the recipes ("" = none), tower)
 POINTS = (
-    ("light shared", "", "light"),        # the booster's DIN attention (the paper-faithful ablation)
+    ("light shared", "light shared", "light"),        # the booster's DIN attention (the paper-faithful ablation)
     ("light din 32-16", "light din 32-16", "light"),
     ("light dot", "light dot", "light"),
     ("light dot raw", "light dot raw", "light"),
@@ -122,7 +122,7 @@ def quality(records: list, epochs: int, base_recipe: str, rocket_recipe: str) ->
         for which, recipe in (("base", base_recipe), ("rocket", rocket_recipe)):
             if tower == "booster" and which == "base":
                 continue  # no run trains the booster alone
-            want = settings_key(recipe_variant(recipe, change), "shared" if point == "light shared" else None)
+            want = settings_key(recipe_variant(recipe, change))
             if want is None:
                 raise SystemExit(f"not a variant of experiment_real_logs.py: {recipe_variant(recipe, change)!r}")
             collect(point, which, lambda r, want=want: keys[(r["variant"], r.get("light_interest"))] == want, tower)

@@ -61,6 +61,7 @@ CHANGES = {
     "user hold-out": ({"validation_fraction": 0.05, "validation_split": "users"}, {}, {}),
     "patience 1": ({"early_stopping_patience": 1}, {}, {}),
     # the light tower's own interest extractor (the default, "shared", reads the booster's attention)
+    "light shared": ({"light_interest": "shared"}, {}, {}),  # the booster's DIN attention (the default before dot)
     "light din 32-16": ({"light_interest": "din", "light_attention": [32, 16]}, {}, {}),
     "light dot": ({"light_interest": "dot", "light_projection": 16}, {}, {}),
     "light dot raw": ({"light_interest": "dot", "light_projection": 0}, {}, {}),  # c·h / √D, no weights
