@@ -75,21 +75,6 @@ def _default_user_features():
     )
 
 
-def _id_feature(value, group: str) -> IdFeature:
-    """An IdFeature from an IdFeature or its dict form (as in JSON), with a clear error."""
-    if isinstance(value, IdFeature):
-        return value
-    if not isinstance(value, dict):
-        raise ValueError(f"{group}: expected IdFeature objects or dicts, got {value!r}")
-    known = {f.name for f in dataclasses.fields(IdFeature)}
-    unknown = sorted(set(value) - known)
-    if unknown:
-        raise ValueError(f"{group}: unknown IdFeature keys {unknown} (known: {sorted(known)})")
-    if "name" not in value:
-        raise ValueError(f"{group}: IdFeature {value!r} has no 'name'")
-    return IdFeature(**value)
-
-
 @dataclasses.dataclass(frozen=True)
 class FeatureSpec:
     """Columns of a click log (defaults = the reference schema of DESIGN.md).
@@ -138,7 +123,7 @@ class FeatureSpec:
 
     def __post_init__(self):
         for group in ("sequence_features", "user_features", "item_features"):
-            value = tuple(_id_feature(f, group) for f in getattr(self, group))
+            value = tuple(build(IdFeature, f, group) for f in getattr(self, group))
             object.__setattr__(self, group, value)
         object.__setattr__(self, "numeric_features",
                            tuple(build(NumericFeature, f, "numeric_features") for f in self.numeric_features))
