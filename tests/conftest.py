@@ -78,3 +78,21 @@ def model_rows(batch: int, steps: int, seed: int = 0) -> dict:
             "hist_item_id": tf.constant(rng.integers(0, 50, (batch, steps))),
             "hist_cate_id": tf.constant(rng.integers(0, 10, (batch, steps))),
             "hist_len": tf.constant(rng.integers(0, steps + 1, batch), tf.int32)}
+
+
+def refused_in_one_line(capsys, argv) -> str:
+    """Runs the CLI on ``argv``, asserts exit code 2 with exactly one stderr line, returns that line."""
+    from rocket_ctr.pipelines.cli import main
+
+    capsys.readouterr()
+    assert main(argv) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1, lines
+    return lines[0]
+
+
+def served_probabilities(loaded, signature: str, inputs: dict):
+    """A loaded SavedModel's ``probabilities`` from ``signature`` on numpy/list ``inputs``."""
+    import tensorflow as tf
+
+    return loaded.signatures[signature](**{k: tf.constant(v) for k, v in inputs.items()})["probabilities"].numpy()

@@ -4,8 +4,7 @@ import json
 
 import pytest
 
-from conftest import log_columns
-from rocket_ctr.pipelines.cli import main
+from conftest import log_columns, refused_in_one_line
 from rocket_ctr.spec import FeatureSpec
 
 SPEC = FeatureSpec(numeric_features=[{"name": "price", "boundaries": [1.0, 2.0], "normalize": True}],
@@ -20,14 +19,6 @@ def _columns(n=40):
     return columns
 
 
-def _refused(capsys, argv) -> str:
-    capsys.readouterr()
-    assert main(argv) == 2
-    lines = capsys.readouterr().err.strip().splitlines()
-    assert len(lines) == 1, lines
-    return lines[0]
-
-
 def _train(tmp_path, capsys, path, spec=SPEC, spec_text=None) -> str:
     spec_file = tmp_path / "spec.json"
     if spec_text is None:
@@ -37,7 +28,7 @@ def _train(tmp_path, capsys, path, spec=SPEC, spec_text=None) -> str:
     run_dir = tmp_path / "run"
     run_dir.mkdir(exist_ok=True)
     (run_dir / "metrics.json").write_text('{"earlier": true}')
-    line = _refused(capsys, ["train", "--train", path, "--run-dir", str(run_dir), "--spec", str(spec_file)])
+    line = refused_in_one_line(capsys, ["train", "--train", path, "--run-dir", str(run_dir), "--spec", str(spec_file)])
     assert sorted(p.name for p in run_dir.iterdir()) == ["metrics.json"]
     assert json.loads((run_dir / "metrics.json").read_text()) == {"earlier": True}
     return line

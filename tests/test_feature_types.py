@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import log_columns, write_log
+from conftest import log_columns, served_probabilities, write_log
 from rocket_ctr.config import RocketConfig
 from rocket_ctr.data import ClickLogReader
 from rocket_ctr.export import export_light, read_export_info
@@ -124,10 +124,6 @@ def exported(tmp_path_factory):
     return root, path, model, spec, result
 
 
-def _call(loaded, signature, inputs):
-    return loaded.signatures[signature](**{k: tf.constant(v) for k, v in inputs.items()})["probabilities"].numpy()
-
-
 def test_export_signatures_and_metadata_hold_the_new_inputs(exported):
     _, _, _, _, result = exported
     info = read_export_info(result.path)
@@ -146,20 +142,21 @@ def test_one_by_n_request_with_the_new_inputs_matches_the_model(exported):
     rows = sample_rows(spec, path, n=16)
     request = one_user_request(spec, rows, 0, np.arange(16))
     assert request["age"].shape == (1,) and request["utags"].shape[0] == 1 and request["tags"].shape[0] == 16
-    probabilities = _call(loaded, SERVING_DEFAULT, request)
+    probabilities = served_probabilities(loaded, SERVING_DEFAULT, request)
     assert probabilities.shape == (16,) and np.all(np.isfinite(probabilities))
     # NaN price = the default price; a price that changes bucket changes the score
     nan_price = dict(request, price=np.full(16, np.nan, np.float32))
     default_price = dict(request, price=np.full(16, 5.0, np.float32))
-    np.testing.assert_allclose(_call(loaded, SERVING_DEFAULT, nan_price), _call(loaded, SERVING_DEFAULT, default_price))
-    assert not np.allclose(_call(loaded, SERVING_DEFAULT, dict(request, price=np.full(16, 100.0, np.float32))),
-                           _call(loaded, SERVING_DEFAULT, default_price))
+    at_default = served_probabilities(loaded, SERVING_DEFAULT, default_price)
+    np.testing.assert_allclose(served_probabilities(loaded, SERVING_DEFAULT, nan_price), at_default)
+    expensive = dict(request, price=np.full(16, 100.0, np.float32))
+    assert not np.allclose(served_probabilities(loaded, SERVING_DEFAULT, expensive), at_default)
     # lists padded further with -1 (and weight 0) score the same
     wider = dict(request, tags=np.pad(request["tags"], [(0, 0), (0, 3)], constant_values=-1),
                  tag_w=np.pad(request["tag_w"], [(0, 0), (0, 3)]))
-    np.testing.assert_allclose(_call(loaded, SERVING_DEFAULT, wider), probabilities, atol=1e-6)
+    np.testing.assert_allclose(served_probabilities(loaded, SERVING_DEFAULT, wider), probabilities, atol=1e-6)
     with pytest.raises(tf.errors.InvalidArgumentError, match="tag_w"):
-        _call(loaded, SERVING_DEFAULT, dict(request, tag_w=request["tag_w"][:, :1]))
+        served_probabilities(loaded, SERVING_DEFAULT, dict(request, tag_w=request["tag_w"][:, :1]))
 
 
 def _rest(server, body):
@@ -177,7 +174,7 @@ def test_the_test_server_accepts_the_new_inputs_over_grpc_and_rest(exported):
     loaded = tf.saved_model.load(str(result.path))
     rows = sample_rows(spec, path, n=8)
     request = one_user_request(spec, rows, 1, np.arange(8))
-    expected = _call(loaded, SERVING_DEFAULT, request)
+    expected = served_probabilities(loaded, SERVING_DEFAULT, request)
     with ServerProcess(result.path.parent, "rocket", timeout=120) as server:
         with connect(server.grpc_target, "rocket") as client:
             np.testing.assert_allclose(client.predict(request)["probabilities"], expected, atol=1e-6)

@@ -10,10 +10,9 @@ from rocket_ctr.config import RocketConfig
 from rocket_ctr.data import ClickLogReader
 from rocket_ctr.metrics import StreamingEvaluator, auc, gauc, logloss
 from rocket_ctr.model import RocketModel
-from rocket_ctr.pipelines.cli import main
 from rocket_ctr.signatures import example_rows
 from rocket_ctr.spec import WEIGHT, FeatureSpec
-from tests.conftest import log_columns
+from tests.conftest import log_columns, refused_in_one_line
 
 WEIGHTED = dataclasses.replace(FeatureSpec(), weight="w")
 
@@ -98,13 +97,6 @@ def test_reader_keeps_every_click_and_a_stable_share_of_negatives(click_log):
     assert read(0.2, seed=1) != sampled
 
 
-def _refused(capsys, argv) -> str:
-    assert main(argv) == 2
-    lines = capsys.readouterr().err.strip().splitlines()
-    assert len(lines) == 1, lines
-    return lines[0]
-
-
 @pytest.mark.parametrize("bad, words", [(-1.0, "holds -1.0"), (float("nan"), "holds nan"), (None, "missing")])
 def test_bad_weights_are_refused_in_one_line_and_an_earlier_run_is_untouched(click_log, tmp_path, capsys, bad, words):
     weights = [1.0] * 40
@@ -115,7 +107,7 @@ def test_bad_weights_are_refused_in_one_line_and_an_earlier_run_is_untouched(cli
     run_dir = tmp_path / "run"
     run_dir.mkdir()
     (run_dir / "metrics.json").write_text('{"earlier": true}')
-    line = _refused(capsys, ["train", "--train", path, "--run-dir", str(run_dir), "--spec", str(spec_file)])
+    line = refused_in_one_line(capsys, ["train", "--train", path, "--run-dir", str(run_dir), "--spec", str(spec_file)])
     assert "'w'" in line and words in line and "row 7" in line and ">= 0" in line
     assert sorted(p.name for p in run_dir.iterdir()) == ["metrics.json"]
     assert json.loads((run_dir / "metrics.json").read_text()) == {"earlier": True}
@@ -124,15 +116,16 @@ def test_bad_weights_are_refused_in_one_line_and_an_earlier_run_is_untouched(cli
 @pytest.mark.parametrize("rate", ["0", "1.5", "-0.1", "nan"])
 def test_bad_negative_rates_are_refused_in_one_line(click_log, tmp_path, capsys, rate):
     path = click_log()
-    line = _refused(capsys, ["train", "--train", path, "--run-dir", str(tmp_path / "run"), "--negative-rate", rate])
+    line = refused_in_one_line(capsys, ["train", "--train", path, "--run-dir", str(tmp_path / "run"),
+                                        "--negative-rate", rate])
     assert "--negative-rate" in line and not (tmp_path / "run").exists()
-    line = _refused(capsys, ["generate", "--out", str(tmp_path / "log"), "--negative-rate", rate])
+    line = refused_in_one_line(capsys, ["generate", "--out", str(tmp_path / "log"), "--negative-rate", rate])
     assert "--negative-rate" in line and ("(0, 1]" in line or "finite" in line)
 
 
 def test_bad_spec_negative_rate_is_refused(tmp_path, capsys, click_log):
     spec_file = tmp_path / "spec.json"
     spec_file.write_text(json.dumps({**FeatureSpec().to_dict(), "negative_rate": 0}))
-    line = _refused(capsys, ["train", "--train", click_log(), "--run-dir", str(tmp_path / "run"),
+    line = refused_in_one_line(capsys, ["train", "--train", click_log(), "--run-dir", str(tmp_path / "run"),
                              "--spec", str(spec_file)])
     assert "negative_rate must be in (0, 1]" in line

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import log_columns, write_log
+from conftest import log_columns, refused_in_one_line, served_probabilities, write_log
 from rocket_ctr.config import RocketConfig
 from rocket_ctr.data import ClickLogReader
 from rocket_ctr.export import export_light, read_export_info
@@ -99,14 +99,6 @@ def test_reader_pads_each_group_to_its_own_longest_history(tmp_path):
         assert width == min(b for b in SPEC.history_buckets if b >= longest)
 
 
-def _refused(capsys, argv) -> str:
-    capsys.readouterr()
-    assert main(argv) == 2
-    lines = capsys.readouterr().err.strip().splitlines()
-    assert len(lines) == 1, lines
-    return lines[0]
-
-
 def test_a_side_column_of_another_length_than_its_group_is_refused_naming_it(tmp_path, capsys):
     columns = group_columns(40)
     row = next(i for i, h in enumerate(columns["hist_item_id"]) if h)
@@ -114,13 +106,13 @@ def test_a_side_column_of_another_length_than_its_group_is_refused_naming_it(tmp
     path = write_log(tmp_path / "bad.parquet", columns)
     SPEC.save(tmp_path / "spec.json")
     run_dir = tmp_path / "run"
-    line = _refused(capsys, ["train", "--train", path, "--run-dir", str(run_dir), "--spec",
+    line = refused_in_one_line(capsys, ["train", "--train", path, "--run-dir", str(run_dir), "--spec",
                              str(tmp_path / "spec.json")])
     assert "'hist_btag'" in line and f"row {row}" in line and "sequence group 'items'" in line, line
     assert not run_dir.exists() or not any(run_dir.iterdir())
     columns = group_columns(40)
     columns["hist_btag"] = [[float(b) for b in h] for h in columns["hist_btag"]]
-    line = _refused(capsys, ["train", "--train", write_log(tmp_path / "bad2.parquet", columns), "--run-dir",
+    line = refused_in_one_line(capsys, ["train", "--train", write_log(tmp_path / "bad2.parquet", columns), "--run-dir",
                              str(run_dir), "--spec", str(tmp_path / "spec.json")])
     assert "'hist_btag'" in line and "side column" in line, line
 
@@ -221,10 +213,6 @@ def exported(tmp_path_factory):
     return root, path, model, spec, result
 
 
-def _call(loaded, signature, inputs):
-    return loaded.signatures[signature](**{k: tf.constant(v) for k, v in inputs.items()})["probabilities"].numpy()
-
-
 def test_export_metadata_lists_the_new_histories_as_user_side_inputs(exported):
     _, _, _, _, result = exported
     info = read_export_info(result.path)
@@ -247,18 +235,19 @@ def test_a_one_by_n_request_matches_the_rows_and_bad_histories_are_refused(expor
     request = one_user_request(spec, rows, user, np.arange(16))
     assert request["hist_btag"].shape == request["hist_item_id"].shape == (1, rows["hist_len"][user])
     assert request["hist_cate_id"].shape == (1, rows["hist_len_cates"][user])
-    served = _call(loaded, SERVING_DEFAULT, request)
+    served = served_probabilities(loaded, SERVING_DEFAULT, request)
     tiled = {c: rows[c][:16].copy() for c in rows}
     for c in (*spec.user_columns, *spec.history_columns, *spec.length_columns):
         tiled[c] = np.repeat(rows[c][user:user + 1], 16, axis=0)
-    np.testing.assert_allclose(served, _call(loaded, SCORE_ROWS, tiled), atol=1e-5)
+    np.testing.assert_allclose(served, served_probabilities(loaded, SCORE_ROWS, tiled), atol=1e-5)
     # the behaviour types matter
     other = dict(request, hist_btag=request["hist_btag"] % 4 + 1)
-    assert not np.allclose(_call(loaded, SERVING_DEFAULT, other), served)
+    assert not np.allclose(served_probabilities(loaded, SERVING_DEFAULT, other), served)
     with pytest.raises(tf.errors.InvalidArgumentError, match="hist_btag"):
-        _call(loaded, SERVING_DEFAULT, dict(request, hist_btag=np.pad(request["hist_btag"], [(0, 0), (0, 1)])))
+        longer = np.pad(request["hist_btag"], [(0, 0), (0, 1)])
+        served_probabilities(loaded, SERVING_DEFAULT, dict(request, hist_btag=longer))
     with pytest.raises(tf.errors.InvalidArgumentError, match="hist_len_cates"):
-        _call(loaded, SCORE_ROWS, dict(tiled, hist_len_cates=tiled["hist_len_cates"] + 100))
+        served_probabilities(loaded, SCORE_ROWS, dict(tiled, hist_len_cates=tiled["hist_len_cates"] + 100))
 
 
 def test_the_test_server_takes_the_new_histories_and_names_a_bad_one(exported):
@@ -272,7 +261,7 @@ def test_the_test_server_takes_the_new_histories_and_names_a_bad_one(exported):
     rows = sample_rows(spec, path, n=8)
     user = int(np.flatnonzero(rows["hist_len"] > 0)[0])
     request = one_user_request(spec, rows, user, np.arange(8))
-    expected = _call(loaded, SERVING_DEFAULT, request)
+    expected = served_probabilities(loaded, SERVING_DEFAULT, request)
     with ServerProcess(result.path.parent, "rocket", timeout=120) as server:
         with connect(server.grpc_target, "rocket") as client:
             np.testing.assert_allclose(client.predict(request)["probabilities"], expected, atol=1e-6)
