@@ -20,6 +20,8 @@ dim 18, attention MLP 80-40, DNN / light tower 200-80, Adam 1e-3, each in a fres
 - ``base+dot`` (any mode + ``+dot``, ``+mean``, ``+din``, ``+shared``): the light tower's interest extractor.
 - ``base+buckets`` (any mode + ``+buckets``): the same with ``length_buckets=True`` (rows grouped by
   history length into padded widths, the default before mixed-length batches).
+- ``base+stringhash`` (any mode + ``+stringhash``): ids hashed as before ``FeatureSpec.id_hash``
+  existed (each int64 id's decimal text through farmhash) instead of splitmix64.
 
 Measured:
 - ``examples/s`` (the headline, used for the ratio): steady state. DeepCTR: a Keras callback
@@ -43,6 +45,7 @@ Goal (issue 4): rocket >= 2x DeepCTR DIN's examples/s on 2 cores (``--cores 2``,
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import shutil
@@ -133,9 +136,9 @@ def rocket_config(mode: str):
     from rocket_ctr.config import LIGHT_INTERESTS, RocketConfig
 
     mode, *extras = mode.split("+")
-    unknown = [e for e in extras if e != "buckets" and e not in LIGHT_INTERESTS]
+    unknown = [e for e in extras if e not in ("buckets", "stringhash") and e not in LIGHT_INTERESTS]
     if unknown:
-        raise SystemExit(f"unknown mode options {unknown}: buckets or one of {LIGHT_INTERESTS}")
+        raise SystemExit(f"unknown mode options {unknown}: buckets, stringhash or one of {LIGHT_INTERESTS}")
     interests = [e for e in extras if e in LIGHT_INTERESTS]
     return RocketConfig(mode=mode, batch_size=BATCH, embedding_dim=EMBEDDING_DIM, attention_units=ATTENTION,
                         light_units=DNN, epochs=1, length_buckets="buckets" in extras,
@@ -150,10 +153,15 @@ def train_rocket_ctr(mode: str, train_paths: Path, work_dir: Path, warmup: int) 
     from rocket_ctr.trainer import Trainer
 
     config = rocket_config(mode)
+    spec = None
+    if "stringhash" in mode.split("+"):
+        from rocket_ctr.data import find_feature_spec
+
+        spec = dataclasses.replace(find_feature_spec(str(train_paths)), id_hash="string")
     (work_dir / "runs").mkdir(parents=True, exist_ok=True)
     run_dir = Path(tempfile.mkdtemp(prefix=f"{mode}-", dir=work_dir / "runs"))
     try:
-        trainer = Trainer(run_dir, str(train_paths), None, config, verbose=0)
+        trainer = Trainer(run_dir, str(train_paths), None, config, spec, verbose=0)
         history_column = trainer.spec.history_columns[0]
         stamps = []  # (start, end, examples, history width) per step
 

@@ -11,6 +11,7 @@ import dataclasses
 import keras
 import tensorflow as tf
 
+from rocket_ctr.embedding import RowEmbedding
 from rocket_ctr.errors import InputError
 from rocket_ctr.layers import project, track_for_checkpoints
 from rocket_ctr.spec import IdFeature
@@ -77,7 +78,7 @@ class ColumnEmbeddings(keras.layers.Layer):
         initializer = keras.initializers.RandomNormal(stddev=init_std) if init_std else "uniform"
         regularizer = keras.regularizers.L2(l2) if l2 else None
         self.embeddings = {
-            f.name: keras.layers.Embedding(f.num_rows, embedding_dim, embeddings_initializer=initializer,
+            f.name: RowEmbedding(f.num_rows, embedding_dim, embeddings_initializer=initializer,
                                            embeddings_regularizer=regularizer, name=f"emb_{f.name}")
             for f in self.features
         }

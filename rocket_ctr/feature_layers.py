@@ -14,6 +14,7 @@ import dataclasses
 import keras
 import tensorflow as tf
 
+from rocket_ctr.embedding import RowEmbedding
 from rocket_ctr.errors import InputError
 from rocket_ctr.feature_types import MultiHotFeature, NumericFeature
 
@@ -75,7 +76,7 @@ class FeatureEncoders(keras.layers.Layer):
         for f in self.features:
             rows = f.num_rows if isinstance(f, MultiHotFeature) else len(f.boundaries or ()) + 1
             if isinstance(f, MultiHotFeature) or f.bucketized:
-                self.tables[f.name] = keras.layers.Embedding(
+                self.tables[f.name] = RowEmbedding(
                     rows, embedding_dim, embeddings_initializer=initializer, embeddings_regularizer=regularizer,
                     name=f"emb_{f.name}")
         for i, table in enumerate(self.tables.values()):  # as layers.track_for_checkpoints (no import cycle)

@@ -4,6 +4,7 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
+from rocket_ctr.embedding import RowEmbedding
 from rocket_ctr.feature_layers import FeatureEncoders
 from rocket_ctr.spec import FeatureSpec
 
@@ -94,14 +95,28 @@ def project(x, weight):
 
 
 def valid_steps(query, keys, mask, layer_name: str):
-    """The valid (row, step) pairs of per-row histories: ``(rows [V] int64, steps [V, D], n)``.
+    """The valid (row, step) pairs of per-row histories: ``(rows [V] int64, steps [V, D], n)``;
+    ``keys`` padded [B, L, D] (``mask`` says which steps are valid) or ragged (only valid steps).
 
     One history per candidate here; a batch-1 history must take the broadcast form instead.
     """
+    if isinstance(keys, tf.RaggedTensor):  # the bank looked up only the valid steps (training)
+        return keys.value_rowids(), keys.flat_values, keys.nrows()
     tf.debugging.assert_equal(tf.shape(keys)[0], tf.shape(query)[0],
                               message=f"{layer_name}: per-row histories need one history per candidate")
     where = tf.where(mask)                                         # [V, 2] (row, step)
     return where[:, 0], tf.gather_nd(keys, where), tf.shape(query, out_type=tf.int64)[0]
+
+
+def padded_history(history, width) -> tf.Tensor:
+    """A ragged history (only valid steps) as [B, width, D] with zeros after each row's steps."""
+    if not isinstance(history, tf.RaggedTensor):
+        return history
+    values = history.flat_values
+    shape = tf.stack([history.nrows(), tf.cast(width, tf.int64), tf.shape(values, out_type=tf.int64)[-1]])
+    padded = history.to_tensor(shape=shape)
+    padded.set_shape([None, None, values.shape[-1]])
+    return padded
 
 
 def segment_softmax(scores, rows, n):
@@ -207,7 +222,8 @@ class EmbeddingBank(keras.layers.Layer):
     (profile, history) may have batch size 1 against N candidates. ``call`` returns the lookups::
 
         {"candidate": [N, S·D] (every sequence feature's candidate embedding, part of x),
-         "sequences": [{"query": [N, W], "history": [B, L, W], "lengths": [B] int32}, ...]
+         "sequences": [{"query": [N, W], "history": [B, L, W] (training: ragged [B, (len), W]),
+                        "lengths": [B] int32, "width": L}, ...]
              (one per sequence group: its features' candidate / history embeddings, W = its
              features' and side columns' D each; a side column's query part is zeros; B = N, or 1
              for one user's request; without sequence groups: one group, query = "candidate"),
@@ -224,13 +240,15 @@ class EmbeddingBank(keras.layers.Layer):
         l2: L2 penalty on the whole tables (a model loss; 0: none).
     """
 
+    skip_padding = True  # training looks up only valid history steps; off under XLA (use_padded_attention)
+
     def __init__(self, spec: FeatureSpec, embedding_dim=18, init_std=0.0, l2=0.0, **kwargs):
         super().__init__(**kwargs)
         self.spec, self.embedding_dim, self.init_std, self.l2 = spec, embedding_dim, init_std, l2
         initializer = keras.initializers.RandomNormal(stddev=init_std) if init_std else "uniform"
         regularizer = keras.regularizers.L2(l2) if l2 else None
         self.embeddings = {
-            f.name: keras.layers.Embedding(f.num_rows, embedding_dim, embeddings_initializer=initializer,
+            f.name: RowEmbedding(f.num_rows, embedding_dim, embeddings_initializer=initializer,
                                            embeddings_regularizer=regularizer, name=f"emb_{f.name}")
             for f in spec.id_features
         }
@@ -240,7 +258,7 @@ class EmbeddingBank(keras.layers.Layer):
             if spec.extra_features else None
         # sequence-only side columns (sequence groups): their own tables, after everything else
         self.side_embeddings = {
-            f.name: keras.layers.Embedding(f.num_rows, embedding_dim, embeddings_initializer=initializer,
+            f.name: RowEmbedding(f.num_rows, embedding_dim, embeddings_initializer=initializer,
                                            embeddings_regularizer=regularizer, name=f"emb_{f.name}")
             for f in spec.side_features
         }
@@ -260,13 +278,15 @@ class EmbeddingBank(keras.layers.Layer):
         sequences = []
         for group, length in zip(spec.groups, spec.length_columns):
             features = spec.group_features(group)
-            keys = [emb[f.name](rows[f.history]) for f in features]
-            keys += [self.side_embeddings[f.name](rows[f.name]) for f in group.side_features]
+            lookups = [(emb[f.name], rows[f.history]) for f in features]
+            lookups += [(self.side_embeddings[f.name], rows[f.name]) for f in group.side_features]
             query = [candidate[f.name] for f in features]
             if group.side_features:  # no candidate-side value: zeros of the side columns' width
                 n = tf.shape(query[0])[0]
                 query.append(tf.zeros([n, self.embedding_dim * len(group.side_features)], query[0].dtype))
-            sequences.append({"query": _concat(query), "history": _concat(keys), "lengths": rows[length]})
+            history = self._history(lookups, rows[length], valid_only=training and self.skip_padding)
+            sequences.append({"query": _concat(query), "history": history, "lengths": rows[length],
+                              "width": tf.shape(lookups[0][1])[1]})
         embedded = {
             "candidate": _concat([candidate[f.name] for f in spec.sequence_features]),
             "sequences": sequences,
@@ -278,6 +298,20 @@ class EmbeddingBank(keras.layers.Layer):
             embedded["user"] += extra["user"]
             embedded["items"] += extra["items"]
         return embedded
+
+    @staticmethod
+    def _history(lookups: list, lengths, valid_only: bool) -> tf.Tensor:
+        """[B, L, width] embeddings of a group's history columns; ``valid_only``: a ragged
+        [B, (len), width] of only the valid steps, so the lookup, the attention, their gradients
+        and the optimizer's row updates follow the real history lengths, not the padded width
+        (extractors without a valid-step form get it padded: :func:`padded_history`)."""
+        if not valid_only:
+            return _concat([table(ids) for table, ids in lookups])
+        first = lookups[0][1]
+        index = tf.where(tf.sequence_mask(lengths, tf.shape(first)[1]))          # [V, 2] (row, step)
+        values = _concat([table(tf.gather_nd(ids, index)) for table, ids in lookups])  # [V, width]
+        return tf.RaggedTensor.from_value_rowids(values, index[:, 0], nrows=tf.shape(first, out_type=tf.int64)[0],
+                                                 validate=False)
 
     def link_for_checkpoints(self, name: str, trackable) -> None:
         """A checkpoint-only dependency ``name`` -> ``trackable``, not a Keras sublayer (the bank's
@@ -310,7 +344,7 @@ class EmbeddingBank(keras.layers.Layer):
     @classmethod
     def from_config(cls, config):
         config = dict(config)
-        return cls(FeatureSpec.from_dict(config.pop("spec")), **config)
+        return cls(FeatureSpec.from_saved(config.pop("spec")), **config)
 
 
 def _concat(parts: list) -> tf.Tensor:

@@ -59,13 +59,15 @@ def check_run_dir(run_dir, config: RocketConfig, spec: FeatureSpec) -> None:
             previous = RocketConfig.from_saved(previous).flat()  # nested or an earlier version's flat names
         elif previous is not None:
             with contextlib.suppress(TypeError, ValueError):  # keys added since (weight...) at their defaults
-                previous = FeatureSpec.from_dict(previous).to_dict()
+                previous = FeatureSpec.from_saved(previous).to_dict()
         current = json.loads(json.dumps(current))  # tuples -> lists, as saved
         previous = json.loads(json.dumps(previous))
         if previous is not None and previous != current:
             changed = sorted(k for k in set(previous) | set(current) if previous.get(k) != current.get(k))
+            hint = ' (a run trained before "id_hash" existed resumes with "id_hash": "string" in the ' \
+                   'feature_spec.json)' if "id_hash" in changed else ""
             raise FieldError(f"{run_dir} holds a run with another {name} (differs in {changed}); "
-                             "use a new {run_dir} or the same settings to resume")
+                             f"use a new {{run_dir}} or the same settings to resume{hint}")
 
 
 def record_run(run_dir, config: RocketConfig, spec: FeatureSpec) -> None:
@@ -108,7 +110,7 @@ def restore_model(run_dir) -> tuple[RocketModel, FeatureSpec, RocketConfig]:
         if not (run_dir / name).exists():
             raise FieldError(f"{run_dir}: not a training run dir (no {name}); train with {{run_dir}} first")
     config = RocketConfig.from_saved(json.loads((run_dir / CONFIG_FILE).read_text()))
-    spec = FeatureSpec.load(run_dir / SPEC_FILE)
+    spec = FeatureSpec.load(run_dir / SPEC_FILE, saved=True)
     latest = latest_checkpoint(run_dir)
     if latest is None:
         raise InputError(f"{run_dir}: no checkpoint in {run_dir / CHECKPOINTS}")

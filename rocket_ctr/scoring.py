@@ -95,7 +95,7 @@ def export_spec(info: dict, data=None) -> FeatureSpec:
     """
     tower = info.get("tower") or "light"
     if info.get("feature_spec"):
-        return FeatureSpec.from_dict(info["feature_spec"]).for_tower(tower)
+        return FeatureSpec.from_saved(info["feature_spec"]).for_tower(tower)
     spec = find_feature_spec(data) if data is not None else None
     if spec is None:
         raise InputError(f"{info.get('path')}: no feature spec in the export (assets.extra) nor a "

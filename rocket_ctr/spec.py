@@ -19,6 +19,11 @@ from rocket_ctr.feature_types import MultiHotFeature, NumericFeature, SequenceGr
 HIST_LEN = "hist_len"  # int32 feature added by the pipeline: true history length before padding
 WEIGHT = "sample_weight"  # float32 entry added by the pipeline: each row's weight (1 without a weight column)
 ID_DTYPES = ("int64", "string")
+# How hashed ids become rows: "splitmix64" mixes an int64 id arithmetically (string ids: farmhash);
+# "string" hashes every id's decimal text with farmhash, as every spec did before the field existed
+# (5x slower on int64 ids: the text is built for every history step of every row).
+ID_HASHES = ("splitmix64", "string")
+ID_HASH_BEFORE_FIELD_EXISTED = "string"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -105,6 +110,10 @@ class FeatureSpec:
             (:class:`rocket_ctr.feature_types.SequenceGroup`: a name, the ``sequence_features`` it
             holds, optional sequence-only side columns); every sequence feature in exactly one.
             Empty (default): one group of every sequence feature, no side columns (:attr:`groups`).
+        id_hash: how hashed (non-vocabulary) ids become rows: ``"splitmix64"`` (int64 ids mixed
+            arithmetically, then modulo the buckets; string ids by farmhash) or ``"string"`` (every
+            id's decimal text by farmhash: the mapping of specs saved before this field existed,
+            which :meth:`from_saved` keeps). Changing it re-maps every hashed id.
     """
 
     sequence_features: tuple = dataclasses.field(default_factory=_default_sequence_features)
@@ -120,8 +129,11 @@ class FeatureSpec:
     numeric_features: tuple = ()
     multi_hot_features: tuple = ()
     sequence_groups: tuple = ()
+    id_hash: str = "splitmix64"
 
     def __post_init__(self):
+        if self.id_hash not in ID_HASHES:
+            raise ValueError(f"id_hash must be one of {ID_HASHES}, got {self.id_hash!r}")
         for group in ("sequence_features", "user_features", "item_features"):
             value = tuple(build(IdFeature, f, group) for f in getattr(self, group))
             object.__setattr__(self, group, value)
@@ -344,14 +356,24 @@ class FeatureSpec:
             raise ValueError(f"unknown FeatureSpec keys {sorted(unknown)}")
         return cls(**data)
 
+    @classmethod
+    def from_saved(cls, data: dict[str, Any]) -> "FeatureSpec":
+        """A spec a run dir or an export saved: one written before ``id_hash`` existed keeps the
+        id mapping its weights were trained with (``"string"``), not today's default."""
+        if isinstance(data, dict) and "id_hash" not in data:
+            data = {**data, "id_hash": ID_HASH_BEFORE_FIELD_EXISTED}
+        return cls.from_dict(data)
+
     def save(self, path: str | Path) -> None:
         """Writes the spec as JSON (e.g. ``feature_spec.json`` beside a data set)."""
         Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
 
     @classmethod
-    def load(cls, path: str | Path) -> "FeatureSpec":
-        """Reads a spec written by :meth:`save`; raises InputError (a ValueError) naming the file."""
+    def load(cls, path: str | Path, saved: bool = False) -> "FeatureSpec":
+        """Reads a spec written by :meth:`save` (``saved``: by a run dir, see :meth:`from_saved`);
+        raises InputError (a ValueError) naming the file."""
         try:
-            return cls.from_dict(json.loads(Path(path).read_text()))
+            data = json.loads(Path(path).read_text())
+            return cls.from_saved(data) if saved else cls.from_dict(data)
         except (OSError, json.JSONDecodeError, TypeError, ValueError) as err:
             raise InputError(f"{path}: not a valid FeatureSpec JSON ({err})") from None

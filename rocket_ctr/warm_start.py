@@ -63,7 +63,7 @@ class WarmStartSource:
             config = RocketConfig.from_saved(json.loads((source / layout.CONFIG_FILE).read_text()))
         except ValueError as err:
             raise FieldError(f"{{warm_start}} {source}: unreadable {layout.CONFIG_FILE} ({err})") from None
-        spec = FeatureSpec.load(source / layout.SPEC_FILE)
+        spec = FeatureSpec.load(source / layout.SPEC_FILE, saved=True)
         checkpoint = layout.latest_checkpoint(source)
         if checkpoint is None:
             raise FieldError(f"{{warm_start}} {source}: no checkpoint in {source / layout.CHECKPOINTS}")

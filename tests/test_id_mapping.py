@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
+from rocket_ctr.hashing import splitmix64
 from rocket_ctr.id_mapping import IdMapper
 from rocket_ctr.spec import FeatureSpec, IdFeature
 
@@ -76,3 +77,33 @@ def test_mapper_call_maps_id_columns_inside_tf_function():
     np.testing.assert_array_equal(out["hist_len"], [2, 1])
     # same result as eager
     np.testing.assert_array_equal(mapper(features)["cate_id"].numpy(), out["cate_id"])
+
+
+def test_int_ids_hash_by_splitmix64_and_old_specs_keep_the_text_hash():
+    ids = np.array([0, 1, -1, -(2**63), 2**63 - 1, HUGE, 123456789], np.int64)
+    spec = FeatureSpec()
+    assert spec.id_hash == "splitmix64"
+    feature = spec.feature("item_id")
+    rows = IdMapper(spec).rows(feature, tf.constant(ids)).numpy()
+    np.testing.assert_array_equal(rows, (splitmix64(ids) % np.uint64(feature.buckets)).astype(np.int64))
+    # the same under XLA (the compiled serving path maps ids too)
+    compiled = tf.function(lambda x: IdMapper(spec).rows(feature, x), jit_compile=True)
+    np.testing.assert_array_equal(compiled(tf.constant(ids)).numpy(), rows)
+    # a spec saved before id_hash existed (a run dir's, an export's) keeps hashing the ids' text
+    saved = spec.to_dict()
+    del saved["id_hash"]
+    old = FeatureSpec.from_saved(saved)
+    assert old.id_hash == "string" and FeatureSpec.from_dict(saved).id_hash == "splitmix64"
+    text = tf.strings.to_hash_bucket_fast([str(i) for i in ids], feature.buckets).numpy()
+    np.testing.assert_array_equal(IdMapper(old).rows(old.feature("item_id"), tf.constant(ids)).numpy(), text)
+    # string ids hash the same way under both
+    gender = spec.feature("user_gender")
+    words = tf.constant(["f", "m", ""])
+    np.testing.assert_array_equal(IdMapper(spec).rows(gender, words).numpy(), IdMapper(old).rows(gender, words).numpy())
+
+
+def test_unknown_id_hash_is_refused():
+    import pytest
+
+    with pytest.raises(ValueError, match="id_hash must be one of"):
+        FeatureSpec(id_hash="md5")

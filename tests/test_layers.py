@@ -259,3 +259,34 @@ def test_a_history_of_unknown_batch_one_against_many_candidates_is_refused_not_m
                                                       tf.TensorSpec([None, None], tf.bool)])
     with pytest.raises(tf.errors.InvalidArgumentError, match="one history per candidate"):
         traced(query, keys[:1], mask[:1])
+
+
+@pytest.mark.parametrize("light_interest", ["dot", "din", "mean"])
+def test_training_lookup_of_valid_steps_only_equals_the_padded_lookup(light_interest):
+    """Training looks up only the valid history steps (a ragged history); the padded lookup
+    (XLA's form) gives the same outputs and the same gradients for every variable."""
+    from rocket_ctr.config import RocketConfig
+    from rocket_ctr.layers import use_padded_attention
+    from rocket_ctr.model import RocketModel
+    from rocket_ctr.signatures import example_rows
+
+    spec = FeatureSpec()
+    model = RocketModel(spec, RocketConfig(mode="rocket", light_interest=light_interest, hint_warmup=False))
+    model(example_rows(spec), training=False)
+    rng = np.random.default_rng(0)
+    rows = {f.history: tf.constant(rng.integers(0, f.num_rows, (5, 7)), tf.int64) for f in spec.sequence_features}
+    rows.update({f.name: tf.constant(rng.integers(0, f.num_rows, 5), tf.int64) for f in spec.id_features})
+    rows[HIST_LEN] = tf.constant([0, 1, 7, 3, 5], tf.int32)
+    results = []
+    for padded in (False, True):
+        use_padded_attention(model, padded)
+        with tf.GradientTape() as tape:
+            outputs = model(rows, training=True)
+            loss = tf.reduce_sum(outputs["light"] ** 2) + tf.reduce_sum(outputs["booster"])
+        grads = [tf.convert_to_tensor(g).numpy() for g in tape.gradient(loss, model.trainable_variables)]
+        results.append(({k: v.numpy() for k, v in outputs.items()}, grads))
+    use_padded_attention(model, False)
+    for name in results[0][0]:
+        np.testing.assert_allclose(results[0][0][name], results[1][0][name], rtol=1e-5, atol=1e-6)
+    for ragged, dense in zip(results[0][1], results[1][1]):
+        np.testing.assert_allclose(ragged, dense, rtol=1e-4, atol=1e-6)
