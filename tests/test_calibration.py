@@ -100,7 +100,9 @@ def test_evaluate_returns_corrected_probabilities(click_log):
         assert "pcoc_uncorrected" not in plain[tower]
         assert corrected[tower]["pcoc_uncorrected"] == pytest.approx(plain[tower]["pcoc"], rel=1e-5)
         assert corrected[tower]["pcoc"] < plain[tower]["pcoc"]
-        assert corrected[tower]["auc"] == pytest.approx(plain[tower]["auc"])  # a monotone map
+        # a monotone map: the same ranking, up to float32 ties σ(l + log r) makes or breaks among
+        # an untrained model's near-equal logits
+        assert corrected[tower]["auc"] == pytest.approx(plain[tower]["auc"], abs=1e-3)
 
 
 def test_exported_graph_returns_corrected_probabilities(tmp_path):
