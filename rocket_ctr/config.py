@@ -179,6 +179,9 @@ class TrainingConfig:
     early_stopping_patience: int = option(2, minimum=0,
                                           help="epochs without a better light validation GAUC before stopping; "
                                                "restores the best weights (0 = off)")
+    calibrate_intercept: bool = option(True, help="after training, fit one scalar per tower added to its logit "
+                                                  "on the validation rows (weighted log loss; AUC and GAUC "
+                                                  "unchanged): the model, evaluate and the export apply it")
 
 
 @dataclasses.dataclass(init=False)
@@ -314,7 +317,7 @@ class RocketConfig:
 
 
 # What a run built before these fields existed (their defaults have changed since).
-BEFORE_FIELD_EXISTED = {"model.light_interest": "shared"}
+BEFORE_FIELD_EXISTED = {"model.light_interest": "shared", "training.calibrate_intercept": False}
 
 
 # ----- the field table: paths, flags, flat names ------------------------------------------------

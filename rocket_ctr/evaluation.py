@@ -26,12 +26,12 @@ def model_inputs(spec: FeatureSpec, mapper: IdMapper):
 
 
 def evaluate(model: RocketModel, paths, spec: FeatureSpec, batch_size: int = 4096, holdout=None,
-             negative_rate: float = 1.0) -> dict:
+             negative_rate: float = 1.0, intercept: bool = True) -> dict:
     """Exact AUC, GAUC, log loss, PCOC and ECE of every tower of ``model`` on a Parquet log.
 
     Probabilities are the model's corrected ones (:meth:`RocketModel.probabilities`: back to the
-    full rate when it trained on downsampled negatives); metrics are weighted by the spec's
-    weight column, if any.
+    full rate when it trained on downsampled negatives, plus each tower's fitted intercept);
+    metrics are weighted by the spec's weight column, if any.
 
     Args:
         model: a built RocketModel.
@@ -43,10 +43,35 @@ def evaluate(model: RocketModel, paths, spec: FeatureSpec, batch_size: int = 409
         negative_rate: share of negatives this log kept (e.g. validation rows of a log
             downsampled upstream): each negative then counts 1/rate, so the metrics estimate
             the full log's.
+        intercept: apply the towers' fitted intercepts (False: the model as trained, e.g. the
+            per-epoch metrics of training).
     Returns:
         ``{"light": {"auc", "gauc", "logloss", "pcoc", "ece", "count", "gauc_users",
         "reliability"}, "booster": {...}}``; with a downsampled model (``model.negative_rate`` < 1)
         also ``pcoc_uncorrected``, the PCOC of the sample probabilities, for contrast.
+    """
+    evaluator, sample_sums, clicks = StreamingEvaluator(), {}, 0.0
+    for user_ids, label, weight, logits in scored_batches(model, paths, spec, batch_size, holdout, negative_rate):
+        corrected = model.probabilities(logits, intercept)
+        evaluator.update(user_ids, label, {k: v.numpy() for k, v in corrected.items()}, weight)
+        clicks += float(np.dot(weight, label))
+        for tower, logit in logits.items():
+            q = tf.sigmoid(logit).numpy()
+            sample_sums[tower] = sample_sums.get(tower, 0.0) + float(np.dot(weight, q))
+    results = evaluator.result()
+    if model.negative_rate < 1.0:
+        for tower, values in results.items():
+            values["pcoc_uncorrected"] = sample_sums[tower] / clicks if clicks > 0 else float("nan")
+    return results
+
+
+def scored_batches(model: RocketModel, paths, spec: FeatureSpec, batch_size: int = 4096, holdout=None,
+                   negative_rate: float = 1.0):
+    """The towers' logits on a Parquet log, batch by batch (arguments as in :func:`evaluate`).
+
+    Yields:
+        ``(user_ids, labels, weights, logits)``: numpy user ids and labels, float64 row weights
+        (negatives counted 1/``negative_rate``) and ``{tower: logit tensor}`` (no offset added).
     """
     try:
         negative_weight = 1.0 / check_rate(negative_rate)
@@ -57,21 +82,28 @@ def evaluate(model: RocketModel, paths, spec: FeatureSpec, batch_size: int = 409
 
     @tf.function(input_signature=[row_signature(spec)])
     def predict(rows):
-        logits = model(rows, training=False)
-        return model.probabilities(logits), {k: tf.sigmoid(v) for k, v in logits.items()}
+        return model(rows, training=False)
 
-    evaluator, sample_sums, clicks = StreamingEvaluator(), {}, 0.0
     with surfacing_input_errors():
         for rows, label, user_ids, weight in dataset.prefetch(2):
             label, weight = label.numpy(), weight.numpy().astype(np.float64)
-            weight = np.where(label > 0, weight, weight * negative_weight)
-            corrected, sample = predict(rows)
-            evaluator.update(user_ids.numpy(), label, {k: v.numpy() for k, v in corrected.items()}, weight)
-            clicks += float(np.dot(weight, label))
-            for tower, q in sample.items():
-                sample_sums[tower] = sample_sums.get(tower, 0.0) + float(np.dot(weight, q.numpy()))
-    results = evaluator.result()
-    if model.negative_rate < 1.0:
-        for tower, values in results.items():
-            values["pcoc_uncorrected"] = sample_sums[tower] / clicks if clicks > 0 else float("nan")
-    return results
+            yield user_ids.numpy(), label, np.where(label > 0, weight, weight * negative_weight), predict(rows)
+
+
+def validation_logits(model: RocketModel, paths, spec: FeatureSpec, holdout, negative_rate: float = 1.0,
+                      batch_size: int = 4096) -> tuple:
+    """Every tower's logit plus ``log r`` (no intercept) on a log's rows, for :mod:`rocket_ctr.intercept`.
+
+    Returns:
+        ``({tower: float64 array}, labels, weights)`` (weights as :func:`evaluate`'s).
+    """
+    logits, labels, weights = {}, [], []
+    for _, label, weight, batch in scored_batches(model, paths, spec, batch_size, holdout, negative_rate):
+        labels.append(label)
+        weights.append(weight)
+        for tower, logit in batch.items():
+            logits.setdefault(tower, []).append(logit.numpy().astype(np.float64) + model.logit_offset)
+    if not labels:
+        return {tower: np.zeros(0) for tower in model.towers}, np.zeros(0), np.zeros(0)
+    return ({tower: np.concatenate(parts) for tower, parts in logits.items()}, np.concatenate(labels),
+            np.concatenate(weights))

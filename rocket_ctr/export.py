@@ -143,6 +143,8 @@ def export_light(model, spec: FeatureSpec, export_base, version: int | None = No
                 "signatures": describe_signatures(spec), "feature_spec": spec.to_dict(),
                 "verified_max_abs_diff": worst,
                 "negative_rate": model.negative_rate}  # < 1: probabilities are corrected to the full rate
+        if tower in model.intercepts:  # added to the logit (rocket_ctr.intercept); none before it existed
+            info["intercept"] = model.intercept_values()[tower]
         (extra / INFO_FILE).write_text(json.dumps(info, indent=2) + "\n")
         os.chmod(staging, 0o755)  # mkdtemp makes it owner-only; a server may run as another user
         os.rename(staging, final)

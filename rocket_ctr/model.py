@@ -49,14 +49,20 @@ class RocketModel(keras.Model):
         negative_rate: share of negatives the training rows kept (downsampling, upstream and in
             the reader); :meth:`probabilities` corrects back to the full rate. Default: the
             spec's ``negative_rate`` times a RocketConfig's ``training.negative_rate``.
+        intercept: give each tower a non-trainable ``<tower>_intercept`` added to its logit
+            (fitted after training: ``rocket_ctr.intercept``). Default: a RocketConfig's
+            ``training.calibrate_intercept``, else no (models without one are the ones before it).
     """
 
     def __init__(self, spec: FeatureSpec, config: ModelConfig | RocketConfig | None = None,
-                 hint: HintConfig | None = None, negative_rate: float | None = None, **kwargs):
+                 hint: HintConfig | None = None, negative_rate: float | None = None, intercept: bool | None = None,
+                 **kwargs):
         super().__init__(**kwargs)
         if negative_rate is None:
             reader_rate = config.training.negative_rate if isinstance(config, RocketConfig) else 1.0
             negative_rate = spec.negative_rate * reader_rate
+        if intercept is None:
+            intercept = isinstance(config, RocketConfig) and config.training.calibrate_intercept
         self.negative_rate = float(negative_rate)
         # logit(p) = logit(q) + log(r): the full-rate probability of a model trained on the sample
         self.logit_offset = logit_offset(self.negative_rate)
@@ -106,6 +112,11 @@ class RocketModel(keras.Model):
         # The scale the model reads, written by a training policy (callbacks.hint_warmup): it
         # multiplies λ and lets the booster's gradient into the shared bottom; 1 = eq. (1) as is.
         self.hint_scale = self.add_weight(name="hint_scale", shape=(), initializer="ones", trainable=False)
+        # Created only when asked for: a checkpoint written before them restores exactly as before.
+        # (attributes, not a dict: checkpoints track a Keras model's variables by attribute)
+        for tower in self.towers if intercept else ():
+            setattr(self, f"{tower}_intercept", self.add_weight(name=f"{tower}_intercept", shape=(),
+                                                                initializer="zeros", trainable=False))
         self.trackers = {name: keras.metrics.Mean(name=name) for name in LOSS_TERMS}
 
     # ----- forward ---------------------------------------------------------------------------
@@ -249,10 +260,29 @@ class RocketModel(keras.Model):
         return tuple(layer for layer in (self.booster_columns, self.booster_extras, self.booster_cross)
                      if layer is not None)
 
-    def probabilities(self, logits: dict) -> dict:
+    def offset(self, tower: str, intercept: bool = True):
+        """What a tower's logit gets before the sigmoid: ``log r`` plus, when the model has one and
+        ``intercept``, the tower's fitted intercept (a plain float without one)."""
+        if intercept and tower in self.intercepts:
+            return self.logit_offset + self.intercepts[tower]
+        return self.logit_offset
+
+    @property
+    def intercepts(self) -> dict:
+        """``{tower: variable}`` of the towers' intercepts ({} for a model without them)."""
+        return {tower: getattr(self, f"{tower}_intercept") for tower in self.towers
+                if hasattr(self, f"{tower}_intercept")}
+
+    def intercept_values(self) -> dict:
+        """``{tower: float}`` of the fitted intercepts ({} for a model without them)."""
+        return {tower: float(variable.numpy()) for tower, variable in self.intercepts.items()}
+
+    def probabilities(self, logits: dict, intercept: bool = True) -> dict:
         """Click probabilities of :meth:`call`'s logits, corrected for negative downsampling:
-        ``σ(logit + log r)`` = ``q / (q + (1 − q) / r)`` (``σ(logit)`` when nothing was downsampled)."""
-        return {tower: tf.sigmoid(logit + self.logit_offset) for tower, logit in logits.items()}
+        ``σ(logit + log r + b)`` = ``q / (q + (1 − q) / r)`` shifted by the tower's intercept ``b``
+        (``σ(logit)`` when nothing was downsampled and no intercept is fitted; ``intercept=False``:
+        without ``b``)."""
+        return {tower: tf.sigmoid(logit + self.offset(tower, intercept)) for tower, logit in logits.items()}
 
     # ----- the paper's eq. (1) ---------------------------------------------------------------------
     def loss_terms(self, labels, logits: dict, weights=None) -> dict:

@@ -5,7 +5,8 @@ The SavedModel that :func:`rocket_ctr.export.export_light` writes is a ``tf.Modu
 extractor, its MLP), nothing else (the booster is never in a light export; a light tower that
 shares the booster's attention holds that attention, not the booster tower). Two signatures,
 raw ids in (the id -> row mapping runs in the graph), ``probabilities`` [N] float32 out
-(corrected to the full rate when the model trained on downsampled negatives):
+(corrected to the full rate when the model trained on downsampled negatives, shifted by the
+tower's fitted intercept when it has one: ``rocket_ctr.intercept``):
 
 * ``serving_default``: one request = one user + N candidates. User profile inputs have shape
   [1], history inputs [1, L] (oldest -> newest; ``hist_len`` is L), candidate inputs [N]
@@ -77,8 +78,9 @@ def tower_logit(model, tower: str, rows: dict) -> tf.Tensor:
 
 def tower_probability(model, tower: str, rows: dict) -> tf.Tensor:
     """One tower's served click probability: corrected to the full rate when the model trained
-    on downsampled negatives (``σ(logit + log r)``, see ``rocket_ctr.calibration``)."""
-    return tf.sigmoid(tower_logit(model, tower, rows) + model.logit_offset)
+    on downsampled negatives and shifted by its fitted intercept (``σ(logit + log r + b)``, see
+    ``rocket_ctr.calibration`` and ``rocket_ctr.intercept``)."""
+    return tf.sigmoid(tower_logit(model, tower, rows) + model.offset(tower))
 
 
 def _pad_dim(x: tf.Tensor, axis: int, size) -> tf.Tensor:
@@ -120,6 +122,8 @@ class ServingModule(tf.Module):
         self.mapper = IdMapper(spec)
         # Only this tower's variables are tracked; saving fails if a signature touched any other.
         self.tower_weights = {v.path: v.value for layer in model.serving_layers(tower) for v in layer.weights}
+        if tower in model.intercepts:  # the tower's fitted intercept (models before it have none)
+            self.tower_weights[model.intercepts[tower].path] = model.intercepts[tower].value
         self._jit = jit_compile
 
         def probabilities(rows):

@@ -9,7 +9,9 @@ skipped, not repeated.
 
 After each epoch the loop evaluates (validation users, eval data) into the epoch's record and
 hands it to the callbacks (``rocket_ctr.callbacks``), in this order: the hint warm-up, TensorBoard,
-early stopping, the run recorder. Keras' ``Callback`` hooks, called by this loop, not by ``fit``.
+early stopping, the intercept refit, the run recorder. Keras' ``Callback`` hooks, called by this
+loop, not by ``fit``. Per-epoch metrics leave the towers' intercepts out: the refit after training
+(``rocket_ctr.intercept``) never changes what training decides.
 
 Distributed (``strategy="multi-worker"``, ``TF_CONFIG``): the same loop runs the same step under
 ``strategy.run`` over a distributed dataset, each worker streaming its own shard; Keras 3's
@@ -37,6 +39,7 @@ import tensorflow as tf
 from rocket_ctr import run_dir as layout
 from rocket_ctr.callbacks.early_stopping import EarlyStopping
 from rocket_ctr.callbacks.hint_warmup import HintWarmup
+from rocket_ctr.callbacks.intercept_refit import InterceptRefit
 from rocket_ctr.callbacks.recorder import RunRecorder, load_history
 from rocket_ctr.callbacks.tensorboard_logs import TensorBoardLogs
 from rocket_ctr.config import RocketConfig
@@ -50,7 +53,7 @@ from rocket_ctr.data import (
 )
 from rocket_ctr.distributed import PARAMETER_SERVER_UNSUPPORTED, broadcast_from_chief, make_strategy
 from rocket_ctr.errors import FieldError, InputError, render_fields
-from rocket_ctr.evaluation import evaluate, model_inputs
+from rocket_ctr.evaluation import evaluate, model_inputs, validation_logits
 from rocket_ctr.holdout import plan_holdout
 from rocket_ctr.id_mapping import IdMapper
 from rocket_ctr.layers import use_padded_attention
@@ -167,14 +170,34 @@ class Trainer:
         self.early_stopping = EarlyStopping.for_config(
             cfg, best_dir=self._write_dir(layout.BEST), chief_best_dir=self.run_dir / layout.BEST,
             checkpoints=self.manager, history=self.history, verbose=self.verbose)
+        self.refit = self._intercept_refit()
         self.recorder = RunRecorder(self.run_dir, cfg, self.history, self.total_epochs, self.task.num_workers,
                                     write=self.is_chief, verbose=self.verbose, warmup=self.warmup,
                                     early_stopping=self.early_stopping, field_names=self.field_names,
                                     validation_split=self.holdout and {"kind": self.holdout.kind,
                                                                        "reason": self.holdout.reason})
-        self.callbacks = [c for c in (self.warmup, self.tensorboard, self.early_stopping, self.recorder) if c]
+        self.callbacks = [c for c in (self.warmup, self.tensorboard, self.early_stopping, self.refit, self.recorder)
+                          if c]
         for callback in self.callbacks:
             callback.set_model(self.model)
+
+    def _intercept_refit(self) -> InterceptRefit | None:
+        """The refit of the towers' intercepts after training (None: the model has none)."""
+        if not self.model.intercepts:
+            return None
+        spec, train = self.spec, self.train_paths
+
+        def logits():
+            return validation_logits(self.model, train, spec, (self.holdout, "validation"), spec.negative_rate)
+
+        def share(values):
+            if not self.distributed:
+                return values
+            return list(broadcast_from_chief(self.strategy, np.asarray(values, np.float64), self.is_chief))
+
+        evaluate_eval = None if self.eval_paths is None else (lambda: evaluate(self.model, self.eval_paths, spec))
+        return InterceptRefit(logits if self.holdout else None, evaluate_eval, share, self.manager,
+                              is_chief=self.is_chief, verbose=self.verbose)
 
     def _write_dir(self, name: str) -> Path:
         """Where this worker's checkpoints go: the run dir for the chief, scratch for the others."""
@@ -369,10 +392,10 @@ class Trainer:
         if self.holdout and self.is_chief:
             record["validation"] = evaluate(self.model, self.train_paths, self.spec,
                                             holdout=(self.holdout, "validation"),
-                                            negative_rate=self.spec.negative_rate)
+                                            negative_rate=self.spec.negative_rate, intercept=False)
             self._print_eval(record["validation"], "validation")
         if self.eval_paths is not None and self.is_chief:
-            record["eval"] = evaluate(self.model, self.eval_paths, self.spec)
+            record["eval"] = evaluate(self.model, self.eval_paths, self.spec, intercept=False)
             self._print_eval(record["eval"], "eval")
         if self.distributed:
             self._share_chief_results(record)

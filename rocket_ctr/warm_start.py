@@ -12,7 +12,8 @@ carries over unless ``carry_optimizer=False``; its learning rate is always the n
 hint warm-up's launch carries over too: when the source ended with the hint on
 (``model.hint_scale`` > 0), the new run starts with the hint at full weight instead of waiting for
 the booster to lead again; ``warm_start.json`` in the new run dir records what was carried (and
-keeps the launch across resumes of the new run).
+keeps the launch across resumes of the new run). The towers' fitted intercepts carry over when
+both runs have them (``training.calibrate_intercept``); a new run with validation rows refits them.
 """
 from __future__ import annotations
 
@@ -120,7 +121,10 @@ class WarmStartSource:
                 take, vocabulary[feature.name] = row_mapping(old.vocabulary, feature.vocabulary)
                 for table in _tables(model, feature.name):
                     takes[id(table)] = take
-        _copy_all(source.weights, model.weights, takes)
+        _copy_all(_without_intercepts(source), _without_intercepts(model), takes)
+        carried = {t: value for t, value in source.intercept_values().items() if t in model.intercepts}
+        for tower, value in carried.items():  # the new run refits it when it has validation rows
+            model.intercepts[tower].assign(value)
         if carry_optimizer:
             for stage, optimizer in optimizers.items():
                 slot_takes = {id(slot): takes[id(var)] for var in model.trainable_variables if id(var) in takes
@@ -130,8 +134,9 @@ class WarmStartSource:
                 _copy_all([s for s, _ in pairs], [t for _, t in pairs], slot_takes)
         launched = len(model.towers) == 2 and float(model.hint_scale.numpy()) > 0
         model.hint_scale.assign(1.0)  # a fresh model's; the new run's warm-up (if on) sets it from `launched`
-        return {"source": str(self.run_dir), "checkpoint": self.checkpoint, "optimizer_state": carry_optimizer,
-                "vocabulary": vocabulary, "hint_launched": launched}
+        state = {"source": str(self.run_dir), "checkpoint": self.checkpoint, "optimizer_state": carry_optimizer,
+                 "vocabulary": vocabulary, "hint_launched": launched}
+        return {**state, "intercept": carried} if carried else state
 
 
 def feature_set_difference(old: FeatureSpec, new: FeatureSpec) -> str | None:
@@ -179,6 +184,12 @@ def _tables(model, feature: str) -> list:
     if model.booster_columns is not None:  # the booster-only columns' tables
         bottoms[id(model.booster_columns)] = model.booster_columns
     return [bottom.embeddings[feature].embeddings for bottom in bottoms.values() if feature in bottom.embeddings]
+
+
+def _without_intercepts(model) -> list:
+    """The model's variables but its intercepts (a run with them may start from one without)."""
+    skip = {id(v) for v in model.intercepts.values()}
+    return [v for v in model.weights if id(v) not in skip]
 
 
 def _slots(optimizer, variable) -> list:

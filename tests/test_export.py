@@ -67,9 +67,9 @@ def test_savedmodel_holds_only_the_light_tower_and_its_bottom(trained, exported)
     _, _, model, _ = trained
     variables = {k: v for k, v in saved_variables(exported[False].path).items() if k.startswith("tower_weights/")}
     assert variables and not any("booster" in k for k in variables)
-    parts = ("light_tower", "shared_bottom", "din_attention", "light_dot")
+    parts = ("light_tower", "shared_bottom", "din_attention", "light_dot", "light_intercept")
     assert all(any(part in k for part in parts) for k in variables)
-    light = model.tower_variables("light") + model.shared_variables()
+    light = model.tower_variables("light") + model.shared_variables() + [model.intercepts["light"]]
     assert sum(np.prod(s) for s in variables.values()) == sum(np.prod(v.shape) for v in light)
     assert model.tower_variables("booster")  # the run has a booster; it just is not exported
 
@@ -85,7 +85,7 @@ def test_own_light_extractors_export_their_path_alone(trained, tmp_path, light, 
     result = export_light(model, spec, tmp_path / light, jit_compile=xla, sample_size=24, warmup_candidates=64)
     variables = {k: v for k, v in saved_variables(result.path).items() if k.startswith("tower_weights/")}
     assert variables and not any("booster" in k for k in variables)
-    light_path = [v for layer in model.serving_layers("light") for v in layer.weights]
+    light_path = [v for layer in model.serving_layers("light") for v in layer.weights] + [model.intercepts["light"]]
     assert sum(np.prod(s) for s in variables.values()) == sum(np.prod(v.shape) for v in light_path)
     assert any(f"light_{light}" in k for k in variables) == (light != "mean")   # mean has no weights
     assert result.max_abs_diff <= 1e-5

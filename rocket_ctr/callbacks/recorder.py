@@ -1,6 +1,10 @@
 """The run's record: history.json (one record per epoch), metrics.json, curves.png, a reliability
 diagram per tower (reliability_<tower>.png, on the eval data, else the validation rows), and a
-plain warning when the booster never beat the light tower."""
+plain warning when the booster never beat the light tower.
+
+metrics.json's tower metrics are the eval data's with the towers' fitted intercepts
+(``intercept``: their values and how they were fitted; ``eval_without_intercept``: the kept
+epoch's, as in history.json)."""
 from __future__ import annotations
 
 import json
@@ -79,7 +83,8 @@ class RunRecorder(keras.callbacks.Callback):
     def on_train_end(self, logs=None):
         """Builds metrics.json from the history (``logs["train_examples_per_s"]``: this call's
         throughput, None when it trained nothing) and writes it with curves.png."""
-        self.metrics = self._summary(logs.get("train_examples_per_s"))
+        self.metrics = self._summary(logs.get("train_examples_per_s"), logs.get("intercept"),
+                                     logs.get("eval_with_intercept"))
         if not self.write:
             return
         metrics_file = self.run_dir / METRICS_FILE
@@ -88,7 +93,7 @@ class RunRecorder(keras.callbacks.Callback):
         write_atomic(metrics_file, to_json(self.metrics, indent=2) + "\n")
         plot_curves(self.history, self.run_dir / CURVES_FILE)
         last = self._final_record()
-        plot_towers(last.get("eval") or last.get("validation") or {}, self.run_dir)
+        plot_towers(logs.get("eval_with_intercept") or last.get("eval") or last.get("validation") or {}, self.run_dir)
 
     def _final_record(self) -> dict:
         """The record of the epoch whose weights the run ends with ({} before any)."""
@@ -98,14 +103,19 @@ class RunRecorder(keras.callbacks.Callback):
             return self.history[self.early_stopping.best_index]  # the restored weights' epoch
         return self.history[-1]
 
-    def _summary(self, examples_per_s) -> dict:
+    def _summary(self, examples_per_s, intercept: dict | None = None, eval_with_intercept: dict | None = None) -> dict:
         cfg, history = self.config, self.history
         restored = self.early_stopping is not None and self.early_stopping.restores
         last = self._final_record()
         metrics = {"mode": cfg.model.mode, "epochs": self.total_epochs, "epochs_trained": len(history),
                    "train_examples_per_s": examples_per_s}
-        for tower, values in last.get("eval", {}).items():
+        for tower, values in (eval_with_intercept or last.get("eval", {})).items():
             metrics[tower] = {k: values[k] for k in SUMMARY if k in values}
+        if intercept is not None:
+            metrics["intercept"] = intercept
+        if eval_with_intercept:
+            metrics["eval_without_intercept"] = {t: {k: v[k] for k in SUMMARY if k in v}
+                                                 for t, v in last.get("eval", {}).items()}
         if "validation" in last:
             metrics["validation"] = {t: {k: v[k] for k in SUMMARY if k in v} for t, v in last["validation"].items()}
             metrics["best_epoch" if restored else "epoch"] = last["epoch"]

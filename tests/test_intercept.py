@@ -1,0 +1,167 @@
+"""The intercept refit: the 1-D fit, the model variable, training's refit, the export and old run dirs."""
+import json
+import math
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from rocket_ctr.calibration import pcoc
+from rocket_ctr.config import RocketConfig
+from rocket_ctr.datagen.synthetic import generate
+from rocket_ctr.evaluation import evaluate, validation_logits
+from rocket_ctr.export import export_light, read_export_info
+from rocket_ctr.export_rows import sample_rows
+from rocket_ctr.export_verify import reference_probabilities
+from rocket_ctr.intercept import fit_intercept
+from rocket_ctr.model import RocketModel
+from rocket_ctr.run_dir import CONFIG_FILE, restore_model
+from rocket_ctr.signatures import SCORE_ROWS, example_rows
+from rocket_ctr.spec import FeatureSpec
+from rocket_ctr.trainer import Trainer
+from rocket_ctr.warm_start import read_state
+
+TINY = dict(epochs=1, batch_size=256, learning_rate=5e-3, embedding_dim=4, light_units=(8,), booster_units=(8,),
+            validation_fraction=0.2, jit_compile=False)
+
+
+def _sigmoid(x):
+    return 1 / (1 + np.exp(-x))
+
+
+def test_fit_recovers_a_known_offset():
+    rng = np.random.default_rng(0)
+    z = rng.normal(-2.0, 1.0, 400_000)
+    labels = rng.random(len(z)) < _sigmoid(z + 0.7)
+    b = fit_intercept(z, labels)
+    assert b == pytest.approx(0.7, abs=0.02)
+    # its first-order condition: the fitted probabilities sum to the clicks (PCOC 1)
+    assert pcoc(labels, _sigmoid(z + b)) == pytest.approx(1.0, abs=1e-9)
+    # negatives kept at r = 0.1 and weighted 1/r estimate the same b
+    kept = labels | (rng.random(len(z)) < 0.1)
+    weights = np.where(labels[kept], 1.0, 10.0)
+    assert fit_intercept(z[kept], labels[kept], weights) == pytest.approx(0.7, abs=0.03)
+    # weight k is k copies of the row
+    small = slice(0, 500)
+    counts = rng.integers(0, 4, 500)
+    copies = np.repeat(np.arange(500), counts)
+    assert fit_intercept(z[small], labels[small], counts) == pytest.approx(fit_intercept(z[copies], labels[copies]),
+                                                                             abs=1e-9)
+
+
+def test_fit_without_a_finite_minimum_gives_none():
+    z = np.zeros(10)
+    assert fit_intercept(z, np.zeros(10)) is None and fit_intercept(z, np.ones(10)) is None
+    assert fit_intercept([], []) is None
+    with pytest.raises(ValueError, match="length"):
+        fit_intercept(z, np.zeros(9))
+
+
+def test_flag_off_and_old_configs_build_no_intercept():
+    spec = FeatureSpec()
+    assert set(RocketModel(spec, RocketConfig(**TINY)).intercepts) == {"light", "booster"}
+    assert RocketModel(spec, RocketConfig(**TINY, calibrate_intercept=False)).intercepts == {}
+    # a config.json written before the field existed: no intercept, offset log r alone
+    old = RocketConfig.from_saved({k: v for k, v in RocketConfig(**TINY).flat().items()
+                                   if k != "training.calibrate_intercept"})
+    assert old.training.calibrate_intercept is False
+    model = RocketModel(spec, old, negative_rate=0.5)
+    assert model.intercepts == {} and model.offset("light") == math.log(0.5)
+
+
+@pytest.fixture(scope="module")
+def log(tmp_path_factory):
+    """A small generated log with 10 % of the negatives kept upstream (its test split at the full rate)."""
+    out = tmp_path_factory.mktemp("log")
+    generate(out, n_rows=24_000, n_users=800, n_items=300, n_cates=20, seed=5, negative_rate=0.1,
+             row_group_size=8_192)
+    return out
+
+
+@pytest.fixture(scope="module")
+def runs(log, tmp_path_factory):
+    """The same training with the refit on and off: ``{True: (run_dir, metrics), False: ...}``."""
+    out = {}
+    for refit in (True, False):
+        run_dir = tmp_path_factory.mktemp(f"refit_{refit}")
+        trainer = Trainer(run_dir, log / "train", log / "test", RocketConfig(**TINY, calibrate_intercept=refit),
+                          verbose=0)
+        out[refit] = run_dir, trainer.fit(), trainer
+    return out
+
+
+def test_training_refits_on_the_validation_rows_without_changing_what_training_decides(log, runs):
+    run_dir, metrics, trainer = runs[True]
+    _, plain, _ = runs[False]
+    assert metrics["intercept"]["fitted_on"] == "validation rows" and metrics["intercept"]["rows"] > 0
+    # per-epoch metrics (early stopping, warm-up) are the model's without the intercept: the same as without the refit
+    assert metrics["history"] == plain["history"]
+    assert "intercept" not in plain and "eval_without_intercept" not in plain
+    model = trainer.model
+    logits, labels, weights = validation_logits(model, log / "train", trainer.spec,
+                                                (trainer.holdout, "validation"), trainer.spec.negative_rate)
+    for tower in ("light", "booster"):
+        b = metrics["intercept"][tower]
+        assert b == pytest.approx(fit_intercept(logits[tower], labels, weights), abs=1e-6)
+        # the validation rows' PCOC after the refit is 1 (its first-order condition)
+        assert pcoc(labels, _sigmoid(logits[tower] + b), weights) == pytest.approx(1.0, abs=1e-4)
+        # the reported test metrics are the refitted model's; the ranking is the same
+        before = metrics["eval_without_intercept"][tower]
+        # (a shift keeps the ranking; float32 probabilities can round near-tied logits differently)
+        assert metrics[tower]["gauc"] == pytest.approx(before["gauc"], abs=2e-3)
+        assert metrics[tower]["auc"] == pytest.approx(before["auc"], abs=2e-3)
+        assert metrics[tower]["pcoc"] != pytest.approx(before["pcoc"], abs=1e-6)
+        assert before == {k: plain[tower][k] for k in before}
+    # the checkpoint carries it: restore_model and evaluate apply it
+    restored, spec, _ = restore_model(run_dir)
+    assert restored.intercept_values() == pytest.approx({t: metrics["intercept"][t] for t in ("light", "booster")})
+    again = evaluate(restored, log / "test", spec)
+    assert again["light"]["pcoc"] == pytest.approx(metrics["light"]["pcoc"], rel=1e-6)
+
+
+def test_exported_graph_applies_the_intercept(runs, tmp_path):
+    run_dir, metrics, _ = runs[True]
+    model, spec, _ = restore_model(run_dir)
+    result = export_light(model, spec, tmp_path / "base", jit_compile=False, sample_size=32)
+    assert read_export_info(result.path)["intercept"] == pytest.approx(metrics["intercept"]["light"])
+    rows = sample_rows(spec, None, 32)
+    loaded = tf.saved_model.load(str(result.path))
+    served = loaded.signatures[SCORE_ROWS](**{k: tf.constant(v) for k, v in rows.items()})["probabilities"].numpy()
+    expected = reference_probabilities(model, "light", rows)  # σ(logit + log r + b), in memory
+    np.testing.assert_allclose(served, expected, atol=1e-5)
+    logit = np.log(expected / (1 - expected))
+    without = reference_probabilities(_without(model), "light", rows)
+    np.testing.assert_allclose(logit - np.log(without / (1 - without)), metrics["intercept"]["light"], atol=1e-3)
+
+
+def _without(model):
+    """The same weights with the intercepts at 0."""
+    copy = RocketModel(model.spec, RocketConfig(**TINY))
+    copy(example_rows(model.spec), training=False)
+    copy.set_weights(model.get_weights())
+    for variable in copy.intercepts.values():
+        variable.assign(0.0)
+    return copy
+
+
+def test_old_run_dir_restores_and_exports_as_before(runs, tmp_path):
+    run_dir, _, _ = runs[False]
+    config = json.loads((run_dir / CONFIG_FILE).read_text())
+    config["training"].pop("calibrate_intercept")  # as written before the field existed
+    (run_dir / CONFIG_FILE).write_text(json.dumps(config))
+    model, spec, restored_config = restore_model(run_dir)
+    assert model.intercepts == {} and restored_config.training.calibrate_intercept is False
+    result = export_light(model, spec, tmp_path / "base", jit_compile=False, sample_size=16)
+    assert "intercept" not in read_export_info(result.path)
+
+
+def test_warm_start_carries_the_intercept(log, runs, tmp_path):
+    source, metrics, _ = runs[True]
+    config = RocketConfig(**{**TINY, "validation_fraction": 0.0})  # nothing to refit on: it stays the source's
+    trainer = Trainer(tmp_path / "run", log / "train", None, config, verbose=0, warm_start=source)
+    assert read_state(tmp_path / "run")["intercept"] == pytest.approx(
+        {t: metrics["intercept"][t] for t in ("light", "booster")})
+    assert trainer.fit()["intercept"] == {**read_state(tmp_path / "run")["intercept"], "fitted_on": None, "rows": 0}
+    # a run without intercepts warm-starts from one with them (and the other way round)
+    Trainer(tmp_path / "off", log / "train", None, RocketConfig(**{**TINY, "calibrate_intercept": False}),
+            verbose=0, warm_start=source)
