@@ -12,9 +12,11 @@ negatives kept upstream (``generate --negative-rate``: the same rows, a subset).
 * ``upstream r``: trained on the downsampled log (its feature spec records the rate),
 * ``reader r``: trained on the full log with ``--negative-rate r`` (the reader keeps the negatives).
 
-Each run is the library's ``Trainer`` with the defaults except ``--epochs`` and the rate; its
-metrics are ``metrics.json``'s: the eval split's PCOC and ECE (10 equal-mass bins) of the
-corrected probabilities, and the uncorrected PCOC beside them. Results are appended to
+Each run is the library's ``Trainer`` with the defaults except ``--epochs`` and the rate (and
+``--no-calibrate-intercept``: ``training.calibrate_intercept`` off); its metrics are
+``metrics.json``'s: the eval split's PCOC and ECE (10 equal-mass bins) of the corrected
+probabilities after the intercept refit on the validation rows, the fitted intercept ``b`` and
+the PCOC / ECE without it, and the uncorrected PCOC beside them. Results are appended to
 ``WORK/results.jsonl`` run by run; a re-run skips finished runs and prints the table.
 """
 from __future__ import annotations
@@ -55,19 +57,22 @@ def run_oracle(test) -> dict:
                       "ece": ece(y, p)}, "test_rows": len(y), "test_ctr": float(y.mean())}
 
 
-def run_training(log: Path, run_dir: Path, epochs: int, seed: int, reader_rate: float) -> dict:
-    """Trains with the defaults (``epochs``, ``seed``, ``negative_rate``) and returns its eval metrics."""
+def run_training(log: Path, run_dir: Path, epochs: int, seed: int, reader_rate: float, refit: bool) -> dict:
+    """Trains with the defaults (``epochs``, ``seed``, ``negative_rate``, ``calibrate_intercept``)
+    and returns its eval metrics."""
     from rocket_ctr.config import RocketConfig
     from rocket_ctr.trainer import Trainer
 
-    config = RocketConfig(epochs=epochs, seed=seed, negative_rate=reader_rate)
+    config = RocketConfig(epochs=epochs, seed=seed, negative_rate=reader_rate, calibrate_intercept=refit)
     trainer = Trainer(run_dir, log / "train", log / "test", config, verbose=0)
     metrics = trainer.fit()
     keep = ("auc", "gauc", "logloss", "pcoc", "ece", "pcoc_uncorrected")
     per_epoch = [{"epoch": r["epoch"], **{k: r["eval"]["light"][k] for k in ("gauc", "pcoc", "ece")}}
                  for r in metrics["history"]]
-    return {"light": {k: metrics["light"][k] for k in keep if k in metrics["light"]},
-            "booster": {k: metrics["booster"][k] for k in keep if k in metrics["booster"]},
+    before = metrics.get("eval_without_intercept", {})
+    return {**{t: {k: metrics[t][k] for k in keep if k in metrics[t]} for t in ("light", "booster")},
+            "intercept": metrics.get("intercept"),
+            "without_intercept": {t: {k: v[k] for k in ("pcoc", "ece")} for t, v in before.items()},
             "kept_epoch": metrics.get("best_epoch", metrics.get("epoch")), "light_per_epoch": per_epoch,
             "negative_rate": trainer.model.negative_rate, "train_rows_read": trainer.reader.num_rows}
 
@@ -80,9 +85,9 @@ def load(path: Path) -> dict:
 
 def table(records) -> str:
     """Markdown, one row per run and tower (* = the epoch the run kept: early stopping's best)."""
-    lines = ["| run | rows | tower | AUC | GAUC | PCOC (corrected) | ECE | PCOC uncorrected "
-             "| light PCOC / ECE by epoch |",
-             "| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | --- |"]
+    lines = ["| run | rows | tower | AUC | GAUC | PCOC (corrected) | ECE | intercept b | PCOC / ECE without b "
+             "| PCOC uncorrected | light PCOC / ECE by epoch (without b) |",
+             "| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"]
 
     def cell(value, digits):
         return "–" if value is None else f"{value:.{digits}f}"
@@ -93,9 +98,13 @@ def table(records) -> str:
                 m = r[tower]
                 epochs = "; ".join(f"{e['epoch']}{'*' if e['epoch'] == r.get('kept_epoch') else ''}: "
                                    f"{e['pcoc']:.3f} / {e['ece']:.4f}" for e in r.get("light_per_epoch", []))
+                b = (r.get("intercept") or {}).get(tower)
+                without = (r.get("without_intercept") or {}).get(tower)
+                before = f"{without['pcoc']:.3f} / {without['ece']:.4f}" if without else "–"
                 lines.append(f"| {r['run']} (seed {r['seed']}) | {r['rows']:,} | {tower} | {cell(m.get('auc'), 4)} | "
                              f"{cell(m.get('gauc'), 4)} | {cell(m.get('pcoc'), 3)} | {cell(m.get('ece'), 4)} | "
-                             f"{cell(m.get('pcoc_uncorrected'), 3)} | {epochs if tower == 'light' else ''} |")
+                             f"{cell(b, 3)} | {before} | {cell(m.get('pcoc_uncorrected'), 3)} | "
+                             f"{epochs if tower == 'light' else ''} |")
     return "\n".join(lines)
 
 
@@ -110,6 +119,8 @@ def main() -> None:
                         choices=["oracle", "full rate", "upstream", "reader"])
     parser.add_argument("--work-dir", default="/tmp/rocket_calibration")
     parser.add_argument("--table-only", action="store_true")
+    parser.add_argument("--no-calibrate-intercept", dest="refit", action="store_false",
+                        help="train without the intercept refit (training.calibrate_intercept off)")
     args = parser.parse_args()
 
     work = Path(args.work_dir)
@@ -120,7 +131,7 @@ def main() -> None:
         logs = generate_logs(work, args.rows, args.rate, args.test_fraction, seed)
         for run in args.runs:
             name = {"upstream": f"upstream r={args.rate}", "reader": f"reader r={args.rate}"}.get(run, run)
-            key = f"{name}|{seed}|{args.rows}|{args.test_fraction}|{args.epochs}"
+            key = f"{name}|{seed}|{args.rows}|{args.test_fraction}|{args.epochs}" + ("" if args.refit else "|no-refit")
             if key in done:
                 continue
             started = time.perf_counter()
@@ -129,7 +140,8 @@ def main() -> None:
             else:
                 log = logs["sampled"] if run == "upstream" else logs["full"]
                 run_dir = work / "runs" / key.replace("|", "_").replace(" ", "_").replace("=", "")
-                record = run_training(log, run_dir, args.epochs, seed, args.rate if run == "reader" else 1.0)
+                record = run_training(log, run_dir, args.epochs, seed, args.rate if run == "reader" else 1.0,
+                                      args.refit)
             record.update(key=key, run=name, seed=seed, rows=args.rows, test_fraction=args.test_fraction,
                           epochs=args.epochs, seconds=round(time.perf_counter() - started, 1))
             with results_path.open("a") as out:
