@@ -30,6 +30,13 @@ streams: every other column stays as without them): ``price`` (numeric, per impr
 item's list price times a random discount, 5 % missing) and ``tags`` (multi-hot, per impression:
 0-6 creative tags of 64, each with its own effect); the feature spec declares them (price
 bucketised at the calibration sample's deciles, tags mean-pooled).
+
+With ``brand_strength`` > 0 a second behaviour sequence carries part of the signal (its own
+random streams too): ``brand_id`` (the candidate's brand, one of ``n_brands``) and
+``hist_brand_id`` (the brands the user followed recently, newest last, its own length: mostly
+the user's few favourite brands, some popular ones); the signal is the recency-weighted count of
+steps whose brand is the candidate's. The feature spec declares it as a second sequence group,
+``brand``, with its own attention (``FeatureSpec.sequence_groups``).
 """
 from __future__ import annotations
 
@@ -56,6 +63,8 @@ OCCUPATIONS = ("other", "academic/educator", "artist", "clerical/admin", "colleg
                "unemployed", "writer")
 BLOCK = 1 << 15  # rows per generation step; fixed, so the data never depends on file sizes
 SIGNALS = ("recent", "profile", "pop", "user", "cross")
+BRAND_SIGNALS = ("brand",)  # with brand_strength > 0 (columns brand_id, hist_brand_id)
+BRAND_FAVOURITES, BRAND_HIST_MEAN, BRAND_FROM_FAVOURITES, BRAND_DECAY = 3, 6.0, 0.7, 0.8
 FEATURE_SIGNALS = ("price", "tags")  # with feature_strength > 0 (columns price, tags)
 N_TAGS, MAX_TAGS, PRICE_MISSING = 64, 6, 0.05
 CROSS_HIDDEN = (256, 64)  # widths of the cross term's random network
@@ -74,7 +83,8 @@ class GeneratorConfig:
     exponents. Signal strengths (logit std each): ``recent_strength`` (match of the candidate with
     the last ``match_window`` steps, weights ``recency_decay**age``), ``profile_strength``,
     ``pop_strength``, ``user_strength``, ``cross_strength`` (0 = off), ``noise_strength``,
-    ``feature_strength`` (each of the price and tags signals; 0 = off, no such columns).
+    ``feature_strength`` (each of the price and tags signals; 0 = off, no such columns),
+    ``brand_strength`` (the brand-sequence signal over ``n_brands`` brands; 0 = off, no such columns).
     Sampling: ``negative_rate`` < 1 keeps every click of the *train* split and each negative with
     that probability (a log downsampled upstream; the feature spec records the rate); the test
     split stays at the full rate, so calibration can be checked against it.
@@ -109,6 +119,8 @@ class GeneratorConfig:
     user_strength: float = 0.4
     cross_strength: float = 0.0
     feature_strength: float = 0.0
+    brand_strength: float = 0.0
+    n_brands: int = 50
     noise_strength: float = 0.8
     base_ctr: float = 0.05
     test_fraction: float = 0.1
@@ -143,7 +155,7 @@ class GeneratorConfig:
 
 
 _AT_LEAST_ONE = {"n_rows", "n_users", "n_items", "n_cates", "n_groups", "max_history", "latent_dim",
-                 "interests", "match_window", "span_seconds"}
+                 "interests", "match_window", "span_seconds", "n_brands"}
 _INTERVALS = {"base_ctr": "(0, 1)", "test_fraction": "[0, 1)", "recency_decay": "(0, 1]",
               "empty_hist_frac": "[0, 1]", "explore": "[0, 1]", "cand_from_interest": "[0, 1]",
               "negative_rate": "(0, 1]"}
@@ -246,6 +258,11 @@ class _World:
             feature_rng = np.random.default_rng([c.seed, 0xFEA7])
             self.list_price = np.exp(feature_rng.normal(3.0, 0.6, c.n_items))
             self.tag_effect = feature_rng.normal(size=N_TAGS)
+        if c.brand_strength:  # and its own
+            brand_rng = np.random.default_rng([c.seed, 0xB7A4D])
+            self.item_brand = brand_rng.integers(c.n_brands, size=c.n_items)
+            self.user_brands = brand_rng.integers(c.n_brands, size=(c.n_users, BRAND_FAVOURITES))
+            self.brands = _Sampler(_zipf(c.n_brands, 0.8, brand_rng))
 
     def _item_in_cate(self, cate, rng):
         x = self.cate_lo[cate] + rng.random(len(cate)) * (self.cate_hi[cate] - self.cate_lo[cate])
@@ -266,9 +283,11 @@ class _World:
         items[pick] = self._item_in_cate(self._interest(users[pick], tau[pick], rng), rng)
         return items
 
-    def sample(self, t: np.ndarray, rng: np.random.Generator, feature_rng: np.random.Generator | None = None) -> dict:
+    def sample(self, t: np.ndarray, rng: np.random.Generator, feature_rng: np.random.Generator | None = None,
+               brand_rng: np.random.Generator | None = None) -> dict:
         """One block of impressions at times ``t`` (fractions of the span): dense indices + raw signals
-        (and, with ``feature_strength``, the price and tags drawn from ``feature_rng``)."""
+        (and, with ``feature_strength``, the price and tags drawn from ``feature_rng``; with
+        ``brand_strength``, the brand sequences drawn from ``brand_rng``)."""
         c, n = self.cfg, len(t)
         users = self.users.sample(rng, n)
         mu = np.log(c.hist_mean) - c.hist_sigma ** 2 / 2  # lognormal with mean hist_mean
@@ -298,7 +317,26 @@ class _World:
         block = {"users": users, "cand": cand, "hist": hist, "offsets": offsets, "signals": signals}
         if c.feature_strength:
             self._features(block, feature_rng)
+        if c.brand_strength:
+            self._brands(block, brand_rng)
         return block
+
+    def _brands(self, block: dict, rng: np.random.Generator) -> None:
+        """Per impression: the brands the user followed recently (newest last) and the match signal."""
+        c, users, cand = self.cfg, block["users"], block["cand"]
+        n = len(cand)
+        lengths = np.minimum(rng.poisson(BRAND_HIST_MEAN, n), c.max_history)
+        offsets = np.zeros(n + 1, np.int64)
+        np.cumsum(lengths, out=offsets[1:])
+        row = np.repeat(np.arange(n), lengths)
+        age = offsets[row + 1] - 1 - np.arange(offsets[-1])  # 0 = newest step
+        steps = self.brands.sample(rng, len(row))
+        favourite = rng.random(len(row)) < BRAND_FROM_FAVOURITES
+        pick = rng.integers(BRAND_FAVOURITES, size=len(row))
+        steps[favourite] = self.user_brands[users[row[favourite]], pick[favourite]]
+        match = (steps == self.item_brand[cand][row]) * BRAND_DECAY ** age
+        block["signals"]["brand"] = np.bincount(row, weights=match, minlength=n)
+        block.update(brand_hist=steps, brand_offsets=offsets)
 
     def _features(self, block: dict, rng: np.random.Generator) -> None:
         """Per impression: a price (list price x discount; some missing) and 0..MAX_TAGS tags, with signals."""
@@ -343,9 +381,11 @@ class _Calibration:
     def __init__(self, world: _World, rng: np.random.Generator):
         cfg = world.cfg
         n = min(1 << 17, max(cfg.n_rows, 1 << 15))  # enough for ~1e-3 relative error in the mean CTR
-        blocks = [world.sample(rng.random(min(BLOCK, n - i)), rng, np.random.default_rng([cfg.seed, 5, i]))
+        blocks = [world.sample(rng.random(min(BLOCK, n - i)), rng, np.random.default_rng([cfg.seed, 5, i]),
+                               np.random.default_rng([cfg.seed, 7, i]))
                   for i in range(0, n, BLOCK)]
-        names = SIGNALS + (FEATURE_SIGNALS if cfg.feature_strength else ())
+        names = SIGNALS + (FEATURE_SIGNALS if cfg.feature_strength else ()) + \
+            (BRAND_SIGNALS if cfg.brand_strength else ())
         signals = {k: np.concatenate([block["signals"][k] for block in blocks]) for k in names}
         self.stats = {k: (float(v.mean()), float(v.std()) + 1e-12) for k, v in signals.items()}
         self.strength = {k: cfg.feature_strength if k in FEATURE_SIGNALS else getattr(cfg, f"{k}_strength")
@@ -377,12 +417,16 @@ class _Calibration:
         return (p, (s * (1 - s)) @ self._weights / np.sqrt(2 * np.pi)) if slope else p
 
 
-def schema(with_oracle: bool = False, features: bool = False) -> pa.Schema:
+def schema(with_oracle: bool = False, features: bool = False, brands: bool = False) -> pa.Schema:
     """The reference click-log schema (plus ``price`` float64 and ``tags`` list<int64> with
-    ``features``, ``click_prob`` float64 with the oracle)."""
+    ``features``, ``brand_id`` int64 and ``hist_brand_id`` list<int64> with ``brands``,
+    ``click_prob`` float64 with the oracle)."""
     reference = arrow_schema(FeatureSpec())
     if features:
         reference = reference.append(pa.field("price", pa.float64())).append(pa.field("tags", pa.list_(pa.int64())))
+    if brands:
+        reference = reference.append(pa.field("brand_id", pa.int64()))
+        reference = reference.append(pa.field("hist_brand_id", pa.list_(pa.int64())))
     return reference.append(pa.field("click_prob", pa.float64())) if with_oracle else reference
 
 
@@ -446,9 +490,13 @@ def _table(world, calib, block, t, rng, cfg, ids, with_oracle) -> pa.Table:
         columns["price"] = block["price"]
         columns["tags"] = pa.ListArray.from_arrays(pa.array(block["tag_offsets"].astype(np.int32)),
                                                    pa.array(ids["tag"][block["tags"]]))
+    if cfg.brand_strength:
+        columns["brand_id"] = ids["brand"][world.item_brand[cand]]
+        columns["hist_brand_id"] = pa.ListArray.from_arrays(pa.array(block["brand_offsets"].astype(np.int32)),
+                                                            pa.array(ids["brand"][block["brand_hist"]]))
     if with_oracle:
         columns["click_prob"] = prob
-    return pa.table(columns, schema=schema(with_oracle, bool(cfg.feature_strength)))
+    return pa.table(columns, schema=schema(with_oracle, bool(cfg.feature_strength), bool(cfg.brand_strength)))
 
 
 def generate(out_dir, config: GeneratorConfig | None = None, *, with_oracle: bool = False,
@@ -507,20 +555,21 @@ def generate(out_dir, config: GeneratorConfig | None = None, *, with_oracle: boo
         raise InputError(f"cannot write to {out}: {err.strerror or err}") from None
     for old in old_parts:  # a rerun replaces the previous generated log
         old.unlink()
-    writers = {split: _SplitWriter(out / split, schema(with_oracle, bool(cfg.feature_strength)), rows_per_file,
-                                   row_group_size)
+    writers = {split: _SplitWriter(out / split, schema(with_oracle, bool(cfg.feature_strength),
+                                                       bool(cfg.brand_strength)), rows_per_file, row_group_size)
                for split in splits}
 
     world = _World(cfg, np.random.default_rng([cfg.seed, 0]))
     calib = _Calibration(world, np.random.default_rng([cfg.seed, 1]))
     ids = {name: hashed_ids(n, cfg.seed, ns) for ns, (name, n) in
-           enumerate([("user", cfg.n_users), ("item", cfg.n_items), ("cate", cfg.n_cates), ("tag", N_TAGS)])}
+           enumerate([("user", cfg.n_users), ("item", cfg.n_items), ("cate", cfg.n_cates), ("tag", N_TAGS),
+                      ("brand", cfg.n_brands)])}
     n_train = int(round(cfg.n_rows * (1 - cfg.test_fraction)))
     for b, start in enumerate(range(0, cfg.n_rows, BLOCK)):
         rng = np.random.default_rng([cfg.seed, 2, b])
         index = np.arange(start, min(start + BLOCK, cfg.n_rows))
         t = (index + rng.random(len(index))) / cfg.n_rows  # sorted: row i lies in [i/n, (i+1)/n)
-        block = world.sample(t, rng, np.random.default_rng([cfg.seed, 4, b]))
+        block = world.sample(t, rng, np.random.default_rng([cfg.seed, 4, b]), np.random.default_rng([cfg.seed, 6, b]))
         table = _table(world, calib, block, t, rng, cfg, ids, with_oracle)
         if days:  # t is sorted: each day is one slice of the block
             bounds = np.searchsorted(t, np.arange(days + 1) / days)
@@ -570,7 +619,8 @@ def feature_spec(cfg: GeneratorConfig, prices: np.ndarray | None = None) -> Feat
     """The log's FeatureSpec: the reference schema, hash buckets ~2x each id space, the generator's
     ``max_history``, the train split's ``negative_rate``; with ``feature_strength``, ``price``
     (bucketised at the deciles of ``prices``, the calibration sample's) and
-    ``tags`` (mean-pooled)."""
+    ``tags`` (mean-pooled); with ``brand_strength``, the sequence group ``brand`` (``brand_id`` and
+    its history ``hist_brand_id``) beside ``history`` (item and category)."""
     extra = {}
     if cfg.feature_strength:
         from rocket_ctr.feature_fit import quantile_boundaries
@@ -579,6 +629,15 @@ def feature_spec(cfg: GeneratorConfig, prices: np.ndarray | None = None) -> Feat
         extra = {"numeric_features": [{"name": "price", "boundaries": quantile_boundaries(prices, 10),
                                        "default": float(np.median(prices))}],
                  "multi_hot_features": [{"name": "tags", "buckets": 4 * N_TAGS, "max_len": MAX_TAGS}]}
+    if cfg.brand_strength:
+        from rocket_ctr.feature_types import SequenceGroup
+        from rocket_ctr.spec import IdFeature
+
+        sequence = FeatureSpec().sequence_features
+        extra["sequence_features"] = sequence + (IdFeature("brand_id", history="hist_brand_id", buckets=16),)
+        extra["sequence_groups"] = (SequenceGroup("history", tuple(f.name for f in sequence)),
+                                    SequenceGroup("brand", ("brand_id",)))
+    buckets = {"brand_id": max(2 * cfg.n_brands, 16)} if cfg.brand_strength else {}
     return FeatureSpec(max_history=cfg.max_history, negative_rate=cfg.negative_rate, **extra).with_buckets(
         item_id=max(2 * cfg.n_items, 16), cate_id=max(2 * cfg.n_cates, 16),
-        user_gender=16, user_occupation=4 * len(OCCUPATIONS))
+        user_gender=16, user_occupation=4 * len(OCCUPATIONS), **buckets)

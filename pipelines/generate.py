@@ -10,7 +10,8 @@ _DEFAULTS = GeneratorConfig()
 FIELD_FLAGS = {"n_rows": "--rows", "n_users": "--users", "n_items": "--items", "n_cates": "--cates",
           "max_history": "--max-history", "base_ctr": "--base-ctr", "test_fraction": "--test-fraction",
           "seed": "--seed", "days": "--days", "rows_per_file": "--rows-per-file", "cross_strength": "--cross-strength",
-          "negative_rate": "--negative-rate", "feature_strength": "--feature-strength"}
+          "negative_rate": "--negative-rate", "feature_strength": "--feature-strength",
+          "brand_strength": "--brand-strength", "n_brands": "--brands"}
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -41,6 +42,12 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     add("--feature-strength", type=float, default=_DEFAULTS.feature_strength,
         help="also write a numeric column (price, some missing) and a multi-hot column (tags) carrying this "
              "logit std of click signal each, declared in feature_spec.json; 0 = neither (default: %(default)s)")
+    add("--brand-strength", type=float, default=_DEFAULTS.brand_strength,
+        help="also write a second behaviour sequence (brand_id, hist_brand_id: the brands the user followed) "
+             "carrying this logit std of click signal, declared in feature_spec.json as the sequence group "
+             "'brand' with its own attention; 0 = none (default: %(default)s)")
+    add("--brands", type=int, default=_DEFAULTS.n_brands,
+        help="distinct brands with --brand-strength (default: %(default)s)")
     add("--days", type=int, default=0,
         help="split by day instead: the log spans N days, written to OUT/day-01/ ... OUT/day-N/ (full rate, "
              "no test split; interests drift from day to day) (default: %(default)s = train/test)")
@@ -64,6 +71,7 @@ def run(args: argparse.Namespace) -> int:
         max_history=args.max_history, base_ctr=args.base_ctr, test_fraction=args.test_fraction, seed=args.seed,
         negative_rate=args.negative_rate,
         cross_strength=args.cross_strength, feature_strength=args.feature_strength, with_oracle=args.with_oracle,
+        brand_strength=args.brand_strength, n_brands=args.brands,
         rows_per_file=args.rows_per_file,
         days=args.days)
     rows, ctr = summary["rows"], summary["ctr"]

@@ -215,3 +215,34 @@ def test_split_by_day_writes_one_folder_per_day_of_the_span(tmp_path, capsys):
     assert not (tmp_path / "train").exists() and json.loads((tmp_path / "params.json").read_text())["days"] == 3
     assert main(["generate", "--out", str(tmp_path / "cli"), "--rows", "900", "--days", "-1"]) == 2
     assert "--days must be an integer >= 0" in capsys.readouterr().err
+
+
+def test_brand_sequence_is_a_second_sequence_group_with_its_own_signal(tmp_path, capsys):
+    import tensorflow as tf
+
+    from rocket_ctr.data import ClickLogReader
+    from rocket_ctr.evaluation import model_inputs
+    from rocket_ctr.id_mapping import IdMapper
+    from rocket_ctr.model import RocketModel
+
+    generate(tmp_path / "off", n_rows=20_000, seed=4, with_oracle=True, **SMALL)
+    assert main(["generate", "--out", str(tmp_path / "on"), "--rows", "20000", "--users", "2000", "--items", "3000",
+                 "--cates", "50", "--seed", "4", "--with-oracle", "--brand-strength", "1.5", "--brands", "40"]) == 0
+    off, on = read(tmp_path / "off", "train"), read(tmp_path / "on", "train")
+    assert on.column_names[-3:] == ["brand_id", "hist_brand_id", "click_prob"]
+    features = [c for c in off.column_names if c not in ("label", "click_prob")]
+    assert on.select(features).equals(off.select(features))  # every other column as without it
+    assert len(set(on["brand_id"].to_pylist())) <= 40
+    prob = on["click_prob"].to_numpy()
+    # the signal: candidates whose brand the user followed recently are clicked more
+    brands, hist = on["brand_id"].to_pylist(), on["hist_brand_id"].to_pylist()
+    followed = np.array([b in h[-3:] for b, h in zip(brands, hist)])
+    assert followed.mean() > 0.02 and prob[followed].mean() > 1.5 * prob[~followed].mean()
+    spec = FeatureSpec.load(tmp_path / "on" / "feature_spec.json")
+    assert [g.name for g in spec.groups] == ["history", "brand"] and spec.length_columns[1] == "hist_len_brand"
+    # the model reads it: one more extractor per tower, over its own lengths
+    features_, label = next(iter(ClickLogReader(tmp_path / "on" / "train", spec, batch_size=64)))
+    rows = model_inputs(spec, IdMapper(spec))({k: tf.constant(v) for k, v in features_.items()}, tf.constant(label))[0]
+    model = RocketModel(spec)
+    logits = model(rows, training=False)
+    assert logits["light"].shape == (64,) and hasattr(model, "booster_interest_brand")
