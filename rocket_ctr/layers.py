@@ -1,6 +1,8 @@
 """Building blocks: embedding bank, DIN attention (local activation unit), MLP towers, Dice."""
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import keras
 import tensorflow as tf
 
@@ -96,26 +98,35 @@ def project(x, weight):
 
 def valid_steps(query, keys, mask, layer_name: str):
     """The valid (row, step) pairs of per-row histories: ``(rows [V] int64, steps [V, D], n)``;
-    ``keys`` padded [B, L, D] (``mask`` says which steps are valid) or ragged (only valid steps).
+    ``keys`` padded [B, L, D] (``mask`` says which steps are valid) or :class:`ValidSteps`.
 
     One history per candidate here; a batch-1 history must take the broadcast form instead.
     """
-    if isinstance(keys, tf.RaggedTensor):  # the bank looked up only the valid steps (training)
-        return keys.value_rowids(), keys.flat_values, keys.nrows()
+    if isinstance(keys, ValidSteps):  # the bank looked up only the valid steps
+        return keys.index[:, 0], keys.values, keys.nrows
     tf.debugging.assert_equal(tf.shape(keys)[0], tf.shape(query)[0],
                               message=f"{layer_name}: per-row histories need one history per candidate")
     where = tf.where(mask)                                         # [V, 2] (row, step)
     return where[:, 0], tf.gather_nd(keys, where), tf.shape(query, out_type=tf.int64)[0]
 
 
+class ValidSteps(NamedTuple):
+    """A history as its valid (row, step) cells only: ``index`` [V, 2] (row, step) int64,
+    ``values`` [V, D], ``nrows`` B. A plain structure (``tf.nest`` maps over its tensors), not a
+    RaggedTensor, whose row partitioning XLA cannot compile."""
+
+    index: tf.Tensor
+    values: tf.Tensor
+    nrows: tf.Tensor
+
+
 def padded_history(history, width) -> tf.Tensor:
-    """A ragged history (only valid steps) as [B, width, D] with zeros after each row's steps."""
-    if not isinstance(history, tf.RaggedTensor):
+    """A :class:`ValidSteps` history as [B, width, D] with zeros after each row's steps."""
+    if not isinstance(history, ValidSteps):
         return history
-    values = history.flat_values
-    shape = tf.stack([history.nrows(), tf.cast(width, tf.int64), tf.shape(values, out_type=tf.int64)[-1]])
-    padded = history.to_tensor(shape=shape)
-    padded.set_shape([None, None, values.shape[-1]])
+    shape = tf.stack([history.nrows, tf.cast(width, tf.int64), tf.shape(history.values, out_type=tf.int64)[-1]])
+    padded = tf.scatter_nd(history.index, history.values, shape)
+    padded.set_shape([None, None, history.values.shape[-1]])
     return padded
 
 
@@ -164,7 +175,8 @@ class DinAttention(keras.layers.Layer):
     skip_padding = True  # off under XLA: the valid-step count is a dynamic shape it cannot compile
 
     def call(self, query, keys, mask, training=False):
-        if keys.shape[0] == 1 or not self.skip_padding:  # serving: one history broadcast against N candidates
+        # serving: one history broadcast against N candidates
+        if not isinstance(keys, ValidSteps) and (keys.shape[0] == 1 or not self.skip_padding):
             return self._pooled_padded(query, keys, mask, training)
         return self._pooled_valid_steps(query, keys, mask, training)
 
@@ -222,7 +234,7 @@ class EmbeddingBank(keras.layers.Layer):
     (profile, history) may have batch size 1 against N candidates. ``call`` returns the lookups::
 
         {"candidate": [N, S·D] (every sequence feature's candidate embedding, part of x),
-         "sequences": [{"query": [N, W], "history": [B, L, W] (training: ragged [B, (len), W]),
+         "sequences": [{"query": [N, W], "history": [B, L, W] (per-row histories: ValidSteps),
                         "lengths": [B] int32, "width": L}, ...]
              (one per sequence group: its features' candidate / history embeddings, W = its
              features' and side columns' D each; a side column's query part is zeros; B = N, or 1
@@ -240,7 +252,7 @@ class EmbeddingBank(keras.layers.Layer):
         l2: L2 penalty on the whole tables (a model loss; 0: none).
     """
 
-    skip_padding = True  # training looks up only valid history steps; off under XLA (use_padded_attention)
+    skip_padding = True  # per-row histories: only valid steps looked up; off under XLA (use_padded_attention)
 
     def __init__(self, spec: FeatureSpec, embedding_dim=18, init_std=0.0, l2=0.0, **kwargs):
         super().__init__(**kwargs)
@@ -284,7 +296,10 @@ class EmbeddingBank(keras.layers.Layer):
             if group.side_features:  # no candidate-side value: zeros of the side columns' width
                 n = tf.shape(query[0])[0]
                 query.append(tf.zeros([n, self.embedding_dim * len(group.side_features)], query[0].dtype))
-            history = self._history(lookups, rows[length], valid_only=training and self.skip_padding)
+            # per-row histories (training, batch scoring, evaluation) are looked up on their valid
+            # steps only; a [1, L] history (one request's user) stays padded to broadcast against N
+            per_row = training or lookups[0][1].shape[0] != 1
+            history = self._history(lookups, rows[length], valid_only=per_row and self.skip_padding)
             sequences.append({"query": _concat(query), "history": history, "lengths": rows[length],
                               "width": tf.shape(lookups[0][1])[1]})
         embedded = {
@@ -301,8 +316,8 @@ class EmbeddingBank(keras.layers.Layer):
 
     @staticmethod
     def _history(lookups: list, lengths, valid_only: bool) -> tf.Tensor:
-        """[B, L, width] embeddings of a group's history columns; ``valid_only``: a ragged
-        [B, (len), width] of only the valid steps, so the lookup, the attention, their gradients
+        """[B, L, width] embeddings of a group's history columns; ``valid_only``: only the valid
+        steps (:class:`ValidSteps`), so the lookup, the attention, their gradients
         and the optimizer's row updates follow the real history lengths, not the padded width
         (extractors without a valid-step form get it padded: :func:`padded_history`)."""
         if not valid_only:
@@ -310,8 +325,7 @@ class EmbeddingBank(keras.layers.Layer):
         first = lookups[0][1]
         index = tf.where(tf.sequence_mask(lengths, tf.shape(first)[1]))          # [V, 2] (row, step)
         values = _concat([table(tf.gather_nd(ids, index)) for table, ids in lookups])  # [V, width]
-        return tf.RaggedTensor.from_value_rowids(values, index[:, 0], nrows=tf.shape(first, out_type=tf.int64)[0],
-                                                 validate=False)
+        return ValidSteps(index, values, tf.shape(first, out_type=tf.int64)[0])
 
     def link_for_checkpoints(self, name: str, trackable) -> None:
         """A checkpoint-only dependency ``name`` -> ``trackable``, not a Keras sublayer (the bank's

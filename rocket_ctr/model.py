@@ -10,7 +10,7 @@ from rocket_ctr.config import HintConfig, ModelConfig, RocketConfig
 from rocket_ctr.errors import FieldError
 from rocket_ctr.feature_layers import FeatureEncoders
 from rocket_ctr.interest import make_extractor, newest_steps
-from rocket_ctr.layers import MLP, EmbeddingBank, padded_history, tower_input
+from rocket_ctr.layers import MLP, EmbeddingBank, ValidSteps, padded_history, tower_input
 from rocket_ctr.losses import get_hint
 from rocket_ctr.spec import FeatureSpec
 
@@ -168,7 +168,7 @@ class RocketModel(keras.Model):
             if limit is not None or not getattr(extractor, "skip_padding", False):  # no valid-step form
                 history = padded_history(history, sequence["width"])
             history, lengths = newest_steps(history, sequence["lengths"], limit)
-            width = sequence["width"] if isinstance(history, tf.RaggedTensor) else tf.shape(history)[1]
+            width = sequence["width"] if isinstance(history, ValidSteps) else tf.shape(history)[1]
             mask = tf.sequence_mask(lengths, width)
             pooled.append(extractor(sequence["query"], history, mask, training=training))
         return tower_input(embedded, pooled[0] if len(pooled) == 1 else tf.concat(pooled, axis=-1))

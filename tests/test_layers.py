@@ -6,7 +6,16 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from rocket_ctr.layers import MLP, Dice, DinAttention, EmbeddingBank, activation_layer, tower_input
+from rocket_ctr.layers import (
+    MLP,
+    Dice,
+    DinAttention,
+    EmbeddingBank,
+    ValidSteps,
+    activation_layer,
+    padded_history,
+    tower_input,
+)
 from rocket_ctr.spec import HIST_LEN, FeatureSpec, IdFeature
 
 D, L = 4, 5
@@ -202,8 +211,15 @@ def test_tower_input_width_matches_the_bank_and_broadcasts_user_inputs():
     bank = EmbeddingBank(SPEC, embedding_dim=3)
     embedded = bank(bottom_rows())
     (sequence,) = embedded["sequences"]  # no sequence groups declared: one
-    assert embedded["candidate"].shape == (4, 6) and sequence["history"].shape == (4, 6, 6)
-    assert sequence["query"].shape == (4, 6)
+    history = padded_history(sequence["history"], sequence["width"])  # per-row: only the valid steps
+    assert embedded["candidate"].shape == (4, 6) and history.shape == (4, 6, 6)
+    assert isinstance(sequence["history"], ValidSteps) and sequence["query"].shape == (4, 6)
+    lengths = bottom_rows()[HIST_LEN].numpy()
+    np.testing.assert_array_equal(np.abs(history.numpy()).sum(-1) > 0, np.arange(6)[None, :] < lengths[:, None])
+    bank.skip_padding = False  # the padded lookup (XLA) holds the same values in the valid steps
+    dense = bank(bottom_rows())["sequences"][0]["history"].numpy()
+    np.testing.assert_allclose(np.where((np.arange(6)[None, :] < lengths[:, None])[..., None], dense, 0), history)
+    bank.skip_padding = True
     x = tower_input(embedded, tf.zeros([4, 6]))
     assert x.shape == (4, bank.output_width) and bank.output_width == 3 * (1 + 2 * 2)
     one_user = {k: (v[:1] if k in ("user_gender", "hist_item_id", "hist_cate_id", HIST_LEN) else v)
@@ -238,7 +254,7 @@ def test_get_config_round_trips(make):
     assert json.loads(json.dumps(type(layer).from_config(as_json).get_config())) == as_json
     if isinstance(layer, EmbeddingBank):
         assert rebuilt.spec == SPEC and rebuilt.embedding_dim == 3
-        history = [b(bottom_rows())["sequences"][0]["history"] for b in (rebuilt, layer)]
+        history = [b(bottom_rows())["sequences"][0]["history"].values for b in (rebuilt, layer)]
         assert history[0].shape == history[1].shape
 
 
