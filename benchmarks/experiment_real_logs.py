@@ -49,6 +49,7 @@ CHANGES = {
     "user_id feature": ({}, {"user_id": True}, {}),
     "vocabulary (no hashing)": ({}, {"vocabulary": True}, {}),
     "one bucket (50)": ({}, {"history_buckets": [50]}, {}),
+    "text id hash": ({}, {"id_hash": "string"}, {}),  # ids hashed as before FeatureSpec.id_hash
     "length buckets": ({"length_buckets": True}, {}, {}),  # the default before mixed-length batches
     "dense Adam": ({"optimizer": "adam"}, {}, {}),
     "shuffle 100k": ({"shuffle_buffer": 100_000}, {}, {}),
@@ -135,6 +136,8 @@ def spec_file(data: Path, edits: dict, out: Path) -> Path:
             feature["vocabulary"] = sorted(set(ids))
     if "history_buckets" in edits:
         spec["history_buckets"] = edits["history_buckets"]
+    if "id_hash" in edits:
+        spec["id_hash"] = edits["id_hash"]
     out.write_text(json.dumps(spec))
     return out
 
