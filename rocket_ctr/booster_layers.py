@@ -79,7 +79,7 @@ class ColumnEmbeddings(keras.layers.Layer):
         regularizer = keras.regularizers.L2(l2) if l2 else None
         self.embeddings = {
             f.name: RowEmbedding(f.num_rows, embedding_dim, embeddings_initializer=initializer,
-                                           embeddings_regularizer=regularizer, name=f"emb_{f.name}")
+                                 embeddings_regularizer=regularizer, name=f"emb_{f.name}")
             for f in self.features
         }
         track_for_checkpoints(self, "emb", list(self.embeddings.values()))

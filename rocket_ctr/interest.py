@@ -19,7 +19,7 @@ import math
 import keras
 import tensorflow as tf
 
-from rocket_ctr.layers import DinAttention, ValidSteps, project, segment_softmax, valid_steps
+from rocket_ctr.layers import DinAttention, project, segment_softmax, takes_padded_form, valid_steps
 
 
 class DotAttention(keras.layers.Layer):
@@ -53,7 +53,7 @@ class DotAttention(keras.layers.Layer):
         return project(x, getattr(self, weight_name))
 
     def call(self, query, keys, mask, training=False):
-        if not isinstance(keys, ValidSteps) and (keys.shape[0] == 1 or not self.skip_padding):
+        if takes_padded_form(keys, self.skip_padding):
             return self._pooled_padded(query, keys, mask)
         return self._pooled_valid_steps(query, keys, mask)
 

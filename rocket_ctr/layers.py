@@ -120,6 +120,13 @@ class ValidSteps(NamedTuple):
     nrows: tf.Tensor
 
 
+def takes_padded_form(keys, skip_padding: bool) -> bool:
+    """Whether an extractor pools ``keys`` in its padded form: one [1, L] history broadcast
+    against N candidates (serving) or padded per-row keys under XLA (``skip_padding`` off);
+    never :class:`ValidSteps`, which hold no padding to mask."""
+    return not isinstance(keys, ValidSteps) and (keys.shape[0] == 1 or not skip_padding)
+
+
 def padded_history(history, width) -> tf.Tensor:
     """A :class:`ValidSteps` history as [B, width, D] with zeros after each row's steps."""
     if not isinstance(history, ValidSteps):
@@ -175,8 +182,7 @@ class DinAttention(keras.layers.Layer):
     skip_padding = True  # off under XLA: the valid-step count is a dynamic shape it cannot compile
 
     def call(self, query, keys, mask, training=False):
-        # serving: one history broadcast against N candidates
-        if not isinstance(keys, ValidSteps) and (keys.shape[0] == 1 or not self.skip_padding):
+        if takes_padded_form(keys, self.skip_padding):
             return self._pooled_padded(query, keys, mask, training)
         return self._pooled_valid_steps(query, keys, mask, training)
 
@@ -261,7 +267,7 @@ class EmbeddingBank(keras.layers.Layer):
         regularizer = keras.regularizers.L2(l2) if l2 else None
         self.embeddings = {
             f.name: RowEmbedding(f.num_rows, embedding_dim, embeddings_initializer=initializer,
-                                           embeddings_regularizer=regularizer, name=f"emb_{f.name}")
+                                 embeddings_regularizer=regularizer, name=f"emb_{f.name}")
             for f in spec.id_features
         }
         track_for_checkpoints(self, "emb", list(self.embeddings.values()))
@@ -271,7 +277,7 @@ class EmbeddingBank(keras.layers.Layer):
         # sequence-only side columns (sequence groups): their own tables, after everything else
         self.side_embeddings = {
             f.name: RowEmbedding(f.num_rows, embedding_dim, embeddings_initializer=initializer,
-                                           embeddings_regularizer=regularizer, name=f"emb_{f.name}")
+                                 embeddings_regularizer=regularizer, name=f"emb_{f.name}")
             for f in spec.side_features
         }
         track_for_checkpoints(self, "side", list(self.side_embeddings.values()))
