@@ -1,7 +1,7 @@
 """Negative downsampling, corrected: calibration on the full-rate test split of a generated log.
 
     .venv/bin/python benchmarks/bench_calibration.py [--rows 600000] [--rate 0.1] [--epochs 2]
-        [--seeds 0] [--work-dir /tmp/rocket_calibration] [--table-only]
+        [--seeds 0] [--work-dir /tmp/rocket_calibration] [--table-only] [--no-calibrate-slope]
 
 One generated log (``rocket-ctr generate --with-oracle``, test = the newest ``--test-fraction`` of
 time, always at the full rate) and, from the same seed, its train split with ``--rate`` of the
@@ -13,11 +13,14 @@ negatives kept upstream (``generate --negative-rate``: the same rows, a subset).
 * ``reader r``: trained on the full log with ``--negative-rate r`` (the reader keeps the negatives).
 
 Each run is the library's ``Trainer`` with the defaults except ``--epochs`` and the rate (and
-``--no-calibrate-intercept``: ``training.calibrate_intercept`` off); its metrics are
-``metrics.json``'s: the eval split's PCOC and ECE (10 equal-mass bins) of the corrected
-probabilities after the intercept refit on the validation rows, the fitted intercept ``b`` and
-the PCOC / ECE without it, and the uncorrected PCOC beside them. Results are appended to
-``WORK/results.jsonl`` run by run; a re-run skips finished runs and prints the table.
+``--no-calibrate-intercept`` / ``--no-calibrate-slope``: ``training.calibrate_intercept`` /
+``training.calibrate_slope`` off); its metrics are ``metrics.json``'s: the eval split's PCOC and
+ECE (10 equal-mass bins) of the corrected probabilities after the refit on the validation rows
+(Platt scaling: slope ``a`` and intercept ``b``), the fitted values and the PCOC / ECE without
+them, and the uncorrected PCOC beside them. With a slope, the same model is also evaluated with
+the intercept-only refit (``b`` alone fitted on the same rows, ``a`` = 1): the slope's own effect.
+Results are appended to ``WORK/results.jsonl`` run by run; a re-run skips finished runs and prints
+the table.
 """
 from __future__ import annotations
 
@@ -57,13 +60,15 @@ def run_oracle(test) -> dict:
                       "ece": ece(y, p)}, "test_rows": len(y), "test_ctr": float(y.mean())}
 
 
-def run_training(log: Path, run_dir: Path, epochs: int, seed: int, reader_rate: float, refit: bool) -> dict:
-    """Trains with the defaults (``epochs``, ``seed``, ``negative_rate``, ``calibrate_intercept``)
-    and returns its eval metrics."""
+def run_training(log: Path, run_dir: Path, epochs: int, seed: int, reader_rate: float, refit: bool,
+                 slope: bool = True) -> dict:
+    """Trains with the defaults (``epochs``, ``seed``, ``negative_rate``, ``calibrate_intercept``,
+    ``calibrate_slope``) and returns its eval metrics."""
     from rocket_ctr.config import RocketConfig
     from rocket_ctr.trainer import Trainer
 
-    config = RocketConfig(epochs=epochs, seed=seed, negative_rate=reader_rate, calibrate_intercept=refit)
+    config = RocketConfig(epochs=epochs, seed=seed, negative_rate=reader_rate, calibrate_intercept=refit,
+                          calibrate_slope=slope)
     trainer = Trainer(run_dir, log / "train", log / "test", config, verbose=0)
     metrics = trainer.fit()
     keep = ("auc", "gauc", "logloss", "pcoc", "ece", "pcoc_uncorrected")
@@ -71,10 +76,28 @@ def run_training(log: Path, run_dir: Path, epochs: int, seed: int, reader_rate: 
                  for r in metrics["history"]]
     before = metrics.get("eval_without_intercept", {})
     return {**{t: {k: metrics[t][k] for k in keep if k in metrics[t]} for t in ("light", "booster")},
-            "intercept": metrics.get("intercept"),
+            "intercept": metrics.get("intercept"), "slope": metrics.get("slope"),
+            "intercept_only": intercept_only(trainer, log) if trainer.model.slopes else None,
             "without_intercept": {t: {k: v[k] for k in ("pcoc", "ece")} for t, v in before.items()},
             "kept_epoch": metrics.get("best_epoch", metrics.get("epoch")), "light_per_epoch": per_epoch,
             "negative_rate": trainer.model.negative_rate, "train_rows_read": trainer.reader.num_rows}
+
+
+def intercept_only(trainer, log: Path) -> dict:
+    """The trained model evaluated on the test split with the intercept-only refit (``a`` = 1, ``b``
+    fitted alone on the same validation rows): ``{tower: {"pcoc", "ece", "intercept"}}``."""
+    from rocket_ctr.evaluation import evaluate, validation_logits
+    from rocket_ctr.intercept import fit_towers
+
+    model, spec = trainer.model, trainer.spec
+    logits, labels, weights = validation_logits(model, log / "train", spec, (trainer.holdout, "validation"),
+                                                spec.negative_rate)
+    for tower, b in fit_towers(logits, labels, weights).items():
+        model.slopes[tower].assign(1.0)
+        model.intercepts[tower].assign(0.0 if b is None else b)
+    results = evaluate(model, log / "test", spec)
+    return {t: {"pcoc": v["pcoc"], "ece": v["ece"], "intercept": model.intercept_values()[t]}
+            for t, v in results.items()}
 
 
 def load(path: Path) -> dict:
@@ -85,9 +108,10 @@ def load(path: Path) -> dict:
 
 def table(records) -> str:
     """Markdown, one row per run and tower (* = the epoch the run kept: early stopping's best)."""
-    lines = ["| run | rows | tower | AUC | GAUC | PCOC (corrected) | ECE | intercept b | PCOC / ECE without b "
-             "| PCOC uncorrected | light PCOC / ECE by epoch (without b) |",
-             "| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"]
+    lines = ["| run | rows | tower | AUC | GAUC | PCOC (corrected) | ECE | slope a | intercept b "
+             "| PCOC / ECE intercept only | PCOC / ECE without a, b | PCOC uncorrected "
+             "| light PCOC / ECE by epoch (without a, b) |",
+             "| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"]
 
     def cell(value, digits):
         return "–" if value is None else f"{value:.{digits}f}"
@@ -101,9 +125,12 @@ def table(records) -> str:
                 b = (r.get("intercept") or {}).get(tower)
                 without = (r.get("without_intercept") or {}).get(tower)
                 before = f"{without['pcoc']:.3f} / {without['ece']:.4f}" if without else "–"
+                a = (r.get("slope") or {}).get(tower)
+                only = (r.get("intercept_only") or {}).get(tower)
+                only = f"{only['pcoc']:.3f} / {only['ece']:.4f} (b {only['intercept']:+.3f})" if only else "–"
                 lines.append(f"| {r['run']} (seed {r['seed']}) | {r['rows']:,} | {tower} | {cell(m.get('auc'), 4)} | "
                              f"{cell(m.get('gauc'), 4)} | {cell(m.get('pcoc'), 3)} | {cell(m.get('ece'), 4)} | "
-                             f"{cell(b, 3)} | {before} | {cell(m.get('pcoc_uncorrected'), 3)} | "
+                             f"{cell(a, 3)} | {cell(b, 3)} | {only} | {before} | {cell(m.get('pcoc_uncorrected'), 3)} | "
                              f"{epochs if tower == 'light' else ''} |")
     return "\n".join(lines)
 
@@ -121,6 +148,8 @@ def main() -> None:
     parser.add_argument("--table-only", action="store_true")
     parser.add_argument("--no-calibrate-intercept", dest="refit", action="store_false",
                         help="train without the intercept refit (training.calibrate_intercept off)")
+    parser.add_argument("--no-calibrate-slope", dest="slope", action="store_false",
+                        help="refit the intercept alone (training.calibrate_slope off)")
     args = parser.parse_args()
 
     work = Path(args.work_dir)
@@ -131,7 +160,8 @@ def main() -> None:
         logs = generate_logs(work, args.rows, args.rate, args.test_fraction, seed)
         for run in args.runs:
             name = {"upstream": f"upstream r={args.rate}", "reader": f"reader r={args.rate}"}.get(run, run)
-            key = f"{name}|{seed}|{args.rows}|{args.test_fraction}|{args.epochs}" + ("" if args.refit else "|no-refit")
+            key = f"{name}|{seed}|{args.rows}|{args.test_fraction}|{args.epochs}" + ("" if args.refit else "|no-refit") \
+                + ("" if args.slope or not args.refit else "|no-slope")
             if key in done:
                 continue
             started = time.perf_counter()
@@ -141,7 +171,7 @@ def main() -> None:
                 log = logs["sampled"] if run == "upstream" else logs["full"]
                 run_dir = work / "runs" / key.replace("|", "_").replace(" ", "_").replace("=", "")
                 record = run_training(log, run_dir, args.epochs, seed, args.rate if run == "reader" else 1.0,
-                                      args.refit)
+                                      args.refit, args.slope)
             record.update(key=key, run=name, seed=seed, rows=args.rows, test_fraction=args.test_fraction,
                           epochs=args.epochs, seconds=round(time.perf_counter() - started, 1))
             with results_path.open("a") as out:

@@ -182,6 +182,9 @@ class TrainingConfig:
     calibrate_intercept: bool = option(True, help="after training, fit one scalar per tower added to its logit "
                                                   "on the validation rows (weighted log loss; AUC and GAUC "
                                                   "unchanged): the model, evaluate and the export apply it")
+    calibrate_slope: bool = option(True, help="with calibrate_intercept: fit a slope too (Platt scaling): the "
+                                              "served logit is a*logit + log r + b, a in [0.1, 10] (rankings "
+                                              "unchanged), fixing the reliability curve's slope as well as its mean")
 
 
 @dataclasses.dataclass(init=False)
@@ -317,7 +320,8 @@ class RocketConfig:
 
 
 # What a run built before these fields existed (their defaults have changed since).
-BEFORE_FIELD_EXISTED = {"model.light_interest": "shared", "training.calibrate_intercept": False}
+BEFORE_FIELD_EXISTED = {"model.light_interest": "shared", "training.calibrate_intercept": False,
+                        "training.calibrate_slope": False}
 
 
 # ----- the field table: paths, flags, flat names ------------------------------------------------

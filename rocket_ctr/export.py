@@ -145,6 +145,8 @@ def export_light(model, spec: FeatureSpec, export_base, version: int | None = No
                 "negative_rate": model.negative_rate}  # < 1: probabilities are corrected to the full rate
         if tower in model.intercepts:  # added to the logit (rocket_ctr.intercept); none before it existed
             info["intercept"] = model.intercept_values()[tower]
+        if tower in model.slopes:  # multiplies the tower's own logit (rocket_ctr.platt)
+            info["slope"] = model.slope_values()[tower]
         (extra / INFO_FILE).write_text(json.dumps(info, indent=2) + "\n")
         os.chmod(staging, 0o755)  # mkdtemp makes it owner-only; a server may run as another user
         os.rename(staging, final)

@@ -7,7 +7,8 @@ the negative-downsampling offset (``log r``) already added and the weights are t
 validation metrics (negatives of an upstream-downsampled log count 1/r). The loss is convex in
 ``b`` and its minimum solves ``Σ w·σ(z + b) = Σ w·y`` (so the validation PCOC becomes 1);
 :func:`fit_intercept` finds it by Newton's method inside a bracket. A constant shift keeps every
-ranking: AUC and GAUC are unchanged. Numpy only.
+ranking: AUC and GAUC are unchanged. With a slope as well (``training.calibrate_slope``, the
+default) the refit is ``rocket_ctr.platt``'s instead. Numpy only.
 """
 from __future__ import annotations
 

@@ -52,17 +52,22 @@ class RocketModel(keras.Model):
         intercept: give each tower a non-trainable ``<tower>_intercept`` added to its logit
             (fitted after training: ``rocket_ctr.intercept``). Default: a RocketConfig's
             ``training.calibrate_intercept``, else no (models without one are the ones before it).
+        slope: with ``intercept``, also a non-trainable ``<tower>_slope`` multiplying the tower's own
+            logit (Platt scaling, ``rocket_ctr.platt``; 1 until fitted). Default: a RocketConfig's
+            ``training.calibrate_slope``, else no.
     """
 
     def __init__(self, spec: FeatureSpec, config: ModelConfig | RocketConfig | None = None,
                  hint: HintConfig | None = None, negative_rate: float | None = None, intercept: bool | None = None,
-                 **kwargs):
+                 slope: bool | None = None, **kwargs):
         super().__init__(**kwargs)
         if negative_rate is None:
             reader_rate = config.training.negative_rate if isinstance(config, RocketConfig) else 1.0
             negative_rate = spec.negative_rate * reader_rate
         if intercept is None:
             intercept = isinstance(config, RocketConfig) and config.training.calibrate_intercept
+        if slope is None:
+            slope = isinstance(config, RocketConfig) and config.training.calibrate_slope
         self.negative_rate = float(negative_rate)
         # logit(p) = logit(q) + log(r): the full-rate probability of a model trained on the sample
         self.logit_offset = logit_offset(self.negative_rate)
@@ -117,6 +122,9 @@ class RocketModel(keras.Model):
         for tower in self.towers if intercept else ():
             setattr(self, f"{tower}_intercept", self.add_weight(name=f"{tower}_intercept", shape=(),
                                                                 initializer="zeros", trainable=False))
+        for tower in self.towers if intercept and slope else ():  # after the intercepts: old checkpoints' order
+            setattr(self, f"{tower}_slope", self.add_weight(name=f"{tower}_slope", shape=(),
+                                                            initializer="ones", trainable=False))
         self.trackers = {name: keras.metrics.Mean(name=name) for name in LOSS_TERMS}
 
     # ----- forward ---------------------------------------------------------------------------
@@ -277,12 +285,28 @@ class RocketModel(keras.Model):
         """``{tower: float}`` of the fitted intercepts ({} for a model without them)."""
         return {tower: float(variable.numpy()) for tower, variable in self.intercepts.items()}
 
+    @property
+    def slopes(self) -> dict:
+        """``{tower: variable}`` of the towers' slopes ({} for a model without them)."""
+        return {tower: getattr(self, f"{tower}_slope") for tower in self.towers if hasattr(self, f"{tower}_slope")}
+
+    def slope_values(self) -> dict:
+        """``{tower: float}`` of the fitted slopes ({} for a model without them)."""
+        return {tower: float(variable.numpy()) for tower, variable in self.slopes.items()}
+
+    def calibrated_logit(self, tower: str, logit, intercept: bool = True):
+        """The served logit of a tower's own logit: ``a·logit + log r + b`` (``a``, ``b``: the fitted
+        slope and intercept where the model has them; ``intercept=False``: ``logit + log r``)."""
+        if intercept and tower in self.slopes:
+            logit = self.slopes[tower] * logit
+        return logit + self.offset(tower, intercept)
+
     def probabilities(self, logits: dict, intercept: bool = True) -> dict:
         """Click probabilities of :meth:`call`'s logits, corrected for negative downsampling:
-        ``σ(logit + log r + b)`` = ``q / (q + (1 − q) / r)`` shifted by the tower's intercept ``b``
-        (``σ(logit)`` when nothing was downsampled and no intercept is fitted; ``intercept=False``:
-        without ``b``)."""
-        return {tower: tf.sigmoid(logit + self.offset(tower, intercept)) for tower, logit in logits.items()}
+        ``σ(a·logit + log r + b)``: ``σ(logit + log r)`` = ``q / (q + (1 − q) / r)`` with the tower's
+        fitted slope ``a`` and intercept ``b`` (``σ(logit)`` when nothing was downsampled and nothing
+        is fitted; ``intercept=False``: without ``a`` and ``b``)."""
+        return {tower: tf.sigmoid(self.calibrated_logit(tower, logit, intercept)) for tower, logit in logits.items()}
 
     # ----- the paper's eq. (1) ---------------------------------------------------------------------
     def loss_terms(self, labels, logits: dict, weights=None) -> dict:

@@ -5,8 +5,8 @@ The SavedModel that :func:`rocket_ctr.export.export_light` writes is a ``tf.Modu
 extractor, its MLP), nothing else (the booster is never in a light export; a light tower that
 shares the booster's attention holds that attention, not the booster tower). Two signatures,
 raw ids in (the id -> row mapping runs in the graph), ``probabilities`` [N] float32 out
-(corrected to the full rate when the model trained on downsampled negatives, shifted by the
-tower's fitted intercept when it has one: ``rocket_ctr.intercept``):
+(corrected to the full rate when the model trained on downsampled negatives, scaled by the
+tower's fitted slope and intercept when it has them: ``rocket_ctr.platt``, ``rocket_ctr.intercept``):
 
 * ``serving_default``: one request = one user + N candidates. User profile inputs have shape
   [1], history inputs [1, L] (oldest -> newest; ``hist_len`` is L), candidate inputs [N]
@@ -78,9 +78,9 @@ def tower_logit(model, tower: str, rows: dict) -> tf.Tensor:
 
 def tower_probability(model, tower: str, rows: dict) -> tf.Tensor:
     """One tower's served click probability: corrected to the full rate when the model trained
-    on downsampled negatives and shifted by its fitted intercept (``σ(logit + log r + b)``, see
-    ``rocket_ctr.calibration`` and ``rocket_ctr.intercept``)."""
-    return tf.sigmoid(tower_logit(model, tower, rows) + model.offset(tower))
+    on downsampled negatives and scaled by its fitted slope and intercept (``σ(a·logit + log r + b)``,
+    see ``rocket_ctr.calibration``, ``rocket_ctr.intercept`` and ``rocket_ctr.platt``)."""
+    return tf.sigmoid(model.calibrated_logit(tower, tower_logit(model, tower, rows)))
 
 
 def _pad_dim(x: tf.Tensor, axis: int, size) -> tf.Tensor:
@@ -124,6 +124,8 @@ class ServingModule(tf.Module):
         self.tower_weights = {v.path: v.value for layer in model.serving_layers(tower) for v in layer.weights}
         if tower in model.intercepts:  # the tower's fitted intercept (models before it have none)
             self.tower_weights[model.intercepts[tower].path] = model.intercepts[tower].value
+        if tower in model.slopes:  # its fitted slope (Platt scaling; none before it existed)
+            self.tower_weights[model.slopes[tower].path] = model.slopes[tower].value
         self._jit = jit_compile
 
         def probabilities(rows):

@@ -13,7 +13,8 @@ hint warm-up's launch carries over too: when the source ended with the hint on
 (``model.hint_scale`` > 0), the new run starts with the hint at full weight instead of waiting for
 the booster to lead again; ``warm_start.json`` in the new run dir records what was carried (and
 keeps the launch across resumes of the new run). The towers' fitted intercepts carry over when
-both runs have them (``training.calibrate_intercept``); a new run with validation rows refits them.
+both runs have them (``training.calibrate_intercept``), and so do the slopes
+(``training.calibrate_slope``); a new run with validation rows refits them.
 """
 from __future__ import annotations
 
@@ -125,6 +126,9 @@ class WarmStartSource:
         carried = {t: value for t, value in source.intercept_values().items() if t in model.intercepts}
         for tower, value in carried.items():  # the new run refits it when it has validation rows
             model.intercepts[tower].assign(value)
+        slopes = {t: value for t, value in source.slope_values().items() if t in model.slopes}
+        for tower, value in slopes.items():  # (a source without slopes: 1, the function it served)
+            model.slopes[tower].assign(value)
         if carry_optimizer:
             for stage, optimizer in optimizers.items():
                 slot_takes = {id(slot): takes[id(var)] for var in model.trainable_variables if id(var) in takes
@@ -136,7 +140,7 @@ class WarmStartSource:
         model.hint_scale.assign(1.0)  # a fresh model's; the new run's warm-up (if on) sets it from `launched`
         state = {"source": str(self.run_dir), "checkpoint": self.checkpoint, "optimizer_state": carry_optimizer,
                  "vocabulary": vocabulary, "hint_launched": launched}
-        return {**state, "intercept": carried} if carried else state
+        return {**state, **({"intercept": carried} if carried else {}), **({"slope": slopes} if slopes else {})}
 
 
 def feature_set_difference(old: FeatureSpec, new: FeatureSpec) -> str | None:
@@ -187,8 +191,8 @@ def _tables(model, feature: str) -> list:
 
 
 def _without_intercepts(model) -> list:
-    """The model's variables but its intercepts (a run with them may start from one without)."""
-    skip = {id(v) for v in model.intercepts.values()}
+    """The model's variables but its intercepts and slopes (a run with them may start from one without)."""
+    skip = {id(v) for v in (*model.intercepts.values(), *model.slopes.values())}
     return [v for v in model.weights if id(v) not in skip]
 
 

@@ -14,7 +14,7 @@ from rocket_ctr import export as export_module
 from rocket_ctr.config import RocketConfig
 from rocket_ctr.datagen.synthetic import generate
 from rocket_ctr.errors import InputError
-from rocket_ctr.export import WARMUP_FILE, export_light, list_versions
+from rocket_ctr.export import WARMUP_FILE, export_light, list_versions, read_export_info
 from rocket_ctr.export_rows import one_user_request, sample_rows
 from rocket_ctr.export_verify import VerificationError, reference_probabilities
 from rocket_ctr.model import RocketModel
@@ -64,13 +64,18 @@ def saved_variables(path):
     return dict(tf.train.list_variables(str(path / "variables" / "variables")))
 
 
+def _calibration(model) -> list:
+    """The light tower's fitted intercept and slope (both default on)."""
+    return [model.intercepts["light"], model.slopes["light"]]
+
+
 def test_savedmodel_holds_only_the_light_tower_and_its_bottom(trained, exported):
     _, _, model, _ = trained
     variables = {k: v for k, v in saved_variables(exported[False].path).items() if k.startswith("tower_weights/")}
     assert variables and not any("booster" in k for k in variables)
-    parts = ("light_tower", "shared_bottom", "din_attention", "light_dot", "light_intercept")
+    parts = ("light_tower", "shared_bottom", "din_attention", "light_dot", "light_intercept", "light_slope")
     assert all(any(part in k for part in parts) for k in variables)
-    light = model.tower_variables("light") + model.shared_variables() + [model.intercepts["light"]]
+    light = model.tower_variables("light") + model.shared_variables() + _calibration(model)
     assert sum(np.prod(s) for s in variables.values()) == sum(np.prod(v.shape) for v in light)
     assert model.tower_variables("booster")  # the run has a booster; it just is not exported
 
@@ -86,7 +91,7 @@ def test_own_light_extractors_export_their_path_alone(trained, tmp_path, light, 
     result = export_light(model, spec, tmp_path / light, jit_compile=xla, sample_size=24, warmup_candidates=64)
     variables = {k: v for k, v in saved_variables(result.path).items() if k.startswith("tower_weights/")}
     assert variables and not any("booster" in k for k in variables)
-    light_path = [v for layer in model.serving_layers("light") for v in layer.weights] + [model.intercepts["light"]]
+    light_path = [v for layer in model.serving_layers("light") for v in layer.weights] + _calibration(model)
     assert sum(np.prod(s) for s in variables.values()) == sum(np.prod(v.shape) for v in light_path)
     assert any(f"light_{light}" in k for k in variables) == (light != "mean")   # mean has no weights
     assert result.max_abs_diff <= 1e-5
@@ -288,3 +293,21 @@ def test_booster_only_columns_are_never_asked_of_the_light_export(click_log, tmp
     assert main(["predict", "--no-progress", "--run-dir", str(run), "--no-xla", "--data", plain,
                  "--out", str(tmp_path / "p_missing")]) == 2
     assert "slot" in capsys.readouterr().err
+
+
+def test_export_applies_the_fitted_slope_and_intercept(trained, exported):
+    """The export serves σ(a·logit + log r + b): model.probabilities, to 1e-6 (no XLA)."""
+    from rocket_ctr.export_verify import _truncated
+    from rocket_ctr.id_mapping import IdMapper
+
+    _, log, model, spec = trained
+    info = read_export_info(exported[False].path)
+    assert info["slope"] == model.slope_values()["light"] != 1.0
+    assert info["intercept"] == model.intercept_values()["light"]
+    rows = sample_rows(spec, log / "test", n=64)
+    truncated = _truncated(spec, rows)
+    mapped = IdMapper(spec)({c: tf.constant(v) for c, v in truncated.items() if c != HIST_LEN})
+    mapped[HIST_LEN] = tf.constant(truncated[HIST_LEN])
+    expected = model.probabilities({"light": model.tower_logit("light", mapped)})["light"].numpy()
+    np.testing.assert_allclose(call(tf.saved_model.load(str(exported[False].path)), SCORE_ROWS, rows), expected,
+                               atol=1e-6)

@@ -1,4 +1,4 @@
-"""The intercept refit: the 1-D fit, the model variable, training's refit, the export and old run dirs."""
+"""The intercept refit and Platt scaling: the 1-D fit, the model variables, training's refit, the export, old run dirs."""
 import json
 import math
 
@@ -15,6 +15,7 @@ from rocket_ctr.export_rows import sample_rows
 from rocket_ctr.export_verify import reference_probabilities
 from rocket_ctr.intercept import fit_intercept
 from rocket_ctr.model import RocketModel
+from rocket_ctr.platt import fit_platt
 from rocket_ctr.run_dir import CONFIG_FILE, restore_model
 from rocket_ctr.signatures import SCORE_ROWS, example_rows
 from rocket_ctr.spec import FeatureSpec
@@ -59,14 +60,29 @@ def test_fit_without_a_finite_minimum_gives_none():
 
 def test_flag_off_and_old_configs_build_no_intercept():
     spec = FeatureSpec()
-    assert set(RocketModel(spec, RocketConfig(**TINY)).intercepts) == {"light", "booster"}
+    model = RocketModel(spec, RocketConfig(**TINY))
+    assert set(model.intercepts) == set(model.slopes) == {"light", "booster"}
+    assert model.slope_values() == {"light": 1.0, "booster": 1.0}  # until fitted
     assert RocketModel(spec, RocketConfig(**TINY, calibrate_intercept=False)).intercepts == {}
+    assert RocketModel(spec, RocketConfig(**TINY, calibrate_intercept=False)).slopes == {}  # slope: with b only
+    only = RocketModel(spec, RocketConfig(**TINY, calibrate_slope=False))
+    assert set(only.intercepts) == {"light", "booster"} and only.slopes == {}
     # a config.json written before the field existed: no intercept, offset log r alone
     old = RocketConfig.from_saved({k: v for k, v in RocketConfig(**TINY).flat().items()
                                    if k != "training.calibrate_intercept"})
     assert old.training.calibrate_intercept is False
     model = RocketModel(spec, old, negative_rate=0.5)
-    assert model.intercepts == {} and model.offset("light") == math.log(0.5)
+    assert model.intercepts == {} and model.slopes == {} and model.offset("light") == math.log(0.5)
+    # one written after the intercept refit, before the slope: intercepts, no slope
+    saved = {k: v for k, v in RocketConfig(**TINY).flat().items() if k != "training.calibrate_slope"}
+    old = RocketConfig.from_saved(saved)
+    assert old.training.calibrate_intercept is True and old.training.calibrate_slope is False
+    model = RocketModel(spec, old, negative_rate=0.5)
+    assert set(model.intercepts) == {"light", "booster"} and model.slopes == {}
+    model.intercepts["light"].assign(0.25)
+    logit = tf.constant([-1.0, 0.5])
+    np.testing.assert_allclose(model.probabilities({"light": logit})["light"], _sigmoid(logit + math.log(0.5) + 0.25),
+                               rtol=1e-6)
 
 
 @pytest.fixture(scope="module")
@@ -78,14 +94,17 @@ def log(tmp_path_factory):
     return out
 
 
+REFITS = {True: {}, "intercept": {"calibrate_slope": False}, False: {"calibrate_intercept": False}}
+
+
 @pytest.fixture(scope="module")
 def runs(log, tmp_path_factory):
-    """The same training with the refit on and off: ``{True: (run_dir, metrics), False: ...}``."""
+    """The same training with the refit on (slope and intercept), intercept only and off:
+    ``{True: (run_dir, metrics, trainer), "intercept": ..., False: ...}``."""
     out = {}
-    for refit in (True, False):
+    for refit, flags in REFITS.items():
         run_dir = tmp_path_factory.mktemp(f"refit_{refit}")
-        trainer = Trainer(run_dir, log / "train", log / "test", RocketConfig(**TINY, calibrate_intercept=refit),
-                          verbose=0)
+        trainer = Trainer(run_dir, log / "train", log / "test", RocketConfig(**TINY, **flags), verbose=0)
         out[refit] = run_dir, trainer.fit(), trainer
     return out
 
@@ -93,18 +112,22 @@ def runs(log, tmp_path_factory):
 def test_training_refits_on_the_validation_rows_without_changing_what_training_decides(log, runs):
     run_dir, metrics, trainer = runs[True]
     _, plain, _ = runs[False]
+    _, only, _ = runs["intercept"]
     assert metrics["intercept"]["fitted_on"] == "validation rows" and metrics["intercept"]["rows"] > 0
     # per-epoch metrics (early stopping, warm-up) are the model's without the intercept: the same as without the refit
-    assert metrics["history"] == plain["history"]
-    assert "intercept" not in plain and "eval_without_intercept" not in plain
-    model = trainer.model
+    assert metrics["history"] == plain["history"] == only["history"]
+    assert "intercept" not in plain and "eval_without_intercept" not in plain and "slope" not in plain
+    assert "slope" not in only
+    model, offset = trainer.model, trainer.model.logit_offset
     logits, labels, weights = validation_logits(model, log / "train", trainer.spec,
                                                 (trainer.holdout, "validation"), trainer.spec.negative_rate)
     for tower in ("light", "booster"):
-        b = metrics["intercept"][tower]
-        assert b == pytest.approx(fit_intercept(logits[tower], labels, weights), abs=1e-6)
-        # the validation rows' PCOC after the refit is 1 (its first-order condition)
-        assert pcoc(labels, _sigmoid(logits[tower] + b), weights) == pytest.approx(1.0, abs=1e-4)
+        a, b = metrics["slope"][tower], metrics["intercept"][tower]
+        assert (a, b) == pytest.approx(fit_platt(logits[tower] - offset, labels, weights, offset), abs=1e-5)
+        assert only["intercept"][tower] == pytest.approx(fit_intercept(logits[tower], labels, weights), abs=1e-6)
+        # the validation rows' PCOC after the refit is 1 (a first-order condition of both fits)
+        refitted = _sigmoid(a * (logits[tower] - offset) + offset + b)
+        assert pcoc(labels, refitted, weights) == pytest.approx(1.0, abs=1e-4)
         # the reported test metrics are the refitted model's; the ranking is the same
         before = metrics["eval_without_intercept"][tower]
         # (a shift keeps the ranking; float32 probabilities can round near-tied logits differently)
@@ -115,6 +138,7 @@ def test_training_refits_on_the_validation_rows_without_changing_what_training_d
     # the checkpoint carries it: restore_model and evaluate apply it
     restored, spec, _ = restore_model(run_dir)
     assert restored.intercept_values() == pytest.approx({t: metrics["intercept"][t] for t in ("light", "booster")})
+    assert restored.slope_values() == pytest.approx(metrics["slope"])
     again = evaluate(restored, log / "test", spec)
     assert again["light"]["pcoc"] == pytest.approx(metrics["light"]["pcoc"], rel=1e-6)
 
@@ -123,24 +147,29 @@ def test_exported_graph_applies_the_intercept(runs, tmp_path):
     run_dir, metrics, _ = runs[True]
     model, spec, _ = restore_model(run_dir)
     result = export_light(model, spec, tmp_path / "base", jit_compile=False, sample_size=32)
-    assert read_export_info(result.path)["intercept"] == pytest.approx(metrics["intercept"]["light"])
+    info = read_export_info(result.path)
+    a, b = metrics["slope"]["light"], metrics["intercept"]["light"]
+    assert (info["slope"], info["intercept"]) == pytest.approx((a, b))
     rows = sample_rows(spec, None, 32)
     loaded = tf.saved_model.load(str(result.path))
     served = loaded.signatures[SCORE_ROWS](**{k: tf.constant(v) for k, v in rows.items()})["probabilities"].numpy()
-    expected = reference_probabilities(model, "light", rows)  # σ(logit + log r + b), in memory
-    np.testing.assert_allclose(served, expected, atol=1e-5)
+    expected = reference_probabilities(model, "light", rows)  # σ(a·logit + log r + b), in memory
+    np.testing.assert_allclose(served, expected, atol=1e-6)
     logit = np.log(expected / (1 - expected))
-    without = reference_probabilities(_without(model), "light", rows)
-    np.testing.assert_allclose(logit - np.log(without / (1 - without)), metrics["intercept"]["light"], atol=1e-3)
+    without = reference_probabilities(_without(model), "light", rows)  # σ(logit + log r)
+    raw = np.log(without / (1 - without)) - model.logit_offset
+    np.testing.assert_allclose(logit, a * raw + model.logit_offset + b, atol=1e-3)
 
 
 def _without(model):
-    """The same weights with the intercepts at 0."""
+    """The same weights with the slopes at 1 and the intercepts at 0."""
     copy = RocketModel(model.spec, RocketConfig(**TINY))
     copy(example_rows(model.spec), training=False)
     copy.set_weights(model.get_weights())
     for variable in copy.intercepts.values():
         variable.assign(0.0)
+    for variable in copy.slopes.values():
+        variable.assign(1.0)
     return copy
 
 
@@ -155,13 +184,35 @@ def test_old_run_dir_restores_and_exports_as_before(runs, tmp_path):
     assert "intercept" not in read_export_info(result.path)
 
 
+def test_run_dir_from_before_the_slope_restores_and_exports_as_before(runs, tmp_path):
+    run_dir, metrics, _ = runs["intercept"]
+    config = json.loads((run_dir / CONFIG_FILE).read_text())
+    config["training"].pop("calibrate_slope")  # as written before the field existed
+    (run_dir / CONFIG_FILE).write_text(json.dumps(config))
+    model, spec, restored_config = restore_model(run_dir)
+    assert model.slopes == {} and restored_config.training.calibrate_slope is False
+    assert model.intercept_values() == pytest.approx({t: metrics["intercept"][t] for t in ("light", "booster")})
+    result = export_light(model, spec, tmp_path / "base", jit_compile=False, sample_size=16)
+    info = read_export_info(result.path)
+    assert "slope" not in info and info["intercept"] == pytest.approx(metrics["intercept"]["light"])
+
+
 def test_warm_start_carries_the_intercept(log, runs, tmp_path):
     source, metrics, _ = runs[True]
     config = RocketConfig(**{**TINY, "validation_fraction": 0.0})  # nothing to refit on: it stays the source's
     trainer = Trainer(tmp_path / "run", log / "train", None, config, verbose=0, warm_start=source)
     assert read_state(tmp_path / "run")["intercept"] == pytest.approx(
         {t: metrics["intercept"][t] for t in ("light", "booster")})
-    assert trainer.fit()["intercept"] == {**read_state(tmp_path / "run")["intercept"], "fitted_on": None, "rows": 0}
+    assert read_state(tmp_path / "run")["slope"] == pytest.approx(metrics["slope"])
+    again = trainer.fit()
+    assert again["intercept"] == {**read_state(tmp_path / "run")["intercept"], "fitted_on": None, "rows": 0}
+    assert again["slope"] == read_state(tmp_path / "run")["slope"]
+    # from an intercept-only run: its intercepts, slope 1 (the function it served)
+    only, only_metrics, _ = runs["intercept"]
+    trainer = Trainer(tmp_path / "from_only", log / "train", None, config, verbose=0, warm_start=only)
+    assert trainer.model.slope_values() == {"light": 1.0, "booster": 1.0}
+    assert trainer.model.intercept_values() == pytest.approx(
+        {t: only_metrics["intercept"][t] for t in ("light", "booster")})
     # a run without intercepts warm-starts from one with them (and the other way round)
     Trainer(tmp_path / "off", log / "train", None, RocketConfig(**{**TINY, "calibrate_intercept": False}),
             verbose=0, warm_start=source)

@@ -1,6 +1,7 @@
 """The intercept refit at the end of training: after early stopping restored its epoch, each tower's
-intercept is fitted on the validation rows (``rocket_ctr.intercept``), saved in a checkpoint, and
-the eval data is evaluated again with it (what metrics.json reports).
+intercept (and slope, when the model has one: Platt scaling) is fitted on the validation rows
+(``rocket_ctr.intercept``, ``rocket_ctr.platt``), saved in a checkpoint, and the eval data is
+evaluated again with it (what metrics.json reports).
 
 Per-epoch metrics (early stopping, the hint warm-up, history.json) are the model's without the
 intercept, so the refit never changes what training decides.
@@ -13,11 +14,11 @@ from typing import Callable
 import keras
 import tensorflow as tf
 
-from rocket_ctr.intercept import fit_towers
+from rocket_ctr import intercept, platt
 
 
 class InterceptRefit(keras.callbacks.Callback):
-    """Fits and applies the towers' intercepts in ``on_train_end`` (a model with intercepts only).
+    """Fits and applies the towers' intercepts (and slopes) in ``on_train_end`` (a model with intercepts only).
 
     Args:
         validation_logits: ``() -> ({tower: logits + log r}, labels, weights)`` of the validation
@@ -40,32 +41,43 @@ class InterceptRefit(keras.callbacks.Callback):
         self.share, self.checkpoints, self.is_chief, self.verbose = share, checkpoints, is_chief, verbose
 
     def on_train_end(self, logs=None):
-        """Writes ``logs["intercept"]`` (values and how they were fitted) and, with eval data and a
-        non-zero intercept, ``logs["eval_with_intercept"]``; saves a checkpoint after
-        ``logs["global_step"]`` when a value changed."""
-        towers = list(self.model.intercepts)
-        before = self.model.intercept_values()
+        """Writes ``logs["intercept"]`` (values and how they were fitted), ``logs["slope"]`` (a model
+        with slopes) and, with eval data and a fitted value, ``logs["eval_with_intercept"]``; saves a
+        checkpoint after ``logs["global_step"]`` when a value changed."""
+        model = self.model
+        towers, with_slope = list(model.intercepts), bool(model.slopes)
+        before = model.intercept_values(), model.slope_values()
         record = {"fitted_on": None, "rows": 0}
         if self.validation_logits is not None:
             fitted, rows = {}, 0
             if self.is_chief:
                 logits, labels, weights = self.validation_logits()
-                fitted, rows = fit_towers(logits, labels, weights), len(labels)
-            # NaN: no finite fit (no click or no negative): the tower keeps intercept 0
-            values = self.share([rows] + [fitted.get(t) if fitted.get(t) is not None else math.nan
-                                          for t in towers])
+                rows = len(labels)
+                if with_slope:
+                    fitted = platt.fit_towers(logits, labels, weights, model.logit_offset)
+                else:
+                    fitted = {t: (1.0, b) for t, b in intercept.fit_towers(logits, labels, weights).items()
+                              if b is not None}
+            # NaN: no finite fit (no click or no negative): the tower keeps slope 1 and intercept 0
+            values = self.share([rows] + [v for t in towers for v in (fitted.get(t) or (math.nan, math.nan))])
             rows, values = int(values[0]), [float(v) for v in values[1:]]
-            unfitted = [t for t, v in zip(towers, values) if math.isnan(v)]
-            for tower, value in zip(towers, values):
-                self.model.intercepts[tower].assign(0.0 if math.isnan(value) else value)
+            unfitted = [t for t, b in zip(towers, values[1::2]) if math.isnan(b)]
+            for tower, a, b in zip(towers, values[0::2], values[1::2]):
+                model.intercepts[tower].assign(0.0 if math.isnan(b) else b)
+                if with_slope:
+                    model.slopes[tower].assign(1.0 if math.isnan(a) else a)
             record = {"fitted_on": "validation rows", "rows": rows}
             if unfitted:
                 record["not_fitted"] = unfitted  # no finite minimum: no click or no negative
-        after = self.model.intercept_values()
+        after = model.intercept_values(), model.slope_values()
         if after != before:
             self.checkpoints.save(checkpoint_number=logs["global_step"] + 2)  # early stopping's is + 1
-        logs["intercept"] = {**after, **record}
+        logs["intercept"] = {**after[0], **record}
+        if with_slope:
+            logs["slope"] = after[1]
         if self.verbose and self.validation_logits is not None:
-            print("  intercept refit on the validation rows: " + "  ".join(f"{t} {v:+.4f}" for t, v in after.items()))
-        if self.evaluate_eval is not None and any(after.values()) and self.is_chief:
+            print("  refit on the validation rows: " + "  ".join(
+                f"{t} b {b:+.4f}" + (f" a {after[1][t]:.4f}" if with_slope else "") for t, b in after[0].items()))
+        fitted_any = any(after[0].values()) or any(a != 1.0 for a in after[1].values())
+        if self.evaluate_eval is not None and fitted_any and self.is_chief:
             logs["eval_with_intercept"] = self.evaluate_eval()

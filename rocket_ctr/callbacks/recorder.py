@@ -3,8 +3,8 @@ diagram per tower (reliability_<tower>.png, on the eval data, else the validatio
 plain warning when the booster never beat the light tower.
 
 metrics.json's tower metrics are the eval data's with the towers' fitted intercepts
-(``intercept``: their values and how they were fitted; ``eval_without_intercept``: the kept
-epoch's, as in history.json)."""
+(``intercept``: their values and how they were fitted; ``slope``: the towers' fitted slopes, a
+model with them; ``eval_without_intercept``: the kept epoch's without either, as in history.json)."""
 from __future__ import annotations
 
 import json
@@ -84,7 +84,9 @@ class RunRecorder(keras.callbacks.Callback):
         """Builds metrics.json from the history (``logs["train_examples_per_s"]``: this call's
         throughput, None when it trained nothing) and writes it with curves.png."""
         self.metrics = self._summary(logs.get("train_examples_per_s"), logs.get("intercept"),
-                                     logs.get("eval_with_intercept"))
+                                     logs.get("eval_with_intercept"), logs.get("slope"))
+        if logs.get("fold_in"):
+            self.metrics["fold_in"] = logs["fold_in"]  # eval_without_intercept: the kept epoch, before it
         if not self.write:
             return
         metrics_file = self.run_dir / METRICS_FILE
@@ -103,7 +105,8 @@ class RunRecorder(keras.callbacks.Callback):
             return self.history[self.early_stopping.best_index]  # the restored weights' epoch
         return self.history[-1]
 
-    def _summary(self, examples_per_s, intercept: dict | None = None, eval_with_intercept: dict | None = None) -> dict:
+    def _summary(self, examples_per_s, intercept: dict | None = None, eval_with_intercept: dict | None = None,
+                 slope: dict | None = None) -> dict:
         cfg, history = self.config, self.history
         restored = self.early_stopping is not None and self.early_stopping.restores
         last = self._final_record()
@@ -113,6 +116,8 @@ class RunRecorder(keras.callbacks.Callback):
             metrics[tower] = {k: values[k] for k in SUMMARY if k in values}
         if intercept is not None:
             metrics["intercept"] = intercept
+        if slope is not None:
+            metrics["slope"] = slope
         if eval_with_intercept:
             metrics["eval_without_intercept"] = {t: {k: v[k] for k in SUMMARY if k in v}
                                                  for t, v in last.get("eval", {}).items()}
