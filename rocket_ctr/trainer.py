@@ -9,7 +9,7 @@ skipped, not repeated.
 
 After each epoch the loop evaluates (validation users, eval data) into the epoch's record and
 hands it to the callbacks (``rocket_ctr.callbacks``), in this order: the hint warm-up, TensorBoard,
-early stopping, the intercept refit, the run recorder. Keras' ``Callback`` hooks, called by this
+early stopping, the intercept refit, the validation fold-in, the run recorder. Keras' ``Callback`` hooks, called by this
 loop, not by ``fit``. Per-epoch metrics leave the towers' intercepts out: the refit after training
 (``rocket_ctr.intercept``) never changes what training decides.
 
@@ -24,6 +24,7 @@ collective) into a temporary folder and restore from the chief's.
 """
 from __future__ import annotations
 
+import json
 import math
 import shutil
 import sys
@@ -38,6 +39,7 @@ import tensorflow as tf
 
 from rocket_ctr import run_dir as layout
 from rocket_ctr.callbacks.early_stopping import EarlyStopping
+from rocket_ctr.callbacks.fold_in import ValidationFoldIn
 from rocket_ctr.callbacks.hint_warmup import HintWarmup
 from rocket_ctr.callbacks.intercept_refit import InterceptRefit
 from rocket_ctr.callbacks.recorder import RunRecorder, load_history
@@ -66,6 +68,7 @@ from rocket_ctr.warm_start import WarmStartSource
 from rocket_ctr.warm_start import read_state as read_warm_start
 
 EVAL_KEYS = ("auc", "gauc", "logloss", "count", "gauc_users")
+RUN_FINISHED = 1  # progress [total epochs, RUN_FINISHED, step]: the after-training steps are done too
 
 
 class Trainer:
@@ -171,13 +174,14 @@ class Trainer:
             cfg, best_dir=self._write_dir(layout.BEST), chief_best_dir=self.run_dir / layout.BEST,
             checkpoints=self.manager, history=self.history, verbose=self.verbose)
         self.refit = self._intercept_refit()
+        self.fold_in = self._validation_fold_in()
         self.recorder = RunRecorder(self.run_dir, cfg, self.history, self.total_epochs, self.task.num_workers,
                                     write=self.is_chief, verbose=self.verbose, warmup=self.warmup,
                                     early_stopping=self.early_stopping, field_names=self.field_names,
                                     validation_split=self.holdout and {"kind": self.holdout.kind,
                                                                        "reason": self.holdout.reason})
-        self.callbacks = [c for c in (self.warmup, self.tensorboard, self.early_stopping, self.refit, self.recorder)
-                          if c]
+        self.callbacks = [c for c in (self.warmup, self.tensorboard, self.early_stopping, self.refit, self.fold_in,
+                                      self.recorder) if c]
         for callback in self.callbacks:
             callback.set_model(self.model)
 
@@ -195,9 +199,55 @@ class Trainer:
                 return values
             return list(broadcast_from_chief(self.strategy, np.asarray(values, np.float64), self.is_chief))
 
-        evaluate_eval = None if self.eval_paths is None else (lambda: evaluate(self.model, self.eval_paths, spec))
+        evaluate_eval = self._evaluate_eval() if self.fold_in_wanted is None else None  # the fold-in evaluates
         return InterceptRefit(logits if self.holdout else None, evaluate_eval, share, self.manager,
                               is_chief=self.is_chief, verbose=self.verbose)
+
+    def _evaluate_eval(self):
+        """``() -> eval metrics`` of the model as it is (None: no eval data, or not the chief)."""
+        if self.eval_paths is None or not self.is_chief:
+            return None
+        return lambda: evaluate(self.model, self.eval_paths, self.spec)
+
+    @property
+    def fold_in_wanted(self) -> str | None:
+        """Whether the run folds its validation rows in at the end: None (no) or ``"yes"`` or why not."""
+        wanted = self.config.training.fold_in_validation
+        if not self.holdout or wanted == "no" or (wanted == "auto" and self.holdout.kind != "last-event"):
+            return None
+        if self.distributed:
+            return "not done in a multi-worker run (every worker would need the same step count)"
+        return "yes"
+
+    def _validation_fold_in(self) -> ValidationFoldIn | None:
+        """The pass over the validation rows after the intercept refit (None: not wanted)."""
+        wanted = self.fold_in_wanted
+        if wanted is None:
+            return None
+        return ValidationFoldIn(self._validation_pass if wanted == "yes" else None, self._evaluate_eval(),
+                                self.manager, skipped=None if wanted == "yes" else wanted, verbose=self.verbose)
+
+    def _validation_pass(self) -> tuple[int, int]:
+        """One shuffled pass over the validation rows with the last stage's training step.
+
+        Returns:
+            (rows, steps) trained on.
+        """
+        training = self.config.training
+        reader = ClickLogReader(self.train_paths, self.spec, batch_size=training.batch_size, shuffle=True,
+                                shuffle_buffer=training.shuffle_buffer, seed=training.seed + self.total_epochs,
+                                bucket_by_length=training.length_buckets or training.jit_compile,
+                                holdout=(self.holdout, "validation"), negative_rate=training.negative_rate)
+        prepare = model_inputs(self.spec, self.mapper)
+        stage = self._stage_for(self.total_epochs - 1)
+        step = self._step_function(stage, entering=False)
+        rows = steps = 0
+        with surfacing_input_errors():
+            for batch, label, _, weight in to_dataset(reader).map(prepare, num_parallel_calls=tf.data.AUTOTUNE) \
+                    .prefetch(4):
+                step(batch, label, weight)
+                rows, steps = rows + int(label.shape[0]), steps + 1
+        return rows, steps
 
     def _write_dir(self, name: str) -> Path:
         """Where this worker's checkpoints go: the run dir for the chief, scratch for the others."""
@@ -329,6 +379,13 @@ class Trainer:
             The metrics dict written to ``metrics.json``.
         """
         epoch, skip, global_step = (int(v) for v in self.progress.numpy())
+        # what runs once after the last epoch (restoring the best epoch, the refit, the fold-in) runs
+        # again after a kill in the middle of it, but not on a run that finished
+        finishing = not (epoch >= self.total_epochs and skip == RUN_FINISHED)
+        if not finishing and (self.run_dir / layout.METRICS_FILE).exists():
+            if self.verbose:
+                print(f"{self.run_dir} finished training earlier: nothing to do (its metrics.json stays)")
+            return json.loads((self.run_dir / layout.METRICS_FILE).read_text())
         note = HintWarmup.off_note(self.config)
         if self.verbose and note:
             print(render_fields(note, self.field_names))
@@ -377,8 +434,11 @@ class Trainer:
             self._save(epoch, 0, global_step)
         if self.distributed:
             broadcast_from_chief(self.strategy, [0.0], self.is_chief)  # barrier: the chief's saves are done
-        self._call("on_train_end", {"global_step": global_step, "trained": bool(train_seconds),
+        self._call("on_train_end", {"global_step": global_step, "finishing": finishing,
                                     "train_examples_per_s": train_examples / train_seconds if train_seconds else None})
+        if finishing:
+            self.progress.assign([self.total_epochs, RUN_FINISHED, global_step])
+            self.manager.save(checkpoint_number=global_step + 4)  # after the +1..+3 of the callbacks
         if self._scratch is not None:
             shutil.rmtree(self._scratch, ignore_errors=True)
         return self.recorder.metrics

@@ -100,8 +100,8 @@ class EarlyStopping(keras.callbacks.Callback):
 
     def on_train_end(self, logs=None):
         """Loads the best epoch's weights and saves them as the run's latest checkpoint (after
-        ``logs["global_step"]``), when this call trained (``logs["trained"]``)."""
+        ``logs["global_step"]``), when this call finishes the run (``logs["finishing"]``)."""
         best = tf.train.latest_checkpoint(str(self.chief_best_dir))  # the chief's, for every worker
-        if self.restores and best and logs.get("trained"):
+        if self.restores and best and logs.get("finishing"):
             tf.train.Checkpoint(model=self.model).restore(best).expect_partial()
             self.checkpoints.save(checkpoint_number=logs["global_step"] + 1)

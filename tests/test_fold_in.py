@@ -1,0 +1,93 @@
+"""The validation rows folded into the model after training (``training.fold_in_validation``)."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from conftest import log_columns, write_log
+from rocket_ctr.config import RocketConfig
+from rocket_ctr.data import ClickLogReader
+from rocket_ctr.evaluation import evaluate
+from rocket_ctr.trainer import RUN_FINISHED, Trainer
+
+TINY = dict(mode="base", epochs=2, batch_size=64, learning_rate=5e-3, embedding_dim=8, light_units=(16,),
+            validation_fraction=0.2, jit_compile=False)
+
+
+def leave_last_out_log(path, users=120, seed=0):
+    """Every user has 4..9 events, ts = the event's position in the user's sequence; each event
+    is a click and a non-click sharing ts (the shape of the shared Amazon/Yelp logs)."""
+    rng = np.random.default_rng(seed)
+    rows = [(user, position, label) for user in range(users)
+            for position in range(1, int(rng.integers(4, 10)) + 1) for label in (1, 0)]
+    columns = log_columns(len(rows), seed=seed, max_len=6)
+    columns["user_id"] = [u for u, _, _ in rows]
+    columns["ts"] = [t for _, t, _ in rows]
+    columns["label"] = [y for _, _, y in rows]
+    columns["item_id"] = [int(i) % 50 for i in range(len(rows))]
+    return write_log(path, columns)
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("fold_in")
+    train = leave_last_out_log(folder / "train.parquet")
+    test = leave_last_out_log(folder / "test.parquet", users=60, seed=1)
+    trainer = Trainer(folder / "run", train, test, RocketConfig(**TINY), verbose=0)
+    return trainer, trainer.fit(), train, test
+
+
+def _weights(model):
+    return [v.numpy().copy() for v in model.trainable_variables]
+
+
+def test_a_last_event_split_is_folded_in_and_the_final_model_is_what_metrics_report(finished):
+    trainer, metrics, train, test = finished
+    assert trainer.holdout.kind == "last-event"
+    held = sum(len(label) for _, label in ClickLogReader(train, trainer.spec, holdout=(trainer.holdout, "validation")))
+    assert metrics["fold_in"] == {"rows": held, "steps": math.ceil(held / TINY["batch_size"])}
+    final = evaluate(trainer.model, test, trainer.spec)["light"]
+    assert final["auc"] == pytest.approx(metrics["light"]["auc"], abs=1e-6)
+    # the kept epoch's own eval (history.json) is the model before the fold-in
+    assert metrics["eval_without_intercept"]["light"]["logloss"] != pytest.approx(final["logloss"], abs=1e-6)
+    progress = tf.train.load_variable(trainer.manager.latest_checkpoint, "progress/.ATTRIBUTES/VARIABLE_VALUE")
+    assert progress.tolist() == [TINY["epochs"], RUN_FINISHED, progress[2]]
+
+
+def test_a_finished_run_is_not_folded_in_again(finished, tmp_path):
+    trainer, metrics, train, test = finished
+    again = Trainer(trainer.run_dir, train, test, RocketConfig(**TINY), verbose=0)
+    before = _weights(again.model)
+    assert again.fit() == metrics
+    assert all(np.array_equal(a, b) for a, b in zip(before, _weights(again.model)))
+
+
+def test_a_kill_inside_the_after_training_steps_folds_in_again(finished):
+    trainer, metrics, train, test = finished
+    # what a kill between the last epoch's checkpoint and the finished one leaves: progress not finished
+    trainer.progress.assign([TINY["epochs"], 0, int(trainer.progress.numpy()[2])])
+    trainer.manager.save(checkpoint_number=int(trainer.progress.numpy()[2]) + 5)
+    again = Trainer(trainer.run_dir, train, test, RocketConfig(**TINY), verbose=0)
+    redone = again.fit()
+    assert redone["fold_in"] == metrics["fold_in"]
+    assert redone["best_epoch"] == metrics["best_epoch"]
+
+
+@pytest.mark.parametrize("setting,folds", [("auto", False), ("yes", True), ("no", False)])
+def test_auto_folds_in_a_last_event_split_only(setting, folds, click_log, tmp_path):
+    log = click_log(n=600)  # ts on a clock shared by all rows: a time split
+    config = RocketConfig(**{**TINY, "epochs": 1, "fold_in_validation": setting})
+    trainer = Trainer(tmp_path / "run", log, None, config, verbose=0)
+    metrics = trainer.fit()
+    assert trainer.holdout.kind == "time"
+    assert ("fold_in" in metrics) == folds
+    if folds:
+        assert metrics["fold_in"]["rows"] > 0
+
+
+def test_run_dirs_from_before_the_field_do_not_fold_in():
+    assert RocketConfig.from_saved({"training": {"epochs": 1}}).training.fold_in_validation == "no"
+    assert RocketConfig().training.fold_in_validation == "auto"
