@@ -22,6 +22,7 @@ import argparse
 import json
 import os
 import resource
+import shutil
 import subprocess
 import sys
 import time
@@ -33,10 +34,15 @@ GIB = 1024**3
 
 
 def ensure_export(work_dir: Path, log: Path, xla: bool) -> Path:
-    """The default architecture's light tower, untrained, exported once for this log's FeatureSpec."""
+    """The default architecture's light tower, untrained, exported for this log's FeatureSpec; reused
+    until a ``rocket_ctr`` source file changes (an export keeps the graph of the code that wrote it)."""
     base = work_dir / f"export_{log.name.split('_', 1)[1]}{'_xla' if xla else ''}"
-    if (base / "1" / "saved_model.pb").is_file():
-        return base
+    saved = base / "1" / "saved_model.pb"
+    if saved.is_file():
+        if not source_changed_since(saved.stat().st_mtime):
+            return base
+        print(f"re-exporting {base}: rocket_ctr changed since it was written", flush=True)
+        shutil.rmtree(base)
     from rocket_ctr.config import RocketConfig
     from rocket_ctr.export import export_light
     from rocket_ctr.model import RocketModel
@@ -49,6 +55,13 @@ def ensure_export(work_dir: Path, log: Path, xla: bool) -> Path:
     export_light(model, spec, base, 1, jit_compile=xla, data=next(log.rglob("*.parquet")), sample_size=64,
                  warmup_candidates=64)
     return base
+
+
+def source_changed_since(timestamp: float) -> bool:
+    """Whether any ``rocket_ctr`` source file was modified after ``timestamp``."""
+    import rocket_ctr
+
+    return max(p.stat().st_mtime for p in Path(rocket_ctr.__file__).parent.rglob("*.py")) > timestamp
 
 
 def pipeline_only(log: Path, batch_size: int) -> float:

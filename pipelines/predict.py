@@ -9,6 +9,7 @@ contiguous 1/K of the rows (one process per shard, on one machine or many, into 
 from __future__ import annotations
 
 import argparse
+import gc
 
 FIELD_FLAGS = {"out": "--out", "overwrite": "--overwrite", "rows_per_file": "--rows-per-file",
                "num_shards": "--num-shards", "shard_index": "--shard-index", "batch_size": "--batch-size"}
@@ -83,6 +84,9 @@ def run(args) -> int:
         from rocket_ctr.pipelines.predict_processes import run_processes
 
         return run_processes(args)
+    from rocket_ctr.memory_reuse import reuse_cpu_buffers
+
+    reuse_cpu_buffers()  # before TensorFlow's first tensor
     import tensorflow as tf
 
     if args.threads:
@@ -94,6 +98,7 @@ def run(args) -> int:
 
     check_out_dir(args.out, args.num_shards, args.shard_index, args.overwrite)  # before loading the model
     scorer, spec, source = load_scorer(args)
+    gc.freeze()  # the loaded model stays out of the collector's full passes (each walked all of its objects)
     bar = {}
 
     def on_start(total):

@@ -19,7 +19,7 @@ import math
 import keras
 import tensorflow as tf
 
-from rocket_ctr.layers import DinAttention, project, segment_softmax, takes_padded_form, valid_steps
+from rocket_ctr.layers import DinAttention, project, segment_pool, segment_softmax, takes_padded_form, valid_steps
 
 
 class DotAttention(keras.layers.Layer):
@@ -73,7 +73,7 @@ class DotAttention(keras.layers.Layer):
         q = tf.gather(self._project(query, "w_query") * self.scale, rows)    # [V, P]
         scores = tf.reduce_sum(q * self._project(steps, "w_key"), axis=-1)   # [V]
         weights = segment_softmax(scores, rows, n)
-        return tf.math.unsorted_segment_sum(weights[:, None] * steps, rows, n)
+        return segment_pool(weights[:, None] * steps, rows, n)
 
     def get_config(self):
         return {**super().get_config(), "projection": self.projection}

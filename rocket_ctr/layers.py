@@ -138,9 +138,31 @@ def padded_history(history, width) -> tf.Tensor:
 
 
 def segment_softmax(scores, rows, n):
-    """Softmax of ``scores`` [V] within each row's valid steps."""
-    weights = tf.exp(scores - tf.gather(tf.math.unsorted_segment_max(scores, rows, n), rows))
-    return weights / tf.gather(tf.math.unsorted_segment_sum(weights, rows, n), rows)
+    """Softmax of ``scores`` [V] within each row's valid steps (``rows`` ascending, as ``tf.where``
+    lists them)."""
+    if _tracing_for_xla():  # XLA has only the unsorted segment kernels
+        weights = tf.exp(scores - tf.gather(tf.math.unsorted_segment_max(scores, rows, n), rows))
+        return weights / tf.gather(tf.math.unsorted_segment_sum(weights, rows, n), rows)
+    weights = tf.exp(scores - tf.gather(tf.math.segment_max(scores, rows), rows))
+    return weights / tf.gather(tf.math.segment_sum(weights, rows), rows)
+
+
+def segment_pool(values, rows, n):
+    """Per-row sums of ``values`` [V, D] -> [n, D] (rows without steps: zeros).
+
+    ``rows`` must be ascending (``tf.where`` order; the CPU kernel refuses others): the sorted
+    segment sum was measured 3x faster than ``unsorted_segment_sum`` on batch-scoring sizes."""
+    if _tracing_for_xla():
+        return tf.math.unsorted_segment_sum(values, rows, n)
+    summed = tf.math.segment_sum(values, rows)  # [max(rows) + 1, D]
+    return tf.pad(summed, [[0, n - tf.shape(summed, out_type=tf.int64)[0]], [0, 0]])
+
+
+def _tracing_for_xla() -> bool:
+    """Whether the graph being built will be XLA-compiled (a ``jit_compile`` function, at any depth)."""
+    from tensorflow.python.ops.control_flow_util import GraphOrParentsInXlaContext
+
+    return GraphOrParentsInXlaContext(tf.compat.v1.get_default_graph())
 
 
 class DinAttention(keras.layers.Layer):
@@ -217,7 +239,7 @@ class DinAttention(keras.layers.Layer):
         weights = self._scores(steps, queries, steps * queries, training)  # [V]
         if self.softmax:
             weights = segment_softmax(weights, rows, n)
-        return tf.math.unsorted_segment_sum(weights[:, None] * steps, rows, n)
+        return segment_pool(weights[:, None] * steps, rows, n)
 
     def get_config(self):
         return {**super().get_config(), "units": list(self.units), "activation": self.activation,

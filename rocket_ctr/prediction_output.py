@@ -93,7 +93,9 @@ class PredictionWriter:
         while offset < table.num_rows:
             if self._writer is None:
                 name = f"part-{shard_tag(self.shard_index, self.num_shards)}-{len(self.files):05d}.parquet"
-                self._writer = pq.ParquetWriter(self.staging / name, table.schema)
+                # probabilities are nearly all distinct: dictionary-encoding them only costs time
+                keys = [f.name for f in table.schema if not pa.types.is_floating(f.type)]
+                self._writer = pq.ParquetWriter(self.staging / name, table.schema, use_dictionary=keys)
                 self.files.append(name)
             take = min(table.num_rows - offset, self.rows_per_file - self._in_file)
             part = table.slice(offset, take)

@@ -200,7 +200,9 @@ class ServingModule(tf.Module):
             # keep each row's newest steps: row i reads steps [len_i - keep_i, len_i), left-aligned
             kept[length] = tf.minimum(total, spec.max_history)
             index = (total - kept[length])[:, None] + tf.range(tf.minimum(steps, spec.max_history))[None, :]
-            features.update({c: tf.gather(inputs[c], index, batch_dims=1) for c in columns})
+            for c in columns:  # lists no wider than max_history are kept whole: no copy (batch scoring's case)
+                features[c] = tf.cond(steps > spec.max_history, lambda c=c: tf.gather(inputs[c], index, batch_dims=1),
+                                      lambda c=c: inputs[c])
         rows = self.mapper(features)
         rows.update(kept)
         rows = self._padded(rows, (*spec.scalar_id_columns, *spec.history_columns, *spec.extra_columns, *lengths), n)

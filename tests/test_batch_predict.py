@@ -79,3 +79,27 @@ def test_bad_input_is_one_line_and_exit_code_2(setup, tmp_path, click_log, capsy
     assert _predict("--run-dir", run, "--data", log / "test", "--out", tmp_path / "o", "--processes", 2,
                     "--num-shards", 2) == 2
     assert "exclude each other" in capsys.readouterr().err
+
+
+def test_bucketed_batches_score_every_row_as_the_padded_model_does(setup, tmp_path):
+    """Rows of mixed history lengths, scored in length buckets through the export's valid-step
+    graph (sorted segment sums), equal the in-memory padded form on the whole log at once."""
+    import pyarrow as pa
+
+    from rocket_ctr.batches import Chunk
+    from rocket_ctr.export_verify import reference_probabilities
+    from rocket_ctr.layers import use_padded_attention
+    from rocket_ctr.scoring import row_features
+
+    _, log, base, model, spec = setup
+    assert _predict("--model", base, "--data", log / "test", "--out", tmp_path / "p", "--batch-size", 300) == 0
+    light = spec.for_tower("light")
+    chunk = Chunk(pa.concat_batches(pq.read_table(log / "test").to_batches()), light)
+    assert len(set(np.searchsorted(light.history_buckets, chunk.lengths))) > 1 and (chunk.lengths == 0).any()
+    rows = row_features(chunk, light, np.arange(chunk.n), light.max_history)
+    use_padded_attention(model, True)
+    try:
+        expected = reference_probabilities(model, "light", rows)
+    finally:
+        use_padded_attention(model, False)
+    np.testing.assert_allclose(pq.read_table(tmp_path / "p")["p_light"].to_numpy(), expected, atol=1e-5)

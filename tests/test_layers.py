@@ -14,6 +14,7 @@ from rocket_ctr.layers import (
     ValidSteps,
     activation_layer,
     padded_history,
+    segment_pool,
     tower_input,
 )
 from rocket_ctr.spec import HIST_LEN, FeatureSpec, IdFeature
@@ -306,3 +307,16 @@ def test_training_lookup_of_valid_steps_only_equals_the_padded_lookup(light_inte
         np.testing.assert_allclose(results[0][0][name], results[1][0][name], rtol=1e-5, atol=1e-6)
     for ragged, dense in zip(results[0][1], results[1][1]):
         np.testing.assert_allclose(ragged, dense, rtol=1e-4, atol=1e-6)
+
+
+def test_segment_pool_sums_each_rows_steps_and_gives_zeros_to_rows_without_any():
+    values = tf.constant(np.arange(12.0).reshape(6, 2), tf.float32)
+    rows = tf.constant([0, 0, 2, 2, 2, 3], tf.int64)                  # row 1 and the last row 4: no steps
+    expected = tf.math.unsorted_segment_sum(values, rows, 5).numpy()
+    np.testing.assert_array_equal(segment_pool(values, rows, tf.constant(5, tf.int64)).numpy(), expected)
+    empty = segment_pool(tf.zeros([0, 2]), tf.zeros([0], tf.int64), tf.constant(3, tf.int64))
+    np.testing.assert_array_equal(empty.numpy(), np.zeros((3, 2)))
+    with pytest.raises(tf.errors.InvalidArgumentError):                # unsorted rows are refused, never misread
+        segment_pool(values, tf.constant([0, 2, 0, 2, 2, 3], tf.int64), tf.constant(5, tf.int64))
+    xla = tf.function(segment_pool, jit_compile=True)  # XLA has no sorted segment kernels: the unsorted ones
+    np.testing.assert_array_equal(xla(values, rows, tf.constant(5, tf.int64)).numpy(), expected)
