@@ -130,7 +130,8 @@ def table(records) -> str:
                 only = f"{only['pcoc']:.3f} / {only['ece']:.4f} (b {only['intercept']:+.3f})" if only else "–"
                 lines.append(f"| {r['run']} (seed {r['seed']}) | {r['rows']:,} | {tower} | {cell(m.get('auc'), 4)} | "
                              f"{cell(m.get('gauc'), 4)} | {cell(m.get('pcoc'), 3)} | {cell(m.get('ece'), 4)} | "
-                             f"{cell(a, 3)} | {cell(b, 3)} | {only} | {before} | {cell(m.get('pcoc_uncorrected'), 3)} | "
+                             f"{cell(a, 3)} | {cell(b, 3)} | {only} | {before} | "
+                             f"{cell(m.get('pcoc_uncorrected'), 3)} | "
                              f"{epochs if tower == 'light' else ''} |")
     return "\n".join(lines)
 
@@ -160,8 +161,8 @@ def main() -> None:
         logs = generate_logs(work, args.rows, args.rate, args.test_fraction, seed)
         for run in args.runs:
             name = {"upstream": f"upstream r={args.rate}", "reader": f"reader r={args.rate}"}.get(run, run)
-            key = f"{name}|{seed}|{args.rows}|{args.test_fraction}|{args.epochs}" + ("" if args.refit else "|no-refit") \
-                + ("" if args.slope or not args.refit else "|no-slope")
+            key = f"{name}|{seed}|{args.rows}|{args.test_fraction}|{args.epochs}"
+            key += ("" if args.refit else "|no-refit") + ("" if args.slope or not args.refit else "|no-slope")
             if key in done:
                 continue
             started = time.perf_counter()

@@ -1,4 +1,4 @@
-"""The intercept refit and Platt scaling: the 1-D fit, the model variables, training's refit, the export, old run dirs."""
+"""Intercept and slope refit: the 1-D fit, the model variables, training's refit, the export, old run dirs."""
 import json
 import math
 

@@ -1,0 +1,101 @@
+"""Which calibration map, fitted on a finished run's validation rows, fixes its test calibration?
+
+    .venv/bin/python benchmarks/calibrator_check.py RUN_DIR LOG [RUN_DIR LOG ...] [--tower light]
+
+For each run dir (``bench_calibration.py``'s ``WORK/runs/...``) and the generated log it trained on
+(``LOG/train``, ``LOG/test``), the tower's test PCOC / ECE / AUC under maps of its logit fitted on
+the run's validation rows (weighted like the refit): none (``log r`` only), the intercept, Platt
+(slope and intercept), isotonic regression (a step function: ties cost AUC) and the isotonic
+blocks interpolated linearly in logit (strictly increasing: AUC unchanged); and, as a ceiling,
+Platt fitted on the test rows themselves. Offline only: the library serves none and Platt.
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+
+
+def _sigmoid(x):
+    return 1 / (1 + np.exp(-x))
+
+
+def isotonic(x, y, w):
+    """Weighted isotonic regression of ``y`` on ``x`` (pool adjacent violators).
+
+    Returns:
+        ``(right edges, weighted mean x, value)`` of the blocks, in increasing ``x``.
+    """
+    order = np.argsort(x, kind="stable")
+    x, y, w = x[order], y[order], w[order]
+    values, weights, ends, sums = [], [], [], []
+    for xi, yi, wi in zip(x, y, w):
+        values.append(yi), weights.append(wi), ends.append(xi), sums.append(wi * xi)
+        while len(values) > 1 and values[-2] >= values[-1]:
+            total = weights[-2] + weights[-1]
+            values[-2] = (values[-2] * weights[-2] + values[-1] * weights[-1]) / total
+            weights[-2], ends[-2], sums[-2] = total, ends[-1], sums[-2] + sums[-1]
+            for stack in (values, weights, ends, sums):
+                stack.pop()
+    return np.array(ends), np.array(sums) / np.array(weights), np.array(values)
+
+
+def step(blocks, x):
+    ends, _, values = blocks
+    return values[np.minimum(np.searchsorted(ends, x), len(values) - 1)]
+
+
+def interpolated(blocks, x):
+    _, centers, values = blocks
+    v = np.clip(values, 1e-6, 1 - 1e-6)
+    return _sigmoid(np.interp(x, centers, np.log(v / (1 - v))))
+
+
+def check(run_dir: Path, log: Path, tower: str) -> None:
+    """Prints one run's table (see the module docstring)."""
+    from rocket_ctr.calibration import ece, pcoc
+    from rocket_ctr.data import resolve_paths
+    from rocket_ctr.evaluation import scored_batches, validation_logits
+    from rocket_ctr.holdout import plan_holdout
+    from rocket_ctr.intercept import fit_intercept
+    from rocket_ctr.metrics import auc
+    from rocket_ctr.platt import fit_platt
+    from rocket_ctr.run_dir import restore_model
+
+    model, spec, config = restore_model(run_dir)
+    training, offset = config.training, model.logit_offset
+    holdout = plan_holdout(resolve_paths(log / "train"), spec, training.validation_split,
+                           training.validation_fraction)
+    logits, vy, vw = validation_logits(model, log / "train", spec, (holdout, "validation"), spec.negative_rate)
+    v = logits[tower] - offset
+    z, y, w = [], [], []
+    for _, label, weight, batch in scored_batches(model, log / "test", spec):
+        z.append(batch[tower].numpy().astype(np.float64)), y.append(label), w.append(weight)
+    z, y, w = np.concatenate(z), np.concatenate(y).astype(np.float64), np.concatenate(w)
+    b = fit_intercept(v + offset, vy, vw)
+    a, b2 = fit_platt(v, vy, vw, offset)
+    a3, b3 = fit_platt(z, y, w, offset)
+    blocks = isotonic(v, vy.astype(np.float64), vw)
+    maps = {"none": _sigmoid(z + offset), "intercept": _sigmoid(z + offset + b),
+            f"platt (a {a:.3f})": _sigmoid(a * z + offset + b2), "isotonic": step(blocks, z),
+            "isotonic interpolated": interpolated(blocks, z),
+            f"platt fitted on test (a {a3:.3f})": _sigmoid(a3 * z + offset + b3)}
+    print(f"{run_dir.name} {tower}: {len(vy)} validation rows, {int(vy.sum())} clicks", flush=True)
+    for name, p in maps.items():
+        print(f"  {name:34s} PCOC {pcoc(y, p, w):.3f}  ECE {ece(y, p, w):.4f}  AUC {auc(y, p, w):.4f}", flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("pairs", nargs="+", help="RUN_DIR LOG pairs")
+    parser.add_argument("--tower", default="light")
+    args = parser.parse_args()
+    if len(args.pairs) % 2:
+        parser.error("give RUN_DIR LOG pairs")
+    for run_dir, log in zip(args.pairs[::2], args.pairs[1::2]):
+        check(Path(run_dir), Path(log), args.tower)
+
+
+if __name__ == "__main__":
+    main()
