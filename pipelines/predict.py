@@ -98,7 +98,6 @@ def run(args) -> int:
 
     check_out_dir(args.out, args.num_shards, args.shard_index, args.overwrite)  # before loading the model
     scorer, spec, source = load_scorer(args)
-    gc.freeze()  # the loaded model stays out of the collector's full passes (each walked all of its objects)
     bar = {}
 
     def on_start(total):
@@ -109,10 +108,14 @@ def run(args) -> int:
         if args.progress_lines:
             print(f"progress {n}", flush=True)
 
-    summary = predict_log(scorer, spec, args.data, args.out, num_shards=args.num_shards,
-                          shard_index=args.shard_index, batch_size=args.batch_size,
-                          rows_per_file=args.rows_per_file, overwrite=args.overwrite, source=source,
-                          on_start=on_start, on_progress=on_progress)
+    gc.freeze()  # the loaded model stays out of the collector's full passes (each walked all of its objects)
+    try:
+        summary = predict_log(scorer, spec, args.data, args.out, num_shards=args.num_shards,
+                              shard_index=args.shard_index, batch_size=args.batch_size,
+                              rows_per_file=args.rows_per_file, overwrite=args.overwrite, source=source,
+                              on_start=on_start, on_progress=on_progress)
+    finally:
+        gc.unfreeze()  # an in-process caller (tests) gets its collector back as it was
     bar["p"].close()
     if args.progress_lines:
         return 0
