@@ -70,6 +70,9 @@ CHANGES = {
     "light history 20": ({"light_history": 20}, {}, {}),  # e.g. "light dot + light history 20"
     # the rocket recipe (issue 14); "validation" puts the default split back on top of "no validation"
     "validation": ({"validation_fraction": 0.05}, {}, {}),
+    "validation 0.1": ({"validation_fraction": 0.1}, {}, {}),  # more newest events held out, then folded in
+    "validation 0.15": ({"validation_fraction": 0.15}, {}, {}),
+    "no fold-in": ({"fold_in_validation": "no"}, {}, {}),  # the validation rows never trained on
     "no warmup": ({"hint_warmup": False}, {}, {}),  # booster CE into the shared bottom from the first step
     "hint 0": ({"hint_weight": 0.0}, {}, {}),
     "hint 0.01": ({"hint_weight": 0.01}, {}, {}),
