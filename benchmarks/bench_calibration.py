@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/bench_calibration.py [--rows 600000] [--rate 0.1] [--epochs 2]
         [--seeds 0] [--work-dir /tmp/rocket_calibration] [--table-only] [--no-calibrate-slope]
+        [--calibration-knots K]
 
 One generated log (``rocket-ctr generate --with-oracle``, test = the newest ``--test-fraction`` of
 time, always at the full rate) and, from the same seed, its train split with ``--rate`` of the
@@ -18,7 +19,9 @@ Each run is the library's ``Trainer`` with the defaults except ``--epochs`` and 
 ECE (10 equal-mass bins) of the corrected probabilities after the refit on the validation rows
 (Platt scaling: slope ``a`` and intercept ``b``), the fitted values and the PCOC / ECE without
 them, and the uncorrected PCOC beside them. With a slope, the same model is also evaluated with
-the intercept-only refit (``b`` alone fitted on the same rows, ``a`` = 1): the slope's own effect.
+the intercept-only refit (``b`` alone fitted on the same rows, ``a`` = 1): the slope's own effect;
+with isotonic maps (``training.calibration_knots``, ``--calibration-knots``), with Platt alone too
+(the knots' own effect).
 Results are appended to ``WORK/results.jsonl`` run by run; a re-run skips finished runs and prints
 the table.
 """
@@ -61,14 +64,14 @@ def run_oracle(test) -> dict:
 
 
 def run_training(log: Path, run_dir: Path, epochs: int, seed: int, reader_rate: float, refit: bool,
-                 slope: bool = True) -> dict:
+                 slope: bool = True, knots: int | None = None) -> dict:
     """Trains with the defaults (``epochs``, ``seed``, ``negative_rate``, ``calibrate_intercept``,
-    ``calibrate_slope``) and returns its eval metrics."""
+    ``calibrate_slope``, ``calibration_knots`` unless None) and returns its eval metrics."""
     from rocket_ctr.config import RocketConfig
     from rocket_ctr.trainer import Trainer
 
     config = RocketConfig(epochs=epochs, seed=seed, negative_rate=reader_rate, calibrate_intercept=refit,
-                          calibrate_slope=slope)
+                          calibrate_slope=slope, **({} if knots is None else {"calibration_knots": knots}))
     trainer = Trainer(run_dir, log / "train", log / "test", config, verbose=0)
     metrics = trainer.fit()
     keep = ("auc", "gauc", "logloss", "pcoc", "ece", "pcoc_uncorrected")
@@ -77,10 +80,25 @@ def run_training(log: Path, run_dir: Path, epochs: int, seed: int, reader_rate: 
     before = metrics.get("eval_without_intercept", {})
     return {**{t: {k: metrics[t][k] for k in keep if k in metrics[t]} for t in ("light", "booster")},
             "intercept": metrics.get("intercept"), "slope": metrics.get("slope"),
+            "knots": len(next(iter(metrics["knots"].values()))["x"]) if metrics.get("knots") else None,
+            "platt_only": platt_only(trainer, log) if trainer.model.knots else None,
             "intercept_only": intercept_only(trainer, log) if trainer.model.slopes else None,
             "without_intercept": {t: {k: v[k] for k in ("pcoc", "ece")} for t, v in before.items()},
             "kept_epoch": metrics.get("best_epoch", metrics.get("epoch")), "light_per_epoch": per_epoch,
             "negative_rate": trainer.model.negative_rate, "train_rows_read": trainer.reader.num_rows}
+
+
+def platt_only(trainer, log: Path) -> dict:
+    """The trained model evaluated on the test split with its isotonic maps set to the identity
+    (Platt alone; they stay so): ``{tower: {"pcoc", "ece"}}``."""
+    from rocket_ctr.evaluation import evaluate
+    from rocket_ctr.isotonic import identity_knots
+
+    for x, y in trainer.model.knots.values():
+        x.assign(identity_knots(x.shape[0]))
+        y.assign(identity_knots(x.shape[0]))
+    return {t: {"pcoc": v["pcoc"], "ece": v["ece"]} for t, v in evaluate(trainer.model, log / "test",
+                                                                         trainer.spec).items()}
 
 
 def intercept_only(trainer, log: Path) -> dict:
@@ -108,10 +126,10 @@ def load(path: Path) -> dict:
 
 def table(records) -> str:
     """Markdown, one row per run and tower (* = the epoch the run kept: early stopping's best)."""
-    lines = ["| run | rows | tower | AUC | GAUC | PCOC (corrected) | ECE | slope a | intercept b "
-             "| PCOC / ECE intercept only | PCOC / ECE without a, b | PCOC uncorrected "
+    lines = ["| run | rows | tower | AUC | GAUC | PCOC (corrected) | ECE | knots | slope a | intercept b "
+             "| PCOC / ECE Platt only | PCOC / ECE intercept only | PCOC / ECE without a, b | PCOC uncorrected "
              "| light PCOC / ECE by epoch (without a, b) |",
-             "| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"]
+             "| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"]
 
     def cell(value, digits):
         return "–" if value is None else f"{value:.{digits}f}"
@@ -128,9 +146,11 @@ def table(records) -> str:
                 a = (r.get("slope") or {}).get(tower)
                 only = (r.get("intercept_only") or {}).get(tower)
                 only = f"{only['pcoc']:.3f} / {only['ece']:.4f} (b {only['intercept']:+.3f})" if only else "–"
+                platt = (r.get("platt_only") or {}).get(tower)
+                platt = f"{platt['pcoc']:.3f} / {platt['ece']:.4f}" if platt else "–"
                 lines.append(f"| {r['run']} (seed {r['seed']}) | {r['rows']:,} | {tower} | {cell(m.get('auc'), 4)} | "
                              f"{cell(m.get('gauc'), 4)} | {cell(m.get('pcoc'), 3)} | {cell(m.get('ece'), 4)} | "
-                             f"{cell(a, 3)} | {cell(b, 3)} | {only} | {before} | "
+                             f"{r.get('knots') or '–'} | {cell(a, 3)} | {cell(b, 3)} | {platt} | {only} | {before} | "
                              f"{cell(m.get('pcoc_uncorrected'), 3)} | "
                              f"{epochs if tower == 'light' else ''} |")
     return "\n".join(lines)
@@ -151,6 +171,8 @@ def main() -> None:
                         help="train without the intercept refit (training.calibrate_intercept off)")
     parser.add_argument("--no-calibrate-slope", dest="slope", action="store_false",
                         help="refit the intercept alone (training.calibrate_slope off)")
+    parser.add_argument("--calibration-knots", dest="knots", type=int, default=None,
+                        help="knots of the isotonic maps (training.calibration_knots; default: the config's)")
     args = parser.parse_args()
 
     work = Path(args.work_dir)
@@ -163,6 +185,7 @@ def main() -> None:
             name = {"upstream": f"upstream r={args.rate}", "reader": f"reader r={args.rate}"}.get(run, run)
             key = f"{name}|{seed}|{args.rows}|{args.test_fraction}|{args.epochs}"
             key += ("" if args.refit else "|no-refit") + ("" if args.slope or not args.refit else "|no-slope")
+            key += "" if args.knots is None else f"|knots{args.knots}"
             if key in done:
                 continue
             started = time.perf_counter()
@@ -172,7 +195,7 @@ def main() -> None:
                 log = logs["sampled"] if run == "upstream" else logs["full"]
                 run_dir = work / "runs" / key.replace("|", "_").replace(" ", "_").replace("=", "")
                 record = run_training(log, run_dir, args.epochs, seed, args.rate if run == "reader" else 1.0,
-                                      args.refit, args.slope)
+                                      args.refit, args.slope, args.knots)
             record.update(key=key, run=name, seed=seed, rows=args.rows, test_fraction=args.test_fraction,
                           epochs=args.epochs, seconds=round(time.perf_counter() - started, 1))
             with results_path.open("a") as out:

@@ -1,13 +1,14 @@
 """Which calibration map, fitted on a finished run's validation rows, fixes its test calibration?
 
-    .venv/bin/python benchmarks/calibrator_check.py RUN_DIR LOG [RUN_DIR LOG ...] [--tower light]
+    .venv/bin/python benchmarks/calibrator_check.py RUN_DIR LOG [RUN_DIR LOG ...] [--tower light] [--knots 16 32]
 
 For each run dir (``bench_calibration.py``'s ``WORK/runs/...``) and the generated log it trained on
 (``LOG/train``, ``LOG/test``), the tower's test PCOC / ECE / AUC under maps of its logit fitted on
 the run's validation rows (weighted like the refit): none (``log r`` only), the intercept, Platt
 (slope and intercept), isotonic regression (a step function: ties cost AUC) and the isotonic
-blocks interpolated linearly in logit (strictly increasing: AUC unchanged); and, as a ceiling,
-Platt fitted on the test rows themselves. Offline only: the library serves none and Platt.
+blocks interpolated linearly in logit (strictly increasing: AUC unchanged); the served isotonic map
+after Platt with ``--knots`` K (``rocket_ctr.isotonic``, what ``training.calibration_knots`` fits);
+and, as a ceiling, Platt fitted on the test rows themselves.
 """
 from __future__ import annotations
 
@@ -52,13 +53,14 @@ def interpolated(blocks, x):
     return _sigmoid(np.interp(x, centers, np.log(v / (1 - v))))
 
 
-def check(run_dir: Path, log: Path, tower: str) -> None:
+def check(run_dir: Path, log: Path, tower: str, knots=(16,)) -> None:
     """Prints one run's table (see the module docstring)."""
     from rocket_ctr.calibration import ece, pcoc
     from rocket_ctr.data import resolve_paths
     from rocket_ctr.evaluation import scored_batches, validation_logits
     from rocket_ctr.holdout import plan_holdout
     from rocket_ctr.intercept import fit_intercept
+    from rocket_ctr.isotonic import apply_knots, fit_knots
     from rocket_ctr.metrics import auc
     from rocket_ctr.platt import fit_platt
     from rocket_ctr.run_dir import restore_model
@@ -80,6 +82,8 @@ def check(run_dir: Path, log: Path, tower: str) -> None:
     maps = {"none": _sigmoid(z + offset), "intercept": _sigmoid(z + offset + b),
             f"platt (a {a:.3f})": _sigmoid(a * z + offset + b2), "isotonic": step(blocks, z),
             "isotonic interpolated": interpolated(blocks, z),
+            **{f"isotonic map after platt, K {k}": _sigmoid(apply_knots(a * z + offset + b2, *fit_knots(
+                a * v + offset + b2, vy, vw, k))) for k in knots},
             f"platt fitted on test (a {a3:.3f})": _sigmoid(a3 * z + offset + b3)}
     print(f"{run_dir.name} {tower}: {len(vy)} validation rows, {int(vy.sum())} clicks", flush=True)
     for name, p in maps.items():
@@ -90,11 +94,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("pairs", nargs="+", help="RUN_DIR LOG pairs")
     parser.add_argument("--tower", default="light")
+    parser.add_argument("--knots", type=int, nargs="+", default=[16], help="K of the isotonic maps")
     args = parser.parse_args()
     if len(args.pairs) % 2:
         parser.error("give RUN_DIR LOG pairs")
     for run_dir, log in zip(args.pairs[::2], args.pairs[1::2]):
-        check(Path(run_dir), Path(log), args.tower)
+        check(Path(run_dir), Path(log), args.tower, args.knots)
 
 
 if __name__ == "__main__":

@@ -186,6 +186,11 @@ class TrainingConfig:
     calibrate_slope: bool = option(True, help="with calibrate_intercept: fit a slope too (Platt scaling): the "
                                               "served logit is a*logit + log r + b, a in [0.1, 10] (rankings "
                                               "unchanged), fixing the reliability curve's slope as well as its mean")
+    calibration_knots: int = option(16, minimum=0,
+                                    help="with calibrate_intercept: after Platt, a monotone piecewise-linear map of "
+                                         "the served logit with this many knots, fitted by isotonic regression on "
+                                         "the validation rows (rankings unchanged; fixes a bent reliability "
+                                         "curve); 0 = off")
     fold_in_validation: str = option("auto", choices=FOLD_IN_CHOICES,
                                      help="after training (and the intercept refit): one more pass over the "
                                           "validation rows, so the served model also learns from the held-out "
@@ -328,7 +333,7 @@ class RocketConfig:
 
 # What a run built before these fields existed (their defaults have changed since).
 BEFORE_FIELD_EXISTED = {"model.light_interest": "shared", "training.calibrate_intercept": False,
-                        "training.calibrate_slope": False,
+                        "training.calibrate_slope": False, "training.calibration_knots": 0,
                         "training.fold_in_validation": "no"}
 
 

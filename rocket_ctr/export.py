@@ -147,6 +147,8 @@ def export_light(model, spec: FeatureSpec, export_base, version: int | None = No
             info["intercept"] = model.intercept_values()[tower]
         if tower in model.slopes:  # multiplies the tower's own logit (rocket_ctr.platt)
             info["slope"] = model.slope_values()[tower]
+        if tower in model.knots:  # the isotonic map after them (rocket_ctr.isotonic): {"x": [...], "y": [...]}
+            info["knots"] = model.knot_values()[tower]
         (extra / INFO_FILE).write_text(json.dumps(info, indent=2) + "\n")
         os.chmod(staging, 0o755)  # mkdtemp makes it owner-only; a server may run as another user
         os.rename(staging, final)

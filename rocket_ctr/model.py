@@ -10,6 +10,7 @@ from rocket_ctr.config import HintConfig, ModelConfig, RocketConfig
 from rocket_ctr.errors import FieldError
 from rocket_ctr.feature_layers import FeatureEncoders
 from rocket_ctr.interest import make_extractor, newest_steps
+from rocket_ctr.isotonic import identity_knots, piecewise_linear
 from rocket_ctr.layers import MLP, EmbeddingBank, ValidSteps, padded_history, tower_input
 from rocket_ctr.losses import get_hint
 from rocket_ctr.spec import FeatureSpec
@@ -55,11 +56,15 @@ class RocketModel(keras.Model):
         slope: with ``intercept``, also a non-trainable ``<tower>_slope`` multiplying the tower's own
             logit (Platt scaling, ``rocket_ctr.platt``; 1 until fitted). Default: a RocketConfig's
             ``training.calibrate_slope``, else no.
+        knots: with ``intercept``, this many knots (0: none) of an isotonic map per tower,
+            non-trainable ``<tower>_knots_x`` / ``<tower>_knots_y`` applied after the slope and
+            intercept (``rocket_ctr.isotonic``; the identity until fitted). Default: a
+            RocketConfig's ``training.calibration_knots``, else 0.
     """
 
     def __init__(self, spec: FeatureSpec, config: ModelConfig | RocketConfig | None = None,
                  hint: HintConfig | None = None, negative_rate: float | None = None, intercept: bool | None = None,
-                 slope: bool | None = None, **kwargs):
+                 slope: bool | None = None, knots: int | None = None, **kwargs):
         super().__init__(**kwargs)
         if negative_rate is None:
             reader_rate = config.training.negative_rate if isinstance(config, RocketConfig) else 1.0
@@ -68,6 +73,10 @@ class RocketModel(keras.Model):
             intercept = isinstance(config, RocketConfig) and config.training.calibrate_intercept
         if slope is None:
             slope = isinstance(config, RocketConfig) and config.training.calibrate_slope
+        if knots is None:
+            knots = config.training.calibration_knots if isinstance(config, RocketConfig) else 0
+        if knots == 1:
+            raise FieldError("{training.calibration_knots} must be 0 (off) or >= 2, got 1")
         self.negative_rate = float(negative_rate)
         # logit(p) = logit(q) + log(r): the full-rate probability of a model trained on the sample
         self.logit_offset = logit_offset(self.negative_rate)
@@ -125,6 +134,11 @@ class RocketModel(keras.Model):
         for tower in self.towers if intercept and slope else ():  # after the intercepts: old checkpoints' order
             setattr(self, f"{tower}_slope", self.add_weight(name=f"{tower}_slope", shape=(),
                                                             initializer="ones", trainable=False))
+        for tower in self.towers if intercept and knots else ():  # after the slopes: older checkpoints' order
+            for axis in ("x", "y"):
+                setattr(self, f"{tower}_knots_{axis}", self.add_weight(
+                    name=f"{tower}_knots_{axis}", shape=(knots,), trainable=False,
+                    initializer=lambda shape, dtype=None: tf.constant(identity_knots(shape[0]), dtype or "float32")))
         self.trackers = {name: keras.metrics.Mean(name=name) for name in LOSS_TERMS}
 
     # ----- forward ---------------------------------------------------------------------------
@@ -294,18 +308,32 @@ class RocketModel(keras.Model):
         """``{tower: float}`` of the fitted slopes ({} for a model without them)."""
         return {tower: float(variable.numpy()) for tower, variable in self.slopes.items()}
 
+    @property
+    def knots(self) -> dict:
+        """``{tower: (x variable, y variable)}`` of the towers' isotonic maps ({} for a model without them)."""
+        return {tower: (getattr(self, f"{tower}_knots_x"), getattr(self, f"{tower}_knots_y")) for tower in self.towers
+                if hasattr(self, f"{tower}_knots_x")}
+
+    def knot_values(self) -> dict:
+        """``{tower: {"x": [...], "y": [...]}}`` of the isotonic maps' knots ({} for a model without them)."""
+        return {tower: {"x": x.numpy().tolist(), "y": y.numpy().tolist()} for tower, (x, y) in self.knots.items()}
+
     def calibrated_logit(self, tower: str, logit, intercept: bool = True):
-        """The served logit of a tower's own logit: ``a·logit + log r + b`` (``a``, ``b``: the fitted
-        slope and intercept where the model has them; ``intercept=False``: ``logit + log r``)."""
+        """The served logit of a tower's own logit: ``f(a·logit + log r + b)`` (``a``, ``b``: the fitted
+        slope and intercept, ``f`` the isotonic map, where the model has them; ``intercept=False``:
+        ``logit + log r``)."""
         if intercept and tower in self.slopes:
             logit = self.slopes[tower] * logit
-        return logit + self.offset(tower, intercept)
+        logit = logit + self.offset(tower, intercept)
+        if intercept and tower in self.knots:
+            logit = piecewise_linear(logit, *self.knots[tower])
+        return logit
 
     def probabilities(self, logits: dict, intercept: bool = True) -> dict:
         """Click probabilities of :meth:`call`'s logits, corrected for negative downsampling:
-        ``σ(a·logit + log r + b)``: ``σ(logit + log r)`` = ``q / (q + (1 − q) / r)`` with the tower's
-        fitted slope ``a`` and intercept ``b`` (``σ(logit)`` when nothing was downsampled and nothing
-        is fitted; ``intercept=False``: without ``a`` and ``b``)."""
+        ``σ(f(a·logit + log r + b))``: ``σ(logit + log r)`` = ``q / (q + (1 − q) / r)`` with the tower's
+        fitted slope ``a``, intercept ``b`` and isotonic map ``f`` (``σ(logit)`` when nothing was
+        downsampled and nothing is fitted; ``intercept=False``: without ``a``, ``b`` and ``f``)."""
         return {tower: tf.sigmoid(self.calibrated_logit(tower, logit, intercept)) for tower, logit in logits.items()}
 
     # ----- the paper's eq. (1) ---------------------------------------------------------------------

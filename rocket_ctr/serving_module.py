@@ -6,7 +6,8 @@ extractor, its MLP), nothing else (the booster is never in a light export; a lig
 shares the booster's attention holds that attention, not the booster tower). Two signatures,
 raw ids in (the id -> row mapping runs in the graph), ``probabilities`` [N] float32 out
 (corrected to the full rate when the model trained on downsampled negatives, scaled by the
-tower's fitted slope and intercept when it has them: ``rocket_ctr.platt``, ``rocket_ctr.intercept``):
+tower's fitted slope and intercept and mapped by its isotonic map when it has them:
+``rocket_ctr.platt``, ``rocket_ctr.intercept``, ``rocket_ctr.isotonic``):
 
 * ``serving_default``: one request = one user + N candidates. User profile inputs have shape
   [1], history inputs [1, L] (oldest -> newest; ``hist_len`` is L), candidate inputs [N]
@@ -126,6 +127,8 @@ class ServingModule(tf.Module):
             self.tower_weights[model.intercepts[tower].path] = model.intercepts[tower].value
         if tower in model.slopes:  # its fitted slope (Platt scaling; none before it existed)
             self.tower_weights[model.slopes[tower].path] = model.slopes[tower].value
+        for knots in model.knots.get(tower, ()):  # its isotonic map's knots (rocket_ctr.isotonic)
+            self.tower_weights[knots.path] = knots.value
         self._jit = jit_compile
 
         def probabilities(rows):

@@ -14,7 +14,8 @@ hint warm-up's launch carries over too: when the source ended with the hint on
 the booster to lead again; ``warm_start.json`` in the new run dir records what was carried (and
 keeps the launch across resumes of the new run). The towers' fitted intercepts carry over when
 both runs have them (``training.calibrate_intercept``), and so do the slopes
-(``training.calibrate_slope``); a new run with validation rows refits them.
+(``training.calibrate_slope``) and the isotonic maps' knots (``training.calibration_knots``, the
+same number in both); a new run with validation rows refits them.
 """
 from __future__ import annotations
 
@@ -129,6 +130,11 @@ class WarmStartSource:
         slopes = {t: value for t, value in source.slope_values().items() if t in model.slopes}
         for tower, value in slopes.items():  # (a source without slopes: 1, the function it served)
             model.slopes[tower].assign(value)
+        knots = {t: v for t, v in source.knot_values().items()
+                 if t in model.knots and len(v["x"]) == model.knots[t][0].shape[0]}
+        for tower, value in knots.items():  # (another K or none: the identity, refitted with validation rows)
+            model.knots[tower][0].assign(value["x"])
+            model.knots[tower][1].assign(value["y"])
         if carry_optimizer:
             for stage, optimizer in optimizers.items():
                 slot_takes = {id(slot): takes[id(var)] for var in model.trainable_variables if id(var) in takes
@@ -140,7 +146,8 @@ class WarmStartSource:
         model.hint_scale.assign(1.0)  # a fresh model's; the new run's warm-up (if on) sets it from `launched`
         state = {"source": str(self.run_dir), "checkpoint": self.checkpoint, "optimizer_state": carry_optimizer,
                  "vocabulary": vocabulary, "hint_launched": launched}
-        return {**state, **({"intercept": carried} if carried else {}), **({"slope": slopes} if slopes else {})}
+        return {**state, **({"intercept": carried} if carried else {}), **({"slope": slopes} if slopes else {}),
+                **({"knots": knots} if knots else {})}
 
 
 def feature_set_difference(old: FeatureSpec, new: FeatureSpec) -> str | None:
@@ -191,8 +198,9 @@ def _tables(model, feature: str) -> list:
 
 
 def _without_intercepts(model) -> list:
-    """The model's variables but its intercepts and slopes (a run with them may start from one without)."""
-    skip = {id(v) for v in (*model.intercepts.values(), *model.slopes.values())}
+    """The model's variables but its intercepts, slopes and knots (a run with them may start from one without)."""
+    skip = {id(v) for v in (*model.intercepts.values(), *model.slopes.values(),
+                            *(v for pair in model.knots.values() for v in pair))}
     return [v for v in model.weights if id(v) not in skip]
 
 

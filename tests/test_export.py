@@ -65,15 +65,16 @@ def saved_variables(path):
 
 
 def _calibration(model) -> list:
-    """The light tower's fitted intercept and slope (both default on)."""
-    return [model.intercepts["light"], model.slopes["light"]]
+    """The light tower's fitted intercept, slope and isotonic knots (all default on)."""
+    return [model.intercepts["light"], model.slopes["light"], *model.knots["light"]]
 
 
 def test_savedmodel_holds_only_the_light_tower_and_its_bottom(trained, exported):
     _, _, model, _ = trained
     variables = {k: v for k, v in saved_variables(exported[False].path).items() if k.startswith("tower_weights/")}
     assert variables and not any("booster" in k for k in variables)
-    parts = ("light_tower", "shared_bottom", "din_attention", "light_dot", "light_intercept", "light_slope")
+    parts = ("light_tower", "shared_bottom", "din_attention", "light_dot", "light_intercept", "light_slope",
+             "light_knots")
     assert all(any(part in k for part in parts) for k in variables)
     light = model.tower_variables("light") + model.shared_variables() + _calibration(model)
     assert sum(np.prod(s) for s in variables.values()) == sum(np.prod(v.shape) for v in light)
@@ -296,7 +297,7 @@ def test_booster_only_columns_are_never_asked_of_the_light_export(click_log, tmp
 
 
 def test_export_applies_the_fitted_slope_and_intercept(trained, exported):
-    """The export serves σ(a·logit + log r + b): model.probabilities, to 1e-6 (no XLA)."""
+    """The export serves σ(f(a·logit + log r + b)): model.probabilities, to 1e-6 (no XLA), and with XLA."""
     from rocket_ctr.export_verify import _truncated
     from rocket_ctr.id_mapping import IdMapper
 
@@ -304,6 +305,7 @@ def test_export_applies_the_fitted_slope_and_intercept(trained, exported):
     info = read_export_info(exported[False].path)
     assert info["slope"] == model.slope_values()["light"] != 1.0
     assert info["intercept"] == model.intercept_values()["light"]
+    assert info["knots"] == model.knot_values()["light"] and info["knots"]["x"] != info["knots"]["y"]  # fitted
     rows = sample_rows(spec, log / "test", n=64)
     truncated = _truncated(spec, rows)
     mapped = IdMapper(spec)({c: tf.constant(v) for c, v in truncated.items() if c != HIST_LEN})
@@ -311,3 +313,5 @@ def test_export_applies_the_fitted_slope_and_intercept(trained, exported):
     expected = model.probabilities({"light": model.tower_logit("light", mapped)})["light"].numpy()
     np.testing.assert_allclose(call(tf.saved_model.load(str(exported[False].path)), SCORE_ROWS, rows), expected,
                                atol=1e-6)
+    np.testing.assert_allclose(call(tf.saved_model.load(str(exported[True].path)), SCORE_ROWS, rows), expected,
+                               atol=1e-5)  # XLA: the tower's own float rounding

@@ -14,6 +14,7 @@ from rocket_ctr.export import export_light, read_export_info
 from rocket_ctr.export_rows import sample_rows
 from rocket_ctr.export_verify import reference_probabilities
 from rocket_ctr.intercept import fit_intercept
+from rocket_ctr.isotonic import apply_knots, fit_knots, identity_knots
 from rocket_ctr.model import RocketModel
 from rocket_ctr.platt import fit_platt
 from rocket_ctr.run_dir import CONFIG_FILE, restore_model
@@ -28,6 +29,14 @@ TINY = dict(epochs=1, batch_size=256, learning_rate=5e-3, embedding_dim=4, light
 
 def _sigmoid(x):
     return 1 / (1 + np.exp(-x))
+
+
+def _assert_same_knots(got: dict, expected: dict, atol: float = 1e-6):
+    """``{tower: {"x": [...], "y": [...]}}`` equal to ``atol``."""
+    assert set(got) == set(expected)
+    for tower, knots in expected.items():
+        for axis in ("x", "y"):
+            np.testing.assert_allclose(got[tower][axis], knots[axis], atol=atol)
 
 
 def test_fit_recovers_a_known_offset():
@@ -63,6 +72,20 @@ def test_flag_off_and_old_configs_build_no_intercept():
     model = RocketModel(spec, RocketConfig(**TINY))
     assert set(model.intercepts) == set(model.slopes) == {"light", "booster"}
     assert model.slope_values() == {"light": 1.0, "booster": 1.0}  # until fitted
+    k = RocketConfig().training.calibration_knots
+    identity = {"x": identity_knots(k), "y": identity_knots(k)}
+    _assert_same_knots(model.knot_values(), {"light": identity, "booster": identity})  # until fitted
+    assert model.knot_values()["light"]["x"] == model.knot_values()["light"]["y"]
+    assert RocketModel(spec, RocketConfig(**TINY, calibrate_intercept=False)).knots == {}  # knots: with b only
+    assert RocketModel(spec, RocketConfig(**TINY, calibration_knots=0)).knots == {}
+    # a config.json written before the knots existed: none, the variables of before (checkpoint order too)
+    saved = {k: v for k, v in RocketConfig(**TINY).flat().items() if k != "training.calibration_knots"}
+    old = RocketConfig.from_saved(saved)
+    assert old.training.calibration_knots == 0
+    model = RocketModel(spec, old)
+    assert model.knots == {} and set(model.slopes) == {"light", "booster"}
+    without = RocketModel(spec, RocketConfig(**TINY, calibration_knots=0))
+    assert [v.name for v in model.weights] == [v.name for v in without.weights]
     assert RocketModel(spec, RocketConfig(**TINY, calibrate_intercept=False)).intercepts == {}
     assert RocketModel(spec, RocketConfig(**TINY, calibrate_intercept=False)).slopes == {}  # slope: with b only
     only = RocketModel(spec, RocketConfig(**TINY, calibrate_slope=False))
@@ -74,11 +97,12 @@ def test_flag_off_and_old_configs_build_no_intercept():
     model = RocketModel(spec, old, negative_rate=0.5)
     assert model.intercepts == {} and model.slopes == {} and model.offset("light") == math.log(0.5)
     # one written after the intercept refit, before the slope: intercepts, no slope
-    saved = {k: v for k, v in RocketConfig(**TINY).flat().items() if k != "training.calibrate_slope"}
+    saved = {k: v for k, v in RocketConfig(**TINY).flat().items()
+             if k not in ("training.calibrate_slope", "training.calibration_knots")}
     old = RocketConfig.from_saved(saved)
     assert old.training.calibrate_intercept is True and old.training.calibrate_slope is False
     model = RocketModel(spec, old, negative_rate=0.5)
-    assert set(model.intercepts) == {"light", "booster"} and model.slopes == {}
+    assert set(model.intercepts) == {"light", "booster"} and model.slopes == {} and model.knots == {}
     model.intercepts["light"].assign(0.25)
     logit = tf.constant([-1.0, 0.5])
     np.testing.assert_allclose(model.probabilities({"light": logit})["light"], _sigmoid(logit + math.log(0.5) + 0.25),
@@ -135,10 +159,17 @@ def test_training_refits_on_the_validation_rows_without_changing_what_training_d
         assert metrics[tower]["auc"] == pytest.approx(before["auc"], abs=2e-3)
         assert metrics[tower]["pcoc"] != pytest.approx(before["pcoc"], abs=1e-6)
         assert before == {k: plain[tower][k] for k in before}
+        # the isotonic map: fitted after Platt on the same rows
+        served = a * (logits[tower] - offset) + offset + b
+        x, y = fit_knots(served, labels, weights, len(metrics["knots"][tower]["x"]))
+        _assert_same_knots({tower: metrics["knots"][tower]}, {tower: {"x": x, "y": y}}, atol=1e-4)
+        assert pcoc(labels, _sigmoid(apply_knots(served, x, y)), weights) == pytest.approx(1.0, abs=1e-4)
+    assert "knots" not in plain
     # the checkpoint carries it: restore_model and evaluate apply it
     restored, spec, _ = restore_model(run_dir)
     assert restored.intercept_values() == pytest.approx({t: metrics["intercept"][t] for t in ("light", "booster")})
     assert restored.slope_values() == pytest.approx(metrics["slope"])
+    assert restored.knot_values() == metrics["knots"]
     again = evaluate(restored, log / "test", spec)
     assert again["light"]["pcoc"] == pytest.approx(metrics["light"]["pcoc"], rel=1e-6)
 
@@ -158,11 +189,15 @@ def test_exported_graph_applies_the_intercept(runs, tmp_path):
     logit = np.log(expected / (1 - expected))
     without = reference_probabilities(_without(model), "light", rows)  # σ(logit + log r)
     raw = np.log(without / (1 - without)) - model.logit_offset
-    np.testing.assert_allclose(logit, a * raw + model.logit_offset + b, atol=1e-3)
+    knots = info["knots"]
+    assert knots == model.knot_values()["light"]
+    _assert_same_knots({"light": knots}, {"light": metrics["knots"]["light"]})
+    np.testing.assert_allclose(logit, apply_knots(a * raw + model.logit_offset + b, np.array(knots["x"]),
+                                                  np.array(knots["y"])), atol=1e-3)
 
 
 def _without(model):
-    """The same weights with the slopes at 1 and the intercepts at 0."""
+    """The same weights with the slopes at 1, the intercepts at 0 and the identity knots."""
     copy = RocketModel(model.spec, RocketConfig(**TINY))
     copy(example_rows(model.spec), training=False)
     copy.set_weights(model.get_weights())
@@ -170,6 +205,9 @@ def _without(model):
         variable.assign(0.0)
     for variable in copy.slopes.values():
         variable.assign(1.0)
+    for x, y in copy.knots.values():
+        x.assign(identity_knots(x.shape[0]))
+        y.assign(identity_knots(x.shape[0]))
     return copy
 
 
@@ -204,7 +242,9 @@ def test_warm_start_carries_the_intercept(log, runs, tmp_path):
     assert read_state(tmp_path / "run")["intercept"] == pytest.approx(
         {t: metrics["intercept"][t] for t in ("light", "booster")})
     assert read_state(tmp_path / "run")["slope"] == pytest.approx(metrics["slope"])
+    _assert_same_knots(read_state(tmp_path / "run")["knots"], metrics["knots"])
     again = trainer.fit()
+    _assert_same_knots(again["knots"], metrics["knots"])
     assert again["intercept"] == {**read_state(tmp_path / "run")["intercept"], "fitted_on": None, "rows": 0}
     assert again["slope"] == read_state(tmp_path / "run")["slope"]
     # from an intercept-only run: its intercepts, slope 1 (the function it served)

@@ -84,7 +84,8 @@ def test_base_mode_builds_only_the_light_extractor(light):
     model = build(mode="base", light_interest=light)
     assert not hasattr(model, "booster_interest") and not hasattr(model, "booster")
     layers = {id(layer) for layer in model.serving_layers("light")}
-    scalars = {id(model.hint_scale)} | {id(v) for v in model.intercepts.values()}  # not layers' weights
+    calibration = (*model.intercepts.values(), *model.slopes.values(), *(v for p in model.knots.values() for v in p))
+    scalars = {id(model.hint_scale)} | {id(v) for v in calibration}  # not layers' weights
     assert {id(v) for v in model.weights} - scalars == {
         id(v) for layer in model.serving_layers("light") for v in layer.weights}
     assert len(layers) == 3

@@ -1,7 +1,8 @@
 """The intercept refit at the end of training: after early stopping restored its epoch, each tower's
-intercept (and slope, when the model has one: Platt scaling) is fitted on the validation rows
-(``rocket_ctr.intercept``, ``rocket_ctr.platt``), saved in a checkpoint, and the eval data is
-evaluated again with it (what metrics.json reports).
+intercept (and slope, when the model has one: Platt scaling; then the knots of its isotonic map, when
+it has them) is fitted on the validation rows (``rocket_ctr.intercept``, ``rocket_ctr.platt``,
+``rocket_ctr.isotonic``), saved in a checkpoint, and the eval data is evaluated again with it (what
+metrics.json reports).
 
 Per-epoch metrics (early stopping, the hint warm-up, history.json) are the model's without the
 intercept, so the refit never changes what training decides.
@@ -12,9 +13,10 @@ import math
 from typing import Callable
 
 import keras
+import numpy as np
 import tensorflow as tf
 
-from rocket_ctr import intercept, platt
+from rocket_ctr import intercept, isotonic, platt
 
 
 class InterceptRefit(keras.callbacks.Callback):
@@ -42,14 +44,15 @@ class InterceptRefit(keras.callbacks.Callback):
 
     def on_train_end(self, logs=None):
         """Writes ``logs["intercept"]`` (values and how they were fitted), ``logs["slope"]`` (a model
-        with slopes) and, with eval data and a fitted value, ``logs["eval_with_intercept"]``; saves a
-        checkpoint after ``logs["global_step"]`` when a value changed."""
+        with slopes), ``logs["knots"]`` (a model with isotonic maps) and, with eval data and a fitted
+        value, ``logs["eval_with_intercept"]``; saves a checkpoint after ``logs["global_step"]`` when a
+        value changed."""
         model = self.model
         towers, with_slope = list(model.intercepts), bool(model.slopes)
-        before = model.intercept_values(), model.slope_values()
+        before = model.intercept_values(), model.slope_values(), model.knot_values()
         record = {"fitted_on": None, "rows": 0}
         if self.validation_logits is not None:
-            fitted, rows = {}, 0
+            fitted, rows, (logits, labels, weights) = {}, 0, (None, None, None)
             if self.is_chief:
                 logits, labels, weights = self.validation_logits()
                 rows = len(labels)
@@ -61,6 +64,8 @@ class InterceptRefit(keras.callbacks.Callback):
             # NaN: no finite fit (no click or no negative): the tower keeps slope 1 and intercept 0
             values = self.share([rows] + [v for t in towers for v in (fitted.get(t) or (math.nan, math.nan))])
             rows, values = int(values[0]), [float(v) for v in values[1:]]
+            unfitted_knots = self._fit_knots(logits, labels, weights, dict(zip(towers, values[0::2])),
+                                             dict(zip(towers, values[1::2])))
             unfitted = [t for t, b in zip(towers, values[1::2]) if math.isnan(b)]
             for tower, a, b in zip(towers, values[0::2], values[1::2]):
                 model.intercepts[tower].assign(0.0 if math.isnan(b) else b)
@@ -69,15 +74,46 @@ class InterceptRefit(keras.callbacks.Callback):
             record = {"fitted_on": "validation rows", "rows": rows}
             if unfitted:
                 record["not_fitted"] = unfitted  # no finite minimum: no click or no negative
-        after = model.intercept_values(), model.slope_values()
+            if unfitted_knots:
+                record["knots_not_fitted"] = unfitted_knots
+        after = model.intercept_values(), model.slope_values(), model.knot_values()
         if after != before:
             self.checkpoints.save(checkpoint_number=logs["global_step"] + 2)  # early stopping's is + 1
         logs["intercept"] = {**after[0], **record}
         if with_slope:
             logs["slope"] = after[1]
+        if model.knots:
+            logs["knots"] = after[2]
         if self.verbose and self.validation_logits is not None:
             print("  refit on the validation rows: " + "  ".join(
                 f"{t} b {b:+.4f}" + (f" a {after[1][t]:.4f}" if with_slope else "") for t, b in after[0].items()))
-        fitted_any = any(after[0].values()) or any(a != 1.0 for a in after[1].values())
+        fitted_any = any(after[0].values()) or any(a != 1.0 for a in after[1].values()) or any(
+            k["x"] != k["y"] for k in after[2].values())  # the identity map has x = y
         if self.evaluate_eval is not None and fitted_any and self.is_chief:
             logs["eval_with_intercept"] = self.evaluate_eval()
+
+    def _fit_knots(self, logits, labels, weights, slopes: dict, intercepts: dict) -> list:
+        """Fits and assigns the isotonic maps on the Platt-calibrated validation logits (chief's
+        arguments; None elsewhere). Returns the towers left with the identity map."""
+        model = self.model
+        if not model.knots:
+            return []
+        fitted = {}
+        if self.is_chief:
+            offset = model.logit_offset
+            served = {t: (1.0 if math.isnan(slopes[t]) else slopes[t]) * (np.asarray(z, np.float64) - offset)
+                      + offset + (0.0 if math.isnan(intercepts[t]) else intercepts[t]) for t, z in logits.items()
+                      if t in model.knots}
+            k = next(iter(model.knots.values()))[0].shape[0]
+            fitted = isotonic.fit_towers(served, labels, weights, k)
+        unfitted = []
+        for tower, (x, y) in model.knots.items():
+            k = x.shape[0]
+            knots = fitted.get(tower)
+            values = self.share([math.nan] * (2 * k) if knots is None else [*knots[0], *knots[1]])
+            if math.isnan(values[0]):
+                unfitted.append(tower)
+                values = [*isotonic.identity_knots(k)] * 2
+            x.assign(values[:k])
+            y.assign(values[k:])
+        return unfitted

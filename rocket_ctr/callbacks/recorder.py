@@ -85,6 +85,8 @@ class RunRecorder(keras.callbacks.Callback):
         throughput, None when it trained nothing) and writes it with curves.png."""
         self.metrics = self._summary(logs.get("train_examples_per_s"), logs.get("intercept"),
                                      logs.get("eval_with_intercept"), logs.get("slope"))
+        if logs.get("knots"):
+            self.metrics["knots"] = logs["knots"]  # the isotonic maps (rocket_ctr.isotonic)
         if logs.get("fold_in"):
             self.metrics["fold_in"] = logs["fold_in"]  # eval_without_intercept: the kept epoch, before it
         if not self.write:
