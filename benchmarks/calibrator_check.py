@@ -68,7 +68,7 @@ def check(run_dir: Path, log: Path, tower: str, knots=(16,)) -> None:
     model, spec, config = restore_model(run_dir)
     training, offset = config.training, model.logit_offset
     holdout = plan_holdout(resolve_paths(log / "train"), spec, training.validation_split,
-                           training.validation_fraction)
+                           training.validation_fractions(training.fold_in_validation != "no"))
     logits, vy, vw = validation_logits(model, log / "train", spec, (holdout, "validation"), spec.negative_rate)
     v = logits[tower] - offset
     z, y, w = [], [], []

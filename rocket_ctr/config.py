@@ -23,11 +23,15 @@ from rocket_ctr.errors import FieldError, InputError
 MODES = ("rocket", "base", "booster", "two-stage")
 OPTIMIZERS = ("lazy_adam", "adam")
 VALIDATION_SPLITS = ("auto", "last-event", "time", "users")  # see rocket_ctr.holdout
+# validation_fraction auto: a last-event split that is folded in afterwards costs no training rows,
+# and holding out (about) every user's newest event measured best on the real logs (README)
+DEFAULT_FRACTION, LAST_EVENT_FRACTION = 0.05, 0.15
 FOLD_IN_CHOICES = ("auto", "yes", "no")  # see rocket_ctr.callbacks.fold_in
 LIGHT_INTERESTS = ("shared", "din", "dot", "mean")  # see rocket_ctr.interest
 BOOSTER_INTERESTS = ("din", "dot", "din+dot")
 _TYPE_WORDS = {"int": "an integer", "float": "a number", "bool": "true or false", "str": "a string",
-               "tuple": "comma-separated integer widths", "int | None": "an integer or null"}
+               "tuple": "comma-separated integer widths", "int | None": "an integer or null",
+               "float | None": "a number or auto"}
 
 
 def option(default, *, help: str = "", choices: tuple | None = None, minimum=None, above=None, below=None,
@@ -166,9 +170,11 @@ class TrainingConfig:
                                        "of each row, the same every epoch); predictions, evaluation and the "
                                        "export are corrected back to the full rate: p = q / (q + (1 - q) / r)")
     booster_epochs: int | None = option(None, help="two-stage: epochs of stage 1 (default: --epochs)", minimum=1)
-    validation_fraction: float = option(0.05, minimum=0.0, below=0.5,
-                                        help="share of the training rows held out and evaluated every epoch "
-                                             "(0 = none; never the eval data)")
+    validation_fraction: float | None = option(None, minimum=0.0, below=0.5,
+                                               help="share of the training rows held out and evaluated every "
+                                                    "epoch (0 = none; never the eval data); auto (null): "
+                                                    f"{LAST_EVENT_FRACTION} for a last-event split that is folded "
+                                                    f"in after training, {DEFAULT_FRACTION} otherwise")
     validation_split: str = option("auto", choices=VALIDATION_SPLITS,
                                    help="which rows are held out: auto decides from the log (see "
                                         "rocket_ctr.holdout); last-event: each sampled user's newest event; "
@@ -197,6 +203,18 @@ class TrainingConfig:
                                           "events; auto: only for a last-event split (each user's newest event, "
                                           "which lifted test GAUC on every real log; on a time split it did not, "
                                           "and it moved the calibration)")
+
+    @property
+    def holds_out(self) -> bool:
+        """Whether training holds validation rows out (``validation_fraction`` auto or > 0)."""
+        return self.validation_fraction is None or self.validation_fraction > 0
+
+    def validation_fractions(self, folds_in: bool) -> dict:
+        """The share of rows held out per validation split kind (``validation_fraction`` resolved)."""
+        if self.validation_fraction is not None:
+            return dict.fromkeys(VALIDATION_SPLITS, self.validation_fraction)
+        return {**dict.fromkeys(VALIDATION_SPLITS, DEFAULT_FRACTION),
+                "last-event": LAST_EVENT_FRACTION if folds_in else DEFAULT_FRACTION}
 
 
 @dataclasses.dataclass(init=False)
@@ -251,12 +269,12 @@ class RocketConfig:
     @property
     def warmup_active(self) -> bool:
         """Whether the hint warm-up runs: it needs validation rows to compare the towers on."""
-        return self.hint.warmup and self.training.validation_fraction > 0 and self.model.mode == "rocket"
+        return self.hint.warmup and self.training.holds_out and self.model.mode == "rocket"
 
     @property
     def early_stopping_active(self) -> bool:
         """Whether early stopping runs: it needs validation rows."""
-        return self.training.early_stopping_patience > 0 and self.training.validation_fraction > 0
+        return self.training.early_stopping_patience > 0 and self.training.holds_out
 
     # ----- conversions ------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -446,7 +464,9 @@ def _coerce(type_name: str, value):
         return tuple(_whole(v) for v in value)
     if type_name.startswith("int"):
         return _whole(value)
-    if type_name == "float":
+    if type_name.startswith("float"):
+        if type_name.endswith("| None") and value == "auto":
+            return None
         if isinstance(value, bool):
             raise TypeError(value)
         return float(value)

@@ -74,14 +74,15 @@ class Holdout:
         return (self.users[at] == user) & (ts == self.last_ts[at])
 
 
-def plan_holdout(files: list[str], spec: FeatureSpec, split: str = "auto", fraction: float = 0.05) -> Holdout:
+def plan_holdout(files: list[str], spec: FeatureSpec, split: str = "auto", fraction: float | dict = 0.05) -> Holdout:
     """Decides the validation rows of a training log (one pass over its user and timestamp columns).
 
     Args:
         files: the training log's Parquet files.
         spec: its FeatureSpec (user and timestamp columns).
         split: one of :data:`SPLITS`.
-        fraction: share of rows to hold out, in (0, 0.5).
+        fraction: share of rows to hold out, in (0, 0.5); or ``{kind: share}`` for whichever kind
+            the split resolves to.
     Returns:
         A :class:`Holdout`.
     Raises:
@@ -89,6 +90,8 @@ def plan_holdout(files: list[str], spec: FeatureSpec, split: str = "auto", fract
     """
     if split not in SPLITS:
         raise InputError(f"validation split must be one of {SPLITS}, got {split!r}")
+    shares = fraction if isinstance(fraction, dict) else dict.fromkeys(SPLITS, fraction)
+    fraction = shares["users"]
     dataset = pads.dataset(files, format="parquet")
     has_ts = spec.timestamp is not None and spec.timestamp in dataset.schema.names
     if split in ("last-event", "time") and not has_ts:
@@ -111,6 +114,7 @@ def plan_holdout(files: list[str], spec: FeatureSpec, split: str = "auto", fract
                 f"{spec.timestamp!r} is a clock shared by all users")
     else:
         clue = "chosen by the validation split setting"
+    fraction = shares[split]
     if split == "time":
         ts = table.column(spec.timestamp).to_numpy()
         threshold = float(np.quantile(ts, 1.0 - fraction, method="higher"))

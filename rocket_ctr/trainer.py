@@ -123,8 +123,9 @@ class Trainer:
             raise FieldError("{training.jit_compile} is not supported with a multi-worker strategy "
                              "(XLA does not compile its CPU collectives)")
         training = cfg.training
+        folds_in = training.fold_in_validation != "no" and not self.distributed
         self.holdout = plan_holdout(resolve_paths(train), self.spec, training.validation_split,
-                                    training.validation_fraction) if training.validation_fraction else None
+                                    training.validation_fractions(folds_in)) if training.holds_out else None
         # XLA compiles one step per padded width: it needs the padded attention and few widths
         self.reader = ClickLogReader(train, self.spec, batch_size=training.batch_size, shuffle=True,
                                      shuffle_buffer=training.shuffle_buffer, seed=training.seed, drop_remainder=True,
@@ -257,7 +258,8 @@ class Trainer:
         """Steps every worker runs per epoch: the smallest shard's full batches (each worker
         computes the same number from the files' metadata; a shard that runs out early wraps
         around into its next pass, so no worker waits in a collective for a missing step)."""
-        keep, shards = 1.0 - self.config.training.validation_fraction, self.reader.shard_rows(self.task.num_workers)
+        keep = 1.0 - (self.holdout.fraction if self.holdout else 0.0)
+        shards = self.reader.shard_rows(self.task.num_workers)
         steps = min(int(rows * keep) // self.config.training.batch_size for rows in shards)
         if steps < 1:
             raise FieldError(f"{self.train_paths}: the smallest of {self.task.num_workers} shards holds no full "

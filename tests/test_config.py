@@ -57,7 +57,7 @@ def test_every_field_has_a_generated_flag_that_reaches_it():
             argv = [flag, expected]
         elif field.type == "tuple":
             argv, expected = [flag, "7,5"], (7, 5)
-        elif field.type == "float":
+        elif field.type.startswith("float"):
             argv, expected = [flag, "0.25"], 0.25
         elif field.type == "str":
             argv, expected = [flag, "tanh"], "tanh"
@@ -103,3 +103,14 @@ def test_a_saved_config_written_before_a_field_existed_keeps_what_that_run_built
     assert RocketConfig.from_saved(saved).model.light_interest == "shared"
     assert RocketConfig.from_saved({"light_interest": "mean"}).model.light_interest == "mean"  # flat names
     assert RocketConfig.from_saved({"epochs": 2}).model.light_interest == "shared"
+
+
+def test_validation_fraction_auto_resolves_per_split_kind():
+    auto = RocketConfig().training
+    assert auto.validation_fraction is None and auto.holds_out
+    assert auto.validation_fractions(folds_in=True) == {"auto": 0.05, "last-event": 0.15, "time": 0.05, "users": 0.05}
+    assert auto.validation_fractions(folds_in=False)["last-event"] == 0.05
+    given = RocketConfig(validation_fraction=0.1).training
+    assert set(given.validation_fractions(folds_in=True).values()) == {0.1}
+    assert not RocketConfig(validation_fraction=0.0).training.holds_out
+    assert RocketConfig().replace({"training": {"validation_fraction": "auto"}}).training.validation_fraction is None

@@ -102,3 +102,13 @@ def test_null_timestamps_are_refused(tmp_path):
     with pytest.raises(InputError, match="'ts': null timestamps"):
         plan_holdout([path], SPEC, "auto", 0.1)
     assert pq.read_table(path).num_rows == 20
+
+
+def test_a_share_per_kind_applies_the_share_of_the_kind_auto_picks(tmp_path):
+    shares = {"auto": 0.05, "last-event": 0.3, "time": 0.1, "users": 0.05}
+    path, rows = _leave_last_out_log(tmp_path / "events.parquet")
+    last_event = plan_holdout([path], SPEC, "auto", shares)
+    assert last_event.kind == "last-event" and last_event.fraction == 0.3
+    assert 0.1 < len(_held(path, last_event)) / len(rows) <= 0.3  # every user's last event: 13 %
+    clock = plan_holdout([write_log(tmp_path / "clock.parquet", n=400)], SPEC, "auto", shares)
+    assert clock.kind == "time" and clock.fraction == 0.1

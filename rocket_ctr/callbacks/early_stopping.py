@@ -47,7 +47,7 @@ class EarlyStopping(keras.callbacks.Callback):
     @classmethod
     def for_config(cls, config: RocketConfig, **kwargs) -> EarlyStopping | None:
         """The policy when the run has validation users (else None); ``kwargs`` as in the constructor."""
-        if not config.training.validation_fraction:
+        if not config.training.holds_out:
             return None
         tower = "light" if "light" in config.model.towers else "booster"
         return cls(config.training.early_stopping_patience, tower,
