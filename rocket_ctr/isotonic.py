@@ -63,7 +63,8 @@ def fit_knots(logits, labels, weights=None, k: int = 16) -> tuple[np.ndarray, np
         k: knots (and bins), ``k >= 2``.
     Returns:
         ``(x, y)`` float64 arrays of shape [k], ``x`` and ``y`` strictly increasing, the rows'
-        weighted mean of ``σ(f(logits))`` equal to their click rate, or None when there is nothing to fit (no rows, no weighted click or negative).
+        weighted mean of ``σ(f(logits))`` equal to their click rate, or None when there is nothing
+        to fit (no rows, no weighted click or negative).
     """
     if k < 2:
         raise ValueError(f"k must be >= 2, got {k}")
