@@ -9,9 +9,9 @@ skipped, not repeated.
 
 After each epoch the loop evaluates (validation users, eval data) into the epoch's record and
 hands it to the callbacks (``rocket_ctr.callbacks``), in this order: the hint warm-up, TensorBoard,
-early stopping, the intercept refit, the validation fold-in, the run recorder. Keras' ``Callback`` hooks, called by this
-loop, not by ``fit``. Per-epoch metrics leave the towers' intercepts out: the refit after training
-(``rocket_ctr.intercept``) never changes what training decides.
+early stopping, the intercept refit, the validation fold-in, the run recorder. Keras' ``Callback``
+hooks, called by this loop, not by ``fit``. Per-epoch metrics leave the towers' intercepts out:
+the refit after training (``rocket_ctr.intercept``) never changes what training decides.
 
 Distributed (``strategy="multi-worker"``, ``TF_CONFIG``): the same loop runs the same step under
 ``strategy.run`` over a distributed dataset, each worker streaming its own shard; Keras 3's
@@ -126,13 +126,8 @@ class Trainer:
         folds_in = training.fold_in_validation != "no" and not self.distributed
         self.holdout = plan_holdout(resolve_paths(train), self.spec, training.validation_split,
                                     training.validation_fractions(folds_in)) if training.holds_out else None
-        # XLA compiles one step per padded width: it needs the padded attention and few widths
-        self.reader = ClickLogReader(train, self.spec, batch_size=training.batch_size, shuffle=True,
-                                     shuffle_buffer=training.shuffle_buffer, seed=training.seed, drop_remainder=True,
-                                     bucket_by_length=training.length_buckets or training.jit_compile,
-                                     num_shards=self.task.num_workers, shard_index=self.task.worker_index,
-                                     holdout=(self.holdout, "train") if self.holdout else None,
-                                     negative_rate=training.negative_rate)
+        self.reader = self._training_reader("train", training.seed, drop_remainder=True,
+                                            num_shards=self.task.num_workers, shard_index=self.task.worker_index)
         self.steps_per_epoch = self._fixed_steps_per_epoch() if self.distributed else None
         if eval is not None:
             ClickLogReader(eval, self.spec)  # validate the eval schema before training starts
@@ -200,7 +195,7 @@ class Trainer:
                 return values
             return list(broadcast_from_chief(self.strategy, np.asarray(values, np.float64), self.is_chief))
 
-        evaluate_eval = self._evaluate_eval() if self.fold_in_wanted is None else None  # the fold-in evaluates
+        evaluate_eval = None if self.fold_in_wanted == "yes" else self._evaluate_eval()  # else the fold-in does
         return InterceptRefit(logits if self.holdout else None, evaluate_eval, share, self.manager,
                               is_chief=self.is_chief, verbose=self.verbose)
 
@@ -234,11 +229,7 @@ class Trainer:
         Returns:
             (rows, steps) trained on.
         """
-        training = self.config.training
-        reader = ClickLogReader(self.train_paths, self.spec, batch_size=training.batch_size, shuffle=True,
-                                shuffle_buffer=training.shuffle_buffer, seed=training.seed + self.total_epochs,
-                                bucket_by_length=training.length_buckets or training.jit_compile,
-                                holdout=(self.holdout, "validation"), negative_rate=training.negative_rate)
+        reader = self._training_reader("validation", self.config.training.seed + self.total_epochs)
         prepare = model_inputs(self.spec, self.mapper)
         stage = self._stage_for(self.total_epochs - 1)
         step = self._step_function(stage, entering=False)
@@ -249,6 +240,16 @@ class Trainer:
                 step(batch, label, weight)
                 rows, steps = rows + int(label.shape[0]), steps + 1
         return rows, steps
+
+    def _training_reader(self, part: str, seed: int, **sharding) -> ClickLogReader:
+        """A shuffled reader of one side (``part``) of the training log's validation split, as training reads."""
+        training = self.config.training
+        # XLA compiles one step per padded width: it needs the padded attention and few widths
+        return ClickLogReader(self.train_paths, self.spec, batch_size=training.batch_size, shuffle=True,
+                              shuffle_buffer=training.shuffle_buffer, seed=seed,
+                              bucket_by_length=training.length_buckets or training.jit_compile,
+                              holdout=(self.holdout, part) if self.holdout else None,
+                              negative_rate=training.negative_rate, **sharding)
 
     def _write_dir(self, name: str) -> Path:
         """Where this worker's checkpoints go: the run dir for the chief, scratch for the others."""
