@@ -1,9 +1,9 @@
 """The latency/quality frontier (issue 14): every light option, the booster and DeepCTR's DIN on one
 table and one PNG, p50 / p99 per request against test GAUC.
 
-    .venv/bin/python benchmarks/bench_frontier.py                            # 500 requests per point
+    .venv/bin/python benchmarks/bench_frontier.py --results /tmp/rl5/results.jsonl /tmp/rl6/results.jsonl
     .venv/bin/python benchmarks/bench_frontier.py --requests 100 --out /tmp/frontier   # quick
-    .venv/bin/python benchmarks/bench_frontier.py --results /tmp/rl2/results.jsonl --skip-deepctr
+    .venv/bin/python benchmarks/bench_frontier.py --results ... --latency-from OUT/frontier.json   # re-join only
 
 Latency, in one process on one machine: each point is built (``RocketModel(FeatureSpec(),
 RocketConfig(<the point's changes>))``, untrained: weights do not change the arithmetic), exported
@@ -13,16 +13,22 @@ booster with ``tower="booster"``, for benchmarking only), loaded back with
 ``--candidates`` (200) candidates x ``--history`` (50) steps. DeepCTR's DIN is its SavedModel in
 the DeepCTR venv (``benchmarks/deepctr_din_serving.py --serve-stdin``, default vocabularies, the
 request as 200 rows with the user repeated), driven by ``bench_serving_latency.start_deepctr``.
-Every case is measured in ``--rounds`` interleaved chunks with the order rotated every round
-(``bench_serving_latency.measure``), so background load falls on all alike: compare ratios, not
-milliseconds, across runs.
+The ``call floor`` point is a SavedModel with the same signature that returns N zeros: what any
+call with this request costs in process before the first multiply (the "p50 − call floor" column
+is each point's own graph). Every case is measured in ``--rounds`` interleaved chunks with the
+order rotated every round (``bench_serving_latency.measure``), so background load falls on all
+alike: compare ratios, not milliseconds, across runs.
 
-Quality, from an ``experiment_real_logs.py`` results file (``--results``, JSON lines; read only):
-for each point the runs whose variant trains *the same configuration* as ``--base-recipe`` (the
-light tower trained alone) or ``--rocket-recipe`` (trained with the booster) plus the point's change
-(e.g. ``base mode + validation + light dot``), matched by the resolved config, not by spelling
-(``base`` and ``base mode + validation`` are one configuration). The booster's GAUC is the booster
-of the rocket recipe's runs with the shared light tower; DeepCTR DIN's is the ``DeepCTR DIN``
+Quality, from ``experiment_real_logs.py`` results files (``--results``, JSON lines, merged; read
+only): for each point the runs whose variant trains *the same configuration* as ``--base-recipe``
+(the light tower trained alone; default ``validation auto + base mode`` = ``--mode base``
+defaults) or ``--rocket-recipe`` (trained with the booster; default ``validation auto`` = the
+defaults) plus the point's change (e.g. ``validation auto + base mode + light mean``), matched by
+the resolved config, not by spelling (``base`` and ``validation auto + base mode + light dot``
+are one configuration). Runs recorded before a config field existed resolve as they were trained
+(``RocketConfig.from_saved``), but one results file per code version is the safe way to keep eras
+apart (the fold-in, for one, changed what ``validation`` trains). The booster's GAUC is the
+booster of the rocket recipe's runs with the dot light tower; DeepCTR DIN's is the ``DeepCTR DIN``
 variant (trained alone). Cells: mean ± std over seeds (n); ``–`` where no run matched.
 
 Outputs: the Markdown table (stdout and ``OUT/frontier.md``), ``OUT/frontier.json`` (latency
@@ -56,21 +62,23 @@ POINTS = (
     ("booster", "light dot", "booster"),  # the booster of the default recipe (its light tower: dot)
 )
 DEEPCTR = "DeepCTR DIN"
+FLOOR = "call floor"  # a SavedModel with the light signature that does no arithmetic: the cost of any call
 
 
 # ----- quality -----------------------------------------------------------------------------------
-def read_results(path: Path) -> list:
-    """The records of a results file being appended to (a partial last line is skipped; a key
-    recorded twice counts once, the last)."""
+def read_results(*paths: Path) -> list:
+    """The records of results files being appended to (a partial last line is skipped; a key
+    recorded twice counts once, the last; files later in ``paths`` win)."""
     records = {}
-    if not path.is_file():
-        return []
-    for i, line in enumerate(path.read_text().splitlines()):
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
+    for path in paths:
+        if not path.is_file():
             continue
-        records[record.get("key", i)] = record
+        for i, line in enumerate(path.read_text().splitlines()):
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            records[record.get("key", f"{path}:{i}")] = record
     return list(records.values())
 
 
@@ -165,17 +173,39 @@ def export_points(work: Path, jit: bool, names: list, log=print) -> dict:
     return out
 
 
+def export_floor(work: Path) -> Path:
+    """A SavedModel with the light export's ``serving_default`` signature whose graph only returns
+    N zeros: what a call of any export with this request costs in process before any arithmetic
+    (the signature wrapper, the tensors in and out)."""
+    import tensorflow as tf
+
+    from rocket_ctr.signatures import OUTPUT, candidate_columns, request_signature
+    from rocket_ctr.spec import FeatureSpec
+
+    spec = FeatureSpec()
+    first = candidate_columns(spec)[0]
+    module = tf.Module()
+    module.serving_default = tf.function(lambda inputs: {OUTPUT: tf.zeros(tf.shape(inputs[first])[:1])},
+                                         input_signature=[request_signature(spec)])
+    path = work / "floor" / "1"
+    tf.saved_model.save(module, str(path), signatures={"serving_default": module.serving_default})
+    return path
+
+
 def frontier_rows(latency: dict, qualities: dict, logs: list) -> list:
     booster = latency.get("booster", {}).get("p50_ms")
     din = latency.get(DEEPCTR, {}).get("p50_ms")
+    floor = latency.get(FLOOR, {}).get("p50_ms")
     rows = []
-    for point in [p for p, _, _ in POINTS] + [DEEPCTR]:
+    for point in [p for p, _, _ in POINTS] + [DEEPCTR, FLOOR]:
         if point not in latency:
             continue
         p50, p99 = latency[point]["p50_ms"], latency[point]["p99_ms"]
+        above = p50 - floor if floor is not None and point != FLOOR else None
         row = {"point": point, "p50_ms": p50, "p99_ms": p99,
                "p50_over_booster": p50 / booster if booster else None,
-               "din_over_p50": din / p50 if din else None, "gauc": {}}
+               "din_over_p50": din / p50 if din else None,
+               "above_floor_ms": above, "gauc": {}}
         for log_name in logs:
             cell = qualities.get(point, {}).get(log_name, {})
             row["gauc"][log_name] = {which: cell.get(which, []) for which in ("base", "rocket")}
@@ -191,14 +221,15 @@ def markdown(rows: list, logs: list, settings: dict) -> str:
             f"(DeepCTR DIN: its own SavedModel, no XLA), {s['cpus']} CPU cores, load average at start "
             f"{s['load_average']:.1f}; GAUC: test, {s['epochs']} epochs, mean ± std (n seeds) from {s['results']}; "
             f"base = `{s['base_recipe']}`, rocket = `{s['rocket_recipe']}` (+ the point's change)")
-    cols = ["point", "p50 ms", "p99 ms", "p50 / booster", "DIN p50 / p50"]
+    cols = ["point", "p50 ms", "p99 ms", "p50 − call floor", "p50 / booster", "DIN p50 / p50"]
     for log_name in logs:
         cols += [f"{log_name} base", f"{log_name} rocket"]
     lines = [head, "", "| " + " | ".join(cols) + " |", "| --- | " + " | ".join(["---:"] * (len(cols) - 1)) + " |"]
     for r in rows:
         ratio = f"{r['p50_over_booster']:.2f}" if r["p50_over_booster"] is not None else "–"
         speed = f"{r['din_over_p50']:.1f}x" if r["din_over_p50"] is not None else "–"
-        cells = [r["point"], f"{r['p50_ms']:.2f}", f"{r['p99_ms']:.2f}", ratio, speed]
+        above = f"{r['above_floor_ms']:.2f}" if r.get("above_floor_ms") is not None else "–"
+        cells = [r["point"], f"{r['p50_ms']:.2f}", f"{r['p99_ms']:.2f}", above, ratio, speed]
         for log_name in logs:
             cells += [cell_text(r["gauc"][log_name]["base"]), cell_text(r["gauc"][log_name]["rocket"])]
         lines.append("| " + " | ".join(cells) + " |")
@@ -213,6 +244,7 @@ def plot(rows: list, logs: list, path: Path) -> bool:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    rows = [r for r in rows if r["point"] != FLOOR]  # no model, no GAUC: the table says what it cost
     logs = [lg for lg in logs if any(r["gauc"][lg]["base"] or r["gauc"][lg]["rocket"] for r in rows)]
     if not logs:
         return False
@@ -257,12 +289,12 @@ def plot(rows: list, logs: list, path: Path) -> bool:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--results", type=Path, default=Path("/tmp/rl2/results.jsonl"),
-                        help="experiment_real_logs.py results (read only; default: %(default)s)")
+    parser.add_argument("--results", type=Path, nargs="+", default=[Path("/tmp/rl2/results.jsonl")],
+                        help="experiment_real_logs.py results files, merged (read only; default: %(default)s)")
     parser.add_argument("--epochs", type=int, default=3, help="quality of runs of this many epochs (default: 3)")
-    parser.add_argument("--base-recipe", default="base mode + validation",
+    parser.add_argument("--base-recipe", default="validation auto + base mode",
                         help="variant of the light tower trained alone, before the point's change")
-    parser.add_argument("--rocket-recipe", default="validation",
+    parser.add_argument("--rocket-recipe", default="validation auto",
                         help="variant of the rocket-trained light tower, before the point's change")
     parser.add_argument("--points", nargs="+", default=[p for p, _, _ in POINTS],
                         choices=[p for p, _, _ in POINTS], help="which rocket_ctr points (default: all)")
@@ -292,16 +324,17 @@ def main(argv=None) -> int:
 
     from experiment_real_logs import LOGS
 
-    records = read_results(args.results)
+    records = read_results(*args.results)
     qualities = quality(records, args.epochs, args.base_recipe, args.rocket_recipe)
     logs = [lg for lg in LOGS if any(r.get("log") == lg for r in records)]
     logs += sorted({r["log"] for r in records if r.get("log") and r["log"] not in logs})
-    print(f"{len(records)} result records in {args.results} (logs: {', '.join(logs) or 'none'})", flush=True)
+    print(f"{len(records)} result records in {', '.join(map(str, args.results))} (logs: {', '.join(logs) or 'none'})",
+          flush=True)
 
     if args.latency_from is not None:
         earlier = json.loads(args.latency_from.read_text())
         latency, deepctr_info, deepctr_skipped = earlier["latency"], earlier["deepctr"], earlier["deepctr_skipped"]
-        settings = {**earlier["settings"], "results": str(args.results), "epochs": args.epochs,
+        settings = {**earlier["settings"], "results": " ".join(map(str, args.results)), "epochs": args.epochs,
                     "base_recipe": args.base_recipe, "rocket_recipe": args.rocket_recipe,
                     "latency_from": str(args.latency_from)}
         return _report(args, latency, qualities, logs, settings, deepctr_info, deepctr_skipped, command)
@@ -317,6 +350,7 @@ def main(argv=None) -> int:
         print(f"building and exporting {len(args.points)} points (XLA {'on' if args.xla else 'off'}) ...", flush=True)
         exports = export_points(work, args.xla, args.points)
         n, history = args.candidates, args.history
+        exports[FLOOR] = export_floor(work)
         cases = [Case("in-process", point, inprocess_case(path, history)(n)) for point, path in exports.items()]
         if args.skip_deepctr:
             deepctr_skipped = "--skip-deepctr"
@@ -334,7 +368,7 @@ def main(argv=None) -> int:
 
     settings = dict(candidates=args.candidates, history=args.history, requests=args.requests, rounds=args.rounds,
                     warmup=args.warmup, xla=args.xla, cpus=cpus, load_average=load_average,
-                    tensorflow=tf.__version__, results=str(args.results), epochs=args.epochs,
+                    tensorflow=tf.__version__, results=" ".join(map(str, args.results)), epochs=args.epochs,
                     base_recipe=args.base_recipe, rocket_recipe=args.rocket_recipe)
     return _report(args, latency, qualities, logs, settings, deepctr_info, deepctr_skipped, command)
 

@@ -73,7 +73,9 @@ CHANGES = {
     "validation 0.1": ({"validation_fraction": 0.1}, {}, {}),  # more newest events held out, then folded in
     "validation 0.15": ({"validation_fraction": 0.15}, {}, {}),
     "no fold-in": ({"fold_in_validation": "no"}, {}, {}),  # the validation rows never trained on
+    "validation auto": ({"validation_fraction": None}, {}, {}),  # the default (after "no validation")
     "no warmup": ({"hint_warmup": False}, {}, {}),  # booster CE into the shared bottom from the first step
+    "booster from start": ({"booster_bottom": "from-start"}, {}, {}),  # booster CE into the bottom; λ waits
     "hint 0": ({"hint_weight": 0.0}, {}, {}),
     "hint 0.01": ({"hint_weight": 0.01}, {}, {}),
     "hint 0.1": ({"hint_weight": 0.1}, {}, {}),

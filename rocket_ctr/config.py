@@ -135,6 +135,10 @@ class HintConfig:
                                     "light tower's")
     warmup: bool = option(True, help="λ stays 0 (and the booster off the shared bottom) until the booster leads "
                                      "the light tower on the validation rows (launch metric), then ramps up")
+    booster_bottom: str = option("after-launch", choices=("after-launch", "from-start"), flag="--booster-bottom",
+                                 help="when the booster's cross-entropy starts training what the towers share "
+                                      "(the embeddings): after-launch: with the hint, when the warm-up launches "
+                                      "it; from-start: from the first step, while λ still waits for the launch")
     launch_metric: str = option("logloss", choices=("logloss", "gauc"),
                                 help="what the booster must beat the light tower on, on the validation rows, "
                                      "before the warm-up launches it")

@@ -124,7 +124,8 @@ class RocketModel(keras.Model):
                                               l2=cfg.embedding_l2, name="booster_extras") if booster_extra else None
         self.hint = get_hint(self.hint_config.loss)
         # The scale the model reads, written by a training policy (callbacks.hint_warmup): it
-        # multiplies λ and lets the booster's gradient into the shared bottom; 1 = eq. (1) as is.
+        # multiplies λ and (unless --booster-bottom from-start) lets the booster's gradient into
+        # the shared bottom; 1 = eq. (1) as is.
         self.hint_scale = self.add_weight(name="hint_scale", shape=(), initializer="ones", trainable=False)
         # Created only when asked for: a checkpoint written before them restores exactly as before.
         # (attributes, not a dict: checkpoints track a Keras model's variables by attribute)
@@ -214,17 +215,24 @@ class RocketModel(keras.Model):
             elif self.light_shares_attention:
                 same = light_x is not None and self._history_of("light") == self._history_of("booster")
                 x = light_x if same else self._x("booster", shared, training)
-                if training:
+                if training and self._booster_bottom_gated:
                     # Only hint_scale of the booster's gradient reaches what the towers share (the
                     # embeddings and, here, the attention): at 0 (a hint warm-up before the booster
                     # leads on validation) the light tower trains as it would alone; at 1 the mix
                     # is x itself, value and gradient.
                     x = _mix(x, self.hint_scale)
             else:  # the booster's own attention trains fully; only the embeddings' gradient is scaled
-                embedded = _map_floats(lambda t: _mix(t, self.hint_scale), shared) if training else shared
+                gated = training and self._booster_bottom_gated
+                embedded = _map_floats(lambda t: _mix(t, self.hint_scale), shared) if gated else shared
                 x = self._x("booster", embedded, training)
             outputs["booster"] = self.booster(self._booster_x(x, rows), training=sub_training)
         return outputs
+
+    @property
+    def _booster_bottom_gated(self) -> bool:
+        """The booster's gradient into the shared bottom waits for the hint's launch (``hint_scale``);
+        ``--booster-bottom from-start``: it trains the bottom from the first step (λ still waits)."""
+        return self.hint_config.booster_bottom == "after-launch"
 
     def _booster_x(self, x: tf.Tensor, rows: dict) -> tf.Tensor:
         """The booster's x with its booster-only columns appended, through its cross stack (if any).

@@ -91,6 +91,27 @@ def test_before_launch_the_booster_does_not_train_the_shared_bottom():
     assert any(not is_zero(g) for g in booster_ce_gradients()[:n_shared])
 
 
+@pytest.mark.parametrize("light_interest", ["shared", "dot"])
+def test_booster_bottom_from_start_trains_the_shared_bottom_while_the_hint_waits(light_interest):
+    model = build(hint_warmup=True, validation_fraction=0.1, booster_bottom="from-start", light_interest=light_interest)
+    model.hint_scale.assign(0.0)  # not launched
+    x, y = rows(), labels()
+    with tf.GradientTape() as tape:
+        terms = model.loss_terms(y, model(x, training=True))
+    shared = [v.value for v in model.shared_variables()]
+    booster_grads = tape.gradient(terms["booster_ce"], shared,
+                                  unconnected_gradients=tf.UnconnectedGradients.ZERO)
+    assert any(not is_zero(g) for g in booster_grads)  # the booster's cross-entropy reaches the bottom
+    assert float(terms["hint"]) == 0.0  # while λ·hint_scale is still 0
+    gated = build(hint_warmup=True, validation_fraction=0.1, light_interest=light_interest)  # after-launch
+    gated.hint_scale.assign(0.0)
+    with tf.GradientTape() as tape:
+        booster_ce = gated.loss_terms(y, gated(x, training=True))["booster_ce"]
+    grads = tape.gradient(booster_ce, [v.value for v in gated.shared_variables()],
+                          unconnected_gradients=tf.UnconnectedGradients.ZERO)
+    assert all(is_zero(g) for g in grads)
+
+
 def test_without_gradient_block_hint_updates_booster():
     model = build(gradient_block=False)
     grads = hint_gradients(model, model.tower_variables("booster"))
