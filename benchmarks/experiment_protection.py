@@ -12,6 +12,9 @@ Variants (every one holds out the same 5 % of training users for validation):
   rocket paper:  eq. (1) as in the paper: λ = 1 logit MSE from the first step, into the bottom.
   rocket new defaults: ``rocket-ctr train`` with today's defaults (RocketConfig()).
   rocket new defaults --no-share: the same with separate embeddings/attention per tower.
+  (follow-ups, by name: launch on GAUC; ``base (patience 2)`` = ``--mode base`` defaults;
+  ``rocket multi-task`` = a dot-attention booster whose cross-entropy trains the shared
+  embeddings from the first step, λ = 0: the recipe screened on the real logs, issue 14.)
 Prints a Markdown table of test GAUC (mean ± std over seeds). Results are appended to
 ``WORK/results.jsonl`` as each run finishes; a re-run skips finished runs.
 """
@@ -42,6 +45,9 @@ VARIANTS = {
     # boosters rank better before they are calibrated)
     "rocket new defaults, launch on GAUC": dict(mode="rocket", hint_launch_metric="gauc"),
     "rocket --no-share, launch on GAUC": dict(mode="rocket", share=False, hint_launch_metric="gauc"),
+    # issue 14's recipe screen on the real logs: today's defaults otherwise (patience 2)
+    "base (patience 2)": dict(mode="base"),
+    "rocket multi-task": dict(mode="rocket", booster_interest="dot", booster_bottom="from-start", hint_weight=0.0),
 }
 
 
