@@ -191,7 +191,8 @@ def test_validation_users_never_reach_training(log):
 
 
 def test_hint_warmup_keeps_the_hint_off_until_the_booster_leads_on_validation(log, tmp_path):
-    config = RocketConfig(**{**FAST, "epochs": 1, "validation_fraction": 0.2, "hint_warmup": True})
+    config = RocketConfig(**{**FAST, "epochs": 1, "validation_fraction": 0.2, "hint_warmup": True,
+                             "booster_bottom": "after-launch"})
     # printed notes name config fields as the front end calls them: here the CLI's flags
     trainer = Trainer(tmp_path, log / "train", None, config, verbose=0, field_names=flag_table())
     metrics = trainer.fit()
@@ -204,6 +205,10 @@ def test_hint_warmup_keeps_the_hint_off_until_the_booster_leads_on_validation(lo
     assert "after epoch 2" in trainer.recorder.weak_booster_warning(0.70, 0.65, 2)
     trainer.recorder.field_names = None  # a Python caller: the config's own field names
     assert "model.mode base" in trainer.recorder.weak_booster_warning(0.70, 0.65, None)
+    trainer.recorder.config = trainer.config.replace(booster_bottom="from-start")  # the booster trained the bottom
+    from_start = trainer.recorder.weak_booster_warning(0.70, 0.65, None)
+    assert "second task" in from_start and "hint.booster_bottom from-start" in from_start
+    assert "never launched" not in from_start
 
     def record(epoch, booster_loss):
         return {"epoch": epoch, "stage": "joint", "steps": 100,

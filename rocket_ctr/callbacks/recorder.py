@@ -146,7 +146,12 @@ class RunRecorder(keras.callbacks.Callback):
         """Plain words for a booster that did not beat the light tower on the validation rows."""
         text = (f"warning: the booster did not beat the light tower on the validation rows (GAUC {booster:.4f} "
                 f"vs {light:.4f}). Rocket launching helps only while the booster knows more than the light tower. ")
-        if self.config.warmup_active and launched is None:
+        from_start = self.config.hint.booster_bottom == "from-start"
+        if from_start and (launched is None or self.config.hint.weight == 0):
+            text += ("Its cross-entropy still trained the shared embeddings from the first step "
+                     "({hint.booster_bottom} from-start), a second task for them; the hint stayed off. Compare with "
+                     "{model.mode} base on your data before serving this light tower.")
+        elif self.config.warmup_active and launched is None:
             text += ("The hint warm-up never launched it, so the light tower trained as in {model.mode} base: "
                      "{model.mode} base gives the same light tower for less compute.")
         elif self.config.warmup_active:
