@@ -83,6 +83,27 @@ class MLP(keras.layers.Layer):
             x = layer(x, training=training)
         return tf.cast(tf.squeeze(self.logit(x), axis=-1), tf.float32)  # losses in float32 under mixed precision
 
+    def call_parts(self, user, rest, training=False):
+        """``call(x)`` for x = [user broadcast to the rows of ``rest``, rest], without building x:
+        the first layer multiplies ``user`` [U, Du] by its kernel rows once (U = 1: once per request,
+        not once per candidate; the serving path) and adds it to ``rest`` [N, D − Du] times the others.
+
+        Returns:
+            The logits [N], float32.
+        """
+        first = self.hidden[0]
+        if not first.built:  # the first call on this path: Keras builds the layers on the whole x
+            x = tf.concat([tf.broadcast_to(user, [tf.shape(rest)[0], user.shape[-1]]), rest], axis=-1)
+            return self(x, training=training)
+        kernel = tf.cast(first.kernel, rest.dtype)
+        width = user.shape[-1]
+        x = tf.matmul(rest, kernel[width:]) + tf.matmul(tf.cast(user, rest.dtype), kernel[:width])
+        if first.use_bias:
+            x = tf.nn.bias_add(x, tf.cast(first.bias, x.dtype))
+        for layer in self.hidden[1:]:
+            x = layer(x, training=training)
+        return tf.cast(tf.squeeze(self.logit(x), axis=-1), tf.float32)
+
     def get_config(self):
         return {**super().get_config(), "units": list(self.units), "activation": self.activation,
                 "batch_norm": self.batch_norm, "dropout": self.dropout, "l2": self.l2}
@@ -400,3 +421,14 @@ def tower_input(embedded: dict, interest: tf.Tensor) -> tf.Tensor:
     parts = [tf.broadcast_to(u, [n, u.shape[-1]]) for u in embedded["user"]]
     parts += [interest, embedded["candidate"], *embedded["items"]]
     return tf.concat(parts, axis=-1)
+
+
+def tower_input_parts(embedded: dict, interest: tf.Tensor) -> tuple:
+    """:func:`tower_input` in two parts, for :meth:`MLP.call_parts`.
+
+    Returns:
+        (user profile embeddings [U, Du], not broadcast (U = 1 for a one-user request; None
+        without user features), the rest of x [N, D − Du]).
+    """
+    user = _concat(list(embedded["user"])) if embedded["user"] else None
+    return user, tf.concat([interest, embedded["candidate"], *embedded["items"]], axis=-1)

@@ -11,7 +11,7 @@ from rocket_ctr.errors import FieldError
 from rocket_ctr.feature_layers import FeatureEncoders
 from rocket_ctr.interest import make_extractor, newest_steps
 from rocket_ctr.isotonic import identity_knots, piecewise_linear
-from rocket_ctr.layers import MLP, EmbeddingBank, ValidSteps, padded_history, tower_input
+from rocket_ctr.layers import MLP, EmbeddingBank, ValidSteps, padded_history, tower_input, tower_input_parts
 from rocket_ctr.losses import get_hint
 from rocket_ctr.spec import FeatureSpec
 
@@ -185,6 +185,10 @@ class RocketModel(keras.Model):
     def _x(self, tower: str, embedded: dict, training=False) -> tf.Tensor:
         """A tower's x: its extractors (one per sequence group) pool their group's newest history
         steps against each candidate, the pooled vectors concatenated in group order."""
+        return tower_input(embedded, self._interest(tower, embedded, training))
+
+    def _interest(self, tower: str, embedded: dict, training=False) -> tf.Tensor:
+        """A tower's pooled interest [N, ·]: each group's extractor over its newest steps, concatenated."""
         pooled = []
         for extractor, sequence in zip(self.interests_of(tower), embedded["sequences"]):
             history, limit = sequence["history"], self._history_of(tower)
@@ -194,7 +198,7 @@ class RocketModel(keras.Model):
             width = sequence["width"] if isinstance(history, ValidSteps) else tf.shape(history)[1]
             mask = tf.sequence_mask(lengths, width)
             pooled.append(extractor(sequence["query"], history, mask, training=training))
-        return tower_input(embedded, pooled[0] if len(pooled) == 1 else tf.concat(pooled, axis=-1))
+        return pooled[0] if len(pooled) == 1 else tf.concat(pooled, axis=-1)
 
     def call(self, rows: dict, training=False) -> dict:
         outputs, shared = {}, None
@@ -268,11 +272,17 @@ class RocketModel(keras.Model):
 
     def tower_logit(self, tower: str, rows: dict) -> tf.Tensor:
         """One tower alone, inference mode: its embeddings, its extractor, its MLP (for the light
-        tower: the served path)."""
-        x = self._x(tower, self.bottom_of(tower)(rows, training=False), training=False)
-        if tower == "booster":
-            x = self._booster_x(x, rows)
-        return getattr(self, tower)(x, training=False)
+        tower: the served path). The user profile's share of the first layer is computed once per
+        request (``MLP.call_parts``), not once per candidate; equal to ``call``'s logit."""
+        embedded = self.bottom_of(tower)(rows, training=False)
+        interest = self._interest(tower, embedded, training=False)
+        reads_more = tower == "booster" and (self.booster_columns is not None or self.booster_extras is not None
+                                            or self.booster_cross is not None)
+        user, rest = tower_input_parts(embedded, interest)
+        if reads_more or user is None:
+            x = tower_input(embedded, interest)
+            return getattr(self, tower)(self._booster_x(x, rows) if tower == "booster" else x, training=False)
+        return getattr(self, tower).call_parts(user, rest)
 
     def light_logit(self, rows: dict) -> tf.Tensor:
         """The served path alone: light embeddings, light extractor, light tower, inference mode."""

@@ -320,3 +320,16 @@ def test_segment_pool_sums_each_rows_steps_and_gives_zeros_to_rows_without_any()
         segment_pool(values, tf.constant([0, 2, 0, 2, 2, 3], tf.int64), tf.constant(5, tf.int64))
     xla = tf.function(segment_pool, jit_compile=True)  # XLA has no sorted segment kernels: the unsorted ones
     np.testing.assert_array_equal(xla(values, rows, tf.constant(5, tf.int64)).numpy(), expected)
+
+
+@pytest.mark.parametrize("batch_norm", [False, True])
+def test_call_parts_equals_the_mlp_on_the_whole_x_for_one_user_and_for_one_user_per_row(batch_norm):
+    rng = np.random.default_rng(0)
+    mlp = MLP((8, 4), batch_norm=batch_norm)
+    user, rest = rng.normal(size=(1, 3)).astype("float32"), rng.normal(size=(5, 6)).astype("float32")
+    mlp(np.concatenate([np.repeat(user, 5, 0), rest], 1), training=True)  # built, BN statistics moved
+    whole = mlp(np.concatenate([np.repeat(user, 5, 0), rest], 1)).numpy()
+    np.testing.assert_allclose(mlp.call_parts(tf.constant(user), tf.constant(rest)).numpy(), whole, atol=1e-6)
+    users = rng.normal(size=(5, 3)).astype("float32")  # per-row users (batch scoring): same FLOPs, no concat
+    np.testing.assert_allclose(mlp.call_parts(tf.constant(users), tf.constant(rest)).numpy(),
+                               mlp(np.concatenate([users, rest], 1)).numpy(), atol=1e-6)

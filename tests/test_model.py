@@ -154,7 +154,8 @@ def test_light_path_holds_no_booster_variable():
     booster_ids = {id(v) for v in model.tower_variables("booster")}
     watched = {id(v) for v in tape.watched_variables()}
     assert watched and not watched & booster_ids
-    np.testing.assert_allclose(light.numpy(), model(x, training=False)["light"].numpy(), rtol=1e-6)
+    # the served path splits the first layer (the user's share once): equal up to float rounding
+    np.testing.assert_allclose(light.numpy(), model(x, training=False)["light"].numpy(), rtol=1e-6, atol=1e-6)
 
 
 @pytest.mark.parametrize("mode,terms", [("rocket", {"light_ce", "booster_ce", "hint"}),
@@ -318,7 +319,7 @@ def test_booster_only_column_moves_the_booster_logit_and_never_the_light_one():
     assert not np.allclose(a["booster"].numpy(), b["booster"].numpy())
     np.testing.assert_array_equal(a["light"].numpy(), b["light"].numpy())
     without = {k: v for k, v in slot_rows().items() if k != "slot"}
-    np.testing.assert_array_equal(model.light_logit(without).numpy(), a["light"].numpy())
+    np.testing.assert_allclose(model.light_logit(without).numpy(), a["light"].numpy(), rtol=1e-6, atol=1e-6)
     np.testing.assert_allclose(model.tower_logit("booster", slot_rows(slot=[0] * 16)).numpy(), a["booster"].numpy(),
                                rtol=1e-6)
     with pytest.raises(ValueError, match=r"booster-only columns \['slot'\]"):
