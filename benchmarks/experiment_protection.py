@@ -48,6 +48,7 @@ VARIANTS = {
     # issue 14's recipe screen on the real logs: today's defaults otherwise (patience 2)
     "base (patience 2)": dict(mode="base"),
     "rocket multi-task": dict(mode="rocket", booster_interest="dot", booster_bottom="from-start", hint_weight=0.0),
+    "rocket multi-task, DIN booster": dict(mode="rocket", booster_bottom="from-start", hint_weight=0.0),
 }
 
 
