@@ -129,16 +129,20 @@ class HintConfig:
 
     loss: str = option("mimic", choices=("mimic", "mse", "kd"), flag="--hint",
                        help="mimic: logit MSE (the paper); mse: probability MSE; kd: distillation with T")
-    weight: float = option(1.0, help="λ of eq. (1)", minimum=0.0)
+    weight: float = option(0.0, minimum=0.0,
+                           help="λ of eq. (1); 0 (default): no hint — on the real logs every λ tried (0.1, 1) "
+                                "gave the light tower less than the booster's cross-entropy alone; the paper: 1")
     temperature: float = option(1.0, help="T of the kd hint", flag="--temperature", above=0.0)
     gate: bool = option(False, help="apply the hint only where the booster's cross-entropy is lower than the "
                                     "light tower's")
-    warmup: bool = option(True, help="λ stays 0 (and the booster off the shared bottom) until the booster leads "
-                                     "the light tower on the validation rows (launch metric), then ramps up")
-    booster_bottom: str = option("after-launch", choices=("after-launch", "from-start"), flag="--booster-bottom",
+    warmup: bool = option(True, help="λ stays 0 (and, with --booster-bottom after-launch, the booster off the "
+                                     "shared bottom) until the booster leads the light tower on the validation "
+                                     "rows (launch metric), then ramps up")
+    booster_bottom: str = option("from-start", choices=("after-launch", "from-start"), flag="--booster-bottom",
                                  help="when the booster's cross-entropy starts training what the towers share "
-                                      "(the embeddings): after-launch: with the hint, when the warm-up launches "
-                                      "it; from-start: from the first step, while λ still waits for the launch")
+                                      "(the embeddings): from-start (default): from the first step, a second task "
+                                      "for them, while λ still waits for the launch; after-launch: with the hint, "
+                                      "when the warm-up launches it (the default before issue 14)")
     launch_metric: str = option("logloss", choices=("logloss", "gauc"),
                                 help="what the booster must beat the light tower on, on the validation rows, "
                                      "before the warm-up launches it")
@@ -356,7 +360,7 @@ class RocketConfig:
 # What a run built before these fields existed (their defaults have changed since).
 BEFORE_FIELD_EXISTED = {"model.light_interest": "shared", "training.calibrate_intercept": False,
                         "training.calibrate_slope": False, "training.calibration_knots": 0,
-                        "training.fold_in_validation": "no"}
+                        "training.fold_in_validation": "no", "hint.booster_bottom": "after-launch"}
 
 
 # ----- the field table: paths, flags, flat names ------------------------------------------------

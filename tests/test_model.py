@@ -16,7 +16,7 @@ SPEC = FeatureSpec(
     user_features=(IdFeature("user_gender", dtype="string", buckets=4),),
     max_history=8, history_buckets=(4, 8))
 SMALL = dict(embedding_dim=4, attention_units=(8, 4), light_units=(8, 4), booster_units=(16, 8, 8),
-             hint_trains_bottom=True, hint_warmup=False)  # the paper's eq. (1); protections tested on their own
+             hint_trains_bottom=True, hint_warmup=False, hint_weight=1.0)  # the paper's eq. (1); protections alone
 
 
 def rows(batch=16, steps=6, seed=0):
@@ -74,7 +74,7 @@ def test_hint_kept_out_of_the_bottom_trains_the_light_tower_only():
 
 
 def test_before_launch_the_booster_does_not_train_the_shared_bottom():
-    model = build(hint_warmup=True, validation_fraction=0.1)
+    model = build(hint_warmup=True, validation_fraction=0.1, booster_bottom="after-launch")
     x, y = rows(), labels()
 
     def booster_ce_gradients():
@@ -103,7 +103,8 @@ def test_booster_bottom_from_start_trains_the_shared_bottom_while_the_hint_waits
                                   unconnected_gradients=tf.UnconnectedGradients.ZERO)
     assert any(not is_zero(g) for g in booster_grads)  # the booster's cross-entropy reaches the bottom
     assert float(terms["hint"]) == 0.0  # while λ·hint_scale is still 0
-    gated = build(hint_warmup=True, validation_fraction=0.1, light_interest=light_interest)  # after-launch
+    gated = build(hint_warmup=True, validation_fraction=0.1, light_interest=light_interest,
+                  booster_bottom="after-launch")
     gated.hint_scale.assign(0.0)
     with tf.GradientTape() as tape:
         booster_ce = gated.loss_terms(y, gated(x, training=True))["booster_ce"]
@@ -329,7 +330,7 @@ def test_booster_only_column_moves_the_booster_logit_and_never_the_light_one():
 
 
 def test_booster_only_tables_train_even_while_the_warmup_keeps_the_booster_off_the_shared_bottom():
-    model = build_slot(light_interest="din")
+    model = build_slot(light_interest="din", booster_bottom="after-launch")
     model.hint_scale.assign(0.0)
     with tf.GradientTape() as tape:
         booster_ce = model.loss_terms(labels(), model(slot_rows(), training=True))["booster_ce"]

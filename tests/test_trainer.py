@@ -169,7 +169,7 @@ def test_validation_split_by_user_and_early_stopping_restore_the_best_epoch(log,
 
 
 def test_without_validation_users_training_says_the_protections_are_off(log, tmp_path, capsys):
-    config = RocketConfig(**{**FAST, "epochs": 1, "validation_fraction": 0.0})
+    config = RocketConfig(**{**FAST, "epochs": 1, "validation_fraction": 0.0, "hint_weight": 1.0})
     metrics = Trainer(tmp_path, log / "train", None, config, verbose=1).fit()
     assert "hint warm-up and early stopping are off" in capsys.readouterr().out
     assert "hint_launched_after_epoch" not in metrics and metrics["history"][0]["train"]["hint"] > 0
