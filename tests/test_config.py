@@ -103,6 +103,12 @@ def test_a_saved_config_written_before_a_field_existed_keeps_what_that_run_built
     assert RocketConfig.from_saved(saved).model.light_interest == "shared"
     assert RocketConfig.from_saved({"light_interest": "mean"}).model.light_interest == "mean"  # flat names
     assert RocketConfig.from_saved({"epochs": 2}).model.light_interest == "shared"
+    # the booster trained the shared bottom only after a launch before --booster-bottom existed
+    old = RocketConfig(hint_weight=1.0).to_dict()
+    del old["hint"]["booster_bottom"]
+    assert RocketConfig.from_saved(old).hint.booster_bottom == "after-launch"
+    assert RocketConfig.from_saved(old).hint.weight == 1.0  # always saved: an old run keeps its λ
+    assert RocketConfig().hint.booster_bottom == "from-start" and RocketConfig().hint.weight == 0.0
 
 
 def test_validation_fraction_auto_resolves_per_split_kind():
