@@ -93,8 +93,7 @@ class MLP(keras.layers.Layer):
         """
         first = self.hidden[0]
         if not first.built:  # the first call on this path: Keras builds the layers on the whole x
-            x = tf.concat([tf.broadcast_to(user, [tf.shape(rest)[0], user.shape[-1]]), rest], axis=-1)
-            return self(x, training=training)
+            return self(join_user(user, rest), training=training)
         kernel = tf.cast(first.kernel, rest.dtype)
         width = user.shape[-1]
         x = tf.matmul(rest, kernel[width:]) + tf.matmul(tf.cast(user, rest.dtype), kernel[:width])
@@ -417,10 +416,8 @@ def _concat(parts: list) -> tf.Tensor:
 def tower_input(embedded: dict, interest: tf.Tensor) -> tf.Tensor:
     """A tower's x = [user profile embeddings, pooled interest, candidate embeddings, other item
     embeddings], user-side parts broadcast to the N candidates."""
-    n = tf.shape(embedded["candidate"])[0]
-    parts = [tf.broadcast_to(u, [n, u.shape[-1]]) for u in embedded["user"]]
-    parts += [interest, embedded["candidate"], *embedded["items"]]
-    return tf.concat(parts, axis=-1)
+    user, rest = tower_input_parts(embedded, interest)
+    return rest if user is None else join_user(user, rest)
 
 
 def tower_input_parts(embedded: dict, interest: tf.Tensor) -> tuple:
@@ -431,4 +428,9 @@ def tower_input_parts(embedded: dict, interest: tf.Tensor) -> tuple:
         without user features), the rest of x [N, D − Du]).
     """
     user = _concat(list(embedded["user"])) if embedded["user"] else None
-    return user, tf.concat([interest, embedded["candidate"], *embedded["items"]], axis=-1)
+    return user, _concat([interest, embedded["candidate"], *embedded["items"]])
+
+
+def join_user(user: tf.Tensor, rest: tf.Tensor) -> tf.Tensor:
+    """[user broadcast to the N rows of ``rest``, rest]: the x of :func:`tower_input_parts`' parts."""
+    return tf.concat([tf.broadcast_to(user, [tf.shape(rest)[0], user.shape[-1]]), rest], axis=-1)

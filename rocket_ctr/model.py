@@ -276,13 +276,12 @@ class RocketModel(keras.Model):
         request (``MLP.call_parts``), not once per candidate; equal to ``call``'s logit."""
         embedded = self.bottom_of(tower)(rows, training=False)
         interest = self._interest(tower, embedded, training=False)
-        reads_more = tower == "booster" and (self.booster_columns is not None or self.booster_extras is not None
-                                            or self.booster_cross is not None)
+        if tower == "booster" and (self.booster_columns is not None or self.booster_extras is not None
+                                   or self.booster_cross is not None):  # x is more than the two parts
+            return self.booster(self._booster_x(tower_input(embedded, interest), rows), training=False)
         user, rest = tower_input_parts(embedded, interest)
-        if reads_more or user is None:
-            x = tower_input(embedded, interest)
-            return getattr(self, tower)(self._booster_x(x, rows) if tower == "booster" else x, training=False)
-        return getattr(self, tower).call_parts(user, rest)
+        mlp = getattr(self, tower)
+        return mlp(rest, training=False) if user is None else mlp.call_parts(user, rest)
 
     def light_logit(self, rows: dict) -> tf.Tensor:
         """The served path alone: light embeddings, light extractor, light tower, inference mode."""
