@@ -101,7 +101,10 @@ def _fill(x: np.ndarray, y: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]
         x, y = x[0] + np.array([-1.0, 1.0]), y[0] + np.array([-1.0, 1.0])
     x, y = list(x), list(y)
     while len(x) < k:
-        i = int(np.argmax(np.diff(x)))
+        widths = np.diff(x)
+        # the leftmost of the widest: equal widths (an evenly spaced score grid) would otherwise be
+        # chosen by float noise, and the same map refitted on the same rows would get other knots
+        i = int(np.argmax(widths >= widths.max() * (1.0 - 1e-9)))
         x.insert(i + 1, 0.5 * (x[i] + x[i + 1]))
         y.insert(i + 1, 0.5 * (y[i] + y[i + 1]))
     return np.array(x), np.array(y)

@@ -95,3 +95,15 @@ def test_isotonic_fixes_a_bent_reliability_curve_where_platt_does_not():
     assert pcoc(yv, _sigmoid(apply_knots(a * zv + b, x, v)), wv) == pytest.approx(1.0, abs=1e-6)
     assert pcoc(y[test], iso) == pytest.approx(pcoc(y[test], platt), abs=0.002)
     assert auc(y[test], iso) == pytest.approx(auc(y[test], platt), abs=1e-9)
+
+
+def test_knots_of_an_evenly_spaced_score_grid_do_not_move_with_float_noise():
+    rng = np.random.default_rng(0)
+    grid = -2.8 + 0.0112 * np.arange(6)  # a tower that outputs a few evenly spaced scores
+    index = rng.integers(0, grid.size, 6_000)
+    u, labels = grid[index], rng.random(index.size) < 0.1 + 0.1 * index  # rising rates: every score a knot
+    # the same scores, rounded otherwise: the lowest or the highest gap is wider by 1e-11
+    x, y = fit_knots(np.where(u == grid[0], u - 1e-11, u), labels, k=16)
+    other_x, other_y = fit_knots(np.where(u == grid[-1], u + 1e-11, u), labels, k=16)
+    np.testing.assert_allclose(other_x, x, atol=1e-9)
+    np.testing.assert_allclose(other_y, y, atol=1e-6)
