@@ -20,6 +20,8 @@ dim 18, attention MLP 80-40, DNN / light tower 200-80, Adam 1e-3, each in a fres
 - ``base+dot`` (any mode + ``+dot``, ``+mean``, ``+din``, ``+shared``): the light tower's interest extractor.
 - ``base+buckets`` (any mode + ``+buckets``): the same with ``length_buckets=True`` (rows grouped by
   history length into padded widths, the default before mixed-length batches).
+- ``rocket+afterlaunch``: the rocket defaults before issue 14's last round (the booster kept off the
+  shared embeddings until the warm-up launches it, λ = 1).
 - ``base+stringhash`` (any mode + ``+stringhash``): ids hashed as before ``FeatureSpec.id_hash``
   existed (each int64 id's decimal text through farmhash) instead of splitmix64.
 
@@ -132,17 +134,21 @@ def run_child(command: list[str], env: dict | None = None, label: str = "") -> d
 # ----- rocket_ctr child --------------------------------------------------------------------------
 def rocket_config(mode: str):
     """``rocket``, ``base`` ... plus ``+`` options: ``buckets`` (batches grouped by history length),
-    ``dot`` / ``mean`` / ``din`` / ``shared`` (the light tower's interest extractor), e.g. ``rocket+dot+buckets``."""
+    ``dot`` / ``mean`` / ``din`` / ``shared`` (the light tower's interest extractor), ``afterlaunch`` (the
+    rocket defaults before issue 14's last round: booster off the shared bottom until a launch,
+    λ = 1), e.g. ``rocket+dot+buckets``."""
     from rocket_ctr.config import LIGHT_INTERESTS, RocketConfig
 
     mode, *extras = mode.split("+")
-    unknown = [e for e in extras if e not in ("buckets", "stringhash") and e not in LIGHT_INTERESTS]
+    unknown = [e for e in extras if e not in ("buckets", "stringhash", "afterlaunch") and e not in LIGHT_INTERESTS]
     if unknown:
-        raise SystemExit(f"unknown mode options {unknown}: buckets, stringhash or one of {LIGHT_INTERESTS}")
+        raise SystemExit(f"unknown mode options {unknown}: buckets, stringhash, afterlaunch or one of "
+                         f"{LIGHT_INTERESTS}")
     interests = [e for e in extras if e in LIGHT_INTERESTS]
     return RocketConfig(mode=mode, batch_size=BATCH, embedding_dim=EMBEDDING_DIM, attention_units=ATTENTION,
                         light_units=DNN, epochs=1, length_buckets="buckets" in extras,
-                        **({"light_interest": interests[-1]} if interests else {}))
+                        **({"light_interest": interests[-1]} if interests else {}),
+                        **({"booster_bottom": "after-launch", "hint_weight": 1.0} if "afterlaunch" in extras else {}))
 
 
 def train_rocket_ctr(mode: str, train_paths: Path, work_dir: Path, warmup: int) -> dict:
