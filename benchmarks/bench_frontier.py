@@ -1,7 +1,7 @@
 """The latency/quality frontier (issue 14): every light option, the booster and DeepCTR's DIN on one
 table and one PNG, p50 / p99 per request against test GAUC.
 
-    .venv/bin/python benchmarks/bench_frontier.py --results /tmp/rl5/results.jsonl /tmp/rl6/results.jsonl
+    .venv/bin/python benchmarks/bench_frontier.py --results /tmp/rl6/results.jsonl /tmp/rl7/results.jsonl
     .venv/bin/python benchmarks/bench_frontier.py --requests 100 --out /tmp/frontier   # quick
     .venv/bin/python benchmarks/bench_frontier.py --results ... --latency-from OUT/frontier.json   # re-join only
 
