@@ -64,13 +64,12 @@ class InterceptRefit(keras.callbacks.Callback):
             # NaN: no finite fit (no click or no negative): the tower keeps slope 1 and intercept 0
             values = self.share([rows] + [v for t in towers for v in (fitted.get(t) or (math.nan, math.nan))])
             rows, values = int(values[0]), [float(v) for v in values[1:]]
-            unfitted_knots = self._fit_knots(logits, labels, weights, dict(zip(towers, values[0::2])),
-                                             dict(zip(towers, values[1::2])))
             unfitted = [t for t, b in zip(towers, values[1::2]) if math.isnan(b)]
             for tower, a, b in zip(towers, values[0::2], values[1::2]):
                 model.intercepts[tower].assign(0.0 if math.isnan(b) else b)
                 if with_slope:
                     model.slopes[tower].assign(1.0 if math.isnan(a) else a)
+            unfitted_knots = self._fit_knots(logits, labels, weights)
             record = {"fitted_on": "validation rows", "rows": rows}
             if unfitted:
                 record["not_fitted"] = unfitted  # no finite minimum: no click or no negative
@@ -92,18 +91,18 @@ class InterceptRefit(keras.callbacks.Callback):
         if self.evaluate_eval is not None and fitted_any and self.is_chief:
             logs["eval_with_intercept"] = self.evaluate_eval()
 
-    def _fit_knots(self, logits, labels, weights, slopes: dict, intercepts: dict) -> list:
-        """Fits and assigns the isotonic maps on the Platt-calibrated validation logits (chief's
-        arguments; None elsewhere). Returns the towers left with the identity map."""
+    def _fit_knots(self, logits, labels, weights) -> list:
+        """Fits and assigns the isotonic maps on the validation logits as the model now serves them
+        before the map (its assigned slope and intercept; chief's arguments, None elsewhere).
+        Returns the towers left with the identity map."""
         model = self.model
         if not model.knots:
             return []
         fitted = {}
         if self.is_chief:
-            offset = model.logit_offset
-            served = {t: (1.0 if math.isnan(slopes[t]) else slopes[t]) * (np.asarray(z, np.float64) - offset)
-                      + offset + (0.0 if math.isnan(intercepts[t]) else intercepts[t]) for t, z in logits.items()
-                      if t in model.knots}
+            offset, slopes, intercepts = model.logit_offset, model.slope_values(), model.intercept_values()
+            served = {t: slopes.get(t, 1.0) * (np.asarray(z, np.float64) - offset) + offset + intercepts[t]
+                      for t, z in logits.items() if t in model.knots}
             k = next(iter(model.knots.values()))[0].shape[0]
             fitted = isotonic.fit_towers(served, labels, weights, k)
         unfitted = []
