@@ -253,7 +253,9 @@ class RocketModel(keras.Model):
     def _light_inputs(self, embedded: dict, training) -> tuple:
         """(x before any detaching, x the light tower reads, x of the hint's light logit or None)."""
         detach = self.config.detach_light  # EasyRec's variant: only the booster trains the bottom
-        hinted = training and not self.hint_config.trains_bottom and "booster" in self.towers
+        # (λ = 0, the default: no hint term to detach, no second light pass)
+        hinted = training and not self.hint_config.trains_bottom and "booster" in self.towers \
+            and self.hint_config.weight > 0
         # The hint's light logit is the light logit itself, but its gradient stops at the light
         # tower and its own extractor: a mismatched teacher cannot drag the shared embeddings along.
         if self.config.light_interest == "shared":  # the extractor counts as the bottom
