@@ -1,5 +1,5 @@
 """rocket_ctr: Rocket Launching (light + booster towers) DIN CTR model on Keras 3 / TensorFlow."""
-from setuptools import setup
+from setuptools import find_packages, setup
 
 setup(
     name="rocket_ctr",
@@ -8,7 +8,8 @@ setup(
     python_requires=">=3.11",
     # pipelines/, serving/ and data/ live at the top of the repo but install under the package
     # namespace, so generic names like `pipelines` never land in a user's site-packages.
-    packages=["rocket_ctr", "rocket_ctr.datasets", "rocket_ctr.pipelines", "rocket_ctr.serving", "rocket_ctr.datagen"],
+    packages=[*find_packages(include=["rocket_ctr", "rocket_ctr.*"]),
+              "rocket_ctr.pipelines", "rocket_ctr.serving", "rocket_ctr.datagen"],
     package_dir={
         "rocket_ctr": "rocket_ctr",
         "rocket_ctr.pipelines": "pipelines",

@@ -54,8 +54,8 @@ def run_oracle(test) -> dict:
     """Calibration of the true click probability on the test split."""
     import pyarrow.parquet as pq
 
-    from rocket_ctr.calibration import ece, pcoc
-    from rocket_ctr.metrics import auc, gauc
+    from rocket_ctr.calibration.measures import ece, pcoc
+    from rocket_ctr.metrics.ranking import auc, gauc
 
     table = pq.read_table(test, columns=["user_id", "label", "click_prob"])
     y, p = table["label"].to_numpy(), table["click_prob"].to_numpy()
@@ -67,8 +67,8 @@ def run_training(log: Path, run_dir: Path, epochs: int, seed: int, reader_rate: 
                  slope: bool = True, knots: int | None = None) -> dict:
     """Trains with the defaults (``epochs``, ``seed``, ``negative_rate``, ``calibrate_intercept``,
     ``calibrate_slope``, ``calibration_knots`` unless None) and returns its eval metrics."""
-    from rocket_ctr.config import RocketConfig
-    from rocket_ctr.trainer import Trainer
+    from rocket_ctr.config.schema import RocketConfig
+    from rocket_ctr.train.trainer import Trainer
 
     config = RocketConfig(epochs=epochs, seed=seed, negative_rate=reader_rate, calibrate_intercept=refit,
                           calibrate_slope=slope, **({} if knots is None else {"calibration_knots": knots}))
@@ -91,8 +91,8 @@ def run_training(log: Path, run_dir: Path, epochs: int, seed: int, reader_rate: 
 def platt_only(trainer, log: Path) -> dict:
     """The trained model evaluated on the test split with its isotonic maps set to the identity
     (Platt alone; they stay so): ``{tower: {"pcoc", "ece"}}``."""
-    from rocket_ctr.evaluation import evaluate
-    from rocket_ctr.isotonic import identity_knots
+    from rocket_ctr.calibration.isotonic import identity_knots
+    from rocket_ctr.train.evaluation import evaluate
 
     for x, y in trainer.model.knots.values():
         x.assign(identity_knots(x.shape[0]))
@@ -104,8 +104,8 @@ def platt_only(trainer, log: Path) -> dict:
 def intercept_only(trainer, log: Path) -> dict:
     """The trained model evaluated on the test split with the intercept-only refit (``a`` = 1, ``b``
     fitted alone on the same validation rows): ``{tower: {"pcoc", "ece", "intercept"}}``."""
-    from rocket_ctr.evaluation import evaluate, validation_logits
-    from rocket_ctr.intercept import fit_towers
+    from rocket_ctr.calibration.intercept import fit_towers
+    from rocket_ctr.train.evaluation import evaluate, validation_logits
 
     model, spec = trainer.model, trainer.spec
     logits, labels, weights = validation_logits(model, log / "train", spec, (trainer.holdout, "validation"),

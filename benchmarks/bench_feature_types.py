@@ -37,9 +37,9 @@ def generate_log(work: Path, rows: int, strength: float, seed: int) -> Path:
 
 def run(log: Path, run_dir: Path, variant: str, epochs: int, seed: int) -> dict:
     """Trains one variant and returns its eval metrics (and, for ``with``, a served 1 x N request)."""
-    from rocket_ctr.config import RocketConfig
-    from rocket_ctr.spec import FeatureSpec
-    from rocket_ctr.trainer import Trainer
+    from rocket_ctr.config.schema import RocketConfig
+    from rocket_ctr.features.spec import FeatureSpec
+    from rocket_ctr.train.trainer import Trainer
 
     spec = FeatureSpec.load(log / "feature_spec.json")
     if variant == "without":
@@ -60,10 +60,10 @@ def serve_one_request(run_dir: Path, log: Path, n: int = 100) -> dict:
     import numpy as np
     import tensorflow as tf
 
-    from rocket_ctr.export import export_light
-    from rocket_ctr.export_rows import one_user_request, sample_rows
-    from rocket_ctr.run_dir import restore_model
-    from rocket_ctr.signatures import OUTPUT, SERVING_DEFAULT
+    from rocket_ctr.export.rows import one_user_request, sample_rows
+    from rocket_ctr.export.writer import export_light
+    from rocket_ctr.features.signatures import OUTPUT, SERVING_DEFAULT
+    from rocket_ctr.train.run_dir import restore_model
 
     model, spec, _ = restore_model(run_dir)
     result = export_light(model, spec, run_dir / "export", jit_compile=False, data=log / "test")

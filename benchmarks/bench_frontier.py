@@ -7,7 +7,7 @@ table and one PNG, p50 / p99 per request against test GAUC.
 
 Latency, in one process on one machine: each point is built (``RocketModel(FeatureSpec(),
 RocketConfig(<the point's changes>))``, untrained: weights do not change the arithmetic), exported
-with ``rocket_ctr.export.export_light`` (``--xla``, the default, as ``rocket-ctr export``; the
+with ``rocket_ctr.export.writer.export_light`` (``--xla``, the default, as ``rocket-ctr export``; the
 booster with ``tower="booster"``, for benchmarking only), loaded back with
 ``tf.saved_model.load`` and its ``serving_default`` called with one request of 1 user x
 ``--candidates`` (200) candidates x ``--history`` (50) steps. DeepCTR's DIN is its SavedModel in
@@ -94,7 +94,7 @@ def settings_key(variant: str, light_interest: str | None = None) -> str | None:
     without it was made while ``shared`` was the default (``RocketConfig.from_saved``)."""
     from experiment_real_logs import variant_settings
 
-    from rocket_ctr.config import RocketConfig
+    from rocket_ctr.config.schema import RocketConfig
 
     try:
         config, spec, env = variant_settings(variant)
@@ -154,11 +154,11 @@ def export_points(work: Path, jit: bool, names: list, log=print) -> dict:
     import tensorflow as tf
     from experiment_real_logs import variant_settings
 
-    from rocket_ctr.config import RocketConfig
-    from rocket_ctr.export import export_light
-    from rocket_ctr.model import RocketModel
-    from rocket_ctr.signatures import example_rows
-    from rocket_ctr.spec import FeatureSpec
+    from rocket_ctr.config.schema import RocketConfig
+    from rocket_ctr.export.writer import export_light
+    from rocket_ctr.features.signatures import example_rows
+    from rocket_ctr.features.spec import FeatureSpec
+    from rocket_ctr.model.rocket import RocketModel
 
     spec, out = FeatureSpec(), {}
     for point, change, tower in POINTS:
@@ -182,8 +182,8 @@ def export_floor(work: Path) -> Path:
     (the signature wrapper, the tensors in and out)."""
     import tensorflow as tf
 
-    from rocket_ctr.signatures import OUTPUT, candidate_columns, request_signature
-    from rocket_ctr.spec import FeatureSpec
+    from rocket_ctr.features.signatures import OUTPUT, candidate_columns, request_signature
+    from rocket_ctr.features.spec import FeatureSpec
 
     spec = FeatureSpec()
     first = candidate_columns(spec)[0]

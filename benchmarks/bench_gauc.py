@@ -1,4 +1,4 @@
-"""Times rocket_ctr.metrics.gauc on 1 M and 10 M rows (1 M distinct users) and compares it with a
+"""Times rocket_ctr.metrics.ranking.gauc on 1 M and 10 M rows (1 M distinct users) and compares it with a
 brute-force per-user Python loops on a ~100 k-row subset (as a speed ratio).
 
     .venv/bin/python benchmarks/bench_gauc.py [--repeats 3]
@@ -16,7 +16,7 @@ import time
 
 import numpy as np
 
-from rocket_ctr.metrics import auc, gauc_and_users
+from rocket_ctr.metrics.ranking import auc, gauc_and_users
 
 N_USERS = 1_000_000
 

@@ -1,4 +1,4 @@
-"""Input-pipeline benchmark: throughput (rows/s) and peak memory of ``rocket_ctr.data.make_dataset``.
+"""Input-pipeline benchmark: throughput (rows/s) and peak memory of ``rocket_ctr.io.reader.make_dataset``.
 
     python benchmarks/bench_pipeline.py                     # 2 M rows for throughput, 10 M for RSS
     python benchmarks/bench_pipeline.py --rows 200000 --rss-rows 1000000 --cores 2
@@ -46,7 +46,7 @@ def ensure_log(work_dir: Path, n_rows: int, max_history: int = 50) -> Path:
 
 
 def _spec(folder: Path):
-    from rocket_ctr.spec import FeatureSpec
+    from rocket_ctr.features.spec import FeatureSpec
 
     path = folder / "feature_spec.json"
     return FeatureSpec.load(path) if path.is_file() else FeatureSpec()
@@ -56,7 +56,7 @@ def stream(folder: Path, batch_size: int, **kwargs) -> tuple[int, int, float]:
     """Streams the whole log once; returns (rows, padded history cells, seconds)."""
     import tensorflow as tf
 
-    from rocket_ctr.data import make_dataset, surfacing_input_errors
+    from rocket_ctr.io.reader import make_dataset, surfacing_input_errors
 
     spec = _spec(folder)
     history = spec.history_columns[0]
@@ -107,7 +107,7 @@ def _child(folder: Path, batch_size: int, limit: int | None) -> None:
     if limit == 0:  # baseline: TensorFlow imported, dataset built and one batch read
         import tensorflow as tf  # noqa: F401
 
-        from rocket_ctr.data import make_dataset
+        from rocket_ctr.io.reader import make_dataset
 
         started = time.perf_counter()
         for _ in make_dataset(folder, _spec(folder), batch_size=batch_size).take(1):

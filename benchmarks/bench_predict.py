@@ -43,11 +43,11 @@ def ensure_export(work_dir: Path, log: Path, xla: bool) -> Path:
             return base
         print(f"re-exporting {base}: rocket_ctr changed since it was written", flush=True)
         shutil.rmtree(base)
-    from rocket_ctr.config import RocketConfig
-    from rocket_ctr.export import export_light
-    from rocket_ctr.model import RocketModel
-    from rocket_ctr.signatures import example_rows
-    from rocket_ctr.spec import FeatureSpec
+    from rocket_ctr.config.schema import RocketConfig
+    from rocket_ctr.export.writer import export_light
+    from rocket_ctr.features.signatures import example_rows
+    from rocket_ctr.features.spec import FeatureSpec
+    from rocket_ctr.model.rocket import RocketModel
 
     spec = FeatureSpec.load(log / "feature_spec.json")
     model = RocketModel(spec, RocketConfig())
@@ -69,10 +69,10 @@ def pipeline_only(log: Path, batch_size: int) -> float:
     features, tf.data hand-over and putting scores back in order, without the model."""
     import tensorflow as tf
 
-    from rocket_ctr.data import resolve_paths
-    from rocket_ctr.row_ranges import file_fragments, plan_shard
-    from rocket_ctr.scoring import score_ranges
-    from rocket_ctr.spec import FeatureSpec
+    from rocket_ctr.features.spec import FeatureSpec
+    from rocket_ctr.io.reader import resolve_paths
+    from rocket_ctr.io.row_ranges import file_fragments, plan_shard
+    from rocket_ctr.scoring.scorer import score_ranges
 
     spec = FeatureSpec.load(log / "feature_spec.json")
     null = {"light": lambda **features: {"probabilities": tf.zeros(tf.shape(features["hist_len"]), tf.float32)}}

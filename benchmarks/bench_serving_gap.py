@@ -4,7 +4,7 @@ same untrained default model (``RocketModel(FeatureSpec(), RocketConfig())``) se
     .venv/bin/python benchmarks/bench_serving_gap.py [--requests 300] [--candidates 200] [--history 50]
 
 1. ``export xla (buckets)``: ``export_light`` as shipped: N padded to its candidate bucket
-   (``rocket_ctr.serving_module.candidate_bucket``: 200 -> 208).
+   (``rocket_ctr.export.serving_module.candidate_bucket``: 200 -> 208).
 2. ``export xla (pad 64)``: the same export with the former padding to a multiple of 64 (200 -> 256).
 3. ``export no-xla``: ``jit_compile=False`` (no padding).
 4. ``model only xla`` / ``no-xla``: bottom + light tower on already-mapped row ids in a
@@ -36,13 +36,13 @@ def main(argv=None) -> int:
     import tensorflow as tf
     from bench_serving_latency import Case, measure, model_cases, summary
 
-    from rocket_ctr import serving_module
-    from rocket_ctr.config import RocketConfig
-    from rocket_ctr.export import export_light
-    from rocket_ctr.model import RocketModel
+    from rocket_ctr.config.schema import RocketConfig
+    from rocket_ctr.export import serving_module
+    from rocket_ctr.export.writer import export_light
+    from rocket_ctr.features.signatures import example_rows
+    from rocket_ctr.features.spec import FeatureSpec
+    from rocket_ctr.model.rocket import RocketModel
     from rocket_ctr.serving.latency import inprocess_case
-    from rocket_ctr.signatures import example_rows
-    from rocket_ctr.spec import FeatureSpec
 
     spec = FeatureSpec()
     tf.keras.utils.set_random_seed(0)

@@ -8,7 +8,7 @@ One run, one machine, one user x ``--candidates`` (200) candidates x ``--history
 request, every case measured in alternating chunks (``--rounds`` rounds of ``--requests /
 --rounds`` requests each, the order rotated every round) so background load falls on all alike:
 
-1. ``light xla`` / ``light no-xla``: the light tower's SavedModel (``rocket_ctr.export.
+1. ``light xla`` / ``light no-xla``: the light tower's SavedModel (``rocket_ctr.export.writer.
    export_light``, ``jit_compile`` on / off), loaded with ``tf.saved_model.load`` in this process,
    ``serving_default`` called with the request's tensors (built once): what TF Serving executes,
    without RPC.
@@ -29,7 +29,7 @@ request, every case measured in alternating chunks (``--rounds`` rounds of ``--r
    candidates): the model's share of the in-process time (no id hashing, no signature wrapper).
 6. ``FC layers only`` light / booster (XLA on / off): the towers' MLPs alone (the paper's Table 5 times
    are FC-layer inference times) on a precomputed x of shape [candidates, bottom width], in a
-   ``tf.function`` (``jit_compile`` on / off), from ``rocket_ctr.run_dir.restore_model(run_dir)``.
+   ``tf.function`` (``jit_compile`` on / off), from ``rocket_ctr.train.run_dir.restore_model(run_dir)``.
 
 Goals (issue 5): light in-process p50 >= 3x faster than DeepCTR DIN's; booster / light p50 >= 3x
 (full request and FC layers only; the paper's 23.2 vs 7.6 ms); gRPC adds <= 1 ms p50 over
@@ -66,9 +66,9 @@ PREFIX = "@@ "  # answers of deepctr_din_serving.py --serve-stdin
 # ----- set-up: log, run, exports ----------------------------------------------------------------
 def ensure_run(work_dir: Path) -> tuple[Path, Path]:
     """(run dir, log dir): a generated 200k-row log and a 1-epoch rocket run, made once, reused."""
-    from rocket_ctr.config import RocketConfig
+    from rocket_ctr.config.schema import RocketConfig
     from rocket_ctr.datagen.synthetic import generate
-    from rocket_ctr.trainer import Trainer
+    from rocket_ctr.train.trainer import Trainer
 
     log, run = work_dir / f"log_{LOG_ROWS}", work_dir / "run"
     params = log / "params.json"
@@ -100,7 +100,7 @@ def run_tag(run_dir: Path) -> str:
 
 def ensure_exports(model, run_dir: Path, work_dir: Path, eval_data) -> dict:
     """{"light xla": version dir, ...} for every tower of the run, XLA on and off (cached)."""
-    from rocket_ctr.export import export_light, resolve_export
+    from rocket_ctr.export.writer import export_light, resolve_export
 
     base = work_dir / "exports" / run_tag(run_dir)
     out = {}
@@ -143,8 +143,8 @@ def model_cases(model, n: int, history: int) -> list[Case]:
     """
     import tensorflow as tf
 
-    from rocket_ctr.serving_module import tower_logit
-    from rocket_ctr.spec import HIST_LEN
+    from rocket_ctr.export.serving_module import tower_logit
+    from rocket_ctr.features.spec import HIST_LEN
 
     spec = model.spec
     rows = {}
@@ -386,8 +386,8 @@ def main(argv=None) -> int:
 
     import tensorflow as tf
 
-    from rocket_ctr.run_dir import restore_model
     from rocket_ctr.serving.latency import inprocess_case, served_cases
+    from rocket_ctr.train.run_dir import restore_model
 
     model, _, _ = restore_model(run_dir)
     eval_data = None

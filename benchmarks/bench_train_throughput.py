@@ -13,7 +13,7 @@ dim 18, attention MLP 80-40, DNN / light tower 200-80, Adam 1e-3, each in a fres
   with ``python3.11 -m venv`` + ``pip install deepctr tf-keras==2.21.* tensorflow==2.21.* pyarrow``
   when missing) under ``TF_USE_LEGACY_KERAS=1``. Raw ids are mapped to dense indices and
   histories padded to 50 before the timed region; ``model.fit(x, y, batch_size=256, epochs=1)``.
-- ``rocket``: ``rocket_ctr.trainer.Trainer`` with ``RocketConfig(mode="rocket", ...)``: light
+- ``rocket``: ``rocket_ctr.train.trainer.Trainer`` with ``RocketConfig(mode="rocket", ...)``: light
   tower + booster trained jointly (eq. 1), the full training path (Parquet streaming, in-graph id
   hashing, mixed-length batches whose attention skips padding, checkpoints every 500 steps).
 - ``base``: the same with ``mode="base"`` (light tower alone), for reference.
@@ -137,7 +137,7 @@ def rocket_config(mode: str):
     ``dot`` / ``mean`` / ``din`` / ``shared`` (the light tower's interest extractor), ``afterlaunch`` (the
     rocket defaults before issue 14's last round: booster off the shared bottom until a launch,
     λ = 1), e.g. ``rocket+dot+buckets``."""
-    from rocket_ctr.config import LIGHT_INTERESTS, RocketConfig
+    from rocket_ctr.config.schema import LIGHT_INTERESTS, RocketConfig
 
     mode, *extras = mode.split("+")
     unknown = [e for e in extras if e not in ("buckets", "stringhash", "afterlaunch") and e not in LIGHT_INTERESTS]
@@ -156,12 +156,12 @@ def train_rocket_ctr(mode: str, train_paths: Path, work_dir: Path, warmup: int) 
     import numpy as np
     import tensorflow as tf
 
-    from rocket_ctr.trainer import Trainer
+    from rocket_ctr.train.trainer import Trainer
 
     config = rocket_config(mode)
     spec = None
     if "stringhash" in mode.split("+"):
-        from rocket_ctr.data import find_feature_spec
+        from rocket_ctr.io.reader import find_feature_spec
 
         spec = dataclasses.replace(find_feature_spec(str(train_paths)), id_hash="string")
     (work_dir / "runs").mkdir(parents=True, exist_ok=True)

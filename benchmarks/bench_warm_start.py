@@ -43,7 +43,7 @@ def day3_curve_callback(trainer, day3: Path, every: int, target: float | None = 
     ``[{"steps", "epoch", "gauc", "auc", "logloss"}]`` in ``.points``."""
     import keras
 
-    from rocket_ctr.evaluation import evaluate
+    from rocket_ctr.train.evaluation import evaluate
 
     class Day3Curve(keras.callbacks.Callback):
         def __init__(self):
@@ -89,7 +89,7 @@ def train(run_dir: Path, data: Path, day3: Path | None, config, warm_start=None,
           every: int = 0, target: float | None = None) -> list[dict]:
     """Trains ``run_dir``; with ``day3``: a fresh run (a partial one is started over) whose
     day-3 curve is returned."""
-    from rocket_ctr.trainer import Trainer
+    from rocket_ctr.train.trainer import Trainer
 
     if day3 is None:
         Trainer(run_dir, data, None, config, verbose=0).fit()
@@ -116,7 +116,7 @@ def main(argv=None) -> int:
     parser.add_argument("--small-model", action="store_true", help="tiny widths (a smoke test of the script)")
     args = parser.parse_args(argv)
 
-    from rocket_ctr.config import RocketConfig
+    from rocket_ctr.config.schema import RocketConfig
     from rocket_ctr.datagen.synthetic import generate
 
     sizes = {"rows": args.rows, "users": args.users, "items": args.items, "epochs": args.epochs,

@@ -7,7 +7,7 @@ For each run dir (``bench_calibration.py``'s ``WORK/runs/...``) and the generate
 the run's validation rows (weighted like the refit): none (``log r`` only), the intercept, Platt
 (slope and intercept), isotonic regression (a step function: ties cost AUC) and the isotonic
 blocks interpolated linearly in logit (strictly increasing: AUC unchanged); the served isotonic map
-after Platt with ``--knots`` K (``rocket_ctr.isotonic``, what ``training.calibration_knots`` fits);
+after Platt with ``--knots`` K (``rocket_ctr.calibration.isotonic``, what ``training.calibration_knots`` fits);
 and, as a ceiling, Platt fitted on the test rows themselves.
 """
 from __future__ import annotations
@@ -55,15 +55,15 @@ def interpolated(blocks, x):
 
 def check(run_dir: Path, log: Path, tower: str, knots=(16,)) -> None:
     """Prints one run's table (see the module docstring)."""
-    from rocket_ctr.calibration import ece, pcoc
-    from rocket_ctr.data import resolve_paths
-    from rocket_ctr.evaluation import scored_batches, validation_logits
-    from rocket_ctr.holdout import plan_holdout
-    from rocket_ctr.intercept import fit_intercept
-    from rocket_ctr.isotonic import apply_knots, fit_knots
-    from rocket_ctr.metrics import auc
-    from rocket_ctr.platt import fit_platt
-    from rocket_ctr.run_dir import restore_model
+    from rocket_ctr.calibration.intercept import fit_intercept
+    from rocket_ctr.calibration.isotonic import apply_knots, fit_knots
+    from rocket_ctr.calibration.measures import ece, pcoc
+    from rocket_ctr.calibration.platt import fit_platt
+    from rocket_ctr.io.holdout import plan_holdout
+    from rocket_ctr.io.reader import resolve_paths
+    from rocket_ctr.metrics.ranking import auc
+    from rocket_ctr.train.evaluation import scored_batches, validation_logits
+    from rocket_ctr.train.run_dir import restore_model
 
     model, spec, config = restore_model(run_dir)
     training, offset = config.training, model.logit_offset

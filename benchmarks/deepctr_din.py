@@ -71,7 +71,7 @@ def parse_args(argv=None):
     p.add_argument("--eval", nargs="+", help="test Parquet file(s)/folder(s): after training, score them")
     p.add_argument("--predictions-out",
                    help="with --eval: write user_id, label, prob of every test row here (.npz), for GAUC "
-                        "computed by rocket_ctr.metrics.gauc (one GAUC implementation for both systems)")
+                        "computed by rocket_ctr.metrics.ranking.gauc (one GAUC implementation for both systems)")
     return p.parse_args(argv)
 
 

@@ -53,9 +53,9 @@ def main() -> None:
     parser.add_argument("--work-dir", default="/tmp/rocket_ablation")
     args = parser.parse_args()
 
-    from rocket_ctr.config import RocketConfig
+    from rocket_ctr.config.schema import RocketConfig
     from rocket_ctr.datagen.synthetic import generate
-    from rocket_ctr.trainer import Trainer
+    from rocket_ctr.train.trainer import Trainer
 
     work = Path(args.work_dir)
     data = work / f"log_{args.rows}"
@@ -89,7 +89,7 @@ def table(records, data: Path) -> str:
     """Markdown table: mean ± std over seeds per variant and tower."""
     import pyarrow.parquet as pq
 
-    from rocket_ctr.metrics import auc, gauc
+    from rocket_ctr.metrics.ranking import auc, gauc
 
     test = pq.read_table(data / "test", columns=["user_id", "label", "click_prob"])
     labels = test["label"].to_numpy()

@@ -60,9 +60,9 @@ def main() -> None:
     parser.add_argument("--work-dir", default="/tmp/rocket_protection")
     args = parser.parse_args()
 
-    from rocket_ctr.config import RocketConfig
+    from rocket_ctr.config.schema import RocketConfig
     from rocket_ctr.datagen.synthetic import generate
-    from rocket_ctr.trainer import Trainer
+    from rocket_ctr.train.trainer import Trainer
 
     work = Path(args.work_dir)
     results_path = work / "results.jsonl"
@@ -96,7 +96,7 @@ def table(records, work: Path) -> str:
     """Markdown table: per regime, light (and booster) test GAUC mean ± std over seeds."""
     import pyarrow.parquet as pq
 
-    from rocket_ctr.metrics import gauc
+    from rocket_ctr.metrics.ranking import gauc
 
     def cell(rows, tower):
         return mean_std([r[tower]["gauc"] for r in rows if tower in r])

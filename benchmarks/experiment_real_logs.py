@@ -12,7 +12,7 @@ test GAUC, so "the best epoch with hindsight" is in the same record.
 A variant is config overrides (a JSON config file), a FeatureSpec edit (a spec file beside it) and
 environment variables. ``--din`` adds DeepCTR's DIN (``benchmarks/deepctr_din.py`` in its own
 venv: Dice attention, user_id embedded, Adam(1e-3), dim 18, attention 80-40, DNN 200-80), whose
-test predictions are scored by ``rocket_ctr.metrics.gauc``: one GAUC for both systems.
+test predictions are scored by ``rocket_ctr.metrics.ranking.gauc``: one GAUC for both systems.
 Results are appended to ``WORK/results.jsonl`` run by run; a re-run skips finished runs and
 prints the Markdown table (mean ± std over seeds, Δ against the ``defaults`` row).
 """
@@ -149,7 +149,7 @@ def spec_file(data: Path, edits: dict, out: Path) -> Path:
 
 def reference_spec() -> dict:
     """The reference schema's FeatureSpec as its JSON dict."""
-    from rocket_ctr.spec import FeatureSpec
+    from rocket_ctr.features.spec import FeatureSpec
 
     with tempfile.TemporaryDirectory() as folder:
         FeatureSpec().save(Path(folder) / "spec.json")
@@ -185,7 +185,7 @@ def run_rocket(cli: str, data: Path, run_dir: Path, variant: str, seed: int, epo
 def run_din(data: Path, work: Path, seed: int, epochs: int) -> dict:
     import numpy as np
 
-    from rocket_ctr.metrics import gauc, logloss
+    from rocket_ctr.metrics.ranking import gauc, logloss
 
     out = work / f"din_{data.name}_{seed}.npz"
     command = [str(DIN_VENV / "bin" / "python"), str(ROOT / "benchmarks" / "deepctr_din.py"),

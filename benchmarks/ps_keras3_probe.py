@@ -1,6 +1,6 @@
 """What works and what fails with tf.distribute.ParameterServerStrategy over Keras 3 layers.
 
-Why ``rocket-ctr train --strategy parameter-server`` is refused (``rocket_ctr.distributed``):
+Why ``rocket-ctr train --strategy parameter-server`` is refused (``rocket_ctr.train.distributed``):
 the trainer has no parameter-server path, and this self-contained script keeps the evidence.
 
 Smallest reproduction, in real processes on 127.0.0.1: this process is the chief (coordinator),

@@ -51,9 +51,9 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from rocket_ctr.errors import FieldError, InputError
-from rocket_ctr.hashing import splitmix64
-from rocket_ctr.parquet_schema import arrow_schema
-from rocket_ctr.spec import FeatureSpec
+from rocket_ctr.features.hashing import splitmix64
+from rocket_ctr.features.spec import FeatureSpec
+from rocket_ctr.io.parquet_schema import arrow_schema
 
 GENDERS = ("F", "M", "U")
 OCCUPATIONS = ("other", "academic/educator", "artist", "clerical/admin", "college/grad student",
@@ -623,15 +623,15 @@ def feature_spec(cfg: GeneratorConfig, prices: np.ndarray | None = None) -> Feat
     its history ``hist_brand_id``) beside ``history`` (item and category)."""
     extra = {}
     if cfg.feature_strength:
-        from rocket_ctr.feature_fit import quantile_boundaries
+        from rocket_ctr.features.fit import quantile_boundaries
 
         # bucketised only: the price is heavy-tailed and its signal saturates (a normalised raw price would not fit it)
         extra = {"numeric_features": [{"name": "price", "boundaries": quantile_boundaries(prices, 10),
                                        "default": float(np.median(prices))}],
                  "multi_hot_features": [{"name": "tags", "buckets": 4 * N_TAGS, "max_len": MAX_TAGS}]}
     if cfg.brand_strength:
-        from rocket_ctr.feature_types import SequenceGroup
-        from rocket_ctr.spec import IdFeature
+        from rocket_ctr.features.spec import IdFeature
+        from rocket_ctr.features.types import SequenceGroup
 
         sequence = FeatureSpec().sequence_features
         extra["sequence_features"] = sequence + (IdFeature("brand_id", history="hist_brand_id", buckets=16),)

@@ -35,15 +35,15 @@ def _stage(title: str) -> float:
 
 
 def run(args) -> int:
-    from rocket_ctr.config import RocketConfig
+    from rocket_ctr.config.schema import RocketConfig
     from rocket_ctr.datagen.synthetic import generate
-    from rocket_ctr.export import export_light
+    from rocket_ctr.export.writer import export_light
+    from rocket_ctr.features.spec import FeatureSpec
     from rocket_ctr.pipelines.inspect import format_summary, summarize
     from rocket_ctr.pipelines.train import field_flags, format_metrics
-    from rocket_ctr.run_dir import restore_model
     from rocket_ctr.serving.latency import format_report, frontier_point, run_benchmark
-    from rocket_ctr.spec import FeatureSpec
-    from rocket_ctr.trainer import Trainer
+    from rocket_ctr.train.run_dir import restore_model
+    from rocket_ctr.train.trainer import Trainer
 
     out = Path(args.out)
     if args.fresh and out.exists():

@@ -27,8 +27,8 @@ def field_flags() -> dict[str, str]:
 
 def _metrics(run_dir, data, batch_size: int, negative_rate: float) -> tuple[dict, dict]:
     """(config, full evaluation result) of one run dir on ``data``."""
-    from rocket_ctr.evaluation import evaluate
-    from rocket_ctr.run_dir import restore_model
+    from rocket_ctr.train.evaluation import evaluate
+    from rocket_ctr.train.run_dir import restore_model
 
     model, spec, config = restore_model(run_dir)
     return config, evaluate(model, data, spec, batch_size, negative_rate=negative_rate)
@@ -37,10 +37,10 @@ def _metrics(run_dir, data, batch_size: int, negative_rate: float) -> tuple[dict
 def run(args) -> int:
     from pathlib import Path
 
-    from rocket_ctr.calibration import check_rate, relaimpr
+    from rocket_ctr.calibration.measures import check_rate, relaimpr
+    from rocket_ctr.calibration.reliability_plot import plot_towers
     from rocket_ctr.errors import InputError
-    from rocket_ctr.reliability_plot import plot_towers
-    from rocket_ctr.run_dir import to_json
+    from rocket_ctr.train.run_dir import to_json
 
     try:
         check_rate(args.negative_rate, "--negative-rate")

@@ -39,8 +39,8 @@ def field_flags() -> dict[str, str]:
 
 
 def add_gate_arguments(parser: argparse.ArgumentParser) -> None:
-    """``--gate-against BASE`` and the gate's tolerances (defaults: rocket_ctr.export_gate.GateCriteria)."""
-    from rocket_ctr.gate_criteria import GateCriteria
+    """``--gate-against BASE`` and the gate's tolerances (defaults: rocket_ctr.export.gate.promotion.GateCriteria)."""
+    from rocket_ctr.export.gate.criteria import GateCriteria
 
     defaults = GateCriteria()
     group = parser.add_argument_group(
@@ -65,8 +65,8 @@ def add_gate_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args) -> int:
     from rocket_ctr.errors import InputError
-    from rocket_ctr.export import export_light
-    from rocket_ctr.run_dir import restore_model
+    from rocket_ctr.export.writer import export_light
+    from rocket_ctr.train.run_dir import restore_model
 
     if args.warmup_candidates < 1:
         raise InputError(f"--warmup-candidates must be >= 1, got {args.warmup_candidates}")
@@ -93,9 +93,9 @@ def run_gate(args) -> int:
     import os
 
     from rocket_ctr.errors import InputError
-    from rocket_ctr.export_gate import gate_export, report_json, serving_version
-    from rocket_ctr.gate_criteria import GateCriteria
-    from rocket_ctr.run_dir import restore_model
+    from rocket_ctr.export.gate.criteria import GateCriteria
+    from rocket_ctr.export.gate.promotion import gate_export, report_json, serving_version
+    from rocket_ctr.train.run_dir import restore_model
 
     if args.export_base is not None and os.path.abspath(args.export_base) != os.path.abspath(args.gate_against):
         raise InputError(f"--export-base {args.export_base} differs from --gate-against {args.gate_against}: "

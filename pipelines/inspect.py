@@ -1,6 +1,6 @@
 """``rocket-ctr inspect PATH``: stream a click log through the input pipeline and say what it read.
 
-Every row goes through :func:`rocket_ctr.data.make_dataset` exactly as training reads it, so a bad
+Every row goes through :func:`rocket_ctr.io.reader.make_dataset` exactly as training reads it, so a bad
 file fails here with the same one-line message. The summary: files, rows, batches per padded
 history width, CTR, history lengths (mean, max, share truncated to ``max_history``), distinct
 users (exact below 8,192, else a K-minimum-values estimate, about 1% error) and rows/s.
@@ -16,7 +16,7 @@ import time
 
 import numpy as np
 
-from rocket_ctr.hashing import splitmix64
+from rocket_ctr.features.hashing import splitmix64
 
 SPEC_NAME = "feature_spec.json"
 SPEC_SEARCH_LEVELS = 2  # folders searched above the first data file's folder (see data.find_feature_spec_path)
@@ -42,8 +42,8 @@ def add_parser(subparsers) -> None:
 
 def resolve_spec(path, spec_path=None):
     """(FeatureSpec, where it came from) for reading ``path``: explicit file, found file or defaults."""
-    from rocket_ctr.data import find_feature_spec_path
-    from rocket_ctr.spec import FeatureSpec
+    from rocket_ctr.features.spec import FeatureSpec
+    from rocket_ctr.io.reader import find_feature_spec_path
 
     if spec_path is None:
         spec_path = find_feature_spec_path(path)
@@ -99,8 +99,8 @@ def summarize(paths, spec=None, batch_size: int = 1024) -> dict:
     Raises:
         InputError: a bad path, file, column or value (the same messages as training).
     """
-    from rocket_ctr.data import make_dataset, resolve_paths, surfacing_input_errors
-    from rocket_ctr.spec import HIST_LEN, FeatureSpec
+    from rocket_ctr.features.spec import HIST_LEN, FeatureSpec
+    from rocket_ctr.io.reader import make_dataset, resolve_paths, surfacing_input_errors
 
     spec = spec or FeatureSpec()
     files = resolve_paths(paths)
@@ -164,15 +164,15 @@ def format_summary(summary: dict, spec_source: str | None = None) -> str:
 
 
 def fit_spec(paths, spec, out) -> list[str]:
-    """Fits ``spec``'s numeric features to ``paths`` (:func:`rocket_ctr.feature_fit.fit_numeric`),
+    """Fits ``spec``'s numeric features to ``paths`` (:func:`rocket_ctr.features.fit.fit_numeric`),
     writes the fitted spec to ``out`` (atomically) and returns one report line per feature."""
     import os
     import tempfile
     from pathlib import Path
 
-    from rocket_ctr.data import resolve_paths
     from rocket_ctr.errors import InputError
-    from rocket_ctr.feature_fit import fit_numeric
+    from rocket_ctr.features.fit import fit_numeric
+    from rocket_ctr.io.reader import resolve_paths
 
     fitted, stats = fit_numeric(resolve_paths(paths), spec)
     out = Path(out)

@@ -48,10 +48,10 @@ def field_flags() -> dict[str, str]:
 
 def load_scorer(args):
     """(scorer, spec, source) of ``--run-dir`` or ``--model``."""
-    from rocket_ctr import scoring
+    from rocket_ctr.scoring import scorer as scoring
 
     if args.run_dir:
-        from rocket_ctr.run_dir import restore_model
+        from rocket_ctr.train.run_dir import restore_model
 
         model, spec, _ = restore_model(args.run_dir)
         towers = ("light", "booster") if args.booster else ("light",)
@@ -84,7 +84,7 @@ def run(args) -> int:
         from rocket_ctr.pipelines.predict_processes import run_processes
 
         return run_processes(args)
-    from rocket_ctr.memory_reuse import reuse_cpu_buffers
+    from rocket_ctr.scoring.memory_reuse import reuse_cpu_buffers
 
     reuse_cpu_buffers()  # before TensorFlow's first tensor
     import tensorflow as tf
@@ -92,9 +92,9 @@ def run(args) -> int:
     if args.threads:
         tf.config.threading.set_intra_op_parallelism_threads(args.threads)
         tf.config.threading.set_inter_op_parallelism_threads(args.threads)
-    from rocket_ctr.batch_predict import predict_log
     from rocket_ctr.pipelines.progress import Progress
-    from rocket_ctr.prediction_output import check_out_dir
+    from rocket_ctr.scoring.batch_predict import predict_log
+    from rocket_ctr.scoring.prediction_output import check_out_dir
 
     check_out_dir(args.out, args.num_shards, args.shard_index, args.overwrite)  # before loading the model
     scorer, spec, source = load_scorer(args)

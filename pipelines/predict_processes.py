@@ -34,10 +34,10 @@ def _count(process, done: list, index: int) -> None:
 
 
 def run_processes(args) -> int:
-    from rocket_ctr.data import resolve_paths
+    from rocket_ctr.io.reader import resolve_paths
+    from rocket_ctr.io.row_ranges import file_fragments
     from rocket_ctr.pipelines.progress import Progress
-    from rocket_ctr.prediction_output import check_out_dir, conflicting_results
-    from rocket_ctr.row_ranges import file_fragments
+    from rocket_ctr.scoring.prediction_output import check_out_dir, conflicting_results
 
     check_out_dir(args.out, overwrite=args.overwrite)
     total = sum(f.metadata.num_rows for f in file_fragments(resolve_paths(args.data)))

@@ -54,12 +54,12 @@ def endpoint_target(target: str, model_name: str):
 
 
 def run(args) -> int:
-    from rocket_ctr.data import resolve_paths
     from rocket_ctr.errors import InputError
-    from rocket_ctr.parquet_schema import validate_schema
-    from rocket_ctr.replay import replay
-    from rocket_ctr.row_ranges import file_fragments, plan_shard
-    from rocket_ctr.scoring import export_spec, load_saved_model, saved_model_scorer
+    from rocket_ctr.io.parquet_schema import validate_schema
+    from rocket_ctr.io.reader import resolve_paths
+    from rocket_ctr.io.row_ranges import file_fragments, plan_shard
+    from rocket_ctr.scoring.replay import replay
+    from rocket_ctr.scoring.scorer import export_spec, load_saved_model, saved_model_scorer
 
     for flag in ("max_candidates", "show"):
         if getattr(args, flag) < (1 if flag == "max_candidates" else 0):

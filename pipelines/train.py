@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from rocket_ctr.config import RocketConfig, fields_with_metadata, flag_table
+from rocket_ctr.config.schema import RocketConfig, fields_with_metadata, flag_table
 
 # the train command's own arguments by the names the library gives them in messages
 ARGUMENT_FLAGS = {"run_dir": "--run-dir", "train": "--train", "eval": "--eval", "strategy": "--strategy",
@@ -20,7 +20,7 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
     (type, choices and help from each field's metadata; default: unset, so the file or the
     field's default applies)."""
     parser.add_argument("--config", help="YAML or JSON file of config fields (nested or flat names); flags override it")
-    group = parser.add_argument_group("config fields (see rocket_ctr.config)")
+    group = parser.add_argument_group("config fields (see rocket_ctr.config.schema)")
     for path, flag, field, default in fields_with_metadata():
         meta, dest = field.metadata, path.replace(".", "__")
         text = f"{meta['help']} ({path}, default: {list(default) if isinstance(default, tuple) else default})"
@@ -63,10 +63,10 @@ def add_parser(subparsers) -> None:
 
 
 def run(args) -> int:
-    from rocket_ctr.distributed import make_strategy
     from rocket_ctr.errors import InputError
-    from rocket_ctr.spec import FeatureSpec
-    from rocket_ctr.trainer import Trainer
+    from rocket_ctr.features.spec import FeatureSpec
+    from rocket_ctr.train.distributed import make_strategy
+    from rocket_ctr.train.trainer import Trainer
 
     # first: before any other TensorFlow op; parameter-server is refused here with the reason
     strategy, task = make_strategy(args.strategy)
@@ -78,7 +78,7 @@ def run(args) -> int:
             raise InputError(str(err)) from None
     source = None
     if args.warm_start:
-        from rocket_ctr.warm_start import WarmStartSource
+        from rocket_ctr.train.warm_start import WarmStartSource
         source = WarmStartSource.open(args.warm_start, args.run_dir)
     trainer = Trainer(args.run_dir, args.train, args.eval, config_from_args(args, source and source.config), spec,
                       verbose=0 if args.quiet else 1, strategy=(strategy, task), field_names=field_flags(),

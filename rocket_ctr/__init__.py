@@ -10,17 +10,18 @@ import importlib
 __version__ = "0.1.0"
 
 _API = {
-    "FeatureSpec": "spec", "IdFeature": "spec", "IdMapper": "id_mapping",
-    "NumericFeature": "feature_types", "MultiHotFeature": "feature_types",
-    "SequenceGroup": "feature_types", "SideFeature": "feature_types",
-    "make_dataset": "data", "ClickLogReader": "data",
-    "RocketConfig": "config", "RocketModel": "model", "LazyAdam": "optimizers",
-    "Trainer": "trainer", "evaluate": "evaluation", "restore_model": "run_dir",
-    "auc": "metrics", "gauc": "metrics", "logloss": "metrics", "StreamingEvaluator": "metrics",
-    "pcoc": "calibration", "ece": "calibration", "relaimpr": "calibration",
-    "corrected_probability": "calibration",
+    "FeatureSpec": "features.spec", "IdFeature": "features.spec", "IdMapper": "features.id_mapping",
+    "NumericFeature": "features.types", "MultiHotFeature": "features.types",
+    "SequenceGroup": "features.types", "SideFeature": "features.types",
+    "make_dataset": "io.reader", "ClickLogReader": "io.reader",
+    "RocketConfig": "config.schema", "RocketModel": "model.rocket", "LazyAdam": "train.optimizers",
+    "Trainer": "train.trainer", "evaluate": "train.evaluation", "restore_model": "train.run_dir",
+    "auc": "metrics.ranking", "gauc": "metrics.ranking", "logloss": "metrics.ranking",
+    "StreamingEvaluator": "metrics.ranking",
+    "pcoc": "calibration.measures", "ece": "calibration.measures", "relaimpr": "calibration.measures",
+    "corrected_probability": "calibration.measures",
     "InputError": "errors",
-    "export_light": "export",
+    "export_light": "export.writer",
 }
 __all__ = sorted(_API)
 

@@ -22,7 +22,7 @@ import numpy as np
 import tensorflow as tf
 
 from rocket_ctr.errors import InputError
-from rocket_ctr.export import SERVING_DEFAULT, read_export_info, resolve_export
+from rocket_ctr.export.writer import SERVING_DEFAULT, read_export_info, resolve_export
 from rocket_ctr.serving.client import connect
 from rocket_ctr.serving.launcher import ServerProcess
 

@@ -18,7 +18,7 @@ import tensorflow as tf
 from tensorflow.core.protobuf import saved_model_pb2
 from tensorflow_serving.apis import get_model_metadata_pb2, prediction_log_pb2
 
-from rocket_ctr.export import WARMUP_FILE, list_versions
+from rocket_ctr.export.writer import WARMUP_FILE, list_versions
 from rocket_ctr.serving.status import ServingError, invalid, not_found
 from rocket_ctr.serving.tensors import from_proto
 

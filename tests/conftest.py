@@ -10,8 +10,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from rocket_ctr.parquet_schema import arrow_schema
-from rocket_ctr.spec import FeatureSpec
+from rocket_ctr.features.spec import FeatureSpec
+from rocket_ctr.io.parquet_schema import arrow_schema
 
 REFERENCE_SCHEMA = arrow_schema(FeatureSpec())
 

@@ -3,8 +3,8 @@ import rocket_ctr
 
 
 def test_public_api_resolves():
-    from rocket_ctr.spec import FeatureSpec
-    from rocket_ctr.trainer import Trainer
+    from rocket_ctr.features.spec import FeatureSpec
+    from rocket_ctr.train.trainer import Trainer
 
     assert rocket_ctr.FeatureSpec is FeatureSpec and rocket_ctr.Trainer is Trainer
     for name in rocket_ctr.__all__:
@@ -14,4 +14,4 @@ def test_public_api_resolves():
 
 def _has_export():
     import importlib.util
-    return importlib.util.find_spec("rocket_ctr.export") is not None
+    return importlib.util.find_spec("rocket_ctr.export.writer") is not None

@@ -6,10 +6,10 @@ import pyarrow.parquet as pq
 import pytest
 from test_export import tiny_run
 
-from rocket_ctr.evaluation import evaluate
-from rocket_ctr.export import export_light
+from rocket_ctr.export.writer import export_light
 from rocket_ctr.pipelines.cli import main
-from rocket_ctr.run_dir import restore_model
+from rocket_ctr.train.evaluation import evaluate
+from rocket_ctr.train.run_dir import restore_model
 
 KEYS = ["user_id", "item_id", "ts", "label"]
 
@@ -40,7 +40,7 @@ def test_run_dir_and_export_score_every_row_in_order_as_the_model_does(setup, tm
     assert from_run.select(KEYS).equals(source.select(KEYS)) and from_export.select(KEYS).equals(source.select(KEYS))
     np.testing.assert_allclose(from_run["p_light"].to_numpy(), from_export["p_light"].to_numpy(), atol=1e-5)
     expected = evaluate(model, log / "test", spec)
-    from rocket_ctr.metrics import auc
+    from rocket_ctr.metrics.ranking import auc
     for tower in ("light", "booster"):
         assert auc(source["label"].to_numpy(), from_run[f"p_{tower}"].to_numpy()) == pytest.approx(
             expected[tower]["auc"], abs=1e-6)
@@ -86,10 +86,10 @@ def test_bucketed_batches_score_every_row_as_the_padded_model_does(setup, tmp_pa
     graph (sorted segment sums), equal the in-memory padded form on the whole log at once."""
     import pyarrow as pa
 
-    from rocket_ctr.batches import Chunk
-    from rocket_ctr.export_verify import reference_probabilities
-    from rocket_ctr.layers import use_padded_attention
-    from rocket_ctr.scoring import row_features
+    from rocket_ctr.export.verify import reference_probabilities
+    from rocket_ctr.io.batches import Chunk
+    from rocket_ctr.model.layers.core import use_padded_attention
+    from rocket_ctr.scoring.scorer import row_features
 
     _, log, base, model, spec = setup
     assert _predict("--model", base, "--data", log / "test", "--out", tmp_path / "p", "--batch-size", 300) == 0

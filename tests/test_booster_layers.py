@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from rocket_ctr.booster_layers import ColumnEmbeddings, CrossNetwork, append_columns
 from rocket_ctr.errors import InputError
-from rocket_ctr.spec import IdFeature
+from rocket_ctr.features.spec import IdFeature
+from rocket_ctr.model.layers.booster import ColumnEmbeddings, CrossNetwork, append_columns
 
 
 def numpy_cross(x0, kernels, biases):

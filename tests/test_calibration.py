@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from rocket_ctr.calibration import (
+from rocket_ctr.calibration.measures import (
     check_rate,
     corrected_probability,
     ece,
@@ -16,14 +16,14 @@ from rocket_ctr.calibration import (
     relaimpr,
     reliability_bins,
 )
-from rocket_ctr.config import RocketConfig
-from rocket_ctr.evaluation import evaluate
-from rocket_ctr.export import export_light
-from rocket_ctr.export_rows import sample_rows
-from rocket_ctr.model import RocketModel
-from rocket_ctr.serving_module import tower_logit
-from rocket_ctr.signatures import SCORE_ROWS, example_rows
-from rocket_ctr.spec import FeatureSpec
+from rocket_ctr.config.schema import RocketConfig
+from rocket_ctr.export.rows import sample_rows
+from rocket_ctr.export.serving_module import tower_logit
+from rocket_ctr.export.writer import export_light
+from rocket_ctr.features.signatures import SCORE_ROWS, example_rows
+from rocket_ctr.features.spec import FeatureSpec
+from rocket_ctr.model.rocket import RocketModel
+from rocket_ctr.train.evaluation import evaluate
 
 TINY = dict(embedding_dim=4, light_units=(8,), booster_units=(8,), jit_compile=False)
 SPEC = FeatureSpec().with_buckets(item_id=500, cate_id=50)
@@ -113,8 +113,8 @@ def test_exported_graph_returns_corrected_probabilities(tmp_path):
     loaded = tf.saved_model.load(str(result.path))
     served = loaded.signatures[SCORE_ROWS](**{k: tf.constant(v) for k, v in rows.items()})["probabilities"].numpy()
     # the in-memory sample probability q, mapped and truncated as the export verification does
-    from rocket_ctr.export_verify import _truncated
-    from rocket_ctr.id_mapping import IdMapper
+    from rocket_ctr.export.verify import _truncated
+    from rocket_ctr.features.id_mapping import IdMapper
     truncated = _truncated(SPEC, rows)
     mapped = IdMapper(SPEC)({c: tf.constant(v) for c, v in truncated.items() if c != "hist_len"})
     mapped["hist_len"] = tf.constant(truncated["hist_len"])

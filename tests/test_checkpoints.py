@@ -6,9 +6,9 @@ import pytest
 import tensorflow as tf
 from test_export import tiny_run  # the tiny trained run, shared with test_export
 
-from rocket_ctr.checkpoints import candidates, newest_intact
 from rocket_ctr.errors import InputError
 from rocket_ctr.pipelines.cli import main
+from rocket_ctr.train.checkpoints import candidates, newest_intact
 
 
 def truncate(path, keep: float = 0.5):
@@ -69,9 +69,9 @@ def test_evaluate_and_training_resume_skip_a_truncated_newest_checkpoint(tmp_pat
     out, err = capsys.readouterr()
     assert '"light"' in out and str(bad) in err and f"using {intact}" in err
 
-    from rocket_ctr.config import RocketConfig
-    from rocket_ctr.run_dir import CONFIG_FILE
-    from rocket_ctr.trainer import Trainer
+    from rocket_ctr.config.schema import RocketConfig
+    from rocket_ctr.train.run_dir import CONFIG_FILE
+    from rocket_ctr.train.trainer import Trainer
     config = RocketConfig().replace(json.loads((run / CONFIG_FILE).read_text()))
     trainer = Trainer(run, log / "train", None, config, verbose=0)  # resumes: builds and restores, no fit
     saved = tf.train.load_checkpoint(intact).get_tensor("progress/.ATTRIBUTES/VARIABLE_VALUE")

@@ -57,7 +57,7 @@ def test_an_export_loads_and_serves_what_it_served_when_written():
     import numpy as np
     import tensorflow as tf
 
-    from rocket_ctr.scoring import load_saved_model
+    from rocket_ctr.scoring.scorer import load_saved_model
 
     loaded, info = load_saved_model(FIXTURES / "export" / "1")
     assert info["tower"] == "light"

@@ -1,7 +1,7 @@
 """RocketConfig: typed values from YAML/JSON/CLI, clear one-line errors, overrides."""
 import pytest
 
-from rocket_ctr.config import RocketConfig
+from rocket_ctr.config.schema import RocketConfig
 from rocket_ctr.errors import InputError
 from rocket_ctr.pipelines.cli import main
 
@@ -44,7 +44,7 @@ def test_cli_reports_a_bad_config_file_in_one_line(tmp_path, capsys):
 def test_every_field_has_a_generated_flag_that_reaches_it():
     import argparse
 
-    from rocket_ctr.config import fields_with_metadata
+    from rocket_ctr.config.schema import fields_with_metadata
     from rocket_ctr.pipelines.train import add_config_arguments, config_from_args
 
     parser = argparse.ArgumentParser()
@@ -82,7 +82,7 @@ def test_nested_and_flat_files_load_the_same_config(tmp_path):
 
 
 def test_errors_name_fields_for_python_and_flags_for_the_cli(tmp_path, capsys):
-    from rocket_ctr.config import flag_table
+    from rocket_ctr.config.schema import flag_table
     from rocket_ctr.errors import FieldError
 
     with pytest.raises(FieldError) as caught:

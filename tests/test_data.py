@@ -10,11 +10,11 @@ import pyarrow.parquet as pq
 import pytest
 
 from conftest import REFERENCE_SCHEMA, log_columns, write_log
-from rocket_ctr import data
-from rocket_ctr.data import make_dataset, surfacing_input_errors
 from rocket_ctr.errors import InputError
+from rocket_ctr.features.spec import HIST_LEN, FeatureSpec, IdFeature
+from rocket_ctr.io import reader as data
+from rocket_ctr.io.reader import make_dataset, surfacing_input_errors
 from rocket_ctr.pipelines import cli
-from rocket_ctr.spec import HIST_LEN, FeatureSpec, IdFeature
 
 # small spec: widths 2/4/10, while the generated histories reach 15 steps (some truncated, some empty)
 SPEC = FeatureSpec(max_history=10, history_buckets=(2, 4))
@@ -436,7 +436,7 @@ def test_cli_inspect_bad_spec_exits_2(tmp_path, click_log, capsys):
 
 
 def test_inspect_summary_numbers(three_files):
-    from rocket_ctr.data import find_feature_spec_path
+    from rocket_ctr.io.reader import find_feature_spec_path
     from rocket_ctr.pipelines.inspect import summarize
 
     folder, columns = three_files

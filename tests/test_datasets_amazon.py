@@ -11,8 +11,8 @@ import pytest
 from rocket_ctr.datasets.amazon import convert, sample_negatives
 from rocket_ctr.datasets.common import stable_id
 from rocket_ctr.errors import InputError
+from rocket_ctr.features.spec import FeatureSpec
 from rocket_ctr.pipelines import cli
-from rocket_ctr.spec import FeatureSpec
 
 # (reviewerID, asin, unixReviewTime), deliberately not in time order.
 REVIEWS = [("A", "i1", 100), ("A", "i2", 300), ("B", "i2", 50), ("A", "i3", 200), ("A", "i4", 400),

@@ -10,8 +10,8 @@ import pytest
 from rocket_ctr.datasets.common import stable_id
 from rocket_ctr.datasets.movielens import convert
 from rocket_ctr.errors import InputError
+from rocket_ctr.features.spec import FeatureSpec
 from rocket_ctr.pipelines import cli
-from rocket_ctr.spec import FeatureSpec
 
 # user 1: 12 events (item k at ts 10k; items 6 and 7 share ts 60, ordered by item id).
 RATINGS_1 = {1: 5, 2: 3, 3: 4, 4: 1, 5: 4, 6: 5, 7: 2, 8: 4, 9: 5, 10: 3, 11: 4, 12: 4}

@@ -9,8 +9,8 @@ import pytest
 from rocket_ctr.datasets import taobao
 from rocket_ctr.datasets.taobao import convert
 from rocket_ctr.errors import InputError
+from rocket_ctr.features.spec import FeatureSpec
 from rocket_ctr.pipelines import cli
-from rocket_ctr.spec import FeatureSpec
 
 T0 = 1494518400  # 2017-05-12 00:00 China Standard Time
 T1 = T0 + 86_400  # 2017-05-13 00:00 CST: the last day -> test
@@ -125,10 +125,10 @@ def test_converted_log_trains_with_price_brand_and_behaviour_type(tmp_path):
     """The spec declares price (numeric: bucketised at the ads' price quantiles, missing -> median),
     the category sequence with the behaviour type as its side column and the brand sequence, each
     with its own attention; the tiny log trains and exports with them (issue 15's done-when)."""
-    from rocket_ctr.config import RocketConfig
-    from rocket_ctr.export import export_light
-    from rocket_ctr.run_dir import restore_model
-    from rocket_ctr.trainer import Trainer
+    from rocket_ctr.config.schema import RocketConfig
+    from rocket_ctr.export.writer import export_light
+    from rocket_ctr.train.run_dir import restore_model
+    from rocket_ctr.train.trainer import Trainer
 
     out = tmp_path / "out"
     convert([write_raw(tmp_path / "raw")], out, max_history=2, seed=0)

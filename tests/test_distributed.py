@@ -14,13 +14,13 @@ import time
 import pyarrow.parquet as pq
 import pytest
 
-from rocket_ctr.config import RocketConfig
-from rocket_ctr.data import ClickLogReader
+from rocket_ctr.config.schema import RocketConfig
 from rocket_ctr.datagen.synthetic import generate
-from rocket_ctr.distributed import read_tf_config, task_info
 from rocket_ctr.errors import InputError
+from rocket_ctr.io.reader import ClickLogReader
 from rocket_ctr.pipelines.cli import main
 from rocket_ctr.pipelines.launch_local import cluster_spec
+from rocket_ctr.train.distributed import read_tf_config, task_info
 
 MODEL = ["--embedding-dim", "8", "--booster-units", "64,48,32,32,16,16,16", "--quiet"]
 TIMEOUT = 300  # seconds for one launch-local job (a run takes ~30-60 s on 2 cores)
@@ -73,7 +73,7 @@ class Launch:
 
 
 def test_two_workers_on_one_row_group_match_single_process_training_with_the_same_global_batch(log, tmp_path):
-    from rocket_ctr.trainer import Trainer
+    from rocket_ctr.train.trainer import Trainer
     # the whole train log as ONE file of ONE row group: the workers split it by row range
     train = tmp_path / "train.parquet"
     table = pq.read_table(sorted(str(p) for p in (log / "train").glob("*.parquet")))

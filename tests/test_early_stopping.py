@@ -3,7 +3,7 @@ import math
 
 import pytest
 
-from rocket_ctr.callbacks.early_stopping import EarlyStopping
+from rocket_ctr.train.callbacks.early_stopping import EarlyStopping
 
 
 def stopper(scores, min_delta, patience=2, tmp_path=None):

@@ -5,7 +5,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from rocket_ctr.embedding import RowEmbedding
+from rocket_ctr.model.layers.embedding import RowEmbedding
 
 
 def _pair():

@@ -10,20 +10,20 @@ import pytest
 import tensorflow as tf
 from tensorflow_serving.apis import prediction_log_pb2
 
-from rocket_ctr import export as export_module
-from rocket_ctr.config import RocketConfig
+from rocket_ctr.config.schema import RocketConfig
 from rocket_ctr.datagen.synthetic import generate
 from rocket_ctr.errors import InputError
-from rocket_ctr.export import WARMUP_FILE, export_light, list_versions, read_export_info
-from rocket_ctr.export_rows import one_user_request, sample_rows
-from rocket_ctr.export_verify import VerificationError, reference_probabilities
-from rocket_ctr.model import RocketModel
+from rocket_ctr.export import writer as export_module
+from rocket_ctr.export.rows import one_user_request, sample_rows
+from rocket_ctr.export.serving_module import ServingModule
+from rocket_ctr.export.verify import VerificationError, reference_probabilities
+from rocket_ctr.export.writer import WARMUP_FILE, export_light, list_versions, read_export_info
+from rocket_ctr.features.signatures import SCORE_ROWS, SERVING_DEFAULT, example_rows
+from rocket_ctr.features.spec import HIST_LEN
+from rocket_ctr.model.rocket import RocketModel
 from rocket_ctr.pipelines.cli import main
-from rocket_ctr.run_dir import restore_model
-from rocket_ctr.serving_module import ServingModule
-from rocket_ctr.signatures import SCORE_ROWS, SERVING_DEFAULT, example_rows
-from rocket_ctr.spec import HIST_LEN
-from rocket_ctr.trainer import Trainer
+from rocket_ctr.train.run_dir import restore_model
+from rocket_ctr.train.trainer import Trainer
 
 TINY = dict(epochs=1, embedding_dim=8, booster_units=(32, 16), jit_compile=False,
             learning_rate=5e-3)  # learns enough in one epoch that a reversed ranking is worse (export gate)
@@ -230,14 +230,13 @@ def test_score_rows_refuses_hist_len_outside_the_history_it_comes_with(trained, 
 
 
 def test_importing_export_does_not_import_training():
-    """Export sits beside training: no trainer, optimizer, distribution or curves module, and no
+    """Export sits beside training: no module of rocket_ctr.train (loop, optimizers, curves...), and no
     matplotlib module beyond the ones Keras itself loads when matplotlib is installed."""
     code = ("import sys, tensorflow, keras; "
             "keras_plots = {m for m in sys.modules if m.split('.')[0] == 'matplotlib'}; "
-            "import rocket_ctr.export; "
+            "import rocket_ctr.export.writer; "
             "print(sorted({m for m in sys.modules if m.split('.')[0] == 'matplotlib'} - keras_plots) + sorted("
-            "m for m in ('rocket_ctr.trainer', 'rocket_ctr.optimizers', 'rocket_ctr.distributed', 'rocket_ctr.curves',"
-            " 'rocket_ctr.callbacks') if m in sys.modules))")
+            "m for m in sys.modules if m.startswith('rocket_ctr.train')))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
                           env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
     assert done.returncode == 0, done.stderr[-2000:]
@@ -252,8 +251,8 @@ def test_booster_only_columns_are_never_asked_of_the_light_export(click_log, tmp
     import pyarrow.parquet as pq
 
     from conftest import log_columns
-    from rocket_ctr.export import read_export_info
-    from rocket_ctr.spec import FeatureSpec, IdFeature
+    from rocket_ctr.export.writer import read_export_info
+    from rocket_ctr.features.spec import FeatureSpec, IdFeature
 
     spec = FeatureSpec(item_features=(IdFeature("slot", buckets=5, booster_only=True),)).with_buckets(
         item_id=500, cate_id=20)
@@ -298,8 +297,8 @@ def test_booster_only_columns_are_never_asked_of_the_light_export(click_log, tmp
 
 def test_export_applies_the_fitted_slope_and_intercept(trained, exported):
     """The export serves σ(f(a·logit + log r + b)): model.probabilities, to 1e-6 (no XLA), and with XLA."""
-    from rocket_ctr.export_verify import _truncated
-    from rocket_ctr.id_mapping import IdMapper
+    from rocket_ctr.export.verify import _truncated
+    from rocket_ctr.features.id_mapping import IdMapper
 
     _, log, model, spec = trained
     info = read_export_info(exported[False].path)

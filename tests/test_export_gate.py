@@ -11,11 +11,11 @@ import tensorflow as tf
 from test_export import tiny_run  # the tiny trained run, shared with test_export
 
 from rocket_ctr.errors import FieldError, InputError
-from rocket_ctr.export import export_light, list_versions
-from rocket_ctr.export_gate import REPORT_FILE, gate_export
-from rocket_ctr.gate_criteria import GateCriteria, judge
+from rocket_ctr.export.gate.criteria import GateCriteria, judge
+from rocket_ctr.export.gate.promotion import REPORT_FILE, gate_export
+from rocket_ctr.export.writer import export_light, list_versions
 from rocket_ctr.pipelines.cli import main
-from rocket_ctr.run_dir import restore_model
+from rocket_ctr.train.run_dir import restore_model
 
 SERVING = {"gauc": 0.70, "logloss": 0.20, "pcoc": 1.02, "p99_latency_ms": 2.0}
 LOOSE_LATENCY = GateCriteria(max_latency_increase=10.0, latency_requests=40)  # timing noise is not under test

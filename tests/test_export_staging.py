@@ -5,7 +5,7 @@ import subprocess
 import sys
 import time
 
-from rocket_ctr.export_staging import _host, is_stale, make_staging, remove_stale
+from rocket_ctr.export.staging import _host, is_stale, make_staging, remove_stale
 
 
 def dead_pid() -> int:
@@ -41,7 +41,7 @@ def test_other_hosts_and_old_names_go_only_after_max_age(tmp_path):
 
 
 def test_a_sigkilled_export_leaves_a_folder_the_next_export_removes(tmp_path):
-    script = ("import sys, time; from rocket_ctr.export_staging import make_staging; "
+    script = ("import sys, time; from rocket_ctr.export.staging import make_staging; "
               "print(make_staging(sys.argv[1], 7), flush=True); time.sleep(60)")
     process = subprocess.Popen([sys.executable, "-c", script, str(tmp_path)], stdout=subprocess.PIPE, text=True)
     left = tmp_path / os.path.basename(process.stdout.readline().strip())

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from conftest import log_columns, refused_in_one_line
-from rocket_ctr.spec import FeatureSpec
+from rocket_ctr.features.spec import FeatureSpec
 
 SPEC = FeatureSpec(numeric_features=[{"name": "price", "boundaries": [1.0, 2.0], "normalize": True}],
                    multi_hot_features=[{"name": "tags", "weights": "tag_w", "max_len": 4}])

@@ -4,9 +4,9 @@ import json
 import numpy as np
 
 from conftest import log_columns
-from rocket_ctr.feature_fit import fit_numeric, quantile_boundaries
+from rocket_ctr.features.fit import fit_numeric, quantile_boundaries
+from rocket_ctr.features.spec import FeatureSpec
 from rocket_ctr.pipelines.cli import main
-from rocket_ctr.spec import FeatureSpec
 
 SPEC = FeatureSpec(numeric_features=[{"name": "price", "num_buckets": 4, "normalize": True},
                                      {"name": "age", "side": "user", "boundaries": [10.0], "normalize": False}])

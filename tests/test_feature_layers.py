@@ -4,14 +4,14 @@ import re
 import numpy as np
 import tensorflow as tf
 
-from rocket_ctr.config import ModelConfig
-from rocket_ctr.feature_layers import FeatureEncoders, bucketize, clean, pool
-from rocket_ctr.feature_types import MultiHotFeature, NumericFeature
-from rocket_ctr.hashing import splitmix64
-from rocket_ctr.id_mapping import IdMapper
-from rocket_ctr.model import RocketModel
-from rocket_ctr.signatures import example_rows
-from rocket_ctr.spec import FeatureSpec
+from rocket_ctr.config.schema import ModelConfig
+from rocket_ctr.features.hashing import splitmix64
+from rocket_ctr.features.id_mapping import IdMapper
+from rocket_ctr.features.signatures import example_rows
+from rocket_ctr.features.spec import FeatureSpec
+from rocket_ctr.features.types import MultiHotFeature, NumericFeature
+from rocket_ctr.model.layers.features import FeatureEncoders, bucketize, clean, pool
+from rocket_ctr.model.rocket import RocketModel
 
 
 def test_bucketize_equals_np_digitize_including_values_on_the_boundaries():

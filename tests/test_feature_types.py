@@ -9,19 +9,19 @@ import pytest
 import tensorflow as tf
 
 from conftest import log_columns, served_probabilities, write_log
-from rocket_ctr.config import RocketConfig
-from rocket_ctr.data import ClickLogReader
-from rocket_ctr.export import export_light, read_export_info
-from rocket_ctr.export_rows import one_user_request, sample_rows
-from rocket_ctr.feature_types import MultiHotFeature, NumericFeature
-from rocket_ctr.run_dir import restore_model
+from rocket_ctr.config.schema import RocketConfig
+from rocket_ctr.export.rows import one_user_request, sample_rows
+from rocket_ctr.export.writer import export_light, read_export_info
+from rocket_ctr.features.signatures import SCORE_ROWS, SERVING_DEFAULT
+from rocket_ctr.features.spec import FeatureSpec
+from rocket_ctr.features.types import MultiHotFeature, NumericFeature
+from rocket_ctr.io.reader import ClickLogReader
 from rocket_ctr.serving.client import connect
 from rocket_ctr.serving.launcher import ServerProcess
 from rocket_ctr.serving.status import ServingError
 from rocket_ctr.serving.tensors import as_array, to_json
-from rocket_ctr.signatures import SCORE_ROWS, SERVING_DEFAULT
-from rocket_ctr.spec import FeatureSpec
-from rocket_ctr.trainer import Trainer
+from rocket_ctr.train.run_dir import restore_model
+from rocket_ctr.train.trainer import Trainer
 
 SPEC = FeatureSpec(
     numeric_features=(NumericFeature("price", boundaries=(3.0, 5.0, 7.0), normalize=True, mean=5.0, std=2.0,

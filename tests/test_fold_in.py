@@ -8,10 +8,10 @@ import pytest
 import tensorflow as tf
 
 from conftest import log_columns, write_log
-from rocket_ctr.config import RocketConfig
-from rocket_ctr.data import ClickLogReader
-from rocket_ctr.evaluation import evaluate
-from rocket_ctr.trainer import RUN_FINISHED, Trainer
+from rocket_ctr.config.schema import RocketConfig
+from rocket_ctr.io.reader import ClickLogReader
+from rocket_ctr.train.evaluation import evaluate
+from rocket_ctr.train.trainer import RUN_FINISHED, Trainer
 
 TINY = dict(mode="base", epochs=2, batch_size=64, learning_rate=5e-3, embedding_dim=8, light_units=(16,),
             validation_fraction=0.2, jit_compile=False)

@@ -7,10 +7,10 @@ import pyarrow.parquet as pq
 import pytest
 
 from conftest import REFERENCE_SCHEMA, log_columns, write_log
-from rocket_ctr.data import ClickLogReader
 from rocket_ctr.errors import InputError
-from rocket_ctr.holdout import plan_holdout
-from rocket_ctr.spec import FeatureSpec
+from rocket_ctr.features.spec import FeatureSpec
+from rocket_ctr.io.holdout import plan_holdout
+from rocket_ctr.io.reader import ClickLogReader
 
 SPEC = FeatureSpec()
 

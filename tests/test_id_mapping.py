@@ -4,9 +4,9 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
-from rocket_ctr.hashing import splitmix64
-from rocket_ctr.id_mapping import IdMapper
-from rocket_ctr.spec import FeatureSpec, IdFeature
+from rocket_ctr.features.hashing import splitmix64
+from rocket_ctr.features.id_mapping import IdMapper
+from rocket_ctr.features.spec import FeatureSpec, IdFeature
 
 HUGE = 2**62
 

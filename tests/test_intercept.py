@@ -6,22 +6,22 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from rocket_ctr.calibration import pcoc
-from rocket_ctr.config import RocketConfig
+from rocket_ctr.calibration.intercept import fit_intercept
+from rocket_ctr.calibration.isotonic import apply_knots, fit_knots, identity_knots
+from rocket_ctr.calibration.measures import pcoc
+from rocket_ctr.calibration.platt import fit_platt
+from rocket_ctr.config.schema import RocketConfig
 from rocket_ctr.datagen.synthetic import generate
-from rocket_ctr.evaluation import evaluate, validation_logits
-from rocket_ctr.export import export_light, read_export_info
-from rocket_ctr.export_rows import sample_rows
-from rocket_ctr.export_verify import reference_probabilities
-from rocket_ctr.intercept import fit_intercept
-from rocket_ctr.isotonic import apply_knots, fit_knots, identity_knots
-from rocket_ctr.model import RocketModel
-from rocket_ctr.platt import fit_platt
-from rocket_ctr.run_dir import CONFIG_FILE, restore_model
-from rocket_ctr.signatures import SCORE_ROWS, example_rows
-from rocket_ctr.spec import FeatureSpec
-from rocket_ctr.trainer import Trainer
-from rocket_ctr.warm_start import read_state
+from rocket_ctr.export.rows import sample_rows
+from rocket_ctr.export.verify import reference_probabilities
+from rocket_ctr.export.writer import export_light, read_export_info
+from rocket_ctr.features.signatures import SCORE_ROWS, example_rows
+from rocket_ctr.features.spec import FeatureSpec
+from rocket_ctr.model.rocket import RocketModel
+from rocket_ctr.train.evaluation import evaluate, validation_logits
+from rocket_ctr.train.run_dir import CONFIG_FILE, restore_model
+from rocket_ctr.train.trainer import Trainer
+from rocket_ctr.train.warm_start import read_state
 
 TINY = dict(epochs=1, batch_size=256, learning_rate=5e-3, embedding_dim=4, light_units=(8,), booster_units=(8,),
             validation_fraction=0.2, jit_compile=False)

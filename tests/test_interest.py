@@ -1,4 +1,4 @@
-"""rocket_ctr.interest on small tensors: dot and mean extractors, their serving forms, newest_steps."""
+"""rocket_ctr.model.layers.interest on small tensors: dot and mean extractors, their serving forms, newest_steps."""
 import json
 
 import keras
@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from rocket_ctr.interest import DotAttention, MeanPooling, make_extractor, newest_steps
-from rocket_ctr.layers import DinAttention, use_padded_attention
+from rocket_ctr.model.layers.core import DinAttention, use_padded_attention
+from rocket_ctr.model.layers.interest import DotAttention, MeanPooling, make_extractor, newest_steps
 
 D, L = 4, 6
 LENGTHS = (2, 6, 0, 4)

@@ -3,10 +3,16 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from rocket_ctr.calibration import ece, pcoc
-from rocket_ctr.isotonic import apply_knots, fit_knots, identity_knots, piecewise_linear, pool_adjacent_violators
-from rocket_ctr.metrics import auc
-from rocket_ctr.platt import fit_platt
+from rocket_ctr.calibration.isotonic import (
+    apply_knots,
+    fit_knots,
+    identity_knots,
+    piecewise_linear,
+    pool_adjacent_violators,
+)
+from rocket_ctr.calibration.measures import ece, pcoc
+from rocket_ctr.calibration.platt import fit_platt
+from rocket_ctr.metrics.ranking import auc
 
 
 def _sigmoid(x):

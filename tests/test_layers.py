@@ -1,4 +1,4 @@
-"""rocket_ctr.layers on small tensors made here: DIN attention, MLP towers, Dice, embedding bank, configs."""
+"""rocket_ctr.model.layers.core on small tensors made here: DIN attention, MLP towers, Dice, embedding bank, configs."""
 import json
 
 import keras
@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from rocket_ctr.layers import (
+from rocket_ctr.features.spec import HIST_LEN, FeatureSpec, IdFeature
+from rocket_ctr.model.layers.core import (
     MLP,
     Dice,
     DinAttention,
@@ -17,7 +18,6 @@ from rocket_ctr.layers import (
     segment_pool,
     tower_input,
 )
-from rocket_ctr.spec import HIST_LEN, FeatureSpec, IdFeature
 
 D, L = 4, 5
 
@@ -282,10 +282,10 @@ def test_a_history_of_unknown_batch_one_against_many_candidates_is_refused_not_m
 def test_training_lookup_of_valid_steps_only_equals_the_padded_lookup(light_interest):
     """Training looks up only the valid history steps (a ragged history); the padded lookup
     (XLA's form) gives the same outputs and the same gradients for every variable."""
-    from rocket_ctr.config import RocketConfig
-    from rocket_ctr.layers import use_padded_attention
-    from rocket_ctr.model import RocketModel
-    from rocket_ctr.signatures import example_rows
+    from rocket_ctr.config.schema import RocketConfig
+    from rocket_ctr.features.signatures import example_rows
+    from rocket_ctr.model.layers.core import use_padded_attention
+    from rocket_ctr.model.rocket import RocketModel
 
     spec = FeatureSpec()
     model = RocketModel(spec, RocketConfig(mode="rocket", light_interest=light_interest, hint_warmup=False))

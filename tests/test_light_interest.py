@@ -5,12 +5,12 @@ import pytest
 import tensorflow as tf
 
 from conftest import model_rows
-from rocket_ctr.config import RocketConfig
+from rocket_ctr.config.schema import RocketConfig
 from rocket_ctr.errors import FieldError
-from rocket_ctr.interest import DotAttention, MeanPooling
-from rocket_ctr.layers import DinAttention
-from rocket_ctr.model import RocketModel
-from rocket_ctr.spec import FeatureSpec, IdFeature
+from rocket_ctr.features.spec import FeatureSpec, IdFeature
+from rocket_ctr.model.layers.core import DinAttention
+from rocket_ctr.model.layers.interest import DotAttention, MeanPooling
+from rocket_ctr.model.rocket import RocketModel
 
 SPEC = FeatureSpec(
     sequence_features=(IdFeature("item_id", history="hist_item_id", buckets=50),
@@ -157,7 +157,7 @@ def test_a_checkpoint_of_the_layout_before_per_tower_extractors_restores(tmp_pat
 
 
 def test_a_booster_reading_din_and_dot_attention_trains_both_and_the_light_path_reads_neither():
-    from rocket_ctr.interest import ConcatenatedExtractors
+    from rocket_ctr.model.layers.interest import ConcatenatedExtractors
     model = build(light_interest="dot", booster_interest="din+dot")
     extractor = model.interest_of("booster")
     assert isinstance(extractor, ConcatenatedExtractors)

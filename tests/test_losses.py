@@ -1,11 +1,11 @@
-"""rocket_ctr.losses: each hint against a value computed by hand, and its gradient w.r.t. the light logit."""
+"""rocket_ctr.model.hints: each hint against a value computed by hand, and its gradient w.r.t. the light logit."""
 import math
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from rocket_ctr.losses import HINTS, get_hint, knowledge_distillation, mimic, probability_mse
+from rocket_ctr.model.hints import HINTS, get_hint, knowledge_distillation, mimic, probability_mse
 
 L = [0.5, -2.0, 3.0, 0.0]   # light logits
 Z = [1.5, -1.0, -1.0, 0.0]  # booster logits

@@ -1,4 +1,4 @@
-"""rocket_ctr.metrics: exact AUC / GAUC / log loss against brute-force references."""
+"""rocket_ctr.metrics.ranking: exact AUC / GAUC / log loss against brute-force references."""
 from __future__ import annotations
 
 import math
@@ -7,7 +7,7 @@ import time
 import numpy as np
 import pytest
 
-from rocket_ctr.metrics import StreamingEvaluator, auc, gauc, gauc_and_users, logloss
+from rocket_ctr.metrics.ranking import StreamingEvaluator, auc, gauc, gauc_and_users, logloss
 
 # ----------------------------------------------------------------------------- references
 

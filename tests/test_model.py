@@ -5,10 +5,10 @@ import pytest
 import tensorflow as tf
 
 from conftest import model_rows
-from rocket_ctr.config import RocketConfig
-from rocket_ctr.model import RocketModel
-from rocket_ctr.optimizers import LazyAdam
-from rocket_ctr.spec import FeatureSpec, IdFeature
+from rocket_ctr.config.schema import RocketConfig
+from rocket_ctr.features.spec import FeatureSpec, IdFeature
+from rocket_ctr.model.rocket import RocketModel
+from rocket_ctr.train.optimizers import LazyAdam
 
 SPEC = FeatureSpec(
     sequence_features=(IdFeature("item_id", history="hist_item_id", buckets=50),
@@ -203,7 +203,7 @@ def test_hint_scaled_to_the_label_has_the_light_cross_entropys_gradient_size(hin
 
 @pytest.mark.parametrize("hint", ["mimic", "mse", "kd"])
 def test_hints_are_zero_when_logits_agree_and_positive_otherwise(hint):
-    from rocket_ctr.losses import get_hint
+    from rocket_ctr.model.hints import get_hint
     fn = get_hint(hint)
     a = tf.constant([0.5, -2.0, 3.0])
     if hint != "kd":

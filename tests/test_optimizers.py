@@ -3,7 +3,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from rocket_ctr.optimizers import LazyAdam
+from rocket_ctr.train.optimizers import LazyAdam
 
 
 def test_dense_updates_equal_keras_adam():

@@ -2,9 +2,9 @@
 import numpy as np
 import pytest
 
-from rocket_ctr.calibration import ece, pcoc
-from rocket_ctr.intercept import fit_intercept
-from rocket_ctr.platt import SLOPE_RANGE, fit_platt, fit_towers
+from rocket_ctr.calibration.intercept import fit_intercept
+from rocket_ctr.calibration.measures import ece, pcoc
+from rocket_ctr.calibration.platt import SLOPE_RANGE, fit_platt, fit_towers
 
 
 def _sigmoid(x):

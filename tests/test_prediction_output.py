@@ -4,7 +4,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from rocket_ctr.errors import FieldError
-from rocket_ctr.prediction_output import PredictionWriter, check_out_dir, conflicting_results
+from rocket_ctr.scoring.prediction_output import PredictionWriter, check_out_dir, conflicting_results
 
 
 def _write(out, rows, shard=0, shards=1, **kwargs):

@@ -4,14 +4,14 @@ import pyarrow as pa
 import pytest
 from test_export import tiny_run
 
-from rocket_ctr.export import export_light
+from rocket_ctr.export.writer import export_light
+from rocket_ctr.features.spec import FeatureSpec
+from rocket_ctr.io.row_ranges import file_fragments, plan_shard
 from rocket_ctr.pipelines.cli import main
-from rocket_ctr.replay import group_requests, replay
-from rocket_ctr.row_ranges import file_fragments, plan_shard
-from rocket_ctr.run_dir import restore_model
-from rocket_ctr.scoring import load_saved_model, saved_model_scorer
+from rocket_ctr.scoring.replay import group_requests, replay
+from rocket_ctr.scoring.scorer import load_saved_model, saved_model_scorer
 from rocket_ctr.serving.launcher import ServerProcess
-from rocket_ctr.spec import FeatureSpec
+from rocket_ctr.train.run_dir import restore_model
 
 
 @pytest.fixture(scope="module")

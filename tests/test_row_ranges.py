@@ -4,7 +4,7 @@ import pytest
 
 from conftest import log_columns
 from rocket_ctr.errors import InputError
-from rocket_ctr.row_ranges import file_fragments, plan_shard, shard_bounds, shard_sizes
+from rocket_ctr.io.row_ranges import file_fragments, plan_shard, shard_bounds, shard_sizes
 
 
 def _read(pieces, batch_size=7) -> list[int]:

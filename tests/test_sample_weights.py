@@ -6,12 +6,12 @@ import json
 import numpy as np
 import pytest
 
-from rocket_ctr.config import RocketConfig
-from rocket_ctr.data import ClickLogReader
-from rocket_ctr.metrics import StreamingEvaluator, auc, gauc, logloss
-from rocket_ctr.model import RocketModel
-from rocket_ctr.signatures import example_rows
-from rocket_ctr.spec import WEIGHT, FeatureSpec
+from rocket_ctr.config.schema import RocketConfig
+from rocket_ctr.features.signatures import example_rows
+from rocket_ctr.features.spec import WEIGHT, FeatureSpec
+from rocket_ctr.io.reader import ClickLogReader
+from rocket_ctr.metrics.ranking import StreamingEvaluator, auc, gauc, logloss
+from rocket_ctr.model.rocket import RocketModel
 from tests.conftest import log_columns, refused_in_one_line
 
 WEIGHTED = dataclasses.replace(FeatureSpec(), weight="w")

@@ -12,17 +12,17 @@ import pytest
 import tensorflow as tf
 
 from conftest import log_columns, refused_in_one_line, served_probabilities, write_log
-from rocket_ctr.config import RocketConfig
-from rocket_ctr.data import ClickLogReader
-from rocket_ctr.export import export_light, read_export_info
-from rocket_ctr.export_rows import one_user_request, sample_rows
-from rocket_ctr.feature_types import SequenceGroup, SideFeature
-from rocket_ctr.model import RocketModel
+from rocket_ctr.config.schema import RocketConfig
+from rocket_ctr.export.rows import one_user_request, sample_rows
+from rocket_ctr.export.writer import export_light, read_export_info
+from rocket_ctr.features.signatures import SCORE_ROWS, SERVING_DEFAULT, example_rows
+from rocket_ctr.features.spec import FeatureSpec
+from rocket_ctr.features.types import SequenceGroup, SideFeature
+from rocket_ctr.io.reader import ClickLogReader
+from rocket_ctr.model.rocket import RocketModel
 from rocket_ctr.pipelines.cli import main
-from rocket_ctr.run_dir import restore_model
-from rocket_ctr.signatures import SCORE_ROWS, SERVING_DEFAULT, example_rows
-from rocket_ctr.spec import FeatureSpec
-from rocket_ctr.trainer import Trainer
+from rocket_ctr.train.run_dir import restore_model
+from rocket_ctr.train.trainer import Trainer
 
 SPEC = FeatureSpec(
     sequence_groups=({"name": "items", "features": ["item_id"],
@@ -289,7 +289,7 @@ def test_the_test_server_takes_the_new_histories_and_names_a_bad_one(exported):
 
 
 def test_the_xla_serving_module_pads_each_group_and_scores_as_without_xla(exported):
-    from rocket_ctr.serving_module import ServingModule
+    from rocket_ctr.export.serving_module import ServingModule
 
     _, path, model, spec, _ = exported
     rows = sample_rows(spec, path, n=12)

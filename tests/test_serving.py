@@ -14,15 +14,15 @@ import tensorflow as tf
 from tensorflow_serving.apis import get_model_metadata_pb2, predict_pb2, prediction_service_pb2_grpc
 from test_export import tiny_run  # the tiny trained run, shared with test_export
 
-from rocket_ctr.export import SCORE_ROWS, SERVING_DEFAULT, export_light
-from rocket_ctr.export_rows import one_user_request, sample_rows
+from rocket_ctr.export.rows import one_user_request, sample_rows
+from rocket_ctr.export.writer import SCORE_ROWS, SERVING_DEFAULT, export_light
+from rocket_ctr.features.spec import HIST_LEN
 from rocket_ctr.pipelines.cli import main
-from rocket_ctr.run_dir import restore_model
 from rocket_ctr.serving.client import connect, rows_from_parquet
 from rocket_ctr.serving.launcher import ServerProcess
 from rocket_ctr.serving.status import ServingError
 from rocket_ctr.serving.tensors import as_array, to_json, to_proto
-from rocket_ctr.spec import HIST_LEN
+from rocket_ctr.train.run_dir import restore_model
 
 NAME, MAX_CANDIDATES = "rocket", 50
 

@@ -3,12 +3,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from rocket_ctr.config import RocketConfig
-from rocket_ctr.model import RocketModel
+from rocket_ctr.config.schema import RocketConfig
+from rocket_ctr.export.serving_module import CANDIDATE_PAD, ServingModule, _bucket, candidate_bucket, candidate_buckets
+from rocket_ctr.features.signatures import example_rows, request_signature
+from rocket_ctr.features.spec import FeatureSpec
+from rocket_ctr.model.rocket import RocketModel
 from rocket_ctr.serving.latency import synthetic_request
-from rocket_ctr.serving_module import CANDIDATE_PAD, ServingModule, _bucket, candidate_bucket, candidate_buckets
-from rocket_ctr.signatures import example_rows, request_signature
-from rocket_ctr.spec import FeatureSpec
 
 
 def test_buckets_pad_little_and_stay_few():

@@ -12,8 +12,8 @@ import pytest
 
 from rocket_ctr.datagen.synthetic import GeneratorConfig, feature_spec, generate, hashed_ids
 from rocket_ctr.errors import InputError
+from rocket_ctr.features.spec import FeatureSpec
 from rocket_ctr.pipelines.cli import main
-from rocket_ctr.spec import FeatureSpec
 
 EXPECTED = pa.schema([
     ("user_id", pa.int64()), ("item_id", pa.int64()), ("cate_id", pa.int64()),
@@ -220,10 +220,10 @@ def test_split_by_day_writes_one_folder_per_day_of_the_span(tmp_path, capsys):
 def test_brand_sequence_is_a_second_sequence_group_with_its_own_signal(tmp_path, capsys):
     import tensorflow as tf
 
-    from rocket_ctr.data import ClickLogReader
-    from rocket_ctr.evaluation import model_inputs
-    from rocket_ctr.id_mapping import IdMapper
-    from rocket_ctr.model import RocketModel
+    from rocket_ctr.features.id_mapping import IdMapper
+    from rocket_ctr.io.reader import ClickLogReader
+    from rocket_ctr.model.rocket import RocketModel
+    from rocket_ctr.train.evaluation import model_inputs
 
     generate(tmp_path / "off", n_rows=20_000, seed=4, with_oracle=True, **SMALL)
     assert main(["generate", "--out", str(tmp_path / "on"), "--rows", "20000", "--users", "2000", "--items", "3000",

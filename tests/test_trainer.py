@@ -10,14 +10,14 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from rocket_ctr.callbacks.hint_warmup import HintWarmup
-from rocket_ctr.config import RocketConfig, flag_table
+from rocket_ctr.config.schema import RocketConfig, flag_table
 from rocket_ctr.datagen.synthetic import generate
 from rocket_ctr.errors import InputError
-from rocket_ctr.evaluation import evaluate
-from rocket_ctr.metrics import auc
+from rocket_ctr.metrics.ranking import auc
 from rocket_ctr.pipelines.cli import main
-from rocket_ctr.trainer import Trainer
+from rocket_ctr.train.callbacks.hint_warmup import HintWarmup
+from rocket_ctr.train.evaluation import evaluate
+from rocket_ctr.train.trainer import Trainer
 
 FAST = dict(epochs=2, batch_size=256, learning_rate=5e-3, embedding_dim=8, booster_units=(64, 48, 32, 32, 16, 16, 16))
 
@@ -119,7 +119,7 @@ def test_killed_training_resumes_from_its_checkpoint(log, tmp_path):
     steps_per_epoch = 54_000 // 256  # rows in train split // batch (the reader drops remainders per bucket)
     final = json.loads((run_dir / "history.json").read_text())
     assert len(final) == 2
-    from rocket_ctr.run_dir import restore_model  # noqa: F401 (the finished run restores)
+    from rocket_ctr.train.run_dir import restore_model  # noqa: F401 (the finished run restores)
     progress = [int(p) for p in open(run_dir / "checkpoints" / "checkpoint").read().split('"')[1].split("-")[1:]]
     assert progress[0] <= 2 * steps_per_epoch
 
@@ -136,7 +136,7 @@ def test_a_failed_first_attempt_does_not_lock_the_run_dir(log, tmp_path):
 def test_resuming_with_another_feature_spec_is_refused(log, trained):
     import dataclasses
 
-    from rocket_ctr.spec import FeatureSpec
+    from rocket_ctr.features.spec import FeatureSpec
     run_dir, _ = trained
     spec = FeatureSpec.load(run_dir / "feature_spec.json")
     other = dataclasses.replace(spec, max_history=spec.max_history - 1)
@@ -176,10 +176,10 @@ def test_without_validation_users_training_says_the_protections_are_off(log, tmp
 
 
 def test_validation_users_never_reach_training(log):
-    from rocket_ctr.data import ClickLogReader, resolve_paths
-    from rocket_ctr.hashing import user_unit_hash
-    from rocket_ctr.holdout import plan_holdout
-    from rocket_ctr.spec import FeatureSpec
+    from rocket_ctr.features.hashing import user_unit_hash
+    from rocket_ctr.features.spec import FeatureSpec
+    from rocket_ctr.io.holdout import plan_holdout
+    from rocket_ctr.io.reader import ClickLogReader, resolve_paths
     users = plan_holdout(resolve_paths(log / "train"), FeatureSpec(), "users", 0.2)
     train = ClickLogReader(log / "train", holdout=(users, "train"))
     held = ClickLogReader(log / "train", holdout=(users, "validation"))
@@ -232,8 +232,8 @@ def test_hint_warmup_keeps_the_hint_off_until_the_booster_leads_on_validation(lo
 
 
 def test_base_mode_ignores_booster_only_columns_and_says_so(click_log, tmp_path, capsys):
-    from rocket_ctr.run_dir import restore_model
-    from rocket_ctr.spec import FeatureSpec, IdFeature
+    from rocket_ctr.features.spec import FeatureSpec, IdFeature
+    from rocket_ctr.train.run_dir import restore_model
 
     spec = FeatureSpec(item_features=(IdFeature("slot", buckets=5, booster_only=True),)).with_buckets(
         item_id=500, cate_id=20)

@@ -6,14 +6,14 @@ import numpy as np
 import pytest
 from test_export import tiny_run  # the tiny trained run, shared with test_export
 
-from rocket_ctr.callbacks.hint_warmup import HintWarmup
-from rocket_ctr.config import RocketConfig
+from rocket_ctr.config.schema import RocketConfig
 from rocket_ctr.errors import FieldError
+from rocket_ctr.features.spec import FeatureSpec
 from rocket_ctr.pipelines.cli import main
-from rocket_ctr.run_dir import restore_model
-from rocket_ctr.spec import FeatureSpec
-from rocket_ctr.trainer import Trainer
-from rocket_ctr.warm_start import STATE_FILE, WarmStartSource, feature_set_difference, row_mapping
+from rocket_ctr.train.callbacks.hint_warmup import HintWarmup
+from rocket_ctr.train.run_dir import restore_model
+from rocket_ctr.train.trainer import Trainer
+from rocket_ctr.train.warm_start import STATE_FILE, WarmStartSource, feature_set_difference, row_mapping
 
 SMALL = dict(epochs=1, batch_size=64, embedding_dim=4, light_units=(8,), booster_units=(8, 8),
              validation_fraction=0.0, learning_rate=0.01)

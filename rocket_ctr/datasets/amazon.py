@@ -24,8 +24,8 @@ import pyarrow as pa
 
 from rocket_ctr.datasets import common
 from rocket_ctr.errors import InputError
-from rocket_ctr.parquet_schema import arrow_schema
-from rocket_ctr.spec import FeatureSpec
+from rocket_ctr.features.spec import FeatureSpec
+from rocket_ctr.io.parquet_schema import arrow_schema
 
 CHUNK_PAIRS = 65_536  # positive/negative pairs built at a time
 MISSING_CATEGORY = 0  # cate_id of items without metadata or categories

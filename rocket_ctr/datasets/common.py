@@ -24,7 +24,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from rocket_ctr.errors import InputError
-from rocket_ctr.spec import FeatureSpec
+from rocket_ctr.features.spec import FeatureSpec
 
 ROWS_PER_PART = 1_000_000  # rows per Parquet part file (several files let workers shard by file)
 ROW_GROUP_ROWS = 131_072  # small row groups keep the streaming reader's memory low

@@ -17,8 +17,8 @@ import pyarrow as pa
 
 from rocket_ctr.datasets import common
 from rocket_ctr.errors import InputError
-from rocket_ctr.parquet_schema import arrow_schema
-from rocket_ctr.spec import FeatureSpec
+from rocket_ctr.features.spec import FeatureSpec
+from rocket_ctr.io.parquet_schema import arrow_schema
 
 TEST_EVENTS = 10
 CHUNK_ROWS = 131_072  # rows built at a time (bounds the history lists in memory)

@@ -364,7 +364,7 @@ def _spec(ads: dict, profiles: dict, seen: dict, max_history: int) -> dict:
 def _price_features(prices: np.ndarray) -> list:
     """The ad's price as a numeric feature: bucketised at the ads' price quantiles (20 equal-mass
     buckets; a missing price reads as the median). None when no ad has a price."""
-    from rocket_ctr.feature_fit import quantile_boundaries
+    from rocket_ctr.features.fit import quantile_boundaries
 
     prices = prices[np.isfinite(prices)]
     if not len(prices):

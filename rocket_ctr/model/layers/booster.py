@@ -1,0 +1,108 @@
+"""What only the booster reads, capacity the served light tower cannot afford: a DCN-v2 cross
+stack (``model.booster_cross``) and the embedding tables of booster-only columns (FeatureSpec
+``booster_only``: known when training, not when serving).
+
+Neither is ever part of the light tower's path, so neither is ever in a light export.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import keras
+import tensorflow as tf
+
+from rocket_ctr.errors import InputError
+from rocket_ctr.features.spec import IdFeature
+from rocket_ctr.model.layers.core import project, track_for_checkpoints
+from rocket_ctr.model.layers.embedding import RowEmbedding
+
+
+class CrossNetwork(keras.layers.Layer):
+    """DCN-v2's cross network (Wang et al., 2021), full-rank: ``x_{l+1} = x0 ⊙ (W_l x_l + b_l) + x_l``.
+
+    Each layer adds explicit feature crosses one degree higher than the last (layer l holds
+    products of up to l + 1 of x0's entries) at D² weights a layer; the output has x0's width.
+    The booster uses the *stacked* structure: cross layers, then its deep MLP on their output.
+
+    Args:
+        num_layers: number of cross layers (>= 1).
+        l2: L2 penalty on the kernels W (0 = none).
+    Call args:
+        x0: [N, D].
+    Returns:
+        [N, D].
+    """
+
+    def __init__(self, num_layers: int = 2, l2: float = 0.0, **kwargs):
+        super().__init__(**kwargs)
+        if int(num_layers) < 1:
+            raise ValueError(f"CrossNetwork needs at least one layer, got {num_layers}")
+        self.num_layers, self.l2 = int(num_layers), float(l2)
+
+    def build(self, input_shape):
+        dim = int(input_shape[-1])
+        regularizer = keras.regularizers.L2(self.l2) if self.l2 else None
+        for i in range(self.num_layers):  # plain attributes: tf.train.Checkpoint follows them
+            setattr(self, f"kernel_{i}", self.add_weight(name=f"kernel_{i}", shape=(dim, dim),
+                                                         initializer="glorot_uniform", regularizer=regularizer))
+            setattr(self, f"bias_{i}", self.add_weight(name=f"bias_{i}", shape=(dim,), initializer="zeros"))
+
+    def call(self, x0):
+        x = x0
+        for i in range(self.num_layers):
+            x = x0 * (project(x, getattr(self, f"kernel_{i}")) + getattr(self, f"bias_{i}")) + x
+        return x
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "num_layers": self.num_layers, "l2": self.l2}
+
+
+class ColumnEmbeddings(keras.layers.Layer):
+    """The embedding tables of the booster-only columns; ``call(rows)`` -> one [B, D] lookup per column.
+
+    Kept out of the shared :class:`rocket_ctr.model.layers.core.EmbeddingBank` (which is built over the
+    served columns only): the light tower's path, and so its export, holds none of these tables.
+
+    Args:
+        features: the booster-only IdFeatures (``FeatureSpec.booster_only_features``).
+        embedding_dim, init_std, l2: as the bank's.
+    """
+
+    def __init__(self, features, embedding_dim=18, init_std=0.0, l2=0.0, **kwargs):
+        super().__init__(**kwargs)
+        self.features = tuple(f if isinstance(f, IdFeature) else IdFeature(**f) for f in features)
+        self.embedding_dim, self.init_std, self.l2 = embedding_dim, init_std, l2
+        initializer = keras.initializers.RandomNormal(stddev=init_std) if init_std else "uniform"
+        regularizer = keras.regularizers.L2(l2) if l2 else None
+        self.embeddings = {
+            f.name: RowEmbedding(f.num_rows, embedding_dim, embeddings_initializer=initializer,
+                                 embeddings_regularizer=regularizer, name=f"emb_{f.name}")
+            for f in self.features
+        }
+        track_for_checkpoints(self, "emb", list(self.embeddings.values()))
+
+    def build(self, rows_shape=None):
+        for table in self.embeddings.values():
+            table.build()
+
+    def call(self, rows: dict) -> list:
+        missing = [f.name for f in self.features if f.name not in rows]
+        if missing:
+            raise InputError(f"the booster reads the booster-only columns {missing}, which these rows lack "
+                             "(only the light tower scores without them)")
+        return [self.embeddings[f.name](rows[f.name]) for f in self.features]
+
+    def get_config(self):
+        return {**super().get_config(), "features": [dataclasses.asdict(f) for f in self.features],
+                "embedding_dim": self.embedding_dim, "init_std": self.init_std, "l2": self.l2}
+
+
+def append_columns(x: tf.Tensor, lookups: list) -> tf.Tensor:
+    """[x, lookups...] along the last axis, each lookup ([N, D] or a user-side [1, D]) broadcast to x's N rows."""
+    if not lookups:
+        return x
+    n = tf.shape(x)[0]
+    return tf.concat([x, *(tf.broadcast_to(e, [n, e.shape[-1]]) for e in lookups)], axis=-1)
