@@ -22,8 +22,10 @@ them, and the uncorrected PCOC beside them. With a slope, the same model is also
 the intercept-only refit (``b`` alone fitted on the same rows, ``a`` = 1): the slope's own effect;
 with isotonic maps (``training.calibration_knots``, ``--calibration-knots``), with Platt alone too
 (the knots' own effect).
-Results are appended to ``WORK/results.jsonl`` run by run; a re-run skips finished runs and prints
-the table.
+Each run is a recipe of ``benchmarks/recipes.py`` (family ``calibration``). Results are appended to
+``WORK/results.jsonl`` run by run, each line with the resolved config it trained; a re-run skips the
+runs whose config, seed, rows and test fraction are there and prints the table of the lines that
+trained what their run resolves to today (the others are left out, with a note).
 """
 from __future__ import annotations
 
@@ -32,6 +34,10 @@ import json
 import time
 from pathlib import Path
 
+from experiment_results import append, finished, load, provenance, stored_key, today_key, unjoined_note
+from recipes import recipe_key, resolve, rocket_config
+
+FAMILY = "calibration"  # the recipes of benchmarks/recipes.py this script runs
 TARGET = "corrected PCOC within 1 ± 0.02 and ECE <= 0.005 on the full-rate test split"
 
 
@@ -63,15 +69,13 @@ def run_oracle(test) -> dict:
                       "ece": ece(y, p)}, "test_rows": len(y), "test_ctr": float(y.mean())}
 
 
-def run_training(log: Path, run_dir: Path, epochs: int, seed: int, reader_rate: float, refit: bool,
-                 slope: bool = True, knots: int | None = None) -> dict:
-    """Trains with the defaults (``epochs``, ``seed``, ``negative_rate``, ``calibrate_intercept``,
-    ``calibrate_slope``, ``calibration_knots`` unless None) and returns its eval metrics."""
-    from rocket_ctr.config.schema import RocketConfig
+def run_training(log: Path, run_dir: Path, name: str, run: dict) -> dict:
+    """Trains the recipe ``name`` (the defaults with its ``negative_rate``) with ``run``'s settings
+    (``epochs``, ``seed``, ``calibrate_intercept``, ``calibrate_slope``, ``calibration_knots`` where
+    given) and returns its eval metrics."""
     from rocket_ctr.train.trainer import Trainer
 
-    config = RocketConfig(epochs=epochs, seed=seed, negative_rate=reader_rate, calibrate_intercept=refit,
-                          calibrate_slope=slope, **({} if knots is None else {"calibration_knots": knots}))
+    config = rocket_config(FAMILY, name, **run)
     trainer = Trainer(run_dir, log / "train", log / "test", config, verbose=0)
     metrics = trainer.fit()
     keep = ("auc", "gauc", "logloss", "pcoc", "ece", "pcoc_uncorrected")
@@ -118,14 +122,12 @@ def intercept_only(trainer, log: Path) -> dict:
             for t, v in results.items()}
 
 
-def load(path: Path) -> dict:
-    if not path.exists():
-        return {}
-    return {r["key"]: r for r in map(json.loads, path.read_text().splitlines()) if r}
-
-
 def table(records) -> str:
-    """Markdown, one row per run and tower (* = the epoch the run kept: early stopping's best)."""
+    """Markdown, one row per run and tower (* = the epoch the run kept: early stopping's best), of the
+    lines whose stored config is what their run resolves to today."""
+    records = list(records)
+    note = unjoined_note(records)
+    records = [r for r in records if stored_key(r) is not None and stored_key(r) == today_key(r)]
     lines = ["| run | rows | tower | AUC | GAUC | PCOC (corrected) | ECE | knots | slope a | intercept b "
              "| PCOC / ECE Platt only | PCOC / ECE intercept only | PCOC / ECE without a, b | PCOC uncorrected "
              "| light PCOC / ECE by epoch (without a, b) |",
@@ -153,7 +155,7 @@ def table(records) -> str:
                              f"{r.get('knots') or '–'} | {cell(a, 3)} | {cell(b, 3)} | {platt} | {only} | {before} | "
                              f"{cell(m.get('pcoc_uncorrected'), 3)} | "
                              f"{epochs if tower == 'light' else ''} |")
-    return "\n".join(lines)
+    return "\n".join(lines) + (f"\n\n{note}" if note else "")
 
 
 def main() -> None:
@@ -183,24 +185,28 @@ def main() -> None:
         logs = generate_logs(work, args.rows, args.rate, args.test_fraction, seed)
         for run in args.runs:
             name = {"upstream": f"upstream r={args.rate}", "reader": f"reader r={args.rate}"}.get(run, run)
+            settings = {"epochs": args.epochs, "seed": seed, "calibrate_intercept": args.refit,
+                        "calibrate_slope": args.slope,
+                        **({} if args.knots is None else {"calibration_knots": args.knots})}
+            where = {"rows": args.rows, "test_fraction": args.test_fraction}
+            if finished(done.values(), FAMILY, name, where, **settings):
+                continue
             key = f"{name}|{seed}|{args.rows}|{args.test_fraction}|{args.epochs}"
             key += ("" if args.refit else "|no-refit") + ("" if args.slope or not args.refit else "|no-slope")
             key += "" if args.knots is None else f"|knots{args.knots}"
-            if key in done:
-                continue
             started = time.perf_counter()
             if run == "oracle":
-                record = run_oracle(logs["full"] / "test")
+                data = logs["full"] / "test"
+                record = run_oracle(data)
             else:
-                log = logs["sampled"] if run == "upstream" else logs["full"]
+                data = logs["sampled"] if run == "upstream" else logs["full"]
                 run_dir = work / "runs" / key.replace("|", "_").replace(" ", "_").replace("=", "")
-                record = run_training(log, run_dir, args.epochs, seed, args.rate if run == "reader" else 1.0,
-                                      args.refit, args.slope, args.knots)
-            record.update(key=key, run=name, seed=seed, rows=args.rows, test_fraction=args.test_fraction,
-                          epochs=args.epochs, seconds=round(time.perf_counter() - started, 1))
-            with results_path.open("a") as out:
-                out.write(json.dumps(record) + "\n")
-            done[key] = record
+                record = run_training(data, run_dir, name, settings)
+            record.update(provenance(FAMILY, name, data, **settings))
+            record.update(key=f"{key}|{recipe_key(resolve(FAMILY, name, **settings))}", run=name, seed=seed,
+                          rows=args.rows, test_fraction=args.test_fraction, epochs=args.epochs,
+                          seconds=round(time.perf_counter() - started, 1))
+            append(results_path, done, record)
             print(f"{name} seed {seed}: light PCOC {record['light']['pcoc']:.3f} ECE {record['light']['ece']:.4f} "
                   f"({record['seconds']} s)", flush=True)
     print(f"target: {TARGET}")

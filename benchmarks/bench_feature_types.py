@@ -13,8 +13,11 @@ runs on it, the library's ``Trainer`` with the defaults except ``--epochs`` and 
 
 Reported: the test split's GAUC and AUC of both towers (``metrics.json``), per seed and as mean ±
 std over seeds, and the light export answering a 1 x N request with the new inputs (``with``
-runs: N = 100 candidates of one test user). Results are appended to ``WORK/results.jsonl`` run
-by run; a re-run skips finished runs and prints the table.
+runs: N = 100 candidates of one test user). ``with`` and ``without`` are recipes of
+``benchmarks/recipes.py`` (family ``feature types``). Results are appended to ``WORK/results.jsonl``
+run by run, each line with the resolved config it trained; a re-run skips the runs whose config,
+seed and log are there and prints the table of the lines that trained what each variant resolves
+to today (lines without a stored config are left out).
 """
 from __future__ import annotations
 
@@ -23,6 +26,11 @@ import dataclasses
 import json
 import time
 from pathlib import Path
+
+from experiment_results import append, finished, lines_of, load, provenance, unjoined_note
+from recipes import FEATURE_TYPES, recipe, recipe_key, resolve, rocket_config
+
+FAMILY = "feature types"  # the recipes of benchmarks/recipes.py this script runs
 
 
 def generate_log(work: Path, rows: int, strength: float, seed: int) -> Path:
@@ -37,16 +45,16 @@ def generate_log(work: Path, rows: int, strength: float, seed: int) -> Path:
 
 def run(log: Path, run_dir: Path, variant: str, epochs: int, seed: int) -> dict:
     """Trains one variant and returns its eval metrics (and, for ``with``, a served 1 x N request)."""
-    from rocket_ctr.config.schema import RocketConfig
     from rocket_ctr.features.spec import FeatureSpec
     from rocket_ctr.train.trainer import Trainer
 
     spec = FeatureSpec.load(log / "feature_spec.json")
-    if variant == "without":
-        spec = dataclasses.replace(spec, numeric_features=(), multi_hot_features=())
+    edits = recipe(FAMILY, variant).spec
+    if edits:
+        spec = dataclasses.replace(spec, **{k: tuple(v) if isinstance(v, list) else v for k, v in edits.items()})
     started = time.perf_counter()
-    metrics = Trainer(run_dir, log / "train", log / "test", RocketConfig(epochs=epochs, seed=seed), spec,
-                      verbose=0).fit()
+    metrics = Trainer(run_dir, log / "train", log / "test", rocket_config(FAMILY, variant, epochs=epochs, seed=seed),
+                      spec, verbose=0).fit()
     keep = ("auc", "gauc", "logloss")
     result = {tower: {k: metrics[tower][k] for k in keep} for tower in ("light", "booster") if tower in metrics}
     result["seconds"] = time.perf_counter() - started
@@ -75,24 +83,23 @@ def serve_one_request(run_dir: Path, log: Path, n: int = 100) -> dict:
             "verified_max_abs_diff": result.max_abs_diff}
 
 
-def load(path: Path) -> dict:
-    if not path.exists():
-        return {}
-    return {r["key"]: r for r in map(json.loads, path.read_text().splitlines()) if r}
-
-
-def table(results: dict, seeds: list) -> str:
+def table(records, seeds: list, epochs: int) -> str:
+    """GAUC per variant, tower and seed (the last line per seed that trained what the variant
+    resolves to today with ``epochs``), and mean ± std over seeds."""
     import numpy as np
 
+    records = list(records)
     lines = [f"{'variant':<10}{'tower':<9}" + "".join(f"{'seed ' + str(s):>10}" for s in seeds) + f"{'mean ± std':>20}"]
-    for variant in ("with", "without"):
+    for variant in FEATURE_TYPES:
+        by_seed = {r["seed"]: r for r in lines_of(records, FAMILY, variant, epochs=epochs)}
         for tower in ("light", "booster"):
-            values = [results.get(f"{variant}/{s}", {}).get(tower, {}).get("gauc") for s in seeds]
+            values = [by_seed.get(s, {}).get(tower, {}).get("gauc") for s in seeds]
             shown = "".join(f"{v:>10.4f}" if v is not None else f"{'-':>10}" for v in values)
             done = [v for v in values if v is not None]
             summary = f"{np.mean(done):.4f} ± {np.std(done):.4f}" if done else "-"
             lines.append(f"{variant:<10}{tower:<9}{shown}{summary:>20}")
-    return "GAUC on the test split\n" + "\n".join(lines)
+    note = unjoined_note(records)
+    return "GAUC on the test split\n" + "\n".join(lines) + (f"\n{note}" if note else "")
 
 
 def main() -> None:
@@ -110,18 +117,19 @@ def main() -> None:
     if not args.table_only:
         for seed in args.seeds:
             log = generate_log(args.work_dir, args.rows, args.strength, seed)
-            for variant in ("with", "without"):
-                key = f"{variant}/{seed}"
-                if key in results:
+            for variant in FEATURE_TYPES:
+                run_settings = {"epochs": args.epochs, "seed": seed}
+                if finished(results.values(), FAMILY, variant, {"data": str(log)}, **run_settings):
                     continue
                 run_dir = args.work_dir / f"run_{variant}_s{seed}_n{args.rows}"
-                record = {"key": key, "rows": args.rows, "strength": args.strength, "epochs": args.epochs,
+                key = f"{variant}/{seed}|{log.name}|{recipe_key(resolve(FAMILY, variant, **run_settings))}"
+                record = {"key": key, "rows": args.rows, "strength": args.strength,
+                          **provenance(FAMILY, variant, log, **run_settings),
                           **run(log, run_dir, variant, args.epochs, seed)}
-                with results_path.open("a") as handle:
-                    handle.write(json.dumps(record) + "\n")
-                results[key] = record
-                print(f"{key}: light GAUC {record['light']['gauc']:.4f}", flush=True)
-    print(table(results, args.seeds))
+                append(results_path, results, record)
+                print(f"{variant}/{seed}: light GAUC {record['light']['gauc']:.4f}", flush=True)
+    shown = [r for r in results.values() if r.get("rows") == args.rows and r.get("strength") == args.strength]
+    print(table(shown, args.seeds, args.epochs))
 
 
 if __name__ == "__main__":

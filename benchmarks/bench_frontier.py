@@ -1,4 +1,4 @@
-"""The latency/quality frontier (issue 14): every light option, the booster and DeepCTR's DIN on one
+"""The latency/quality frontier: every light option, the booster and DeepCTR's DIN on one
 table and one PNG, p50 / p99 per request against test GAUC.
 
     .venv/bin/python benchmarks/bench_frontier.py --results /tmp/rl6/results.jsonl /tmp/rl7/results.jsonl
@@ -20,16 +20,16 @@ order rotated every round (``bench_serving_latency.measure``), so background loa
 alike: compare ratios, not milliseconds, across runs.
 
 Quality, from ``experiment_real_logs.py`` results files (``--results``, JSON lines, merged; read
-only): for each point the runs whose variant trains *the same configuration* as ``--base-recipe``
-(the light tower trained alone; default ``validation auto + base mode`` = ``--mode base``
-defaults) or ``--rocket-recipe`` (trained with the booster; default ``validation auto`` = the
-defaults) plus the point's change (e.g. ``validation auto + base mode + light mean``), matched by
-the resolved config, not by spelling (``base`` and ``validation auto + base mode + light dot``
-are one configuration). Runs recorded before a config field existed resolve as they were trained
-(``RocketConfig.from_saved``), but one results file per code version is the safe way to keep eras
-apart (the fold-in, for one, changed what ``validation`` trains). The booster's GAUC is the
-booster of the rocket recipe's runs with the dot light tower; DeepCTR DIN's is the ``DeepCTR DIN``
-variant (trained alone). Cells: mean ± std over seeds (n); ``–`` where no run matched.
+only): for each point the lines whose stored config is what ``--base-recipe`` (the light tower
+trained alone; default ``validation auto + base mode`` = ``--mode base`` defaults) or
+``--rocket-recipe`` (trained with the booster; default ``validation auto`` = the defaults) plus the
+point's change (e.g. ``validation auto + base mode + light mean``) resolves to today
+(``benchmarks/recipes.py``, family ``real logs``): joined by the resolved config, not by spelling
+(``base`` and ``validation auto + base mode + light dot`` are one configuration), and never by name
+alone: a line trained under other defaults counts only where a recipe resolves to its config, and a
+line without a stored config is not joined (the script says how many it left out). The booster's
+GAUC is the booster of the rocket recipe's runs with the dot light tower; DeepCTR DIN's is the
+``DeepCTR DIN`` recipe (trained alone). Cells: mean ± std over seeds (n); ``–`` where no run matched.
 
 Outputs: the Markdown table (stdout and ``OUT/frontier.md``), ``OUT/frontier.json`` (latency
 summaries, per-log quality with the seeds, settings) and ``OUT/frontier.png``: p50 (x, log scale)
@@ -52,19 +52,23 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-# (point, change of experiment_real_logs.CHANGES added to the recipes ("" = none), tower)
+from experiment_results import stored_key, unjoined_note  # noqa: E402 (benchmarks/ on the path first)
+from recipes import DEEPCTR_DIN, recipe, recipe_key, resolve  # noqa: E402
+
+# (point, change of recipes.REAL_LOGS_CHANGES added to the recipes ("" = none), tower)
 POINTS = (
     ("light shared", "light shared", "light"),        # the booster's DIN attention (the paper-faithful ablation)
     ("light din 32-16", "light din 32-16", "light"),
     ("light dot", "light dot", "light"),
-    # trained beside a dot-attention booster instead of the DIN one (issue 14's screen: best on Beauty).
+    # trained beside a dot-attention booster instead of the DIN one (the best of the screen on Beauty).
     # Same served graph as "light dot": its latency measured twice shows the run's noise.
     ("light dot, dot booster", "light dot + no warmup + booster dot + hint 0", "light"),
     ("light dot raw", "light dot raw", "light"),
     ("light mean", "light mean", "light"),
     ("booster", "light dot", "booster"),  # the booster of the default recipe (its light tower: dot)
 )
-DEEPCTR = "DeepCTR DIN"
+DEEPCTR = DEEPCTR_DIN
+FAMILY = "real logs"  # the recipes of experiment_real_logs.py
 FLOOR = "call floor"  # a SavedModel with the light signature that does no arithmetic: the cost of any call
 
 
@@ -85,43 +89,20 @@ def read_results(*paths: Path) -> list:
     return list(records.values())
 
 
-def settings_key(variant: str, light_interest: str | None = None) -> str | None:
-    """A variant's resolved configuration (every config field, spec edits, environment) as one
-    string, so differently spelled variants that train the same thing compare equal; None for
-    names that are not rocket_ctr variants (e.g. DeepCTR DIN).
-
-    ``light_interest``: the extractor the run recorded (experiment_real_logs writes it); a record
-    without it was made while ``shared`` was the default (``RocketConfig.from_saved``)."""
-    from experiment_real_logs import variant_settings
-
-    from rocket_ctr.config.schema import RocketConfig
-
-    try:
-        config, spec, env = variant_settings(variant)
-        flat = RocketConfig.from_saved({**config, **({"light_interest": light_interest} if light_interest else {})})
-        flat = flat.flat()
-    except (SystemExit, ValueError, TypeError, KeyError):
-        return None
-    return json.dumps([flat, spec, env], sort_keys=True, default=list)
-
-
-def recipe_variant(recipe: str, change: str) -> str:
-    return " + ".join(part for part in (recipe, change) if part)
+def recipe_variant(start: str, change: str) -> str:
+    return " + ".join(part for part in (start, change) if part)
 
 
 def quality(records: list, epochs: int, base_recipe: str, rocket_recipe: str) -> dict:
-    """{point: {log: {"base": [gauc per seed], "rocket": [...], "base_seeds": [...], ...}}}."""
+    """{point: {log: {"base": [gauc per seed], "rocket": [...], "base_seeds": [...], ...}}}: the lines
+    whose stored config is what each point's recipe resolves to today (lines without one: none)."""
     records = [r for r in records if r.get("epochs") == epochs]
-    keys = {}
-    for r in records:
-        recorded = (r["variant"], r.get("light_interest"))
-        if recorded not in keys:
-            keys[recorded] = settings_key(*recorded)
+    stored = [(stored_key(r), r) for r in records]
     out = {}
 
-    def collect(point, which, match, tower="light"):
-        for r in records:
-            if match(r) and (r.get(tower) or {}).get("gauc") is not None:
+    def collect(point, which, want, tower="light"):
+        for key, r in stored:
+            if key == want and (r.get(tower) or {}).get("gauc") is not None:
                 cell = out.setdefault(point, {}).setdefault(r["log"], {})
                 cell.setdefault(which, []).append(r[tower]["gauc"])
                 cell.setdefault(f"{which}_seeds", []).append(r.get("seed"))
@@ -129,15 +110,18 @@ def quality(records: list, epochs: int, base_recipe: str, rocket_recipe: str) ->
                 if r["variant"] not in cell[f"{which}_variants"]:
                     cell[f"{which}_variants"].append(r["variant"])
 
+    def key_of(name):
+        try:
+            return recipe_key(resolve(FAMILY, name, epochs=epochs))
+        except (KeyError, ValueError) as err:
+            raise SystemExit(f"not a recipe of benchmarks/recipes.py ({FAMILY}): {name!r}: {err}") from None
+
     for point, change, tower in POINTS:
-        for which, recipe in (("base", base_recipe), ("rocket", rocket_recipe)):
+        for which, start in (("base", base_recipe), ("rocket", rocket_recipe)):
             if tower == "booster" and which == "base":
                 continue  # no run trains the booster alone
-            want = settings_key(recipe_variant(recipe, change))
-            if want is None:
-                raise SystemExit(f"not a variant of experiment_real_logs.py: {recipe_variant(recipe, change)!r}")
-            collect(point, which, lambda r, want=want: keys[(r["variant"], r.get("light_interest"))] == want, tower)
-    collect(DEEPCTR, "base", lambda r: r["variant"] == DEEPCTR)
+            collect(point, which, key_of(recipe_variant(start, change)), tower)
+    collect(DEEPCTR, "base", key_of(DEEPCTR_DIN))
     return out
 
 
@@ -152,7 +136,6 @@ def cell_text(values: list | None) -> str:
 def export_points(work: Path, jit: bool, names: list, log=print) -> dict:
     """{point: SavedModel version dir}: each light option's light tower, the booster."""
     import tensorflow as tf
-    from experiment_real_logs import variant_settings
 
     from rocket_ctr.config.schema import RocketConfig
     from rocket_ctr.export.writer import export_light
@@ -164,7 +147,7 @@ def export_points(work: Path, jit: bool, names: list, log=print) -> dict:
     for point, change, tower in POINTS:
         if point not in names:
             continue
-        config = RocketConfig().replace(variant_settings(change)[0] if change else {})
+        config = RocketConfig().replace(recipe(FAMILY, change).config if change else {})
         tf.keras.utils.set_random_seed(0)
         model = RocketModel(spec, config)
         model(example_rows(spec), training=False)
@@ -333,6 +316,9 @@ def main(argv=None) -> int:
     logs += sorted({r["log"] for r in records if r.get("log") and r["log"] not in logs})
     print(f"{len(records)} result records in {', '.join(map(str, args.results))} (logs: {', '.join(logs) or 'none'})",
           flush=True)
+    note = unjoined_note(r for r in records if r.get("epochs") == args.epochs)
+    if note:
+        print(note, flush=True)
 
     if args.latency_from is not None:
         earlier = json.loads(args.latency_from.read_text())

@@ -1,11 +1,11 @@
-"""Where the light export's time goes beyond the model's arithmetic (issue 14, part 1): one run, the
+"""Where the light export's time goes beyond the model's arithmetic: one run, the
 same untrained default model (``RocketModel(FeatureSpec(), RocketConfig())``) served five ways.
 
     .venv/bin/python benchmarks/bench_serving_gap.py [--requests 300] [--candidates 200] [--history 50]
 
 1. ``export xla (buckets)``: ``export_light`` as shipped: N padded to its candidate bucket
    (``rocket_ctr.export.serving_module.candidate_bucket``: 200 -> 208).
-2. ``export xla (pad 64)``: the same export with the former padding to a multiple of 64 (200 -> 256).
+2. ``export xla (pad 64)``: the same export with N padded to a multiple of 64 instead (200 -> 256).
 3. ``export no-xla``: ``jit_compile=False`` (no padding).
 4. ``model only xla`` / ``no-xla``: bottom + light tower on already-mapped row ids in a
    ``tf.function`` (``bench_serving_latency.model_cases``): the arithmetic alone, no id hashing,
@@ -53,7 +53,7 @@ def main(argv=None) -> int:
         exports = {"export xla (buckets)": export_light(model, spec, Path(work) / "buckets", 1).path,
                    "export no-xla": export_light(model, spec, Path(work) / "noxla", 1, jit_compile=False).path}
         shipped = serving_module._bucket
-        serving_module._bucket = lambda size: (size + 63) // 64 * 64  # the former CANDIDATE_PAD = 64
+        serving_module._bucket = lambda size: (size + 63) // 64 * 64  # a fixed pad of 64 instead of the buckets
         try:
             exports["export xla (pad 64)"] = export_light(model, spec, Path(work) / "pad64", 1).path
         finally:

@@ -31,7 +31,7 @@ request, every case measured in alternating chunks (``--rounds`` rounds of ``--r
    are FC-layer inference times) on a precomputed x of shape [candidates, bottom width], in a
    ``tf.function`` (``jit_compile`` on / off), from ``rocket_ctr.train.run_dir.restore_model(run_dir)``.
 
-Goals (issue 5): light in-process p50 >= 3x faster than DeepCTR DIN's; booster / light p50 >= 3x
+Goals: light in-process p50 >= 3x faster than DeepCTR DIN's; booster / light p50 >= 3x
 (full request and FC layers only; the paper's 23.2 vs 7.6 ms); gRPC adds <= 1 ms p50 over
 in-process. Ratios use the p50 over all of a case's requests; the per-chunk median p50 is shown
 too.
@@ -296,7 +296,7 @@ def summary(case: Case) -> dict:
 
 
 def goals(results: dict) -> list[dict]:
-    """The issue's goals as ratios / differences of p50 with PASS or MISS."""
+    """The goals as ratios / differences of p50 with PASS or MISS."""
     def p50(name, key="p50_ms"):
         return results[name][key] if name in results else None
 

@@ -19,11 +19,14 @@ dim 18, attention MLP 80-40, DNN / light tower 200-80, Adam 1e-3, each in a fres
 - ``base``: the same with ``mode="base"`` (light tower alone), for reference.
 - ``base+dot`` (any mode + ``+dot``, ``+mean``, ``+din``, ``+shared``): the light tower's interest extractor.
 - ``base+buckets`` (any mode + ``+buckets``): the same with ``length_buckets=True`` (rows grouped by
-  history length into padded widths, the default before mixed-length batches).
-- ``rocket+afterlaunch``: the rocket defaults before issue 14's last round (the booster kept off the
-  shared embeddings until the warm-up launches it, λ = 1).
-- ``base+stringhash`` (any mode + ``+stringhash``): ids hashed as before ``FeatureSpec.id_hash``
-  existed (each int64 id's decimal text through farmhash) instead of splitmix64.
+  history length into padded widths).
+- ``rocket+afterlaunch``: the booster kept off the shared embeddings until the warm-up launches
+  it, λ = 1.
+- ``base+stringhash`` (any mode + ``+stringhash``): ``FeatureSpec.id_hash="string"`` (each int64
+  id's decimal text through farmhash) instead of splitmix64.
+
+Every mode is a recipe of ``benchmarks/recipes.py`` (family ``throughput``); each result carries
+its resolved config.
 
 Measured:
 - ``examples/s`` (the headline, used for the ratio): steady state. DeepCTR: a Keras callback
@@ -41,7 +44,7 @@ Measured:
 - for rocket_ctr, the share of the steady time spent between steps (input pipeline wait +
   Python loop overhead) rather than inside the compiled step.
 
-Goal (issue 4): rocket >= 2x DeepCTR DIN's examples/s on 2 cores (``--cores 2``, quiet machine).
+Goal: rocket >= 2x DeepCTR DIN's examples/s on 2 cores (``--cores 2``, quiet machine).
 ``--repeats R`` runs each system R times and keeps the best steady examples/s.
 """
 from __future__ import annotations
@@ -57,11 +60,14 @@ import tempfile
 import time
 from pathlib import Path
 
+from recipes import FAMILIES, recipe, resolve, rocket_config
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 HERE = Path(__file__).resolve().parent
 DEEPCTR_SCRIPT = HERE / "deepctr_din.py"
 DEEPCTR_PACKAGES = ["deepctr", "tf-keras==2.21.*", "tensorflow==2.21.*", "pyarrow"]
-BATCH, EMBEDDING_DIM, ATTENTION, DNN = 256, 18, (80, 40), (200, 80)
+FAMILY = "throughput"  # the recipes of benchmarks/recipes.py this script times
+BATCH, EMBEDDING_DIM = (FAMILIES[FAMILY][0][k] for k in ("batch_size", "embedding_dim"))  # DeepCTR DIN's too
 
 
 # ----- shared set-up ---------------------------------------------------------------------------
@@ -132,25 +138,6 @@ def run_child(command: list[str], env: dict | None = None, label: str = "") -> d
 
 
 # ----- rocket_ctr child --------------------------------------------------------------------------
-def rocket_config(mode: str):
-    """``rocket``, ``base`` ... plus ``+`` options: ``buckets`` (batches grouped by history length),
-    ``dot`` / ``mean`` / ``din`` / ``shared`` (the light tower's interest extractor), ``afterlaunch`` (the
-    rocket defaults before issue 14's last round: booster off the shared bottom until a launch,
-    λ = 1), e.g. ``rocket+dot+buckets``."""
-    from rocket_ctr.config.schema import LIGHT_INTERESTS, RocketConfig
-
-    mode, *extras = mode.split("+")
-    unknown = [e for e in extras if e not in ("buckets", "stringhash", "afterlaunch") and e not in LIGHT_INTERESTS]
-    if unknown:
-        raise SystemExit(f"unknown mode options {unknown}: buckets, stringhash, afterlaunch or one of "
-                         f"{LIGHT_INTERESTS}")
-    interests = [e for e in extras if e in LIGHT_INTERESTS]
-    return RocketConfig(mode=mode, batch_size=BATCH, embedding_dim=EMBEDDING_DIM, attention_units=ATTENTION,
-                        light_units=DNN, epochs=1, length_buckets="buckets" in extras,
-                        **({"light_interest": interests[-1]} if interests else {}),
-                        **({"booster_bottom": "after-launch", "hint_weight": 1.0} if "afterlaunch" in extras else {}))
-
-
 def train_rocket_ctr(mode: str, train_paths: Path, work_dir: Path, warmup: int) -> dict:
     """Child process: one epoch of rocket_ctr's Trainer, step ends stamped; prints a JSON line."""
     import numpy as np
@@ -158,12 +145,12 @@ def train_rocket_ctr(mode: str, train_paths: Path, work_dir: Path, warmup: int) 
 
     from rocket_ctr.train.trainer import Trainer
 
-    config = rocket_config(mode)
+    config = rocket_config(FAMILY, mode)
     spec = None
-    if "stringhash" in mode.split("+"):
+    if recipe(FAMILY, mode).spec:
         from rocket_ctr.io.reader import find_feature_spec
 
-        spec = dataclasses.replace(find_feature_spec(str(train_paths)), id_hash="string")
+        spec = dataclasses.replace(find_feature_spec(str(train_paths)), **recipe(FAMILY, mode).spec)
     (work_dir / "runs").mkdir(parents=True, exist_ok=True)
     run_dir = Path(tempfile.mkdtemp(prefix=f"{mode}-", dir=work_dir / "runs"))
     try:
@@ -222,6 +209,7 @@ def train_rocket_ctr(mode: str, train_paths: Path, work_dir: Path, warmup: int) 
         "params": int(sum(int(tf.size(v)) for v in trainer.model.trainable_variables)),
         "versions": {"tensorflow": tf.__version__, "keras": __import__("keras").__version__},
         "config": config.to_dict(),
+        "recipe": mode, "family": FAMILY, "resolved_config": resolve(FAMILY, mode),
     }
 
 
@@ -251,6 +239,12 @@ def main(argv=None) -> int:
         print(json.dumps(train_rocket_ctr(args._child, args._train, args.work_dir, args.warmup_steps), default=str))
         return 0
 
+    modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+    for mode in modes:
+        try:
+            resolve(FAMILY, mode)
+        except (KeyError, ValueError) as err:
+            parser.error(f"--modes {mode}: {err.args[0] if err.args else err}")
     cores = sorted(os.sched_getaffinity(0))
     print(f"CPU cores: {len(cores)} {cores}  (load average {os.getloadavg()[0]:.1f}: other processes share them)",
           flush=True)
@@ -273,7 +267,7 @@ def main(argv=None) -> int:
                 skipped = str(err)
                 print(f"DeepCTR DIN failed: {err}", flush=True)
 
-    for mode in [m.strip() for m in args.modes.split(",") if m.strip()]:
+    for mode in modes:
         command = [sys.executable, os.path.abspath(__file__), "--_child", mode, "--_train", str(train),
                    "--work-dir", str(args.work_dir), "--warmup-steps", str(args.warmup_steps)]
         results[f"rocket_ctr {mode}"] = best_of([run_child(command, label=f"rocket_ctr {mode}")

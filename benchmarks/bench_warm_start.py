@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/bench_warm_start.py [--work runs/bench_warm_start] [--rows 600000]
         [--users 20000] [--items 20000] [--epochs 3] [--eval-every 100] [--seeds 0 1 2]
 
-The goal (issue 16): the warm-started day-2 model reaches the from-scratch day-2 GAUC (within
+The goal: the warm-started day-2 model reaches the from-scratch day-2 GAUC (within
 0.002) in at most half the steps, both measured on day 3's data.
 
 1. ``generate --days 3``: one log over three days whose users' interests drift day to day.
@@ -20,9 +20,13 @@ The goal (issue 16): the warm-started day-2 model reaches the from-scratch day-2
    ``ratio`` = warm steps / scratch steps; the goal holds when ratio <= 0.5. Step resolution:
    ``--eval-every`` (the table prints it as a share of the scratch steps).
 
-Resumable: every finished (seed, arm) is appended to ``WORK/results.jsonl`` and skipped on a
-re-run with the same sizes; an interrupted day-1 training resumes from its checkpoint, an
-interrupted day-2 run starts over (its curve lives in memory). Prints a table.
+Every run trains the recipe ``warm start`` (``warm start, small model`` with ``--small-model``) of
+``benchmarks/recipes.py``: the defaults without early stopping, with ``--epochs``, ``--batch-size``
+and the seed. Resumable: every finished (seed, arm) is appended to ``WORK/results.jsonl`` with the
+resolved config it trained and skipped on a re-run with the same sizes while that config is what
+the recipe resolves to today (lines without a stored config are left out, with a note); an
+interrupted day-1 training resumes from its checkpoint, an interrupted day-2 run starts over (its
+curve lives in memory). Prints a table.
 """
 from __future__ import annotations
 
@@ -34,6 +38,7 @@ import sys
 from pathlib import Path
 
 TOLERANCE = 0.002
+FAMILY = "warm start"  # the recipes of benchmarks/recipes.py this script runs
 ARMS = ("scratch", "warm", "warm-weights")
 
 
@@ -116,7 +121,8 @@ def main(argv=None) -> int:
     parser.add_argument("--small-model", action="store_true", help="tiny widths (a smoke test of the script)")
     args = parser.parse_args(argv)
 
-    from rocket_ctr.config.schema import RocketConfig
+    from experiment_results import lines_of, provenance, unjoined_note
+    from recipes import rocket_config
     from rocket_ctr.datagen.synthetic import generate
 
     sizes = {"rows": args.rows, "users": args.users, "items": args.items, "epochs": args.epochs,
@@ -127,15 +133,18 @@ def main(argv=None) -> int:
         generate(log, n_rows=args.rows, n_users=args.users, n_items=args.items, days=3, seed=1234)
     day1, day2, day3 = (log / f"day-0{d}" for d in (1, 2, 3))
     results_path = work / "results.jsonl"
-    done = {(r["seed"], r["arm"]): r for r in map(json.loads, results_path.read_text().splitlines())} \
-        if results_path.exists() else {}
+    name = "warm start, small model" if args.small_model else "warm start"
+    lines = list(map(json.loads, results_path.read_text().splitlines())) if results_path.exists() else []
+    done = {(r["seed"], r["arm"]): r for r in lines_of(lines, FAMILY, name, epochs=args.epochs,
+                                                        batch_size=args.batch_size)}
+    note = unjoined_note(lines)
+    if note:
+        print(note, flush=True)
     work.mkdir(parents=True, exist_ok=True)
 
     for seed in args.seeds:
-        flat = dict(epochs=args.epochs, batch_size=args.batch_size, seed=seed, early_stopping_patience=0)
-        if args.small_model:
-            flat.update(embedding_dim=4, light_units=(16,), booster_units=(32, 16), attention_units=(8,))
-        config = RocketConfig(**flat)
+        settings = dict(epochs=args.epochs, batch_size=args.batch_size, seed=seed)
+        config = rocket_config(FAMILY, name, **settings)
         day1_run = work / f"seed{seed}" / "day1"
         if not (day1_run / "metrics.json").exists() and any((seed, arm) not in done for arm in ARMS):
             train(day1_run, day1, None, config)
@@ -146,7 +155,8 @@ def main(argv=None) -> int:
             target = None if arm == "scratch" else scratch_target(done[(seed, "scratch")]["curve"])
             curve = train(work / f"seed{seed}" / arm, day2, day3, config, warm, optimizer=arm == "warm",
                           every=args.eval_every, target=target)
-            done[(seed, arm)] = {"seed": seed, "arm": arm, "sizes": sizes, "curve": curve}
+            done[(seed, arm)] = {"seed": seed, "arm": arm, "sizes": sizes, "curve": curve,
+                                 **provenance(FAMILY, name, day2, **settings)}
             with results_path.open("a") as f:
                 f.write(json.dumps(done[(seed, arm)]) + "\n")
             print(f"seed {seed} {arm}: day-3 GAUC at steps "

@@ -23,23 +23,21 @@ def _sigmoid(x):
 
 
 def isotonic(x, y, w):
-    """Weighted isotonic regression of ``y`` on ``x`` (pool adjacent violators).
+    """Weighted isotonic regression of ``y`` on ``x``: the library's pool adjacent violators
+    (``rocket_ctr.calibration.isotonic.pool_adjacent_violators``) over the rows in increasing ``x``.
 
     Returns:
         ``(right edges, weighted mean x, value)`` of the blocks, in increasing ``x``.
     """
+    from rocket_ctr.calibration.isotonic import pool_adjacent_violators
+
     order = np.argsort(x, kind="stable")
     x, y, w = x[order], y[order], w[order]
-    values, weights, ends, sums = [], [], [], []
-    for xi, yi, wi in zip(x, y, w):
-        values.append(yi), weights.append(wi), ends.append(xi), sums.append(wi * xi)
-        while len(values) > 1 and values[-2] >= values[-1]:
-            total = weights[-2] + weights[-1]
-            values[-2] = (values[-2] * weights[-2] + values[-1] * weights[-1]) / total
-            weights[-2], ends[-2], sums[-2] = total, ends[-1], sums[-2] + sums[-1]
-            for stack in (values, weights, ends, sums):
-                stack.pop()
-    return np.array(ends), np.array(sums) / np.array(weights), np.array(values)
+    blocks = pool_adjacent_violators(y, w)
+    first = np.array([block[0] for block in blocks])
+    last = np.array([block[1] for block in blocks])
+    centres = np.add.reduceat(w * x, first) / np.add.reduceat(w, first)
+    return x[last], centres, np.array([block[2] for block in blocks])
 
 
 def step(blocks, x):

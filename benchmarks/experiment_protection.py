@@ -6,7 +6,8 @@ Regimes (generated logs, 600 k rows, the last 20 % of time is the test split, 2 
   plain: the default generator (additive signals and a recency-weighted interest match).
   cross: plus a high-order (item, occupation, gender) interaction (``--cross-strength 1.5``)
          meant to reward the wider, deeper booster.
-Variants (every one holds out the same 5 % of training users for validation):
+Variants (recipes of ``benchmarks/recipes.py``, family ``protection``; every one holds out the same
+5 % of training users for validation):
   base:          the light tower alone (early stopping on validation GAUC, patience 1).
   booster:       the booster alone (shows which tower is stronger in the regime).
   rocket paper:  eq. (1) as in the paper: λ = 1 logit MSE from the first step, into the bottom.
@@ -14,9 +15,11 @@ Variants (every one holds out the same 5 % of training users for validation):
   rocket new defaults --no-share: the same with separate embeddings/attention per tower.
   (follow-ups, by name: launch on GAUC; ``base (patience 2)`` = ``--mode base`` defaults;
   ``rocket multi-task`` = a dot-attention booster whose cross-entropy trains the shared
-  embeddings from the first step, λ = 0: the recipe screened on the real logs, issue 14.)
+  embeddings from the first step, λ = 0: the recipe screened on the real logs.)
 Prints a Markdown table of test GAUC (mean ± std over seeds). Results are appended to
-``WORK/results.jsonl`` as each run finishes; a re-run skips finished runs.
+``WORK/results.jsonl`` as each run finishes, each line with the resolved config it trained; a
+re-run skips the runs whose config, regime and seed are there, and the table counts for a variant
+the lines that trained what it resolves to today (lines without a stored config are left out).
 """
 from __future__ import annotations
 
@@ -26,41 +29,25 @@ import statistics
 import time
 from pathlib import Path
 
-from experiment_results import append, load, mean_std
+from experiment_results import append, finished, lines_of, load, mean_std, provenance, unjoined_note
+from recipes import PROTECTION, recipe_key, resolve, rocket_config
 
 ROWS = 600_000
 REGIMES = {
     "plain": dict(n_rows=ROWS, test_fraction=0.2),
     "cross": dict(n_rows=ROWS, test_fraction=0.2, cross_strength=1.5),
 }
-COMMON = dict(epochs=2, validation_fraction=0.05)
-VARIANTS = {
-    "base": dict(mode="base", early_stopping_patience=1),
-    "booster": dict(mode="booster", early_stopping_patience=1),
-    "rocket paper": dict(mode="rocket", hint_warmup=False, hint_trains_bottom=True, early_stopping_patience=0),
-    "rocket new defaults": dict(mode="rocket"),
-    # follow-up: separate bottoms, so an unlaunched booster still learns its own embeddings
-    "rocket new defaults --no-share": dict(mode="rocket", share=False),
-    # follow-up: launch when the booster's validation GAUC leads (its log loss rarely does: BN
-    # boosters rank better before they are calibrated)
-    "rocket new defaults, launch on GAUC": dict(mode="rocket", hint_launch_metric="gauc"),
-    "rocket --no-share, launch on GAUC": dict(mode="rocket", share=False, hint_launch_metric="gauc"),
-    # issue 14's recipe screen on the real logs: today's defaults otherwise (patience 2)
-    "base (patience 2)": dict(mode="base"),
-    "rocket multi-task": dict(mode="rocket", booster_interest="dot", booster_bottom="from-start", hint_weight=0.0),
-    "rocket multi-task, DIN booster": dict(mode="rocket", booster_bottom="from-start", hint_weight=0.0),
-}
+FAMILY = "protection"  # the recipes of recipes.py this script runs
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--regimes", nargs="+", default=list(REGIMES), choices=list(REGIMES))
-    parser.add_argument("--variants", nargs="+", default=list(VARIANTS)[:4], choices=list(VARIANTS))
+    parser.add_argument("--variants", nargs="+", default=list(PROTECTION)[:4], choices=list(PROTECTION))
     parser.add_argument("--work-dir", default="/tmp/rocket_protection")
     args = parser.parse_args()
 
-    from rocket_ctr.config.schema import RocketConfig
     from rocket_ctr.datagen.synthetic import generate
     from rocket_ctr.train.trainer import Trainer
 
@@ -73,15 +60,15 @@ def main() -> None:
             generate(data, seed=1234, with_oracle=True, **REGIMES[regime])
         for seed in args.seeds:
             for name in args.variants:
-                key = f"{regime}|{name}|{seed}"
-                if key in done:
+                if finished(done.values(), FAMILY, name, {"regime": regime}, seed=seed):
                     continue
+                key = f"{regime}|{name}|{seed}|{recipe_key(resolve(FAMILY, name, seed=seed))}"
                 run_dir = work / "runs" / f"{regime}_{name.replace(' ', '_')}_{seed}"
                 shutil.rmtree(run_dir, ignore_errors=True)
-                config = RocketConfig(**{**COMMON, **VARIANTS[name], "seed": seed})
+                config = rocket_config(FAMILY, name, seed=seed)
                 started = time.time()
                 metrics = Trainer(run_dir, data / "train", data / "test", config, verbose=0).fit()
-                record = {"key": key, "regime": regime, "variant": name, "seed": seed,
+                record = {"key": key, "regime": regime, "variant": name, **provenance(FAMILY, name, data, seed=seed),
                           "seconds": round(time.time() - started, 1),
                           "booster_beat_light_on_validation": metrics.get("booster_beat_light_on_validation"),
                           "hint_scale": [r.get("hint_scale") for r in metrics["history"]],
@@ -93,7 +80,8 @@ def main() -> None:
 
 
 def table(records, work: Path) -> str:
-    """Markdown table: per regime, light (and booster) test GAUC mean ± std over seeds."""
+    """Markdown table: per regime, light (and booster) test GAUC mean ± std over seeds of the lines
+    that trained what each variant resolves to today."""
     import pyarrow.parquet as pq
 
     from rocket_ctr.metrics.ranking import gauc
@@ -108,9 +96,9 @@ def table(records, work: Path) -> str:
         in_regime = [r for r in records if r["regime"] == regime]
         if not in_regime:
             continue
-        base = [r["light"]["gauc"] for r in in_regime if r["variant"] == "base"]
-        for name in VARIANTS:
-            rows = [r for r in in_regime if r["variant"] == name]
+        base = [r["light"]["gauc"] for r in lines_of(in_regime, FAMILY, "base")]
+        for name in PROTECTION:
+            rows = lines_of(in_regime, FAMILY, name)
             if not rows:
                 continue
             light = [r["light"]["gauc"] for r in rows if "light" in r]
@@ -121,7 +109,8 @@ def table(records, work: Path) -> str:
         test = pq.read_table(work / f"log_{regime}" / "test", columns=["user_id", "label", "click_prob"])
         oracle = gauc(test["user_id"].to_numpy(), test["label"].to_numpy(), test["click_prob"].to_numpy())
         lines.append(f"| {regime} | oracle (true click probability) | – | {oracle:.4f} | | |")
-    return "\n".join(lines)
+    note = unjoined_note(records)
+    return "\n".join(lines) + (f"\n\n{note}" if note else "")
 
 
 if __name__ == "__main__":

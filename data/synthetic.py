@@ -630,7 +630,7 @@ def feature_spec(cfg: GeneratorConfig, prices: np.ndarray | None = None) -> Feat
                                        "default": float(np.median(prices))}],
                  "multi_hot_features": [{"name": "tags", "buckets": 4 * N_TAGS, "max_len": MAX_TAGS}]}
     if cfg.brand_strength:
-        from rocket_ctr.features.spec import IdFeature
+        from rocket_ctr.features.id_feature import IdFeature
         from rocket_ctr.features.types import SequenceGroup
 
         sequence = FeatureSpec().sequence_features

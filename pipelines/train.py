@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import argparse
 
-from rocket_ctr.config.schema import RocketConfig, fields_with_metadata, flag_table
+from rocket_ctr.config.fields import fields_with_metadata, flag_table
+from rocket_ctr.config.schema import RocketConfig
 
 # the train command's own arguments by the names the library gives them in messages
 ARGUMENT_FLAGS = {"run_dir": "--run-dir", "train": "--train", "eval": "--eval", "strategy": "--strategy",
@@ -12,7 +13,7 @@ ARGUMENT_FLAGS = {"run_dir": "--run-dir", "train": "--train", "eval": "--eval", 
 
 def field_flags() -> dict[str, str]:
     """How this command names config fields and Trainer arguments in messages: their flags."""
-    return {**flag_table(), **ARGUMENT_FLAGS}
+    return {**flag_table(RocketConfig), **ARGUMENT_FLAGS}
 
 
 def add_config_arguments(parser: argparse.ArgumentParser) -> None:
@@ -21,7 +22,7 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
     field's default applies)."""
     parser.add_argument("--config", help="YAML or JSON file of config fields (nested or flat names); flags override it")
     group = parser.add_argument_group("config fields (see rocket_ctr.config.schema)")
-    for path, flag, field, default in fields_with_metadata():
+    for path, flag, field, default in fields_with_metadata(RocketConfig):
         meta, dest = field.metadata, path.replace(".", "__")
         text = f"{meta['help']} ({path}, default: {list(default) if isinstance(default, tuple) else default})"
         if field.type == "bool":
@@ -35,7 +36,7 @@ def config_from_args(args, base: RocketConfig | None = None) -> RocketConfig:
     """The config file (if any) with the flags given on the command line applied over it, all over
     ``base`` (default: the defaults; a warm start: the source run's config)."""
     base = RocketConfig.from_file(args.config, base) if args.config else (base or RocketConfig())
-    return base.replace({path: getattr(args, path.replace(".", "__")) for path in flag_table()})
+    return base.replace({path: getattr(args, path.replace(".", "__")) for path in flag_table(RocketConfig)})
 
 
 def add_parser(subparsers) -> None:
@@ -49,8 +50,8 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.add_argument("--strategy", choices=("default", "multi-worker", "parameter-server"), default="default",
                         help="default: this process; multi-worker: data-parallel over the TF_CONFIG cluster "
-                             "(--batch-size per worker); parameter-server: refused with the reason, see the README "
-                             "(default: %(default)s)")
+                             "(--batch-size per worker); parameter-server: refused with the reason, see "
+                             "docs/distributed.md (default: %(default)s)")
     parser.add_argument("--warm-start", metavar="RUN_DIR",
                         help="start a new --run-dir from this run's weights (its config and feature spec are the "
                              "defaults; training settings and vocabularies may change, shapes and the feature set "

@@ -10,14 +10,14 @@ import importlib
 __version__ = "0.1.0"
 
 _API = {
-    "FeatureSpec": "features.spec", "IdFeature": "features.spec", "IdMapper": "features.id_mapping",
+    "FeatureSpec": "features.spec", "IdFeature": "features.id_feature", "IdMapper": "features.id_mapping",
     "NumericFeature": "features.types", "MultiHotFeature": "features.types",
     "SequenceGroup": "features.types", "SideFeature": "features.types",
     "make_dataset": "io.reader", "ClickLogReader": "io.reader",
     "RocketConfig": "config.schema", "RocketModel": "model.rocket", "LazyAdam": "train.optimizers",
     "Trainer": "train.trainer", "evaluate": "train.evaluation", "restore_model": "train.run_dir",
     "auc": "metrics.ranking", "gauc": "metrics.ranking", "logloss": "metrics.ranking",
-    "StreamingEvaluator": "metrics.ranking",
+    "StreamingEvaluator": "metrics.streaming",
     "pcoc": "calibration.measures", "ece": "calibration.measures", "relaimpr": "calibration.measures",
     "corrected_probability": "calibration.measures",
     "InputError": "errors",

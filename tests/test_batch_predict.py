@@ -88,7 +88,7 @@ def test_bucketed_batches_score_every_row_as_the_padded_model_does(setup, tmp_pa
 
     from rocket_ctr.export.verify import reference_probabilities
     from rocket_ctr.io.batches import Chunk
-    from rocket_ctr.model.layers.core import use_padded_attention
+    from rocket_ctr.model.layers.attention import use_padded_attention
     from rocket_ctr.scoring.scorer import row_features
 
     _, log, base, model, spec = setup

@@ -5,7 +5,7 @@ import pytest
 import tensorflow as tf
 
 from rocket_ctr.errors import InputError
-from rocket_ctr.features.spec import IdFeature
+from rocket_ctr.features.id_feature import IdFeature
 from rocket_ctr.model.layers.booster import ColumnEmbeddings, CrossNetwork, append_columns
 
 

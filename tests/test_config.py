@@ -44,12 +44,12 @@ def test_cli_reports_a_bad_config_file_in_one_line(tmp_path, capsys):
 def test_every_field_has_a_generated_flag_that_reaches_it():
     import argparse
 
-    from rocket_ctr.config.schema import fields_with_metadata
+    from rocket_ctr.config.fields import fields_with_metadata
     from rocket_ctr.pipelines.train import add_config_arguments, config_from_args
 
     parser = argparse.ArgumentParser()
     add_config_arguments(parser)
-    for path, flag, field, default in fields_with_metadata():
+    for path, flag, field, default in fields_with_metadata(RocketConfig):
         if field.type == "bool":
             argv, expected = [f"--no-{flag[2:]}" if default else flag], not default
         elif field.metadata.get("choices"):
@@ -82,14 +82,14 @@ def test_nested_and_flat_files_load_the_same_config(tmp_path):
 
 
 def test_errors_name_fields_for_python_and_flags_for_the_cli(tmp_path, capsys):
-    from rocket_ctr.config.schema import flag_table
+    from rocket_ctr.config.fields import flag_table
     from rocket_ctr.errors import FieldError
 
     with pytest.raises(FieldError) as caught:
         RocketConfig(booster_dropout=2.0, hint_weight=-1)
     assert "model.booster.dropout must be < 1.0" in str(caught.value)
     assert "hint.weight must be >= 0.0" in str(caught.value)
-    assert "--booster-dropout must be < 1.0" in caught.value.render(flag_table())
+    assert "--booster-dropout must be < 1.0" in caught.value.render(flag_table(RocketConfig))
     assert main(["train", "--train", str(tmp_path), "--run-dir", str(tmp_path / "run"),
                  "--hint-weight", "-1"]) == 2
     err = capsys.readouterr().err

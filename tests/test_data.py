@@ -11,7 +11,8 @@ import pytest
 
 from conftest import REFERENCE_SCHEMA, log_columns, write_log
 from rocket_ctr.errors import InputError
-from rocket_ctr.features.spec import HIST_LEN, FeatureSpec, IdFeature
+from rocket_ctr.features.id_feature import IdFeature
+from rocket_ctr.features.spec import HIST_LEN, FeatureSpec
 from rocket_ctr.io import reader as data
 from rocket_ctr.io.reader import make_dataset, surfacing_input_errors
 from rocket_ctr.pipelines import cli

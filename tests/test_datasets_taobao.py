@@ -6,7 +6,7 @@ import math
 import pyarrow.parquet as pq
 import pytest
 
-from rocket_ctr.datasets import taobao
+from rocket_ctr.datasets import taobao, taobao_buckets
 from rocket_ctr.datasets.taobao import convert
 from rocket_ctr.errors import InputError
 from rocket_ctr.features.spec import FeatureSpec
@@ -53,7 +53,7 @@ def by_key(rows):
 
 @pytest.mark.parametrize("bucket_bytes", [1 << 30, 50])  # one bucket, and many
 def test_rows_histories_profiles_and_time_split(tmp_path, monkeypatch, bucket_bytes):
-    monkeypatch.setattr(taobao, "BUCKET_BYTES", bucket_bytes)
+    monkeypatch.setattr(taobao_buckets, "BUCKET_BYTES", bucket_bytes)
     out = tmp_path / "out"
     summary = convert([write_raw(tmp_path / "raw")], out, max_history=2, seed=0)
     assert (summary["buckets"] > 1) == (bucket_bytes == 50)

@@ -252,7 +252,8 @@ def test_booster_only_columns_are_never_asked_of_the_light_export(click_log, tmp
 
     from conftest import log_columns
     from rocket_ctr.export.writer import read_export_info
-    from rocket_ctr.features.spec import FeatureSpec, IdFeature
+    from rocket_ctr.features.id_feature import IdFeature
+    from rocket_ctr.features.spec import FeatureSpec
 
     spec = FeatureSpec(item_features=(IdFeature("slot", buckets=5, booster_only=True),)).with_buckets(
         item_id=500, cate_id=20)

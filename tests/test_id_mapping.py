@@ -5,8 +5,9 @@ import numpy as np
 import tensorflow as tf
 
 from rocket_ctr.features.hashing import splitmix64
+from rocket_ctr.features.id_feature import IdFeature
 from rocket_ctr.features.id_mapping import IdMapper
-from rocket_ctr.features.spec import FeatureSpec, IdFeature
+from rocket_ctr.features.spec import FeatureSpec
 
 HUGE = 2**62
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from rocket_ctr.model.layers.core import DinAttention, use_padded_attention
+from rocket_ctr.model.layers.attention import DinAttention, use_padded_attention
 from rocket_ctr.model.layers.interest import DotAttention, MeanPooling, make_extractor, newest_steps
 
 D, L = 4, 6

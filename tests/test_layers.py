@@ -6,18 +6,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from rocket_ctr.features.spec import HIST_LEN, FeatureSpec, IdFeature
-from rocket_ctr.model.layers.core import (
-    MLP,
-    Dice,
-    DinAttention,
-    EmbeddingBank,
-    ValidSteps,
-    activation_layer,
-    padded_history,
-    segment_pool,
-    tower_input,
-)
+from rocket_ctr.features.id_feature import IdFeature
+from rocket_ctr.features.spec import HIST_LEN, FeatureSpec
+from rocket_ctr.model.layers.attention import DinAttention, ValidSteps, padded_history, segment_pool
+from rocket_ctr.model.layers.bank import EmbeddingBank
+from rocket_ctr.model.layers.mlp import MLP, Dice, activation_layer
+from rocket_ctr.model.layers.tower_input import tower_input
 
 D, L = 4, 5
 
@@ -284,7 +278,7 @@ def test_training_lookup_of_valid_steps_only_equals_the_padded_lookup(light_inte
     (XLA's form) gives the same outputs and the same gradients for every variable."""
     from rocket_ctr.config.schema import RocketConfig
     from rocket_ctr.features.signatures import example_rows
-    from rocket_ctr.model.layers.core import use_padded_attention
+    from rocket_ctr.model.layers.attention import use_padded_attention
     from rocket_ctr.model.rocket import RocketModel
 
     spec = FeatureSpec()

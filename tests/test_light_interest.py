@@ -7,8 +7,9 @@ import tensorflow as tf
 from conftest import model_rows
 from rocket_ctr.config.schema import RocketConfig
 from rocket_ctr.errors import FieldError
-from rocket_ctr.features.spec import FeatureSpec, IdFeature
-from rocket_ctr.model.layers.core import DinAttention
+from rocket_ctr.features.id_feature import IdFeature
+from rocket_ctr.features.spec import FeatureSpec
+from rocket_ctr.model.layers.attention import DinAttention
 from rocket_ctr.model.layers.interest import DotAttention, MeanPooling
 from rocket_ctr.model.rocket import RocketModel
 

@@ -7,7 +7,8 @@ import time
 import numpy as np
 import pytest
 
-from rocket_ctr.metrics.ranking import StreamingEvaluator, auc, gauc, gauc_and_users, logloss
+from rocket_ctr.metrics.ranking import auc, gauc, gauc_and_users, logloss
+from rocket_ctr.metrics.streaming import StreamingEvaluator
 
 # ----------------------------------------------------------------------------- references
 

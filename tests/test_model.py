@@ -6,7 +6,8 @@ import tensorflow as tf
 
 from conftest import model_rows
 from rocket_ctr.config.schema import RocketConfig
-from rocket_ctr.features.spec import FeatureSpec, IdFeature
+from rocket_ctr.features.id_feature import IdFeature
+from rocket_ctr.features.spec import FeatureSpec
 from rocket_ctr.model.rocket import RocketModel
 from rocket_ctr.train.optimizers import LazyAdam
 

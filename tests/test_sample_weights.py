@@ -10,7 +10,8 @@ from rocket_ctr.config.schema import RocketConfig
 from rocket_ctr.features.signatures import example_rows
 from rocket_ctr.features.spec import WEIGHT, FeatureSpec
 from rocket_ctr.io.reader import ClickLogReader
-from rocket_ctr.metrics.ranking import StreamingEvaluator, auc, gauc, logloss
+from rocket_ctr.metrics.ranking import auc, gauc, logloss
+from rocket_ctr.metrics.streaming import StreamingEvaluator
 from rocket_ctr.model.rocket import RocketModel
 from tests.conftest import log_columns, refused_in_one_line
 

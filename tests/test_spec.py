@@ -6,7 +6,8 @@ import json
 import pytest
 
 from rocket_ctr.errors import InputError
-from rocket_ctr.features.spec import FeatureSpec, IdFeature
+from rocket_ctr.features.id_feature import IdFeature
+from rocket_ctr.features.spec import FeatureSpec
 
 
 def test_defaults_are_the_reference_schema():

@@ -10,7 +10,8 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from rocket_ctr.config.schema import RocketConfig, flag_table
+from rocket_ctr.config.fields import flag_table
+from rocket_ctr.config.schema import RocketConfig
 from rocket_ctr.datagen.synthetic import generate
 from rocket_ctr.errors import InputError
 from rocket_ctr.metrics.ranking import auc
@@ -194,7 +195,7 @@ def test_hint_warmup_keeps_the_hint_off_until_the_booster_leads_on_validation(lo
     config = RocketConfig(**{**FAST, "epochs": 1, "validation_fraction": 0.2, "hint_warmup": True,
                              "booster_bottom": "after-launch"})
     # printed notes name config fields as the front end calls them: here the CLI's flags
-    trainer = Trainer(tmp_path, log / "train", None, config, verbose=0, field_names=flag_table())
+    trainer = Trainer(tmp_path, log / "train", None, config, verbose=0, field_names=flag_table(RocketConfig))
     metrics = trainer.fit()
     first = metrics["history"][0]
     assert first["hint_scale"] == 0.0 and first["train"]["hint"] == 0.0  # nothing known before epoch 1 ends
@@ -232,7 +233,8 @@ def test_hint_warmup_keeps_the_hint_off_until_the_booster_leads_on_validation(lo
 
 
 def test_base_mode_ignores_booster_only_columns_and_says_so(click_log, tmp_path, capsys):
-    from rocket_ctr.features.spec import FeatureSpec, IdFeature
+    from rocket_ctr.features.id_feature import IdFeature
+    from rocket_ctr.features.spec import FeatureSpec
     from rocket_ctr.train.run_dir import restore_model
 
     spec = FeatureSpec(item_features=(IdFeature("slot", buckets=5, booster_only=True),)).with_buckets(

@@ -36,12 +36,17 @@ def _bins(u: np.ndarray, w: np.ndarray, k: int) -> np.ndarray:
 
 
 def pool_adjacent_violators(values: np.ndarray, weights: np.ndarray) -> list:
-    """Weighted isotonic regression of a sequence (strictly increasing result).
+    """Weighted isotonic regression of a sequence by pool adjacent violators (strictly increasing result).
+
+    Neighbours whose values do not increase are pooled into one block valued at their weighted mean,
+    until the blocks' values strictly increase.
 
     Args:
-        values: the sequence (bins' click rates); weights: their weights (> 0).
+        values: the sequence, in the order the fit must increase along (e.g. bins' click rates, or
+            rows' labels sorted by score); weights: their weights (> 0).
     Returns:
-        ``[(first index, last index, value)]`` of the pooled blocks, values strictly increasing.
+        ``[(first index, last index, value)]`` of the pooled blocks, in order, covering every index;
+        values strictly increasing.
     """
     blocks = []  # [first, last, value, weight]
     for i, (v, wt) in enumerate(zip(values, weights)):

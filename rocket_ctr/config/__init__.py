@@ -4,7 +4,7 @@ Holds: ``schema`` (the dataclasses and choices), ``fields`` (flags, coercion, va
 names), ``compat`` (defaults for run dirs written before a field existed).
 May import: ``rocket_ctr.errors`` only.
 """
-from rocket_ctr.config.schema import (  # noqa: F401 (the room's public names)
+from rocket_ctr.config.schema import (  # noqa: F401 - the room's public names
     AttentionConfig,
     HintConfig,
     ModelConfig,

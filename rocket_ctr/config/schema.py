@@ -2,23 +2,24 @@
 
 Each part goes only where it is used: the model receives ``ModelConfig`` and ``HintConfig`` (eq. 1
 lives in the model), the trainer the whole ``RocketConfig``. Every leaf field has one CLI flag,
-generated from the fields (:func:`flag_table`); choices and minimums are declared once, in the
-field's metadata, and both validation and the CLI read them. Config files are YAML/JSON, nested
-(``{"hint": {"weight": 0.1}}``) or flat with the flags' names (``hint_weight: 0.1``, the format of
-earlier versions' config.json). Errors name config fields (``hint.weight``); the CLI shows flags.
+generated from the fields (``rocket_ctr.config.fields.flag_table(RocketConfig)``); choices and
+minimums are declared once, in the field's metadata, and both validation and the CLI read them.
+Config files are YAML/JSON, nested (``{"hint": {"weight": 0.1}}``) or flat with the flags' names
+(``hint_weight: 0.1``). Errors name config fields (``hint.weight``); the CLI shows flags.
 """
 from __future__ import annotations
 
 import copy
 import dataclasses
 import json
-import math
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from rocket_ctr.errors import FieldError, InputError
+from rocket_ctr.config.compat import with_fields_it_predates
+from rocket_ctr.config.fields import from_paths, leaves, option, overridden, plain, section, set_flat, validate
+from rocket_ctr.errors import InputError
 
 MODES = ("rocket", "base", "booster", "two-stage")
 OPTIMIZERS = ("lazy_adam", "adam")
@@ -29,23 +30,6 @@ DEFAULT_FRACTION, LAST_EVENT_FRACTION = 0.05, 0.15
 FOLD_IN_CHOICES = ("auto", "yes", "no")  # see rocket_ctr.train.callbacks.fold_in
 LIGHT_INTERESTS = ("shared", "din", "dot", "mean")  # see rocket_ctr.model.layers.interest
 BOOSTER_INTERESTS = ("din", "dot", "din+dot")
-_TYPE_WORDS = {"int": "an integer", "float": "a number", "bool": "true or false", "str": "a string",
-               "tuple": "comma-separated integer widths", "int | None": "an integer or null",
-               "float | None": "a number or auto"}
-
-
-def option(default, *, help: str = "", choices: tuple | None = None, minimum=None, above=None, below=None,
-           maximum=None, flag: str | None = None):
-    """A config field with what the CLI and validation need: ``help``, allowed ``choices``, bounds
-    (``minimum``/``maximum`` inclusive, ``above``/``below`` exclusive) and a ``flag`` other than the
-    generated one."""
-    return dataclasses.field(default=default, metadata=dict(help=help, choices=choices, minimum=minimum,
-                                                            above=above, below=below, maximum=maximum, flag=flag))
-
-
-def section(cls):
-    """A nested config field (a dataclass instance made fresh for every config)."""
-    return dataclasses.field(default_factory=cls, metadata={"section": True})
 
 
 @dataclasses.dataclass
@@ -95,8 +79,8 @@ class ModelConfig:
                                         "concatenated (--light-interest shared reads it too)")
     light_interest: str = option("dot", choices=LIGHT_INTERESTS,
                                  help="the light tower's interest extractor: dot: scaled dot-product target "
-                                      "attention (--light-projection; on the real logs as accurate as DIN attention "
-                                      "at a fraction of its cost); shared: the booster's DIN attention (the paper's "
+                                      "attention (--light-projection; about as accurate as DIN attention at a "
+                                      "fraction of its cost); shared: the booster's DIN attention (the paper's "
                                       "sharing); din: its own DIN of --light-attention widths; mean: masked mean")
     light_attention: tuple = option((32, 16), help="attention MLP widths of --light-interest din (activation and "
                                                      "softmax: the --attention-* ones)", minimum=1)
@@ -109,10 +93,10 @@ class ModelConfig:
                                          help="the booster reads only the newest N steps of each history (unset: all; "
                                               "at most the FeatureSpec's max_history)")
     booster_cross: int = option(0, minimum=0,
-                                help="DCN-v2 cross layers x' = x0 * (W x + b) + x (full-rank W) on the booster's "
-                                     "input before its MLP (stacked; 0 = none; never in the light tower)")
+                                help="DCN-v2 cross layers x' = x0 * (W x + b) + x (full-rank W) between the "
+                                     "booster's input and its MLP (stacked; 0 = none; never in the light tower)")
     light: TowerConfig = section(TowerConfig)
-    booster: TowerConfig = dataclasses.field(default_factory=_booster_tower, metadata={"section": True})
+    booster: TowerConfig = section(_booster_tower)
     share: bool = option(True, help="both towers read the same embedding tables (and, with --light-interest "
                                      "shared, the same attention); off: each tower has its own")
     detach_light: bool = option(False, help="the light tower does not train the shared bottom (EasyRec's variant)")
@@ -130,8 +114,9 @@ class HintConfig:
     loss: str = option("mimic", choices=("mimic", "mse", "kd"), flag="--hint",
                        help="mimic: logit MSE (the paper); mse: probability MSE; kd: distillation with T")
     weight: float = option(0.0, minimum=0.0,
-                           help="λ of eq. (1); 0 (default): no hint — on the real logs every λ tried (0.1, 1) "
-                                "gave the light tower less than the booster's cross-entropy alone; the paper: 1")
+                           help="λ of eq. (1), how strongly the light tower follows the booster's logit; 0 "
+                                "(default): no hint, the booster helps the light tower only through the shared "
+                                "embeddings (--booster-bottom); the paper: 1")
     temperature: float = option(1.0, help="T of the kd hint", flag="--temperature", above=0.0)
     gate: bool = option(False, help="apply the hint only where the booster's cross-entropy is lower than the "
                                     "light tower's")
@@ -142,10 +127,10 @@ class HintConfig:
                                  help="when the booster's cross-entropy starts training what the towers share "
                                       "(the embeddings): from-start (default): from the first step, a second task "
                                       "for them, while λ still waits for the launch; after-launch: with the hint, "
-                                      "when the warm-up launches it (the default before issue 14)")
+                                      "when the warm-up launches it")
     launch_metric: str = option("logloss", choices=("logloss", "gauc"),
                                 help="what the booster must beat the light tower on, on the validation rows, "
-                                     "before the warm-up launches it")
+                                     "for the warm-up to launch it")
     gradient_block: bool = option(True, flag="--gradient-block",
                                   help="the hint never updates the booster (stop_gradient on its logit)")
     trains_bottom: bool = option(False, help="the hint's gradient also trains the shared bottom (the paper); "
@@ -170,8 +155,8 @@ class TrainingConfig:
     jit_compile: bool = option(False, help="XLA-compile the training step (it then pads histories to "
                                                   "the FeatureSpec's history_buckets)")
     length_buckets: bool = option(False, help="batch rows of similar history length together (the FeatureSpec's "
-                                              "history_buckets); off: batches mix lengths, which measured "
-                                              "better on real logs, and the attention skips padding either way")
+                                              "history_buckets); off: batches mix lengths, which tends to train "
+                                              "better (the attention skips padding either way)")
     checkpoint_every: int = option(500, help="steps between checkpoints", minimum=1)
     negative_rate: float = option(1.0, above=0.0, maximum=1.0,
                                   help="train on every click and this share of the negatives (chosen by a hash "
@@ -190,10 +175,10 @@ class TrainingConfig:
     early_stopping_min_delta: float = option(0.002, minimum=0.0,
                                              help="a later epoch whose light validation GAUC is within this of the "
                                                   "best counts as the best (it has seen more data): one noisy "
-                                                  "validation epoch does not pick an earlier model")
+                                                  "validation epoch does not pick an earlier epoch's weights")
     early_stopping_patience: int = option(2, minimum=0,
-                                          help="epochs without a better light validation GAUC before stopping; "
-                                               "restores the best weights (0 = off)")
+                                          help="stop after this many epochs without a better light validation GAUC "
+                                               "and restore the best weights (0 = off)")
     calibrate_intercept: bool = option(True, help="after training, fit one scalar per tower added to its logit "
                                                   "on the validation rows (weighted log loss; AUC and GAUC "
                                                   "unchanged): the model, evaluate and the export apply it")
@@ -209,8 +194,8 @@ class TrainingConfig:
                                      help="after training (and the intercept refit): one more pass over the "
                                           "validation rows, so the served model also learns from the held-out "
                                           "events; auto: only for a last-event split (each user's newest event, "
-                                          "which lifted test GAUC on every real log; on a time split it did not, "
-                                          "and it moved the calibration)")
+                                          "where the pass helps ranking; after a time split it does not, and it "
+                                          "shifts the calibration)")
 
     @property
     def holds_out(self) -> bool:
@@ -248,30 +233,8 @@ class RocketConfig:
         self.model = copy.deepcopy(model) if model is not None else ModelConfig()
         self.hint = copy.deepcopy(hint) if hint is not None else HintConfig()
         self.training = copy.deepcopy(training) if training is not None else TrainingConfig()
-        by_name = flat_names() if flat else {}
-        unknown = sorted(set(flat) - set(by_name))
-        if unknown:
-            raise FieldError(f"unknown config keys {unknown} (known: {sorted(by_name)})")
-        for name, value in flat.items():
-            *parents, leaf = by_name[name].split(".")
-            holder = self
-            for part in parents:
-                holder = getattr(holder, part)
-            setattr(holder, leaf, value)
-        self._validate()
-
-    def _validate(self):
-        problems = []
-        for path, holder, field in _leaves(self):
-            value = getattr(holder, field.name)
-            try:
-                setattr(holder, field.name, _coerce(field.type, value))
-            except (TypeError, ValueError):
-                problems.append(f"{{{path}}} must be {_TYPE_WORDS.get(field.type, field.type)}, got {value!r}")
-        if not problems:
-            problems = [p for path, holder, field in _leaves(self) if (p := _check(path, holder, field))]
-        if problems:
-            raise FieldError("invalid config: " + "; ".join(problems))
+        set_flat(self, flat)
+        validate(self)
 
     # ----- what the parts imply -----------------------------------------------------------------
     @property
@@ -287,15 +250,11 @@ class RocketConfig:
     # ----- conversions ------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         """Nested plain dict (tuples as lists), as written to config.json."""
-        def plain(value):
-            if dataclasses.is_dataclass(value):
-                return {f.name: plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
-            return list(value) if isinstance(value, tuple) else value
         return plain(self)
 
     def flat(self) -> dict[str, Any]:
         """``{dotted.path: value}`` of every leaf field."""
-        return {path: getattr(holder, field.name) for path, holder, field in _leaves(self)}
+        return {path: getattr(holder, field.name) for path, holder, field in leaves(self)}
 
     def replace(self, overrides: dict | None = None, **flat_overrides) -> "RocketConfig":
         """A copy with overrides applied; ``None`` values are ignored (unset CLI flags).
@@ -307,41 +266,22 @@ class RocketConfig:
         Raises:
             FieldError: unknown keys or invalid values.
         """
-        values = self.flat()
-        by_name = flat_names()
-        unknown = []
-        for key, value in [*_dotted(overrides or {}).items(), *_dotted(flat_overrides).items()]:
-            path = key if key in values else by_name.get(key)
-            if path is None:
-                unknown.append(key)
-            elif value is not None:
-                values[path] = value
-        if unknown:
-            raise FieldError(f"unknown config keys {sorted(unknown)} (known: {sorted(values)})")
-        return RocketConfig.from_flat(values)
+        return RocketConfig.from_flat(overridden(self, overrides or {}, flat_overrides))
 
     @classmethod
     def from_flat(cls, values: dict[str, Any]) -> "RocketConfig":
         """Builds a config from ``{dotted.path: value}`` (missing paths keep their defaults)."""
-        nested: dict = {}
-        for path, value in values.items():
-            *parents, name = path.split(".")
-            node = nested
-            for part in parents:
-                node = node.setdefault(part, {})
-            node[name] = value
-        return cls(**{k: _build(f.type, nested.get(k, {})) for k, f in _fields(cls).items()})
+        return from_paths(cls, values)
 
     @classmethod
     def from_saved(cls, values: dict) -> "RocketConfig":
-        """The config of a run dir's config.json (nested, or an earlier version's flat names).
+        """The config of a run dir's config.json (nested or flat names).
 
-        A field added after the file was written takes the value that reproduces what that run
-        built (:data:`BEFORE_FIELD_EXISTED`), not today's default: an old run dir still restores.
+        A field the file does not name takes the value in
+        :data:`rocket_ctr.config.compat.BEFORE_FIELD_EXISTED` where it has one (what a run written
+        before the field existed built, so that its run dir still restores), else its default.
         """
-        given = set(_dotted(values)) | {flat_names().get(k, k) for k in _dotted(values)}
-        implied = {path: value for path, value in BEFORE_FIELD_EXISTED.items() if path not in given}
-        return cls().replace({**implied, **values})
+        return cls().replace(with_fields_it_predates(values, cls))
 
     @classmethod
     def from_file(cls, path: str | Path, base: "RocketConfig | None" = None) -> "RocketConfig":
@@ -356,138 +296,3 @@ class RocketConfig:
             raise InputError(f"{path}: config must be a mapping of field: value")
         return (base or cls()).replace(data)
 
-
-# What a run built before these fields existed (their defaults have changed since).
-BEFORE_FIELD_EXISTED = {"model.light_interest": "shared", "training.calibrate_intercept": False,
-                        "training.calibrate_slope": False, "training.calibration_knots": 0,
-                        "training.fold_in_validation": "no", "hint.booster_bottom": "after-launch"}
-
-
-# ----- the field table: paths, flags, flat names ------------------------------------------------
-def _fields(cls) -> dict:
-    return {f.name: f for f in dataclasses.fields(cls)}
-
-
-_SECTION_TYPES = {"AttentionConfig": AttentionConfig, "TowerConfig": TowerConfig, "ModelConfig": ModelConfig,
-                  "HintConfig": HintConfig, "TrainingConfig": TrainingConfig}
-# names of the nested sections (model, hint, training, attention, light, booster), from the dataclasses
-_SECTION_NAMES = {f.name for cls in (RocketConfig, *_SECTION_TYPES.values()) for f in dataclasses.fields(cls)
-                  if f.metadata.get("section")}
-
-
-def _build(type_name: str, values: dict):
-    cls = _SECTION_TYPES[type_name]
-    if not isinstance(values, dict):
-        raise FieldError(f"config section of type {type_name} must be a mapping, got {values!r}")
-    kwargs = {}
-    for name, value in values.items():
-        field = _fields(cls)[name]
-        kwargs[name] = _build(field.type, value) if field.metadata.get("section") else value
-    return cls(**kwargs)
-
-
-def _leaves(config, prefix: str = ""):
-    """(dotted path, the dataclass holding it, its Field) of every leaf field, in declaration order."""
-    for field in dataclasses.fields(config):
-        path = f"{prefix}{field.name}"
-        if field.metadata.get("section"):
-            yield from _leaves(getattr(config, field.name), path + ".")
-        else:
-            yield path, config, field
-
-
-def _dotted(mapping: dict, prefix: str = "") -> dict:
-    """Nested dicts -> ``{dotted.path: value}``; keys already dotted or flat stay as they are."""
-    out = {}
-    for key, value in mapping.items():
-        if isinstance(value, dict) and key in _SECTION_NAMES:
-            out.update(_dotted(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
-
-
-def flag_of(path: str, field: dataclasses.Field) -> str:
-    """The CLI flag of a field: its declared ``flag``, else its path without the ``model.`` and
-    ``training.`` sections, dashed (``hint.weight`` → ``--hint-weight``, ``model.light.units`` →
-    ``--light-units``, ``training.epochs`` → ``--epochs``)."""
-    if field.metadata.get("flag"):
-        return field.metadata["flag"]
-    parts = path.split(".")
-    if parts[0] in ("model", "training"):
-        parts = parts[1:]
-    return "--" + "-".join(parts).replace("_", "-")
-
-
-def flag_table() -> dict[str, str]:
-    """``{dotted.path: --flag}`` of every leaf field."""
-    return {path: flag_of(path, field) for path, _, field in _leaves(RocketConfig())}
-
-
-def flat_names() -> dict[str, str]:
-    """``{flat_name: dotted.path}``: the flag without dashes, as earlier versions' flat config keys."""
-    return {flag[2:].replace("-", "_"): path for path, flag in flag_table().items()}
-
-
-def fields_with_metadata():
-    """(dotted path, flag, Field, default) of every leaf field, for building CLI flags."""
-    for path, holder, field in _leaves(RocketConfig()):
-        yield path, flag_of(path, field), field, getattr(holder, field.name)
-
-
-# ----- values -------------------------------------------------------------------------------------
-def _check(path: str, holder, field) -> str | None:
-    """One problem with a coerced value (choices, bounds), as a message with the field placeholder."""
-    value, meta = getattr(holder, field.name), field.metadata
-    if value is None:
-        return None
-    if meta.get("choices") and value not in meta["choices"]:
-        *first, last = meta["choices"]
-        return f"{{{path}}} must be {', '.join(first)} or {last}, got {value!r}"
-    if isinstance(value, tuple) and not value:
-        return f"{{{path}}} must list at least one width"
-    values = value if isinstance(value, tuple) else (value,)
-    if any(isinstance(v, float) and not math.isfinite(v) for v in values):
-        return f"{{{path}}} must be a finite number, got {value}"
-    if meta.get("minimum") is not None and min(values) < meta["minimum"]:
-        return f"{{{path}}} must be >= {meta['minimum']}, got {value}"
-    if meta.get("above") is not None and min(values) <= meta["above"]:
-        return f"{{{path}}} must be > {meta['above']}, got {value}"
-    if meta.get("below") is not None and max(values) >= meta["below"]:
-        return f"{{{path}}} must be < {meta['below']}, got {value}"
-    if meta.get("maximum") is not None and max(values) > meta["maximum"]:
-        return f"{{{path}}} must be <= {meta['maximum']}, got {value}"
-    return None
-
-
-def _coerce(type_name: str, value):
-    """A config value from YAML/JSON/CLI as its field's type (raises TypeError/ValueError)."""
-    if value is None and type_name.endswith("| None"):
-        return None
-    if type_name == "tuple":
-        if isinstance(value, str):
-            value = [v for v in value.replace(" ", "").split(",") if v]
-        elif isinstance(value, (int, float)):
-            value = [value]
-        return tuple(_whole(v) for v in value)
-    if type_name.startswith("int"):
-        return _whole(value)
-    if type_name.startswith("float"):
-        if type_name.endswith("| None") and value == "auto":
-            return None
-        if isinstance(value, bool):
-            raise TypeError(value)
-        return float(value)
-    if type_name == "bool":
-        if not isinstance(value, bool):
-            raise TypeError(value)
-        return value
-    if type_name == "str" and not isinstance(value, str):
-        raise TypeError(value)
-    return value
-
-
-def _whole(value) -> int:
-    if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
-        raise TypeError(value)
-    return int(value)

@@ -22,7 +22,7 @@ from typing import Callable, Sequence
 import numpy as np
 import pyarrow as pa
 
-from rocket_ctr.datasets import common
+from rocket_ctr.datasets import common, output
 from rocket_ctr.errors import InputError
 from rocket_ctr.features.spec import FeatureSpec
 from rocket_ctr.io.parquet_schema import arrow_schema
@@ -211,19 +211,19 @@ def convert(paths: Sequence[str | Path], out: str | Path, *, max_history: int = 
     """
     say = progress or (lambda message: None)
     reviews_path, meta_path = identify_files(paths)
-    common.check_out_dir(Path(out))
+    output.check_out_dir(Path(out))
     say(f"reading reviews {reviews_path}")
     users, items, times, asins = read_reviews(reviews_path)
     say(f"{len(users):,} reviews of {len(asins):,} items; reading categories from {meta_path}")
     categories = read_categories(meta_path, asins)
-    with common.staged_output(Path(out)) as stage:
-        writers = {s: common.SplitWriter(stage / s) for s in ("train", "test")}
+    with output.staged_output(Path(out)) as stage:
+        writers = {s: output.SplitWriter(stage / s) for s in ("train", "test")}
         for split, table in build_tables(users, items, times, categories, max_history, seed):
             writers[split].write(table)
         splits = {s: w.close(SCHEMA) for s, w in writers.items()}
         item_ids = np.unique(items)
         cates = [categories.get(int(i), MISSING_CATEGORY) for i in item_ids]
-        common.write_spec(
+        output.write_spec(
             stage / "feature_spec.json",
             sequence_features=[common.id_feature("item_id", item_ids, history="hist_item_id"),
                                common.id_feature("cate_id", cates, history="hist_cate_id")],
@@ -237,5 +237,5 @@ def convert(paths: Sequence[str | Path], out: str | Path, *, max_history: int = 
             "label": "1 = reviewed item, 0 = sampled item the user never reviewed",
             "test": "each user's last positive and its negative",
         }
-        common.write_summary(stage / common.SUMMARY, summary)
+        output.write_summary(stage / output.SUMMARY, summary)
     return summary

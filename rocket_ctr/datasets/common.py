@@ -1,19 +1,13 @@
-"""Shared pieces of the click-log converters: stable ids, input checks, history lists, output.
+"""Shared input side of the click-log converters: stable ids, input files, CSV reading, grouping.
 
-Every converter writes ``DIR/train/part-*.parquet``, ``DIR/test/part-*.parquet``,
-``DIR/feature_spec.json`` and ``DIR/convert_summary.json`` into a hidden staging folder beside
-``DIR`` and renames it into place only when everything succeeded.
+What they write (parts, spec, summary, the staging folder) is :mod:`rocket_ctr.datasets.output`.
 """
 from __future__ import annotations
 
-import contextlib
 import gzip
 import hashlib
 import itertools
-import json
 import os
-import secrets
-import shutil
 import zlib
 from pathlib import Path
 from typing import Iterator, Sequence
@@ -21,15 +15,10 @@ from typing import Iterator, Sequence
 import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
-import pyarrow.parquet as pq
 
 from rocket_ctr.errors import InputError
-from rocket_ctr.features.spec import FeatureSpec
 
-ROWS_PER_PART = 1_000_000  # rows per Parquet part file (several files let workers shard by file)
-ROW_GROUP_ROWS = 131_072  # small row groups keep the streaming reader's memory low
 VOCAB_LIMIT = 1_000  # features with at most this many distinct values get an exact vocabulary
-SUMMARY = "convert_summary.json"
 
 
 # ----- ids ---------------------------------------------------------------------------------
@@ -237,6 +226,14 @@ def group_bounds(sorted_keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.repeat(first, sizes), np.repeat(first + sizes, sizes)
 
 
+def sorted_lookup(keys: np.ndarray, table_keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Row of each key in the sorted ``table_keys`` (0 where absent) and a found-mask."""
+    if not len(table_keys):
+        return np.zeros(len(keys), np.int64), np.zeros(len(keys), bool)
+    at = np.minimum(np.searchsorted(table_keys, keys), len(table_keys) - 1)
+    return at, table_keys[at] == keys
+
+
 def history_lists(values: dict[str, np.ndarray], starts: np.ndarray, ends: np.ndarray,
                   max_history: int) -> dict[str, pa.ListArray]:
     """List columns holding ``values[name][max(start, end - max_history):end]`` per row.
@@ -256,106 +253,3 @@ def history_lists(values: dict[str, np.ndarray], starts: np.ndarray, ends: np.nd
     return {name: pa.ListArray.from_arrays(offsets_arrow, pa.array(array[index], pa.int64()),
                                            type=pa.list_(pa.int64()))
             for name, array in values.items()}
-
-
-# ----- writing outputs ---------------------------------------------------------------------
-class SplitWriter:
-    """Writes one split as ``folder/part-00000.parquet, ...``, starting a new part every ``rows_per_part``."""
-
-    def __init__(self, folder: Path, rows_per_part: int = ROWS_PER_PART):
-        self.folder, self.rows_per_part = folder, rows_per_part
-        folder.mkdir(parents=True, exist_ok=True)
-        self.rows = self.positives = self._part_rows = 0
-        self._parts = 0
-        self._writer = None
-
-    def write(self, table: pa.Table) -> None:
-        """Appends ``table``'s rows (every call must have the same schema)."""
-        self.rows += table.num_rows
-        self.positives += int(np.asarray(table.column("label")).sum())
-        start = 0
-        while start < table.num_rows:
-            if self._writer is None:
-                path = self.folder / f"part-{self._parts:05d}.parquet"
-                self._writer = pq.ParquetWriter(str(path), table.schema)
-                self._parts += 1
-            take = min(self.rows_per_part - self._part_rows, table.num_rows - start)
-            self._writer.write_table(table.slice(start, take), row_group_size=ROW_GROUP_ROWS)
-            start += take
-            self._part_rows += take
-            if self._part_rows >= self.rows_per_part:
-                self._close_part()
-
-    def _close_part(self) -> None:
-        self._writer.close()
-        self._writer, self._part_rows = None, 0
-
-    def close(self, schema: pa.Schema) -> dict:
-        """Finishes the split (an empty split still gets one empty part with ``schema``).
-
-        Returns:
-            ``{"rows", "ctr", "files"}`` for the summary.
-        """
-        if self._writer is not None:
-            self._close_part()
-        if self._parts == 0:
-            pq.write_table(schema.empty_table(), str(self.folder / "part-00000.parquet"))
-            self._parts = 1
-        ctr = self.positives / self.rows if self.rows else None
-        return {"rows": self.rows, "ctr": ctr, "files": self._parts}
-
-
-def check_out_dir(out: Path) -> None:
-    """Refuses an ``--out`` that exists and is neither empty nor an earlier conversion's output.
-
-    Checked before the (long) conversion starts, so a typo such as ``--out .`` fails fast.
-    """
-    if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / SUMMARY).exists())):
-        raise InputError(f"--out {out}: exists and is not an earlier `rocket-ctr convert` output; "
-                         f"choose a new or empty folder")
-
-
-def _sibling(out: Path, role: str) -> Path:
-    """A new hidden folder beside ``out`` (made with the umask's permissions, unlike mkdtemp's 0700)."""
-    while True:
-        path = out.parent / f".{out.name}.{role}-{os.getpid()}-{secrets.token_hex(4)}"
-        try:
-            path.mkdir()
-            return path
-        except FileExistsError:
-            continue
-
-
-@contextlib.contextmanager
-def staged_output(out: Path) -> Iterator[Path]:
-    """Yields a staging folder beside ``out``; on success it replaces ``out``, on error it is deleted.
-
-    An existing ``out`` is moved aside, the staging folder renamed in, then the old one removed,
-    so a failed conversion never leaves half an output or destroys an existing one.
-    """
-    out = Path(out)
-    check_out_dir(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    stage = _sibling(out, "staging")
-    try:
-        yield stage
-    except BaseException:
-        shutil.rmtree(stage, ignore_errors=True)
-        raise
-    old = None
-    if out.exists():
-        old = _sibling(out, "old")
-        os.replace(out, old / out.name)
-    os.replace(stage, out)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
-
-
-def write_spec(path: Path, **spec: object) -> None:
-    """Validates ``FeatureSpec(**spec)`` and saves it as JSON."""
-    FeatureSpec.from_dict(spec).save(path)
-
-
-def write_summary(path: Path, summary: dict) -> None:
-    """Writes the conversion summary (rows per split, CTR, source files, counts) as JSON."""
-    path.write_text(json.dumps(summary, indent=2, default=str) + "\n")

@@ -15,7 +15,7 @@ from typing import Callable, Sequence
 import numpy as np
 import pyarrow as pa
 
-from rocket_ctr.datasets import common
+from rocket_ctr.datasets import common, output
 from rocket_ctr.errors import InputError
 from rocket_ctr.features.spec import FeatureSpec
 from rocket_ctr.io.parquet_schema import arrow_schema
@@ -176,18 +176,18 @@ def convert(paths: Sequence[str | Path], out: str | Path, *, max_history: int = 
     """
     say = progress or (lambda message: None)
     variant, files = identify_files(paths)
-    common.check_out_dir(Path(out))
+    output.check_out_dir(Path(out))
     say(f"reading MovieLens {variant.upper()} from {files['ratings'].parent}")
     movies = read_movies(files["movies"], variant)
     users = read_users(files["users"], variant)
     ratings = read_ratings(files["ratings"], variant)
-    with common.staged_output(Path(out)) as stage:
-        writers = {s: common.SplitWriter(stage / s) for s in ("train", "test")}
+    with output.staged_output(Path(out)) as stage:
+        writers = {s: output.SplitWriter(stage / s) for s in ("train", "test")}
         for split, table in build_tables(ratings, movies, users, max_history, seed, files["ratings"]):
             writers[split].write(table)
         splits = {s: w.close(SCHEMA) for s, w in writers.items()}
         item_ids = np.union1d(np.fromiter(movies, np.int64), ratings["item"])
-        common.write_spec(
+        output.write_spec(
             stage / "feature_spec.json",
             sequence_features=[
                 common.id_feature("item_id", item_ids, history="hist_item_id"),
@@ -205,5 +205,5 @@ def convert(paths: Sequence[str | Path], out: str | Path, *, max_history: int = 
             "max_history": max_history, "seed": seed,
             "label": "rating >= 4", "test": f"each user's last {TEST_EVENTS} events",
         }
-        common.write_summary(stage / common.SUMMARY, summary)
+        output.write_summary(stage / output.SUMMARY, summary)
     return summary

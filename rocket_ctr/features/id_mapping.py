@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from rocket_ctr.features.spec import FeatureSpec, IdFeature
+from rocket_ctr.features.id_feature import IdFeature
+from rocket_ctr.features.spec import FeatureSpec
 
 
 class IdMapper(tf.Module):

@@ -2,68 +2,21 @@
 
 Data, model and export all read this one object; its defaults are the reference click-log schema
 (DESIGN.md), defined here and nowhere else. Raw ids stay raw (sparse, possibly huge int64 or
-strings); the id -> row mapping is :class:`rocket_ctr.features.id_mapping.IdMapper`. Pure Python: the
-generator, converters and tools read and write specs without importing TensorFlow.
+strings); the id -> row mapping is :class:`rocket_ctr.features.id_mapping.IdMapper`, the JSON form
+:mod:`rocket_ctr.features.spec_json`. Pure Python: the generator, converters and tools read and write
+specs without importing TensorFlow.
 """
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
-from pathlib import Path
-from typing import Any
 
-from rocket_ctr.errors import InputError
+from rocket_ctr.features.id_feature import ID_HASHES, IdFeature
+from rocket_ctr.features.spec_json import SpecJson
 from rocket_ctr.features.types import MultiHotFeature, NumericFeature, SequenceGroup, build
 
 HIST_LEN = "hist_len"  # int32 feature added by the pipeline: true history length before padding
 WEIGHT = "sample_weight"  # float32 entry added by the pipeline: each row's weight (1 without a weight column)
-ID_DTYPES = ("int64", "string")
-# How hashed ids become rows: "splitmix64" mixes an int64 id arithmetically (string ids: farmhash);
-# "string" hashes every id's decimal text with farmhash, as every spec did before the field existed
-# (5x slower on int64 ids: the text is built for every history step of every row).
-ID_HASHES = ("splitmix64", "string")
-ID_HASH_BEFORE_FIELD_EXISTED = "string"
-
-
-@dataclasses.dataclass(frozen=True)
-class IdFeature:
-    """One categorical column and its embedding table.
-
-    Args:
-        name: candidate-side (or user-side) column name, e.g. ``item_id``.
-        history: name of the list column holding the same kind of id in the behaviour sequence
-            (e.g. ``hist_item_id``); it shares this feature's embedding table. None for none.
-        dtype: ``"int64"`` or ``"string"``.
-        buckets: hash buckets (the default mapping; every id, seen or not, gets a row).
-        vocabulary: optional known ids; when given, ids map to rows 1..len(vocabulary) and every
-            other id to the OOV row 0 instead of hashing.
-        booster_only: a column known when training but not when serving (e.g. the slot an ad was
-            shown in): only the booster reads it; the light tower, its export and every request
-            to that export never see it. User or item features only (not sequence features).
-    """
-
-    name: str
-    history: str | None = None
-    dtype: str = "int64"
-    buckets: int = 100_000
-    vocabulary: tuple | None = None
-    booster_only: bool = False
-
-    def __post_init__(self):
-        if not isinstance(self.booster_only, bool):
-            raise ValueError(f"feature {self.name!r}: booster_only must be true or false, got {self.booster_only!r}")
-        if self.dtype not in ID_DTYPES:
-            raise ValueError(f"feature {self.name!r}: dtype must be one of {ID_DTYPES}, got {self.dtype!r}")
-        if self.vocabulary is None and self.buckets < 1:
-            raise ValueError(f"feature {self.name!r}: buckets must be >= 1, got {self.buckets}")
-        if self.vocabulary is not None:
-            object.__setattr__(self, "vocabulary", tuple(self.vocabulary))
-
-    @property
-    def num_rows(self) -> int:
-        """Rows of the embedding table this feature needs."""
-        return len(self.vocabulary) + 1 if self.vocabulary is not None else self.buckets
 
 
 def _default_sequence_features():
@@ -81,7 +34,7 @@ def _default_user_features():
 
 
 @dataclasses.dataclass(frozen=True)
-class FeatureSpec:
+class FeatureSpec(SpecJson):
     """Columns of a click log (defaults = the reference schema of DESIGN.md).
 
     Args:
@@ -112,8 +65,8 @@ class FeatureSpec:
             Empty (default): one group of every sequence feature, no side columns (:attr:`groups`).
         id_hash: how hashed (non-vocabulary) ids become rows: ``"splitmix64"`` (int64 ids mixed
             arithmetically, then modulo the buckets; string ids by farmhash) or ``"string"`` (every
-            id's decimal text by farmhash: the mapping of specs saved before this field existed,
-            which :meth:`from_saved` keeps). Changing it re-maps every hashed id.
+            id's decimal text by farmhash: the mapping :meth:`from_saved` gives a saved spec without
+            an ``id_hash`` key). Changing it re-maps every hashed id.
     """
 
     sequence_features: tuple = dataclasses.field(default_factory=_default_sequence_features)
@@ -336,44 +289,3 @@ class FeatureSpec:
                                 for f in getattr(self, group))
                    for group in ("sequence_features", "user_features", "item_features")}
         return dataclasses.replace(self, **resized)
-
-    # ----- (de)serialisation ---------------------------------------------------------------
-    def to_dict(self) -> dict[str, Any]:
-        """The JSON form; ``numeric_features`` / ``multi_hot_features`` / ``sequence_groups`` only when there are some
-        (a spec without them reads as before the feature types existed)."""
-        data = dataclasses.asdict(self)
-        for group in ("numeric_features", "multi_hot_features", "sequence_groups"):
-            if not data[group]:
-                del data[group]
-        return data
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "FeatureSpec":
-        if not isinstance(data, dict):
-            raise ValueError(f"a FeatureSpec is a JSON object, got {type(data).__name__}")
-        unknown = set(data) - {f.name for f in dataclasses.fields(cls)}
-        if unknown:
-            raise ValueError(f"unknown FeatureSpec keys {sorted(unknown)}")
-        return cls(**data)
-
-    @classmethod
-    def from_saved(cls, data: dict[str, Any]) -> "FeatureSpec":
-        """A spec a run dir or an export saved: one written before ``id_hash`` existed keeps the
-        id mapping its weights were trained with (``"string"``), not today's default."""
-        if isinstance(data, dict) and "id_hash" not in data:
-            data = {**data, "id_hash": ID_HASH_BEFORE_FIELD_EXISTED}
-        return cls.from_dict(data)
-
-    def save(self, path: str | Path) -> None:
-        """Writes the spec as JSON (e.g. ``feature_spec.json`` beside a data set)."""
-        Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
-
-    @classmethod
-    def load(cls, path: str | Path, saved: bool = False) -> "FeatureSpec":
-        """Reads a spec written by :meth:`save` (``saved``: by a run dir, see :meth:`from_saved`);
-        raises InputError (a ValueError) naming the file."""
-        try:
-            data = json.loads(Path(path).read_text())
-            return cls.from_saved(data) if saved else cls.from_dict(data)
-        except (OSError, json.JSONDecodeError, TypeError, ValueError) as err:
-            raise InputError(f"{path}: not a valid FeatureSpec JSON ({err})") from None

@@ -3,10 +3,5 @@ streaming evaluator that adds PCOC and ECE. Exact and vectorised.
 
 May import: ``rocket_ctr.calibration``, ``rocket_ctr.errors``.
 """
-from rocket_ctr.metrics.ranking import (  # noqa: F401 (the room's public names)
-    StreamingEvaluator,
-    auc,
-    gauc,
-    gauc_and_users,
-    logloss,
-)
+from rocket_ctr.metrics.ranking import auc, gauc, gauc_and_users, logloss  # noqa: F401 (the room's public names)
+from rocket_ctr.metrics.streaming import StreamingEvaluator  # noqa: F401 (the room's public names)

@@ -1,4 +1,4 @@
-"""Exact, vectorised CTR metrics: AUC, GAUC (DIN paper), log loss, and a streaming evaluator.
+"""Exact, vectorised CTR metrics: AUC, GAUC (DIN paper) and log loss.
 
 Numpy only. Every function is exact (ties get average ranks, as in the Mann-Whitney U statistic,
 which equals pairwise AUC with a tie counting 0.5) and runs in O(n log n) with no Python loop over
@@ -15,132 +15,18 @@ exactly the metric of k copies of the row (AUC pairs count the product of their 
 w_u is the user's total weight). Unweighted, the arithmetic stays in int64 (exact).
 
 Bad inputs (mismatched lengths, labels outside {0, 1}, non-finite scores, probabilities outside
-[0, 1]) raise ``ValueError`` naming the offending argument.
+[0, 1]) raise ``ValueError`` naming the offending argument (:mod:`rocket_ctr.metrics.inputs`); the
+``*_prepared`` forms take arrays already checked there.
 """
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 
-from rocket_ctr.calibration.measures import ece_of_bins, pcoc, reliability_bins
+from rocket_ctr.metrics import inputs
 
-__all__ = ["auc", "gauc", "gauc_and_users", "logloss", "StreamingEvaluator"]
-
-DEFAULT_OUTPUT = "score"  # name used by StreamingEvaluator when scores are one array, not a mapping
-
-
-# ----------------------------------------------------------------------------- validation
-
-
-def _as_1d(x: Any, name: str) -> np.ndarray:
-    """np.asarray, flattening a trailing size-1 axis (Keras outputs are shaped (batch, 1))."""
-    arr = np.asarray(x)
-    if arr.ndim == 2 and arr.shape[1] == 1:
-        arr = arr[:, 0]
-    if arr.ndim != 1:
-        raise ValueError(f"{name} must be 1-D (or shaped (n, 1)), got shape {arr.shape}")
-    return arr
-
-
-def _check_len(arr: np.ndarray, name: str, n: int, ref: str) -> None:
-    if len(arr) != n:
-        raise ValueError(f"{name} has length {len(arr)} but {ref} has length {n}")
-
-
-def _labels(x: Any, name: str = "labels") -> np.ndarray:
-    """Validated labels as an int8 array of 0/1."""
-    arr = _as_1d(x, name)
-    if arr.dtype == bool:
-        return arr.astype(np.int8)
-    if arr.dtype.kind not in "iuf":
-        raise ValueError(f"{name} must be numeric or bool 0/1 values, got dtype {arr.dtype}")
-    if arr.size and not np.all((arr == 0) | (arr == 1)):
-        bad = arr[(arr != 0) & (arr != 1)][0]
-        raise ValueError(f"{name} must contain only 0 and 1, found {bad!r}")
-    return arr.astype(np.int8)
-
-
-def _scores(x: Any, name: str = "scores") -> np.ndarray:
-    """Validated finite float scores (float dtypes kept as is: casting could merge or split ties)."""
-    arr = _as_1d(x, name)
-    if arr.dtype.kind in "iub":
-        arr = arr.astype(np.float64)
-    elif arr.dtype.kind != "f":
-        raise ValueError(f"{name} must be numeric, got dtype {arr.dtype}")
-    if arr.size and not np.all(np.isfinite(arr)):
-        raise ValueError(f"{name} must be finite, found {int(np.sum(~np.isfinite(arr)))} NaN/inf values")
-    return arr
-
-
-def _probs(x: Any, name: str = "probs") -> np.ndarray:
-    arr = _scores(x, name)
-    if arr.size and (arr.min() < 0 or arr.max() > 1):
-        raise ValueError(f"{name} must be probabilities in [0, 1], found range [{arr.min()}, {arr.max()}]")
-    return arr
-
-
-def _unbox_object_ids(arr: np.ndarray, name: str) -> np.ndarray:
-    """Object arrays of bytes/str (what tf string tensors give) -> fixed-width bytes/str arrays.
-
-    Those sort in C instead of via Python comparisons. Ids are expected to be of one type.
-    """
-    if arr.dtype.kind != "O" or not arr.size:
-        return arr
-    first = arr[0]
-    try:
-        if isinstance(first, bytes):
-            return arr.astype(np.bytes_)
-        if isinstance(first, str):
-            return arr.astype(np.str_)
-    except (UnicodeError, TypeError, ValueError) as e:
-        raise ValueError(f"{name}: object ids must all be bytes or all str ({e})") from None
-    return arr
-
-
-def _user_ids(x: Any, name: str = "user_ids") -> np.ndarray:
-    """User ids as a sortable numeric array (strings/bytes/objects factorised to int codes)."""
-    arr = _as_1d(x, name)
-    kind = arr.dtype.kind
-    if kind in "iub":
-        return arr
-    if kind == "f":
-        if arr.size and not np.all(np.isfinite(arr)):
-            raise ValueError(f"{name} must not contain NaN/inf")
-        return arr
-    arr = _unbox_object_ids(arr, name)
-    if arr.dtype.kind in "USO":
-        try:
-            _, codes = np.unique(arr, return_inverse=True)
-        except TypeError as e:
-            raise ValueError(f"{name}: ids are not mutually comparable ({e})") from None
-        return codes.reshape(-1)
-    raise ValueError(f"{name} must be integers, strings or bytes, got dtype {arr.dtype}")
-
-
-def _id_family(arr: np.ndarray) -> str | None:
-    """'number', 'str', 'bytes' or 'object': batches that may be concatenated together."""
-    kind = arr.dtype.kind
-    return {"i": "number", "u": "number", "b": "number", "f": "number",
-            "U": "str", "S": "bytes", "O": "object"}.get(kind)
-
-
-# ----------------------------------------------------------------------------- core
-
-
-def _weights(x: Any, n: int, name: str = "weights") -> np.ndarray | None:
-    """Validated per-row weights (finite, >= 0) as float64, or None for unweighted rows."""
-    if x is None:
-        return None
-    arr = _as_1d(x, name)
-    if arr.dtype.kind not in "iuf":
-        raise ValueError(f"{name} must be numeric, got dtype {arr.dtype}")
-    _check_len(arr, name, n, "labels")
-    arr = arr.astype(np.float64)
-    if arr.size and not (np.all(np.isfinite(arr)) and arr.min() >= 0):
-        raise ValueError(f"{name} must be finite and >= 0, found {arr[~(np.isfinite(arr) & (arr >= 0))][0]!r}")
-    return arr
+__all__ = ["auc", "gauc", "gauc_and_users", "logloss"]
 
 
 def _group_rank_stats(
@@ -188,8 +74,8 @@ def _sort_by_user_then_score(users: np.ndarray, scores: np.ndarray) -> np.ndarra
     return by_score[np.argsort(users[by_score], kind="stable")]
 
 
-def _gauc_prepared(users: np.ndarray, labels: np.ndarray, scores: np.ndarray,
-                   weights: np.ndarray | None = None) -> tuple[float, int]:
+def gauc_prepared(users: np.ndarray, labels: np.ndarray, scores: np.ndarray,
+                  weights: np.ndarray | None = None) -> tuple[float, int]:
     """GAUC on already validated arrays (users numeric). Returns (gauc, users counted)."""
     if len(labels) == 0:
         return float("nan"), 0
@@ -210,7 +96,8 @@ def _gauc_prepared(users: np.ndarray, labels: np.ndarray, scores: np.ndarray,
     return float(np.dot(w, user_auc) / w.sum()), n_users
 
 
-def _auc_prepared(labels: np.ndarray, scores: np.ndarray, weights: np.ndarray | None = None) -> float:
+def auc_prepared(labels: np.ndarray, scores: np.ndarray, weights: np.ndarray | None = None) -> float:
+    """AUC on already validated arrays (see :func:`auc`)."""
     n = len(labels)
     if n == 0:
         return float("nan")
@@ -225,8 +112,9 @@ def _auc_prepared(labels: np.ndarray, scores: np.ndarray, weights: np.ndarray | 
     return float(twice_u[0] / (2.0 * p * neg))
 
 
-def _logloss_prepared(labels: np.ndarray, probs: np.ndarray, eps: float,
-                      weights: np.ndarray | None = None) -> float:
+def logloss_prepared(labels: np.ndarray, probs: np.ndarray, eps: float,
+                     weights: np.ndarray | None = None) -> float:
+    """Log loss on already validated arrays (see :func:`logloss`)."""
     if len(labels) == 0:
         return float("nan")
     p = np.clip(probs.astype(np.float64), eps, 1.0 - eps)
@@ -235,9 +123,6 @@ def _logloss_prepared(labels: np.ndarray, probs: np.ndarray, eps: float,
         return float(losses.mean())
     total = weights.sum()
     return float(np.dot(weights, losses) / total) if total > 0 else float("nan")
-
-
-# ----------------------------------------------------------------------------- public API
 
 
 def auc(labels: Any, scores: Any, weights: Any = None) -> float:
@@ -252,10 +137,10 @@ def auc(labels: Any, scores: Any, weights: Any = None) -> float:
     Returns:
         AUC in [0, 1], or ``nan`` when only one class is present or the input is empty.
     """
-    y = _labels(labels)
-    s = _scores(scores)
-    _check_len(s, "scores", len(y), "labels")
-    return _auc_prepared(y, s, _weights(weights, len(y)))
+    y = inputs.labels(labels)
+    s = inputs.scores(scores)
+    inputs.check_len(s, "scores", len(y), "labels")
+    return auc_prepared(y, s, inputs.weights(weights, len(y)))
 
 
 def gauc_and_users(user_ids: Any, labels: Any, scores: Any, weights: Any = None) -> tuple[float, int]:
@@ -274,12 +159,12 @@ def gauc_and_users(user_ids: Any, labels: Any, scores: Any, weights: Any = None)
     Returns:
         ``(gauc, n_users)``; ``(nan, 0)`` when no user has both a positive and a negative.
     """
-    y = _labels(labels)
-    s = _scores(scores)
-    _check_len(s, "scores", len(y), "labels")
-    u = _as_1d(user_ids, "user_ids")
-    _check_len(u, "user_ids", len(y), "labels")
-    return _gauc_prepared(_user_ids(u), y, s, _weights(weights, len(y)))
+    y = inputs.labels(labels)
+    s = inputs.scores(scores)
+    inputs.check_len(s, "scores", len(y), "labels")
+    u = inputs.as_1d(user_ids, "user_ids")
+    inputs.check_len(u, "user_ids", len(y), "labels")
+    return gauc_prepared(inputs.user_ids(u), y, s, inputs.weights(weights, len(y)))
 
 
 def gauc(user_ids: Any, labels: Any, scores: Any, weights: Any = None) -> float:
@@ -309,135 +194,8 @@ def logloss(labels: Any, probs: Any, eps: float = 1e-7, weights: Any = None) -> 
     Returns:
         Mean log loss (natural log), or ``nan`` for empty input.
     """
-    y = _labels(labels)
-    p = _probs(probs)
-    _check_len(p, "probs", len(y), "labels")
-    return _logloss_prepared(y, p, eps, _weights(weights, len(y)))
+    y = inputs.labels(labels)
+    p = inputs.probs(probs)
+    inputs.check_len(p, "probs", len(y), "labels")
+    return logloss_prepared(y, p, eps, inputs.weights(weights, len(y)))
 
-
-class StreamingEvaluator:
-    """Accumulates evaluation batches and computes exact AUC / GAUC / log loss and calibration
-    (PCOC, ECE over equal-mass bins, the reliability bins) at the end, optionally weighted.
-
-    Exact GAUC needs every row, so memory is the accumulated arrays themselves (about
-    n * (id bytes + 1 + 4-or-8 bytes per output)). Batches may be numpy arrays, tf tensors or
-    anything ``np.asarray`` accepts; they are validated (and copied) as they arrive, so a bad
-    batch fails at ``update`` rather than at ``result``.
-
-    Example::
-
-        ev = StreamingEvaluator()
-        for batch in eval_ds:
-            out = model(batch[0], training=False)
-            ev.update(batch[0]["user_id"], batch[1], {"light": out["light"], "booster": out["booster"]})
-        ev.result()  # {"light": {"auc", "gauc", "logloss", "pcoc", "ece", "count", "gauc_users",
-                     #            "reliability"}, ...}
-
-    Args:
-        outputs: expected output names; None to take them from the first ``update``.
-        eps: log-loss clipping margin.
-    """
-
-    def __init__(self, outputs: tuple[str, ...] | list[str] | None = None, eps: float = 1e-7):
-        self._outputs: tuple[str, ...] | None = tuple(outputs) if outputs is not None else None
-        self.eps = eps
-        self.reset()
-
-    def reset(self) -> None:
-        """Drops every accumulated batch (output names given to the constructor are kept)."""
-        self._users: list[np.ndarray] = []
-        self._labels: list[np.ndarray] = []
-        self._weights: list[np.ndarray] = []
-        self._scores: dict[str, list[np.ndarray]] = {k: [] for k in (self._outputs or ())}
-        self._n = 0
-
-    @property
-    def num_rows(self) -> int:
-        """Rows accumulated so far."""
-        return self._n
-
-    @property
-    def outputs(self) -> tuple[str, ...] | None:
-        """Output names (None until the first update when not given to the constructor)."""
-        return self._outputs
-
-    def update(self, user_ids: Any, labels: Any, scores: Any, weights: Any = None) -> None:
-        """Adds one batch.
-
-        Args:
-            user_ids: batch user ids (ints, strings or bytes; one type for the whole stream).
-            labels: batch 0/1 labels.
-            scores: predicted probabilities in [0, 1]: a mapping ``{output name: array}`` (the
-                same names every batch) or a single array (output name ``"score"``).
-            weights: optional per-row weights (finite, >= 0; None = 1 each): every metric is
-                then weighted (weight k = k copies of the row).
-        """
-        if not isinstance(scores, Mapping):
-            scores = {DEFAULT_OUTPUT: scores}
-        names = tuple(scores)
-        if not names:
-            raise ValueError("scores: got an empty mapping; need at least one named output")
-        if self._outputs is None:
-            self._outputs = names
-            self._scores = {k: [] for k in names}
-        elif set(names) != set(self._outputs):
-            raise ValueError(f"scores: expected outputs {sorted(self._outputs)}, got {sorted(names)}")
-        y = _labels(labels)
-        u = _unbox_object_ids(_as_1d(user_ids, "user_ids"), "user_ids")
-        _check_len(u, "user_ids", len(y), "labels")
-        family = _id_family(u)
-        if family is None:
-            raise ValueError(f"user_ids must be integers, strings or bytes, got dtype {u.dtype}")
-        if self._users and family != _id_family(self._users[0]):
-            raise ValueError(
-                f"user_ids: this batch has dtype {u.dtype} but earlier batches had "
-                f"{self._users[0].dtype}; use one id type for the whole stream")
-        checked = {}
-        for name in names:
-            p = _probs(scores[name], f"scores[{name!r}]")
-            _check_len(p, f"scores[{name!r}]", len(y), "labels")
-            checked[name] = p
-        self._users.append(np.array(u, copy=True))
-        self._labels.append(y)  # already a fresh int8 copy
-        w = _weights(weights, len(y))
-        self._weights.append(np.ones(len(y)) if w is None else w)
-        for name, p in checked.items():
-            self._scores[name].append(np.array(p, copy=True))
-        self._n += len(y)
-
-    def result(self) -> dict[str, dict[str, float | int]]:
-        """Metrics over everything accumulated.
-
-        Returns:
-            ``{output: {"auc", "gauc", "logloss", "pcoc", "ece", "count", "gauc_users",
-            "reliability"}}`` where ``count`` is the number of rows, ``gauc_users`` the users
-            counted by GAUC (both classes seen) and ``reliability`` the equal-mass bins of
-            :func:`rocket_ctr.calibration.measures.reliability_bins`. Metrics are ``nan`` where undefined
-            (no rows, one class); ``{}`` before any update when no output names were given.
-        """
-        if not self._outputs:
-            return {}
-        if self._n == 0:
-            nan = float("nan")
-            return {k: {"auc": nan, "gauc": nan, "logloss": nan, "pcoc": nan, "ece": nan, "count": 0,
-                        "gauc_users": 0, "reliability": reliability_bins([], [])} for k in self._outputs}
-        users = _user_ids(np.concatenate(self._users))  # factorised once, shared by all outputs
-        labels = np.concatenate(self._labels)
-        weights = np.concatenate(self._weights)
-        exact = None if np.all(weights == 1.0) else weights  # unweighted: the exact integer path
-        out: dict[str, dict[str, float | int]] = {}
-        for name in self._outputs:
-            s = np.concatenate(self._scores[name])
-            g, n_users = _gauc_prepared(users, labels, s, exact)
-            bins = reliability_bins(labels, s, weights)
-            out[name] = {
-                "auc": _auc_prepared(labels, s, exact),
-                "gauc": g,
-                "logloss": _logloss_prepared(labels, s, self.eps, exact),
-                "pcoc": pcoc(labels, s, weights),
-                "ece": ece_of_bins(bins),
-                "count": self._n,
-                "gauc_users": n_users,
-                "reliability": bins,
-            }
-        return out

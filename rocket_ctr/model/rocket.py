@@ -1,24 +1,31 @@
-"""RocketModel: shared embedding tables feeding a light tower (served) and a booster tower (teacher)."""
+"""``RocketModel``: shared embedding tables feeding a light tower (served) and a booster tower (teacher).
+
+Construction, the interest extractors, ``call`` and the one-tower serving path. The loss of eq. (1)
+(``rocket_ctr.model.loss``), the calibration head (``rocket_ctr.model.calibration_head``) and the
+training stages (``rocket_ctr.model.stages``) are mixins over the same object and variables.
+"""
 from __future__ import annotations
 
 import keras
 import tensorflow as tf
 
-from rocket_ctr.calibration.isotonic import identity_knots, piecewise_linear
-from rocket_ctr.calibration.measures import logit_offset
 from rocket_ctr.config.schema import HintConfig, ModelConfig, RocketConfig
 from rocket_ctr.errors import FieldError
 from rocket_ctr.features.spec import FeatureSpec
+from rocket_ctr.model.calibration_head import CalibrationHeadMixin
 from rocket_ctr.model.hints import get_hint
+from rocket_ctr.model.layers.attention import ValidSteps, padded_history
+from rocket_ctr.model.layers.bank import EmbeddingBank
 from rocket_ctr.model.layers.booster import ColumnEmbeddings, CrossNetwork, append_columns
-from rocket_ctr.model.layers.core import MLP, EmbeddingBank, ValidSteps, padded_history, tower_input, tower_input_parts
 from rocket_ctr.model.layers.features import FeatureEncoders
 from rocket_ctr.model.layers.interest import make_extractor, newest_steps
+from rocket_ctr.model.layers.mlp import MLP
+from rocket_ctr.model.layers.tower_input import tower_input, tower_input_parts
+from rocket_ctr.model.loss import LOSS_TERMS, LossMixin
+from rocket_ctr.model.stages import StagesMixin
 
-LOSS_TERMS = ("loss", "light_ce", "booster_ce", "hint")
 
-
-class RocketModel(keras.Model):
+class RocketModel(LossMixin, CalibrationHeadMixin, StagesMixin, keras.Model):
     """Rocket Launching (Zhou et al., AAAI 2018) on DIN: shared embeddings, a light and a booster tower.
 
     Inputs are embedding-row indices (``IdMapper`` output) and ``hist_len``; ``call`` returns the
@@ -50,36 +57,22 @@ class RocketModel(keras.Model):
         negative_rate: share of negatives the training rows kept (downsampling, upstream and in
             the reader); :meth:`probabilities` corrects back to the full rate. Default: the
             spec's ``negative_rate`` times a RocketConfig's ``training.negative_rate``.
-        intercept: give each tower a non-trainable ``<tower>_intercept`` added to its logit
-            (fitted after training: ``rocket_ctr.calibration.intercept``). Default: a RocketConfig's
-            ``training.calibrate_intercept``, else no (models without one are the ones before it).
-        slope: with ``intercept``, also a non-trainable ``<tower>_slope`` multiplying the tower's own
-            logit (Platt scaling, ``rocket_ctr.calibration.platt``; 1 until fitted). Default: a RocketConfig's
-            ``training.calibrate_slope``, else no.
+        intercept: give each tower a non-trainable ``<tower>_intercept`` added to its logit (fitted after
+            training: ``rocket_ctr.calibration.intercept``). Default: ``training.calibrate_intercept``.
+        slope: with ``intercept``, also a non-trainable ``<tower>_slope`` multiplying the tower's own logit
+            (Platt scaling, ``rocket_ctr.calibration.platt``; 1 until fitted). Default: ``training.calibrate_slope``.
         knots: with ``intercept``, this many knots (0: none) of an isotonic map per tower,
             non-trainable ``<tower>_knots_x`` / ``<tower>_knots_y`` applied after the slope and
-            intercept (``rocket_ctr.calibration.isotonic``; the identity until fitted). Default: a
-            RocketConfig's ``training.calibration_knots``, else 0.
+            intercept (``rocket_ctr.calibration.isotonic``; the identity until fitted). Default:
+            ``training.calibration_knots``.
+        (Defaults named ``training.*`` are a RocketConfig's; without one: no intercept, slope or knots.)
     """
 
     def __init__(self, spec: FeatureSpec, config: ModelConfig | RocketConfig | None = None,
                  hint: HintConfig | None = None, negative_rate: float | None = None, intercept: bool | None = None,
                  slope: bool | None = None, knots: int | None = None, **kwargs):
         super().__init__(**kwargs)
-        if negative_rate is None:
-            reader_rate = config.training.negative_rate if isinstance(config, RocketConfig) else 1.0
-            negative_rate = spec.negative_rate * reader_rate
-        if intercept is None:
-            intercept = isinstance(config, RocketConfig) and config.training.calibrate_intercept
-        if slope is None:
-            slope = isinstance(config, RocketConfig) and config.training.calibrate_slope
-        if knots is None:
-            knots = config.training.calibration_knots if isinstance(config, RocketConfig) else 0
-        if knots == 1:
-            raise FieldError("{training.calibration_knots} must be 0 (off) or >= 2, got 1")
-        self.negative_rate = float(negative_rate)
-        # logit(p) = logit(q) + log(r): the full-rate probability of a model trained on the sample
-        self.logit_offset = logit_offset(self.negative_rate)
+        intercept, slope, knots = self._init_calibration(spec, config, negative_rate, intercept, slope, knots)
         if isinstance(config, RocketConfig):
             config, hint = config.model, hint or config.hint
         self.spec, self.config, self.hint_config = spec, config or ModelConfig(), hint or HintConfig()
@@ -123,26 +116,13 @@ class RocketModel(keras.Model):
         self.booster_extras = FeatureEncoders(booster_extra, cfg.embedding_dim, init_std=cfg.embedding_init_std,
                                               l2=cfg.embedding_l2, name="booster_extras") if booster_extra else None
         self.hint = get_hint(self.hint_config.loss)
-        # The scale the model reads, written by a training policy (callbacks.hint_warmup): it
-        # multiplies λ and (unless --booster-bottom from-start) lets the booster's gradient into
-        # the shared bottom; 1 = eq. (1) as is.
+        # The hint's launch scale, written by a training policy (callbacks.hint_warmup); 1 = eq. (1)
+        # as is. Two roles: it multiplies λ (_hint_lambda) and, unless --booster-bottom from-start,
+        # lets that share of the booster's gradient into the shared bottom (_gate_booster_gradient).
         self.hint_scale = self.add_weight(name="hint_scale", shape=(), initializer="ones", trainable=False)
-        # Created only when asked for: a checkpoint written before them restores exactly as before.
-        # (attributes, not a dict: checkpoints track a Keras model's variables by attribute)
-        for tower in self.towers if intercept else ():
-            setattr(self, f"{tower}_intercept", self.add_weight(name=f"{tower}_intercept", shape=(),
-                                                                initializer="zeros", trainable=False))
-        for tower in self.towers if intercept and slope else ():  # after the intercepts: old checkpoints' order
-            setattr(self, f"{tower}_slope", self.add_weight(name=f"{tower}_slope", shape=(),
-                                                            initializer="ones", trainable=False))
-        for tower in self.towers if intercept and knots else ():  # after the slopes: older checkpoints' order
-            for axis in ("x", "y"):
-                setattr(self, f"{tower}_knots_{axis}", self.add_weight(
-                    name=f"{tower}_knots_{axis}", shape=(knots,), trainable=False,
-                    initializer=lambda shape, dtype=None: tf.constant(identity_knots(shape[0]), dtype or "float32")))
+        self._add_calibration_weights(intercept, slope, knots)
         self.trackers = {name: keras.metrics.Mean(name=name) for name in LOSS_TERMS}
 
-    # ----- forward ---------------------------------------------------------------------------
     def _extractor(self, tower: str, group: str | None = None):
         """A tower's interest extractor from the config: ``booster_interest`` for the booster (and
         for a light tower that shares it but has its own copy: separate bottoms, base mode);
@@ -220,23 +200,14 @@ class RocketModel(keras.Model):
                 same = light_x is not None and self._history_of("light") == self._history_of("booster")
                 x = light_x if same else self._x("booster", shared, training)
                 if training and self._booster_bottom_gated:
-                    # Only hint_scale of the booster's gradient reaches what the towers share (the
-                    # embeddings and, here, the attention): at 0 (a hint warm-up before the booster
-                    # leads on validation) the light tower trains as it would alone; at 1 the mix
-                    # is x itself, value and gradient.
-                    x = _mix(x, self.hint_scale)
+                    # what the towers share is the embeddings and, here, the attention
+                    x = self._gate_booster_gradient(x)
             else:  # the booster's own attention trains fully; only the embeddings' gradient is scaled
                 gated = training and self._booster_bottom_gated
-                embedded = _map_floats(lambda t: _mix(t, self.hint_scale), shared) if gated else shared
+                embedded = _map_floats(self._gate_booster_gradient, shared) if gated else shared
                 x = self._x("booster", embedded, training)
             outputs["booster"] = self.booster(self._booster_x(x, rows), training=sub_training)
         return outputs
-
-    @property
-    def _booster_bottom_gated(self) -> bool:
-        """The booster's gradient into the shared bottom waits for the hint's launch (``hint_scale``);
-        ``--booster-bottom from-start``: it trains the bottom from the first step (λ still waits)."""
-        return self.hint_config.booster_bottom == "after-launch"
 
     def _booster_x(self, x: tf.Tensor, rows: dict) -> tf.Tensor:
         """The booster's x with its booster-only columns appended, through its cross stack (if any).
@@ -301,200 +272,6 @@ class RocketModel(keras.Model):
         return tuple(layer for layer in (self.booster_columns, self.booster_extras, self.booster_cross)
                      if layer is not None)
 
-    def offset(self, tower: str, intercept: bool = True):
-        """What a tower's logit gets before the sigmoid: ``log r`` plus, when the model has one and
-        ``intercept``, the tower's fitted intercept (a plain float without one)."""
-        if intercept and tower in self.intercepts:
-            return self.logit_offset + self.intercepts[tower]
-        return self.logit_offset
-
-    @property
-    def intercepts(self) -> dict:
-        """``{tower: variable}`` of the towers' intercepts ({} for a model without them)."""
-        return {tower: getattr(self, f"{tower}_intercept") for tower in self.towers
-                if hasattr(self, f"{tower}_intercept")}
-
-    def intercept_values(self) -> dict:
-        """``{tower: float}`` of the fitted intercepts ({} for a model without them)."""
-        return {tower: float(variable.numpy()) for tower, variable in self.intercepts.items()}
-
-    @property
-    def slopes(self) -> dict:
-        """``{tower: variable}`` of the towers' slopes ({} for a model without them)."""
-        return {tower: getattr(self, f"{tower}_slope") for tower in self.towers if hasattr(self, f"{tower}_slope")}
-
-    def slope_values(self) -> dict:
-        """``{tower: float}`` of the fitted slopes ({} for a model without them)."""
-        return {tower: float(variable.numpy()) for tower, variable in self.slopes.items()}
-
-    @property
-    def knots(self) -> dict:
-        """``{tower: (x variable, y variable)}`` of the towers' isotonic maps ({} for a model without them)."""
-        return {tower: (getattr(self, f"{tower}_knots_x"), getattr(self, f"{tower}_knots_y")) for tower in self.towers
-                if hasattr(self, f"{tower}_knots_x")}
-
-    def knot_values(self) -> dict:
-        """``{tower: {"x": [...], "y": [...]}}`` of the isotonic maps' knots ({} for a model without them)."""
-        return {tower: {"x": x.numpy().tolist(), "y": y.numpy().tolist()} for tower, (x, y) in self.knots.items()}
-
-    def calibrated_logit(self, tower: str, logit, intercept: bool = True):
-        """The served logit of a tower's own logit: ``f(a·logit + log r + b)`` (``a``, ``b``: the fitted
-        slope and intercept, ``f`` the isotonic map, where the model has them; ``intercept=False``:
-        ``logit + log r``)."""
-        if intercept and tower in self.slopes:
-            logit = self.slopes[tower] * logit
-        logit = logit + self.offset(tower, intercept)
-        if intercept and tower in self.knots:
-            logit = piecewise_linear(logit, *self.knots[tower])
-        return logit
-
-    def probabilities(self, logits: dict, intercept: bool = True) -> dict:
-        """Click probabilities of :meth:`call`'s logits, corrected for negative downsampling:
-        ``σ(f(a·logit + log r + b))``: ``σ(logit + log r)`` = ``q / (q + (1 − q) / r)`` with the tower's
-        fitted slope ``a``, intercept ``b`` and isotonic map ``f`` (``σ(logit)`` when nothing was
-        downsampled and nothing is fitted; ``intercept=False``: without ``a``, ``b`` and ``f``)."""
-        return {tower: tf.sigmoid(self.calibrated_logit(tower, logit, intercept)) for tower, logit in logits.items()}
-
-    # ----- the paper's eq. (1) ---------------------------------------------------------------------
-    def loss_terms(self, labels, logits: dict, weights=None) -> dict:
-        """Eq. (1) term by term, each a weighted mean over the batch (Σ w·term / Σ w):
-
-            L = H(y, σ(l)) + H(y, σ(z)) + λ · hint(l, z)
-
-        with l the light logit, z the booster logit, H the cross-entropy and hint the chosen
-        hint loss (``mimic`` = (l − z)²); ``weights`` are the rows' sample weights (None: 1
-        each, the plain mean). Terms whose tower is not trained in the current mode/stage are
-        left out.
-        """
-        labels = tf.cast(labels, tf.float32)
-        weights = tf.ones_like(labels) if weights is None else tf.cast(weights, tf.float32)
-
-        def mean(values):
-            return tf.math.divide_no_nan(tf.reduce_sum(weights * values), tf.reduce_sum(weights))
-
-        trained, terms = self.loss_term_names, {}
-        if "light_ce" in trained:
-            terms["light_ce"] = mean(_ce(labels, logits["light"]))
-        if "booster_ce" in trained:
-            terms["booster_ce"] = mean(_ce(labels, logits["booster"]))
-        if "hint" in trained:
-            booster_logit = logits["booster"]
-            if self.hint_config.gradient_block or self.stage == "light":
-                # Gradient block: z is a fixed target, so the hint trains the light tower (and,
-                # through it, the shared bottom) but never the booster's own weights.
-                booster_logit = tf.stop_gradient(booster_logit)
-            light_logit = logits.get("light_for_hint", logits["light"])
-            hint = self.hint(light_logit, booster_logit, self.hint_config.temperature)
-            if self.hint_config.scale_to_label:
-                hint *= self._label_gradient_ratio(labels, light_logit, booster_logit, mean)
-            if self.hint_config.gate:
-                # the booster teaches only where it models the true label better than the light tower
-                better = _ce(labels, logits["booster"]) < _ce(labels, logits["light"])
-                hint *= tf.cast(tf.stop_gradient(better), hint.dtype)
-            terms["hint"] = self.hint_config.weight * self.hint_scale * mean(hint)
-        return terms
-
-    def _label_gradient_ratio(self, labels, light_logit, booster_logit, mean) -> tf.Tensor:
-        """mean |∂CE/∂l| / mean |∂hint/∂l| over the batch, a constant of the step (no gradient)."""
-        light, booster = tf.stop_gradient(light_logit), tf.stop_gradient(booster_logit)
-        with tf.GradientTape() as tape:
-            tape.watch(light)
-            hint = self.hint(light, booster, self.hint_config.temperature)
-        hint_gradient = tape.gradient(hint, light)
-        label_gradient = tf.sigmoid(light) - labels
-        return tf.math.divide_no_nan(mean(tf.abs(label_gradient)), mean(tf.abs(hint_gradient)))
-
-    @property
-    def loss_term_names(self) -> tuple:
-        """The eq. (1) terms the current mode/stage trains (a term whose tower is not trained is left out)."""
-        names = []
-        if "light" in self.towers and self.stage != "booster":
-            names.append("light_ce")
-        if "booster" in self.towers and self.stage != "light":
-            names.append("booster_ce")
-        if len(self.towers) == 2 and self.stage != "booster":
-            names.append("hint")
-        return tuple(names)
-
-    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
-        """Eq. (1) summed (:meth:`loss_terms`, weighted by ``sample_weight``) plus weight
-        regularisation; records each term in its tracker (Keras' ``compute_loss`` signature;
-        Keras' ``evaluate`` reaches it too).
-
-        Returns:
-            The scalar loss.
-        """
-        terms = self.loss_terms(y, y_pred, sample_weight)
-        total = tf.add_n(list(terms.values()))
-        if self.losses:
-            total += tf.add_n(self.losses)
-        self.trackers["loss"].update_state(total)
-        for name, value in terms.items():
-            self.trackers[name].update_state(value)
-        return total
-
-    # ----- Keras step ---------------------------------------------------------------------------
-    def train_step(self, data):
-        """One update on ``(rows, labels)`` or ``(rows, labels, sample_weights)``; returns the
-        epoch's running mean of each loss term."""
-        x, y = data[0], data[1]
-        weights = data[2] if len(data) > 2 else None
-        with tf.GradientTape() as tape:
-            loss = self.compute_loss(x, y, self(x, training=True), weights)
-            # distributed loops sum replica gradients: scale so the sum is the global mean
-            scaled = loss / tf.distribute.get_strategy().num_replicas_in_sync
-        variables = self.trainable_variables
-        gradients = tape.gradient(scaled, variables)
-        self.optimizer.apply(gradients, variables)
-        return {name: self.trackers[name].result() for name in ("loss", *self.loss_term_names)}
-
-    @property
-    def metrics(self):
-        return list(self.trackers.values())
-
-    # ----- stages and variable groups -------------------------------------------------------------
-    def set_stage(self, stage: str, initialise: bool = True) -> None:
-        """two-stage mode: ``booster`` (stage 1) or ``light`` (stage 2, booster frozen).
-
-        Entering stage 2 initialises the light bottom from the trained booster bottom (the
-        paper's "no joint training" baseline: the embeddings, and the attention when the light
-        tower reads a copy of the booster's; ``initialise=False`` when resuming inside stage 2,
-        whose light bottom comes from the checkpoint) and freezes the booster and its bottom.
-        """
-        if self.config.mode != "two-stage" or stage not in ("booster", "light"):
-            raise ValueError(f"set_stage({stage!r}) is only for two-stage mode")
-        if stage == "light" and self.stage != "light" and initialise:
-            for target, source in zip(self._bottom_weights("light"), self._bottom_weights("booster")):
-                target.assign(source)
-        self.stage = stage
-        for tower in self.towers:
-            trainable = tower == stage
-            for layer in self.serving_layers(tower):
-                layer.trainable = trainable
-
-    def _bottom_weights(self, tower: str) -> list:
-        """A tower's bank and, when the light tower reads the booster's kind of attention, its extractor."""
-        layers = [self.bottom_of(tower)]
-        if self.config.light_interest == "shared":
-            layers += self.interests_of(tower)
-        return [v for layer in layers for v in layer.weights]
-
-    def tower_variables(self, tower: str) -> list:
-        """Variables only this tower uses: its MLP, its own extractor, its own bank when not shared
-        (the booster: also its booster-only column tables and cross stack)."""
-        own = list(getattr(self, tower).weights)
-        own += [v for layer in self._booster_only_layers(tower) for v in layer.weights]
-        if self.separate:
-            own += self.bottom_of(tower).weights
-        if self.separate or self.config.light_interest != "shared":
-            own += [v for extractor in self.interests_of(tower) for v in extractor.weights]
-        return own
-
-    def shared_variables(self) -> list:
-        """Variables of the shared bottom: the embedding tables and, with ``light_interest="shared"``,
-        the attention (empty when towers have separate bottoms)."""
-        return [] if self.separate else self._bottom_weights(self.towers[0])
-
 
 def _bank(spec: FeatureSpec, cfg: ModelConfig, name: str) -> EmbeddingBank:
     """A bank of the served columns (booster-only ones have their own tables: ``booster_columns``)."""
@@ -510,11 +287,6 @@ def _check_history(spec: FeatureSpec, cfg: ModelConfig) -> None:
                              f"got {steps}")
 
 
-def _mix(x, scale):
-    """x in value; ``scale`` of its gradient."""
-    return scale * x + (1.0 - scale) * tf.stop_gradient(x)
-
-
 def _map_floats(fn, embedded: dict) -> dict:
     """``fn`` on every float tensor of a bank's lookup (the lengths stay)."""
     return tf.nest.map_structure(lambda t: fn(t) if t.dtype.is_floating else t, embedded)
@@ -523,8 +295,3 @@ def _map_floats(fn, embedded: dict) -> dict:
 def _tower(tower, name: str) -> MLP:
     """The MLP of a TowerConfig."""
     return MLP(tower.units, tower.activation, tower.batch_norm, tower.dropout, tower.l2, name=name)
-
-
-def _ce(labels, logits):
-    return tf.nn.sigmoid_cross_entropy_with_logits(labels=labels, logits=logits)
-

@@ -11,7 +11,7 @@ from rocket_ctr.features.id_mapping import IdMapper
 from rocket_ctr.features.signatures import row_signature
 from rocket_ctr.features.spec import WEIGHT, FeatureSpec
 from rocket_ctr.io.reader import ClickLogReader, surfacing_input_errors, to_dataset
-from rocket_ctr.metrics.ranking import StreamingEvaluator
+from rocket_ctr.metrics.streaming import StreamingEvaluator
 from rocket_ctr.model.rocket import RocketModel
 
 

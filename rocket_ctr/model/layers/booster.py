@@ -12,9 +12,10 @@ import keras
 import tensorflow as tf
 
 from rocket_ctr.errors import InputError
-from rocket_ctr.features.spec import IdFeature
-from rocket_ctr.model.layers.core import project, track_for_checkpoints
+from rocket_ctr.features.id_feature import IdFeature
+from rocket_ctr.model.layers.attention import project
 from rocket_ctr.model.layers.embedding import RowEmbedding
+from rocket_ctr.model.layers.tracking import track_for_checkpoints
 
 
 class CrossNetwork(keras.layers.Layer):
@@ -63,7 +64,7 @@ class CrossNetwork(keras.layers.Layer):
 class ColumnEmbeddings(keras.layers.Layer):
     """The embedding tables of the booster-only columns; ``call(rows)`` -> one [B, D] lookup per column.
 
-    Kept out of the shared :class:`rocket_ctr.model.layers.core.EmbeddingBank` (which is built over the
+    Kept out of the shared :class:`rocket_ctr.model.layers.bank.EmbeddingBank` (which is built over the
     served columns only): the light tower's path, and so its export, holds none of these tables.
 
     Args:

@@ -4,7 +4,7 @@ Everything from the raw value on runs in the graph, so an export takes raw float
 a numeric value that is NaN (null in a log) or ±inf becomes the feature's ``default``, then is
 bucketised by its ``boundaries`` into an embedding and/or normalised to one scalar; a multi-hot
 list's rows (``IdMapper.multi_hot_rows``: padding = row -1) are embedded and pooled (weighted sum
-or mean). The embedding bank (:class:`rocket_ctr.model.layers.core.EmbeddingBank`) holds one
+or mean). The embedding bank (:class:`rocket_ctr.model.layers.bank.EmbeddingBank`) holds one
 :class:`FeatureEncoders` for its columns; the booster one for its booster-only columns.
 """
 from __future__ import annotations
@@ -17,6 +17,7 @@ import tensorflow as tf
 from rocket_ctr.errors import InputError
 from rocket_ctr.features.types import MultiHotFeature, NumericFeature
 from rocket_ctr.model.layers.embedding import RowEmbedding
+from rocket_ctr.model.layers.tracking import track_for_checkpoints
 
 
 def clean(values: tf.Tensor, default: float) -> tf.Tensor:
@@ -79,8 +80,7 @@ class FeatureEncoders(keras.layers.Layer):
                 self.tables[f.name] = RowEmbedding(
                     rows, embedding_dim, embeddings_initializer=initializer, embeddings_regularizer=regularizer,
                     name=f"emb_{f.name}")
-        for i, table in enumerate(self.tables.values()):  # as layers.track_for_checkpoints (no import cycle)
-            setattr(self, f"_ckpt_emb_{i}", table)
+        track_for_checkpoints(self, "emb", list(self.tables.values()))
 
     def build(self, rows_shape=None):
         for table in self.tables.values():

@@ -5,7 +5,7 @@ candidate), ``keys`` [B, L, D] (the history, B = N or 1) and ``mask`` [B, L] (va
 returns [N, D]; an empty history pools to zero. A history of batch size 1 broadcasts against the
 N candidates, so in serving its per-step work is done once per request, not once per candidate.
 
-* ``DinAttention`` (rocket_ctr.model.layers.core): DIN's local activation unit, the booster's extractor.
+* ``DinAttention`` (rocket_ctr.model.layers.attention): DIN's local activation unit, the booster's extractor.
 * :class:`DotAttention`: scaled dot-product target attention on a learned projection.
 * :class:`MeanPooling`: the masked mean (no weights, candidate-independent).
 
@@ -19,7 +19,7 @@ import math
 import keras
 import tensorflow as tf
 
-from rocket_ctr.model.layers.core import (
+from rocket_ctr.model.layers.attention import (
     DinAttention,
     project,
     segment_pool,
@@ -41,7 +41,7 @@ class DotAttention(keras.layers.Layer):
             no weights: candidate and history share the embedding tables, so this is their similarity).
     """
 
-    skip_padding = True  # off under XLA (see rocket_ctr.model.layers.core.use_padded_attention)
+    skip_padding = True  # off under XLA (see rocket_ctr.model.layers.attention.use_padded_attention)
 
     def __init__(self, projection=16, **kwargs):
         super().__init__(**kwargs)

@@ -1,0 +1,241 @@
+"""Assembling a training run: the steps ``Trainer.__init__`` takes, one function each, in its order.
+
+The order matters: the multi-worker strategy exists before any other TensorFlow op of the
+process; the warm-start source is checked before the run dir is touched, and the run dir before
+anything is written into it; every variable exists before a checkpoint restores into it; the
+callbacks come last (they read the restored progress and history).
+"""
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+
+from rocket_ctr.config.schema import RocketConfig
+from rocket_ctr.errors import FieldError, InputError
+from rocket_ctr.features.spec import FeatureSpec
+from rocket_ctr.io.holdout import plan_holdout
+from rocket_ctr.io.reader import ClickLogReader, find_feature_spec, resolve_paths, surfacing_input_errors, to_dataset
+from rocket_ctr.model.rocket import RocketModel
+from rocket_ctr.train import run_dir as layout
+from rocket_ctr.train.callbacks.early_stopping import EarlyStopping
+from rocket_ctr.train.callbacks.fold_in import ValidationFoldIn
+from rocket_ctr.train.callbacks.hint_warmup import HintWarmup
+from rocket_ctr.train.callbacks.intercept_refit import InterceptRefit
+from rocket_ctr.train.callbacks.recorder import RunRecorder
+from rocket_ctr.train.callbacks.tensorboard_logs import TensorBoardLogs
+from rocket_ctr.train.distributed import PARAMETER_SERVER_UNSUPPORTED, broadcast_from_chief, make_strategy
+from rocket_ctr.train.evaluation import evaluate, model_inputs, validation_logits
+from rocket_ctr.train.optimizers import make_optimizer
+from rocket_ctr.train.warm_start import STATE_FILE as WARM_START_FILE
+from rocket_ctr.train.warm_start import WarmStartSource
+from rocket_ctr.train.warm_start import read_state as read_warm_start
+
+
+# ----- the run's checks and inputs ----------------------------------------------------------------
+def open_strategy(strategy) -> tuple:
+    """``(tf.distribute.Strategy, TaskInfo)`` of a strategy name or pair (InputError: parameter server)."""
+    strategy, task = make_strategy(strategy) if isinstance(strategy, str) else strategy
+    if isinstance(strategy, tf.distribute.ParameterServerStrategy):
+        raise InputError(PARAMETER_SERVER_UNSUPPORTED)
+    return strategy, task
+
+
+def open_warm_start(warm_start, run_dir: Path) -> WarmStartSource | None:
+    """The warm-start source of a run dir path (a source or None is taken as it is)."""
+    if isinstance(warm_start, WarmStartSource) or warm_start is None:
+        return warm_start
+    return WarmStartSource.open(warm_start, run_dir)
+
+
+def run_spec(spec: FeatureSpec | None, train, source: WarmStartSource | None,
+             config: RocketConfig) -> tuple[FeatureSpec, str | None]:
+    """The run's FeatureSpec (given, beside the data, the source's or the reference schema) and a
+    note when the mode reads none of its booster-only columns (they are then left out)."""
+    spec = spec or find_feature_spec(train) or (source.spec if source else FeatureSpec())
+    if "booster" in config.model.towers or not spec.booster_only_columns:
+        return spec, None
+    # nothing would read them: the run (its data, run dir and exports) goes without them
+    note = (f"mode {config.model.mode}: the booster-only columns {list(spec.booster_only_columns)} "
+            "are ignored (only a booster reads them; the logs need not hold them)")
+    return spec.served(), note
+
+
+def check_run(run_dir: Path, config: RocketConfig, spec: FeatureSpec, source: WarmStartSource | None,
+              distributed: bool) -> None:
+    """Refuses what the run cannot do: weights the source cannot give (before the run dir is
+    touched), a run dir that resumes with another config or spec, XLA with several workers."""
+    if source is not None:
+        source.check_compatible(config, spec)
+    layout.check_run_dir(run_dir, config, spec)
+    if config.training.jit_compile and distributed:
+        raise FieldError("{training.jit_compile} is not supported with a multi-worker strategy "
+                         "(XLA does not compile its CPU collectives)")
+
+
+def plan_validation(train, spec: FeatureSpec, config: RocketConfig, distributed: bool):
+    """The hold-out plan of the training log (None: no validation rows)."""
+    training = config.training
+    if not training.holds_out:
+        return None
+    folds_in = training.fold_in_validation != "no" and not distributed
+    return plan_holdout(resolve_paths(train), spec, training.validation_split, training.validation_fractions(folds_in))
+
+
+def training_reader(trainer, part: str, seed: int, **sharding) -> ClickLogReader:
+    """A shuffled reader of one side (``part``) of the training log's validation split, as training reads."""
+    training = trainer.config.training
+    # XLA compiles one step per padded width: it needs the padded attention and few widths
+    return ClickLogReader(trainer.train_paths, trainer.spec, batch_size=training.batch_size, shuffle=True,
+                          shuffle_buffer=training.shuffle_buffer, seed=seed,
+                          bucket_by_length=training.length_buckets or training.jit_compile,
+                          holdout=(trainer.holdout, part) if trainer.holdout else None,
+                          negative_rate=training.negative_rate, **sharding)
+
+
+def fixed_steps_per_epoch(trainer) -> int:
+    """Steps every worker runs per epoch: the smallest shard's full batches (each worker
+    computes the same number from the files' metadata; a shard that runs out early wraps
+    around into its next pass, so no worker waits in a collective for a missing step)."""
+    keep = 1.0 - (trainer.holdout.fraction if trainer.holdout else 0.0)
+    batch_size, workers = trainer.config.training.batch_size, trainer.task.num_workers
+    steps = min(int(rows * keep) // batch_size for rows in trainer.reader.shard_rows(workers))
+    if steps < 1:
+        raise FieldError(f"{trainer.train_paths}: the smallest of {workers} shards holds no full "
+                         f"batch of {batch_size} rows; lower {{training.batch_size}} or add data")
+    return steps
+
+
+def scratch_dir(task) -> Path | None:
+    """Where a worker other than the chief saves its (collective) checkpoints; None for the chief,
+    which writes into the run dir."""
+    return None if task.is_chief else Path(tempfile.mkdtemp(prefix=f"rocket_ctr_worker{task.worker_index}_"))
+
+
+def write_dir(trainer, name: str) -> Path:
+    """Where this worker's checkpoints go: the run dir for the chief, scratch for the others."""
+    return (trainer.run_dir if trainer.is_chief else trainer._scratch) / name
+
+
+# ----- the model and its state ------------------------------------------------------------------
+def build_model(trainer) -> tuple[RocketModel, dict]:
+    """The model and one optimizer per stage, under the strategy's scope, every variable created
+    (so that a checkpoint restores into them)."""
+    cfg, training = trainer.config, trainer.config.training
+    with trainer.strategy.scope():
+        model = RocketModel(trainer.spec, cfg)
+        stages = ("booster", "light") if cfg.model.mode == "two-stage" else ("joint",)
+        optimizers = {stage: make_optimizer(training.optimizer, training.learning_rate) for stage in stages}
+        first = next(iter(trainer.reader), None)
+        if first is None:
+            raise FieldError(f"{trainer.train_paths}: no full batch of {training.batch_size} rows in any history "
+                             "bucket (training drops partial batches); lower {training.batch_size} or add data")
+        features, label = first
+        rows = model_inputs(trainer.spec, trainer.mapper)({k: tf.constant(v) for k, v in features.items()},
+                                                          tf.constant(label))[0]
+        model(rows, training=False)
+        trainer.reader.epoch = 0
+        if cfg.model.mode == "two-stage":
+            optimizers["booster"].build(model.tower_variables("booster"))
+            optimizers["light"].build(model.tower_variables("light"))
+        else:
+            optimizers["joint"].build(model.trainable_variables)
+    return model, optimizers
+
+
+def checkpointing(trainer) -> tuple[tf.train.Checkpoint, tf.train.CheckpointManager]:
+    """The checkpoint of the model, progress and optimizers, and its manager (the newest 3)."""
+    checkpoint = tf.train.Checkpoint(model=trainer.model, progress=trainer.progress, **trainer.optimizers)
+    return checkpoint, tf.train.CheckpointManager(checkpoint, str(write_dir(trainer, layout.CHECKPOINTS)),
+                                                  max_to_keep=3)
+
+
+def restore(checkpoint: tf.train.Checkpoint, run_dir: Path) -> str | None:
+    """Restores the chief's newest checkpoint (for every worker); returns its prefix (None: a new run)."""
+    latest = layout.latest_checkpoint(run_dir)
+    if latest:
+        checkpoint.restore(latest).assert_existing_objects_matched()
+    return latest
+
+
+def warm_start_into(trainer, source: WarmStartSource | None, resumed: bool, carry_optimizer: bool) -> dict | None:
+    """Loads the source's weights into a new run and records what was carried (None: nothing was)."""
+    if source is None or resumed:
+        return None
+    carried = source.load_into(trainer.model, trainer.optimizers, carry_optimizer)
+    if trainer.is_chief:
+        layout.write_atomic(trainer.run_dir / WARM_START_FILE, layout.to_json(carried) + "\n")
+    return carried
+
+
+# ----- the policies -----------------------------------------------------------------------------
+def make_callbacks(trainer) -> tuple:
+    """The run's policies, in the order the loop calls them: hint warm-up, TensorBoard, early
+    stopping, intercept refit, validation fold-in, recorder (None where off)."""
+    cfg = trainer.config
+    launched = (trainer.warm_started or read_warm_start(trainer.run_dir)).get("hint_launched", False)  # warm start
+    warmup = HintWarmup.for_config(cfg, trainer.history, launched)
+    tensorboard = TensorBoardLogs(trainer.run_dir / layout.TENSORBOARD, enabled=trainer.is_chief)
+    early_stopping = EarlyStopping.for_config(
+        cfg, best_dir=write_dir(trainer, layout.BEST), chief_best_dir=trainer.run_dir / layout.BEST,
+        checkpoints=trainer.manager, history=trainer.history, verbose=trainer.verbose)
+    refit = _intercept_refit(trainer)
+    fold_in = _validation_fold_in(trainer)
+    holdout = trainer.holdout
+    recorder = RunRecorder(trainer.run_dir, cfg, trainer.history, trainer.total_epochs, trainer.task.num_workers,
+                           write=trainer.is_chief, verbose=trainer.verbose, warmup=warmup,
+                           early_stopping=early_stopping, field_names=trainer.field_names,
+                           validation_split=holdout and {"kind": holdout.kind, "reason": holdout.reason})
+    return warmup, tensorboard, early_stopping, refit, fold_in, recorder
+
+
+def _intercept_refit(trainer) -> InterceptRefit | None:
+    """The refit of the towers' intercepts after training (None: the model has none)."""
+    if not trainer.model.intercepts:
+        return None
+    spec, train = trainer.spec, trainer.train_paths
+
+    def logits():
+        return validation_logits(trainer.model, train, spec, (trainer.holdout, "validation"), spec.negative_rate)
+
+    def share(values):
+        if not trainer.distributed:
+            return values
+        return list(broadcast_from_chief(trainer.strategy, np.asarray(values, np.float64), trainer.is_chief))
+
+    evaluate_eval = None if trainer.fold_in_wanted == "yes" else _evaluate_eval(trainer)  # else the fold-in does
+    return InterceptRefit(logits if trainer.holdout else None, evaluate_eval, share, trainer.manager,
+                          is_chief=trainer.is_chief, verbose=trainer.verbose)
+
+
+def _validation_fold_in(trainer) -> ValidationFoldIn | None:
+    """The pass over the validation rows after the intercept refit (None: not wanted)."""
+    wanted = trainer.fold_in_wanted
+    if wanted is None:
+        return None
+
+    def validation_pass() -> tuple[int, int]:
+        """One shuffled pass over the validation rows with the last stage's training step: (rows, steps)."""
+        reader = training_reader(trainer, "validation", trainer.config.training.seed + trainer.total_epochs)
+        prepare = model_inputs(trainer.spec, trainer.mapper)
+        stage = trainer._stage_for(trainer.total_epochs - 1)
+        step = trainer._step_function(stage, entering=False)
+        rows = steps = 0
+        with surfacing_input_errors():
+            for batch, label, _, weight in to_dataset(reader).map(prepare, num_parallel_calls=tf.data.AUTOTUNE) \
+                    .prefetch(4):
+                step(batch, label, weight)
+                rows, steps = rows + int(label.shape[0]), steps + 1
+        return rows, steps
+
+    return ValidationFoldIn(validation_pass if wanted == "yes" else None, _evaluate_eval(trainer),
+                            trainer.manager, skipped=None if wanted == "yes" else wanted, verbose=trainer.verbose)
+
+
+def _evaluate_eval(trainer):
+    """``() -> eval metrics`` of the model as it is (None: no eval data, or not the chief)."""
+    if trainer.eval_paths is None or not trainer.is_chief:
+        return None
+    return lambda: evaluate(trainer.model, trainer.eval_paths, trainer.spec)
