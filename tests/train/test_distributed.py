@@ -200,7 +200,7 @@ def test_parameter_server_strategy_is_refused_with_the_reason(log, tmp_path, cap
 def test_parameter_server_probe_shards_the_table_across_both_ps_and_shows_what_keras_3_lacks():
     """1 chief + 2 ps + 2 workers (real processes): the Keras 3 embedding really is split across both
     ps; the tape over Keras variables fails, the tape over their shards trains (benchmarks/ps_keras3_probe.py)."""
-    probe = os.path.join(os.path.dirname(__file__), "..", "benchmarks", "ps_keras3_probe.py")
+    probe = os.path.join(os.path.dirname(__file__), "..", "..", "benchmarks", "ps_keras3_probe.py")
     results = {}
     for mode in ("keras", "shards"):
         done = subprocess.run([sys.executable, probe, mode], capture_output=True, text=True, timeout=180,

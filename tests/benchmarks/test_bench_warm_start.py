@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 SPEC = importlib.util.spec_from_file_location(
-    "bench_warm_start", Path(__file__).resolve().parents[1] / "benchmarks" / "bench_warm_start.py")
+    "bench_warm_start", Path(__file__).resolve().parents[2] / "benchmarks" / "bench_warm_start.py")
 bench = importlib.util.module_from_spec(SPEC)
 SPEC.loader.exec_module(bench)
 
