@@ -11,8 +11,8 @@ Variants (recipes of ``benchmarks/recipes.py``, family ``protection``; every one
   base:          the light tower alone (early stopping on validation GAUC, patience 1).
   booster:       the booster alone (shows which tower is stronger in the regime).
   rocket paper:  eq. (1) as in the paper: λ = 1 logit MSE from the first step, into the bottom.
-  rocket new defaults: ``rocket-ctr train`` with today's defaults (RocketConfig()).
-  rocket new defaults --no-share: the same with separate embeddings/attention per tower.
+  rocket defaults: ``rocket-ctr train`` with today's defaults (RocketConfig()).
+  rocket --no-share: the same with separate embeddings/attention per tower.
   (follow-ups, by name: launch on GAUC; ``base (patience 2)`` = ``--mode base`` defaults;
   ``rocket multi-task`` = a dot-attention booster whose cross-entropy trains the shared
   embeddings from the first step, λ = 0: the recipe screened on the real logs.)

@@ -69,7 +69,7 @@ REAL_LOGS_CHANGES = {
     "xla": Recipe({"jit_compile": True}),
     "base mode": Recipe({"mode": "base"}),
     # lr 5e-3, 5 % of the users held out, patience 1 (with 3 epochs like every row)
-    "previous defaults": Recipe({"learning_rate": 5e-3, "validation_fraction": 0.05, "validation_split": "users",
+    "users 5 %, lr 5e-3, patience 1": Recipe({"learning_rate": 5e-3, "validation_fraction": 0.05, "validation_split": "users",
                                  "early_stopping_patience": 1}),
     "lr 5e-3": Recipe({"learning_rate": 5e-3}),
     "user hold-out": Recipe({"validation_fraction": 0.05, "validation_split": "users"}),
@@ -111,7 +111,7 @@ REAL_LOGS_CHANGES = {
 }
 REAL_LOGS_PRESETS = {
     "defaults": [],
-    "previous defaults": ["previous defaults"],
+    "users 5 %, lr 5e-3, patience 1": ["users 5 %, lr 5e-3, patience 1"],
     "base": ["base mode"],  # --mode base with every other default
     "reference-like": ["no validation", "lr 1e-3", "relu attention", "shuffle 100k", "xla", "user_id feature",
                        "vocabulary (no hashing)", "one bucket (50)", "dense Adam"],
@@ -145,12 +145,12 @@ PROTECTION = {
     "booster": Recipe(dict(mode="booster", early_stopping_patience=1)),
     "rocket paper": Recipe(dict(mode="rocket", hint_warmup=False, hint_trains_bottom=True,
                                 early_stopping_patience=0)),
-    "rocket new defaults": Recipe(dict(mode="rocket")),
+    "rocket defaults": Recipe(dict(mode="rocket")),
     # separate bottoms, so an unlaunched booster still learns its own embeddings
-    "rocket new defaults --no-share": Recipe(dict(mode="rocket", share=False)),
+    "rocket --no-share": Recipe(dict(mode="rocket", share=False)),
     # launch when the booster's validation GAUC leads (its log loss rarely does: BN boosters rank better
     # before they are calibrated)
-    "rocket new defaults, launch on GAUC": Recipe(dict(mode="rocket", hint_launch_metric="gauc")),
+    "rocket, launch on GAUC": Recipe(dict(mode="rocket", hint_launch_metric="gauc")),
     "rocket --no-share, launch on GAUC": Recipe(dict(mode="rocket", share=False, hint_launch_metric="gauc")),
     "base (patience 2)": Recipe(dict(mode="base")),
     # a dot-attention booster whose cross-entropy trains the shared embeddings from the first step, λ = 0
