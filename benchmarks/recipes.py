@@ -69,8 +69,8 @@ REAL_LOGS_CHANGES = {
     "xla": Recipe({"jit_compile": True}),
     "base mode": Recipe({"mode": "base"}),
     # lr 5e-3, 5 % of the users held out, patience 1 (with 3 epochs like every row)
-    "users 5 %, lr 5e-3, patience 1": Recipe({"learning_rate": 5e-3, "validation_fraction": 0.05, "validation_split": "users",
-                                 "early_stopping_patience": 1}),
+    "users 5 %, lr 5e-3, patience 1": Recipe({"learning_rate": 5e-3, "validation_fraction": 0.05,
+                                              "validation_split": "users", "early_stopping_patience": 1}),
     "lr 5e-3": Recipe({"learning_rate": 5e-3}),
     "user hold-out": Recipe({"validation_fraction": 0.05, "validation_split": "users"}),
     "patience 1": Recipe({"early_stopping_patience": 1}),
