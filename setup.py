@@ -28,6 +28,6 @@ setup(
         "matplotlib>=3.8",                  # curves.png
         "tensorboard>=2.16",                # tf.summary writers (TensorBoard logs of training)
     ],
-    extras_require={"test": ["pytest>=8", "pandas>=2", "ruff>=0.6"]},  # ruff: the lint the test command runs
+    extras_require={"test": ["pytest>=8", "ruff>=0.6"]},  # ruff: the lint the test command runs
     entry_points={"console_scripts": ["rocket-ctr=rocket_ctr.pipelines.cli:main"]},
 )

@@ -70,7 +70,7 @@ def pipeline_only(log: Path, batch_size: int) -> float:
     import tensorflow as tf
 
     from rocket_ctr.features.spec import FeatureSpec
-    from rocket_ctr.io.reader import resolve_paths
+    from rocket_ctr.io.log_gate import resolve_paths
     from rocket_ctr.io.row_ranges import file_fragments, plan_shard
     from rocket_ctr.scoring.scorer import score_ranges
 

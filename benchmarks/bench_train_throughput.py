@@ -148,7 +148,7 @@ def train_rocket_ctr(mode: str, train_paths: Path, work_dir: Path, warmup: int) 
     config = rocket_config(FAMILY, mode)
     spec = None
     if recipe(FAMILY, mode).spec:
-        from rocket_ctr.io.reader import find_feature_spec
+        from rocket_ctr.io.log_gate import find_feature_spec
 
         spec = dataclasses.replace(find_feature_spec(str(train_paths)), **recipe(FAMILY, mode).spec)
     (work_dir / "runs").mkdir(parents=True, exist_ok=True)

@@ -58,7 +58,7 @@ def check(run_dir: Path, log: Path, tower: str, knots=(16,)) -> None:
     from rocket_ctr.calibration.measures import ece, pcoc
     from rocket_ctr.calibration.platt import fit_platt
     from rocket_ctr.io.holdout import plan_holdout
-    from rocket_ctr.io.reader import resolve_paths
+    from rocket_ctr.io.log_gate import resolve_paths
     from rocket_ctr.metrics.ranking import auc
     from rocket_ctr.train.evaluation import scored_batches, validation_logits
     from rocket_ctr.train.run_dir import restore_model

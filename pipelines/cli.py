@@ -30,17 +30,27 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def option_flags(parser: argparse.ArgumentParser, command: str) -> dict[str, str]:
+    """``{dest: --flag}`` of a sub-command's options: a library field of the same name (``run_dir``)
+    is shown as the flag the user typed (``--run-dir``)."""
+    subparsers = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return {action.dest: action.option_strings[-1] for action in subparsers.choices[command]._actions
+            if action.option_strings and action.option_strings[-1].startswith("--")}
+
+
 def main(argv: list[str] | None = None) -> int:
     from rocket_ctr.errors import FieldError, InputError
     from rocket_ctr.pipelines.quiet_startup import configure
 
     # before anything imports TensorFlow: its start-up noise stays off the console (see quiet_startup)
     configure(verbose="--verbose" in (sys.argv[1:] if argv is None else argv))
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     try:
         result = args.func(args)
     except FieldError as err:  # the library names its fields; a sub-command may know them as flags
-        names = getattr(sys.modules[args.func.__module__], "field_flags", dict)()
+        names = {**option_flags(parser, args.command),
+                 **getattr(sys.modules[args.func.__module__], "field_flags", dict)()}
         print(f"rocket-ctr {args.command}: error: {err.render(names)}", file=sys.stderr)
         return 2
     except InputError as err:

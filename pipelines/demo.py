@@ -23,7 +23,8 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--candidates", type=int, default=200, help="candidates per latency request (default 200)")
     parser.add_argument("--requests", type=int, default=300, help="timed latency requests per backend")
     parser.add_argument("--xla", action=argparse.BooleanOptionalAction, default=False,
-                        help="XLA-compiled export (faster per request; the test server then needs ~30 s to load it)")
+                        help="XLA-compiled export (faster per request; the test server answers within seconds and "
+                             "compiles its other request shapes in the background, about a minute on 2 cores)")
     parser.add_argument("--fresh", action=argparse.BooleanOptionalAction, default=True,
                         help="start from an empty --out (default); --no-fresh resumes an earlier demo run")
     parser.set_defaults(func=run)

@@ -43,7 +43,7 @@ def add_parser(subparsers) -> None:
 def resolve_spec(path, spec_path=None):
     """(FeatureSpec, where it came from) for reading ``path``: explicit file, found file or defaults."""
     from rocket_ctr.features.spec import FeatureSpec
-    from rocket_ctr.io.reader import find_feature_spec_path
+    from rocket_ctr.io.log_gate import find_feature_spec_path
 
     if spec_path is None:
         spec_path = find_feature_spec_path(path)
@@ -100,10 +100,11 @@ def summarize(paths, spec=None, batch_size: int = 1024) -> dict:
         InputError: a bad path, file, column or value (the same messages as training).
     """
     from rocket_ctr.features.spec import HIST_LEN, FeatureSpec
-    from rocket_ctr.io.reader import make_dataset, resolve_paths, surfacing_input_errors
+    from rocket_ctr.io.log_gate import check_log
+    from rocket_ctr.io.reader import make_dataset, surfacing_input_errors
 
     spec = spec or FeatureSpec()
-    files = resolve_paths(paths)
+    files = check_log(paths, spec).files
     history = spec.history_columns[0] if spec.history_columns else None
     rows = clicks = hist_sum = hist_max = 0
     widths: dict[int, dict[str, int]] = {}
@@ -158,9 +159,17 @@ def format_summary(summary: dict, spec_source: str | None = None) -> str:
             line("history", f"mean {summary['hist_len_mean']:.2f}, max {summary['hist_len_max']} steps kept "
                             f"(max_history {summary['max_history']}); longest raw {summary['hist_raw_max']}, "
                             f"{summary['truncated_share']:.2%} of rows truncated"),
-            line("users", f"{summary['distinct_users']:,}" + ("" if summary["distinct_users_exact"] else " (approx.)")),
+            line("users", users_text(summary["distinct_users"], summary["distinct_users_exact"])),
             line("read", f"{rows:,} rows in {summary['seconds']:.2f} s = {summary['rows_per_second']:,.0f} rows/s")]
     return "\n".join(out)
+
+
+def users_text(count: int, exact: bool) -> str:
+    """The distinct-user line: exact, or an estimate that says it is one and how close it is."""
+    if exact:
+        return f"{count:,}"
+    # a k-minimum-values sketch's relative standard error is 1/sqrt(k - 2)
+    return f"about {count:,} (estimated from a sketch of {SKETCH_SIZE:,} ids, ±{100 / (SKETCH_SIZE - 2) ** 0.5:.1f} %)"
 
 
 def fit_spec(paths, spec, out) -> list[str]:
@@ -172,7 +181,7 @@ def fit_spec(paths, spec, out) -> list[str]:
 
     from rocket_ctr.errors import InputError
     from rocket_ctr.features.fit import fit_numeric
-    from rocket_ctr.io.reader import resolve_paths
+    from rocket_ctr.io.log_gate import resolve_paths
 
     fitted, stats = fit_numeric(resolve_paths(paths), spec)
     out = Path(out)

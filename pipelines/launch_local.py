@@ -138,6 +138,7 @@ def launch(train_args: list[str], workers: int, max_restarts: int = 2) -> int:
         raise InputError("launch-local sets --strategy itself; leave it out of the train arguments")
     if not train_args:
         raise InputError("give the train arguments after --, e.g. -- --train data/train --run-dir runs/mw")
+    check_train_logs(train_args)  # a bad log is refused here, before any worker or run dir exists
     attempt = 0
     previous = signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     try:
@@ -159,6 +160,28 @@ def launch(train_args: list[str], workers: int, max_restarts: int = 2) -> int:
                   f"(restart {attempt} of {max_restarts}), resuming from the last checkpoint", flush=True)
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+def check_train_logs(train_args: list[str]) -> None:
+    """The training (and eval) logs of ``train_args`` through the log gate, with the spec the
+    workers will use (``--spec``, else the one beside the data, else the reference schema; a mode
+    without a booster leaves the booster-only columns out)."""
+    from rocket_ctr.features.spec import FeatureSpec
+    from rocket_ctr.io.log_gate import check_log, find_feature_spec
+    from rocket_ctr.pipelines import train as train_command
+
+    commands = argparse.ArgumentParser(prog="rocket-ctr launch-local --").add_subparsers()
+    train_command.add_parser(commands)
+    args = commands.choices["train"].parse_args(train_args)
+    try:
+        spec = FeatureSpec.load(args.spec) if args.spec else find_feature_spec(args.train) or FeatureSpec()
+    except ValueError as err:
+        raise InputError(str(err)) from None
+    if "booster" not in train_command.config_from_args(args).model.towers:
+        spec = spec.served()
+    for paths in (args.train, args.eval):
+        if paths is not None:
+            check_log(paths, spec)
 
 
 def run(args) -> int:

@@ -92,7 +92,7 @@ def run(args) -> int:
     if args.threads:
         tf.config.threading.set_intra_op_parallelism_threads(args.threads)
         tf.config.threading.set_inter_op_parallelism_threads(args.threads)
-    from rocket_ctr.pipelines.progress import Progress
+    from rocket_ctr.progress import Progress
     from rocket_ctr.scoring.batch_predict import predict_log
     from rocket_ctr.scoring.prediction_output import check_out_dir
 

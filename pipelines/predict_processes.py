@@ -34,9 +34,9 @@ def _count(process, done: list, index: int) -> None:
 
 
 def run_processes(args) -> int:
-    from rocket_ctr.io.reader import resolve_paths
+    from rocket_ctr.io.log_gate import resolve_paths
     from rocket_ctr.io.row_ranges import file_fragments
-    from rocket_ctr.pipelines.progress import Progress
+    from rocket_ctr.progress import Progress
     from rocket_ctr.scoring.prediction_output import check_out_dir, conflicting_results
 
     check_out_dir(args.out, overwrite=args.overwrite)

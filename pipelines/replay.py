@@ -55,8 +55,7 @@ def endpoint_target(target: str, model_name: str):
 
 def run(args) -> int:
     from rocket_ctr.errors import InputError
-    from rocket_ctr.io.parquet_schema import validate_schema
-    from rocket_ctr.io.reader import resolve_paths
+    from rocket_ctr.io.log_gate import check_log
     from rocket_ctr.io.row_ranges import file_fragments, plan_shard
     from rocket_ctr.scoring.replay import replay
     from rocket_ctr.scoring.scorer import export_spec, load_saved_model, saved_model_scorer
@@ -68,8 +67,7 @@ def run(args) -> int:
         raise InputError(f"--requests and --tolerance must be >= 0, got {args.requests} and {args.tolerance}")
     loaded, info = load_saved_model(args.model)
     spec = export_spec(info, args.data)
-    files = resolve_paths(args.data)
-    validate_schema(files, spec)
+    files = check_log(args.data, spec).files
     targets, client = {"savedmodel": saved_model_target(loaded)}, None
     if args.target:
         targets[args.target], client = endpoint_target(args.target, args.model_name)

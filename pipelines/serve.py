@@ -12,10 +12,13 @@ HELP = "TF-Serving-protocol TEST server (a stand-in for tests/benchmarks; produc
 DESCRIPTION = (
     "A stand-in for tensorflow_model_server, for tests and benchmarks only: it speaks TF Serving's "
     "gRPC and REST APIs, serves the highest version under --model_base_path (picking up newer ones) "
-    "and replays warmup records at load. The production server is TensorFlow Serving (see the "
-    "Dockerfile's serving target). A SavedModel is code: serve only exports you made.")
+    "and replays warmup records at load; the first version answers while its warmup runs in the "
+    "background (reported LOADING until it is done). Status lines go to stderr. The production "
+    "server is TensorFlow Serving (see the Dockerfile's serving target). A SavedModel is code: "
+    "serve only exports you made.")
 FIELD_FLAGS = {"model_base": "--model_base_path", "grpc_port": "--port", "rest_port": "--rest_api_port",
-         "max_candidates": "--max-candidates"}  # serve()'s argument -> flag, for its error messages
+               "max_candidates": "--max-candidates", "warmup_threads": "--warmup-threads",
+               "xla_cache_dir": "--xla-cache-dir"}  # serve()'s argument -> flag, for its error messages
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -35,6 +38,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--tensorflow_intra_op_parallelism", type=int, default=0, help="threads per op; 0 = auto")
     add("--tensorflow_inter_op_parallelism", type=int, default=0, help="ops run at once; 0 = auto")
     add("--grpc_max_threads", type=int, default=16, help="gRPC worker threads (default: %(default)s)")
+    add("--serve-during-warmup", action=argparse.BooleanOptionalAction, default=True,
+        help="answer with the first version as soon as it is loaded, its warmup replayed in the background "
+             "(a request shape not warm yet is compiled on its first request); --no-serve-during-warmup "
+             "answers only once warm, as TF Serving does. A newer version always takes over once warm "
+             "(default: on)")
+    add("--warmup-threads", type=int, default=1,
+        help="warmup requests replayed at once (default: %(default)s)")
+    add("--xla-cache-dir", default=None, metavar="DIR",
+        help="keep compiled XLA programs in DIR (TensorFlow's persistent XLA cache) so later starts on this "
+             "machine load them instead of compiling; one DIR per machine type (default: none)")
 
 
 def field_flags() -> dict[str, str]:
@@ -55,4 +68,6 @@ def run(args) -> int:
                  rest_port=args.rest_api_port, max_candidates=args.max_candidates,
                  poll_seconds=args.file_system_poll_wait_seconds, warmup=args.enable_model_warmup,
                  intra_op_threads=args.tensorflow_intra_op_parallelism,
-                 inter_op_threads=args.tensorflow_inter_op_parallelism, grpc_threads=args.grpc_max_threads)
+                 inter_op_threads=args.tensorflow_inter_op_parallelism, grpc_threads=args.grpc_max_threads,
+                 warmup_threads=args.warmup_threads, serve_during_warmup=args.serve_during_warmup,
+                 xla_cache_dir=args.xla_cache_dir)

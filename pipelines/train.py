@@ -2,6 +2,9 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import shutil
+from pathlib import Path
 
 from rocket_ctr.config.fields import fields_with_metadata, flag_table
 from rocket_ctr.config.schema import RocketConfig
@@ -48,10 +51,10 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--spec",
                         help="feature_spec.json (default: the one beside the data, else the reference schema)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
-    parser.add_argument("--strategy", choices=("default", "multi-worker", "parameter-server"), default="default",
+    parser.add_argument("--strategy", choices=("default", "multi-worker"), default="default",
                         help="default: this process; multi-worker: data-parallel over the TF_CONFIG cluster "
-                             "(--batch-size per worker); parameter-server: refused with the reason, see "
-                             "docs/distributed.md (default: %(default)s)")
+                             "(--batch-size per worker; parameter servers are not supported, see "
+                             "docs/distributed.md) (default: %(default)s)")
     parser.add_argument("--warm-start", metavar="RUN_DIR",
                         help="start a new --run-dir from this run's weights (its config and feature spec are the "
                              "defaults; training settings and vocabularies may change, shapes and the feature set "
@@ -69,7 +72,7 @@ def run(args) -> int:
     from rocket_ctr.train.distributed import make_strategy
     from rocket_ctr.train.trainer import Trainer
 
-    # first: before any other TensorFlow op; parameter-server is refused here with the reason
+    # first: before any other TensorFlow op
     strategy, task = make_strategy(args.strategy)
     spec = None
     if args.spec:
@@ -81,19 +84,37 @@ def run(args) -> int:
     if args.warm_start:
         from rocket_ctr.train.warm_start import WarmStartSource
         source = WarmStartSource.open(args.warm_start, args.run_dir)
-    trainer = Trainer(args.run_dir, args.train, args.eval, config_from_args(args, source and source.config), spec,
-                      verbose=0 if args.quiet else 1, strategy=(strategy, task), field_names=field_flags(),
-                      warm_start=source, warm_start_optimizer=args.warm_start_optimizer)
-    if trainer.warm_started and task.is_chief:
-        print(format_warm_start(trainer.warm_started))
-    elif source is not None and task.is_chief:
-        print(f"{args.run_dir} already holds checkpoints: resuming it (--warm-start applies to a new run dir only)")
-    metrics = trainer.fit()
+    with discarded_if_refused(args.run_dir):
+        trainer = Trainer(args.run_dir, args.train, args.eval, config_from_args(args, source and source.config),
+                          spec, verbose=0 if args.quiet else 1, strategy=(strategy, task), field_names=field_flags(),
+                          warm_start=source, warm_start_optimizer=args.warm_start_optimizer)
+        if trainer.warm_started and task.is_chief:
+            print(format_warm_start(trainer.warm_started))
+        elif source is not None and task.is_chief:
+            print(f"{args.run_dir} already holds checkpoints: resuming it (--warm-start applies to a new run dir only)")
+        metrics = trainer.fit()
     if not task.is_chief:
         return 0
     print(format_metrics(metrics))
     print(f"run dir: {args.run_dir}  (metrics.json, curves.png, checkpoints/, tensorboard/)")
     return 0
+
+
+@contextlib.contextmanager
+def discarded_if_refused(run_dir):
+    """Removes ``run_dir`` again when this command created it and bad input stopped the run before
+    its first checkpoint (a bad row deep in the log): a refused run leaves nothing behind."""
+    from rocket_ctr.errors import FieldError, InputError
+    from rocket_ctr.train.run_dir import CHECKPOINTS
+
+    run_dir = Path(run_dir)
+    existed = run_dir.exists()
+    try:
+        yield
+    except (InputError, FieldError):
+        if not existed and run_dir.is_dir() and not any((run_dir / CHECKPOINTS).glob("ckpt-*")):
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise
 
 
 def format_metrics(metrics: dict) -> str:

@@ -187,6 +187,19 @@ def served_cases(version_dir: Path, history: int, model_name: str = "bench", tim
         yield cases
 
 
+def wait_until_warm(client, log: Callable = print, timeout: float = 600.0) -> None:
+    """Waits while the endpoint's model has no AVAILABLE version but a LOADING one: the test server
+    answers during its first version's warmup, and timings then would include XLA compilations."""
+    deadline, said = time.monotonic() + timeout, False
+    while "LOADING" in (states := {s["state"] for s in client.status()}) and "AVAILABLE" not in states:
+        if time.monotonic() > deadline:
+            raise InputError(f"the model is still LOADING (warming up) after {timeout:.0f} s")
+        if not said:
+            log("the model is LOADING (warming up): waiting until it is AVAILABLE before measuring")
+            said = True
+        time.sleep(0.5)
+
+
 def check_target(target: str, allow_remote: bool) -> None:
     host = urlsplit(target).hostname
     if host not in LOOPBACK and not allow_remote:
@@ -220,6 +233,7 @@ def run_benchmark(model=None, target: str | None = None, compare=(), sizes=(100,
         if target is not None:
             check_target(target, allow_remote)
             client = stack.enter_context(connect(target, model_name))
+            wait_until_warm(client, log)
             cases.append((f"{urlsplit(target).scheme} {target}", model_name, endpoint_case(client, history)))
         else:
             exports = [resolve_export(model)] + [resolve_export(c) for c in compare]
@@ -228,7 +242,8 @@ def run_benchmark(model=None, target: str | None = None, compare=(), sizes=(100,
             main = labels[0]
             cases += [("in-process", n, inprocess_case(p, history)) for n, p in zip(labels, exports)]
             if server:
-                log(f"starting the test server on {exports[0]} (XLA exports replay their warmup: may take a while)")
+                log(f"starting the test server on {exports[0]} (measured once its warmup is replayed: about a "
+                    "minute for an XLA export on 2 cores)")
                 served = stack.enter_context(served_cases(exports[0], history))
                 cases += [(backend, main, make) for backend, make in served]
         results, samples = [], {}

@@ -30,7 +30,7 @@ class ServerProcess:
         base: the export base (``--model_base_path``).
         model_name: ``--model_name``.
         args: extra server flags, e.g. ``["--max-candidates", "50"]``.
-        timeout: seconds to wait for a version to become AVAILABLE.
+        timeout: seconds to wait for a version to become AVAILABLE (loaded and warmed up).
     Attributes:
         grpc_target, rest_target: ``grpc://127.0.0.1:P`` and ``http://127.0.0.1:R``.
     """
@@ -42,14 +42,16 @@ class ServerProcess:
         self.process = None
         self._log = None
 
-    def start(self) -> ServerProcess:
+    def start(self, wait: bool = True) -> ServerProcess:
+        """Starts the server; ``wait``: until a version is AVAILABLE (warmed up)."""
         self._log = tempfile.NamedTemporaryFile(prefix="rocket-ctr-serve-", suffix=".log", delete=False)
         command = [sys.executable, "-m", "rocket_ctr.pipelines.cli", "serve", "--host", HOST,
                    "--port", str(self.grpc_port), "--rest_api_port", str(self.rest_port),
                    "--model_name", self.model_name, "--model_base_path", str(self.base), *self.args]
         env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
         self.process = subprocess.Popen(command, stdout=self._log, stderr=subprocess.STDOUT, env=env)
-        self.wait_for_version(None, self.timeout)
+        if wait:
+            self.wait_for_version(None, self.timeout)
         return self
 
     def status(self) -> list:

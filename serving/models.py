@@ -1,14 +1,18 @@
 """Loaded SavedModel versions, and the manager serving the highest version under a base path.
 
 Mirrors TF Serving's default behaviour: the base path is polled, the highest complete version is
-loaded (its warmup records replayed) before it replaces the previous one, a version that fails to
-load is reported and skipped, and requests are validated against the signature before TensorFlow
-runs them.
+loaded and its warmup records replayed before it replaces the previous one (AVAILABLE), a version
+that fails to load is reported and skipped, and requests are validated against the signature
+before TensorFlow runs them. One difference, for a server that has nothing to serve yet: the
+first version answers requests as soon as it is loaded while its warmup records are replayed in
+the background (it is reported LOADING until they are done); ``serve_during_warmup=False`` waits
+as TF Serving does.
 """
 from __future__ import annotations
 
 import re
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -16,14 +20,13 @@ import grpc
 import numpy as np
 import tensorflow as tf
 from tensorflow.core.protobuf import saved_model_pb2
-from tensorflow_serving.apis import get_model_metadata_pb2, prediction_log_pb2
+from tensorflow_serving.apis import get_model_metadata_pb2
 
-from rocket_ctr.export.writer import WARMUP_FILE, list_versions
+from rocket_ctr.export.writer import list_versions, read_export_info
 from rocket_ctr.serving.status import ServingError, invalid, not_found
-from rocket_ctr.serving.tensors import from_proto
+from rocket_ctr.serving.warmup import PROGRESS_SECONDS, WarmupReplay, read_warmup
 
 DEFAULT_SIGNATURE = "serving_default"
-MAX_WARMUP_RECORDS = 1000
 
 
 _ASSERT = re.compile(r"assertion failed: \[(?P<what>[^\]]*)\].*?\[x \([^)]*\) = \] \[(?P<x>[^\]]*)\]"
@@ -114,19 +117,13 @@ class ServedModel:
             raise invalid(f"input '{alias}': empty batch (N = 0); send at least one candidate/row")
         return array
 
-    def replay_warmup(self) -> int:
-        """Runs the ``assets.extra`` warmup records once (as TF Serving does at load)."""
-        path = self.path / "assets.extra" / WARMUP_FILE
-        if not path.is_file():
-            return 0
-        count = 0
-        for record in tf.data.TFRecordDataset(str(path)).take(MAX_WARMUP_RECORDS):
-            log = prediction_log_pb2.PredictionLog.FromString(record.numpy())
-            if log.HasField("predict_log"):
-                request = log.predict_log.request
-                self.predict(request.inputs, from_proto, request.model_spec.signature_name)
-                count += 1
-        return count
+
+def describe_export(path: Path) -> str:
+    """``light tower, XLA`` (from the export's ``rocket_ctr_export.json``), else what is known."""
+    info = read_export_info(path)
+    if "jit_compile" not in info:
+        return "a SavedModel without rocket_ctr_export.json"
+    return f"{info.get('tower', '?')} tower, {'XLA' if info['jit_compile'] else 'no XLA'}"
 
 
 class ModelManager:
@@ -139,14 +136,23 @@ class ModelManager:
         warmup: replay warmup records at load.
         max_candidates: the largest N a request may carry.
         log: callable for one-line status messages.
+        warmup_threads: warmup requests replayed at once.
+        serve_during_warmup: while nothing is served yet, answer with a newly loaded version during
+            its warmup (replayed in the background). A version replacing a served one is always
+            warmed up before it takes over.
+        progress_seconds: seconds between warmup progress messages.
     """
 
     def __init__(self, name: str, base_path, poll_seconds: float = 1.0, warmup: bool = True,
-                 max_candidates: int | None = 1000, log: Callable = print):
+                 max_candidates: int | None = 1000, log: Callable = print, warmup_threads: int = 1,
+                 serve_during_warmup: bool = True, progress_seconds: float = PROGRESS_SECONDS):
         self.name, self.base = name, Path(base_path)
         self.poll_seconds, self.warmup, self.max_candidates, self.log = poll_seconds, warmup, max_candidates, log
+        self.warmup_threads, self.serve_during_warmup = warmup_threads, serve_during_warmup
+        self.progress_seconds = progress_seconds
         self.current: ServedModel | None = None
         self.states: dict[int, tuple[str, str]] = {}  # version -> (state name, error message)
+        self.background: WarmupReplay | None = None  # the served version's warmup while it runs
         self._lock = threading.Lock()
 
     def poll(self) -> None:
@@ -159,21 +165,55 @@ class ModelManager:
             return
         with self._lock:
             self.states[target] = ("LOADING", "")
+        path = self.base / str(target)
+        self.log(f"loading model {self.name!r} version {target} from {path} ({describe_export(path)})")
+        started = time.perf_counter()
         try:
-            model = ServedModel(self.name, target, self.base / str(target))
-            replayed = model.replay_warmup() if self.warmup else 0
+            model = ServedModel(self.name, target, path)
+            requests = read_warmup(path) if self.warmup else []
         except Exception as err:  # noqa: BLE001 - a bad version must not stop the server
-            message = err.message if isinstance(err, ServingError) else f"{type(err).__name__}: {err}"
+            self._failed(target, err)
+            return
+        replay = WarmupReplay(model, requests, self.warmup_threads, self.log, self.progress_seconds)
+        loaded = f"model {self.name!r} version {target} loaded in {time.perf_counter() - started:.1f} s"
+        if requests and self.current is None and self.serve_during_warmup:
             with self._lock:
-                self.states[target] = ("END", f"load failed: {message}")
-            self.log(f"model {self.name!r} version {target}: load failed ({message})")
+                self.current, self.background = model, replay  # answers now; AVAILABLE once warm
+            self.log(f"{loaded}: answering requests while its {len(requests)} warmup requests are replayed in "
+                     "the background (a request shape not warm yet is compiled on its first request)")
+            threading.Thread(target=self._warm_up, args=(model, replay), name="warmup", daemon=True).start()
+            return
+        if requests:
+            self.log(f"{loaded}: replaying its {len(requests)} warmup requests before it answers")
+        self._warm_up(model, replay)
+
+    def _warm_up(self, model: ServedModel, replay: WarmupReplay) -> None:
+        """Replays the warmup of ``model``, then makes it the AVAILABLE version."""
+        try:
+            replayed = replay.run()
+        except Exception as err:  # noqa: BLE001 - a bad version must not stop the server
+            self._failed(model.version, err, model)
             return
         with self._lock:
+            if replay.cancelled:  # a newer version took over meanwhile
+                return
             previous, self.current = self.current, model
-            self.states[target] = ("AVAILABLE", "")
-            if previous is not None:
+            self.states[model.version] = ("AVAILABLE", "")
+            if previous is not None and previous is not model:
                 self.states[previous.version] = ("END", "")
-        self.log(f"model {self.name!r} version {target} AVAILABLE ({replayed} warmup requests replayed)")
+            if self.background is not None and self.background is not replay:
+                self.background.stop()  # the version it was warming is retired
+            self.background = None
+        self.log(f"model {self.name!r} version {model.version} AVAILABLE: {replayed} warmup requests replayed "
+                 f"in {replay.elapsed:.1f} s")
+
+    def _failed(self, version: int, err: Exception, model: ServedModel | None = None) -> None:
+        message = err.message if isinstance(err, ServingError) else f"{type(err).__name__}: {err}"
+        with self._lock:
+            self.states[version] = ("END", f"load failed: {message}")
+            if model is not None and self.current is model:  # its warmup failed while it answered
+                self.current, self.background = None, None
+        self.log(f"model {self.name!r} version {version}: load failed ({message})")
 
     def run(self, stop: threading.Event) -> None:
         """Polls until ``stop`` is set."""

@@ -67,6 +67,76 @@ def click_log(tmp_path):
     return write
 
 
+# Two computations of the same values that sum in another order (padded or valid history steps, a split or a
+# whole matmul, oneDNN's blocking, the thread count) differ by at most n·eps·Σ|terms| (n terms summed). In float32
+# (eps32 = 2**-24 ≈ 6e-8) that is ~1e-6 relative, far more after a batch norm over a few rows, and depends on the
+# CPU; in float64 (eps64 = 2**-53 ≈ 1.1e-16) it stays below 1e-10 for the n·Σ|terms| <= 1e6 of these tests, while
+# a float32 rounding anywhere on either path (~1e-7) or a logic slip would show. So such comparisons run in
+# float64 (the `float64` fixture) and compare with FLOAT64_CLOSE.
+FLOAT64_CLOSE = {"rtol": 1e-9, "atol": 1e-9}
+# MLP returns its logits as float32 (losses in float32 under mixed precision): two float64 logits that agree to
+# 1e-9 round to float32 values at most one float32 ulp (<= 2**-23 relative) apart.
+LOGIT_CLOSE = {"rtol": 2**-23, "atol": 1e-9}
+
+# Probabilities of one float32 tower along two paths (an export or the model in memory, XLA or not, one user's
+# request or its tiled rows, another batch size): each dot product of n terms rounds to within n·eps32·Σ|terms|.
+# Propagated through the tests' largest tower (the tiny trained run's light tower: 48 → 200 → 80 → 1, Σ|terms| up
+# to ~5) and σ' <= 1/4, that bounds the two paths' difference by 4.5e-5 on any CPU (2.4e-7 seen here); a wrong row,
+# column or history moves a probability by far more.
+FLOAT32_PROBABILITY_ATOL = 5e-5
+
+
+def auc_tolerance(labels, scores, atol: float) -> float:
+    """How far the AUC of ``scores`` can move when each score moves by at most ``atol`` (another float32 path): only
+    positive/negative pairs closer than 2·atol can swap, each by 1 / (positives · negatives)."""
+    labels, scores = np.asarray(labels) > 0, np.asarray(scores, np.float64)
+    positives, negatives = scores[labels], np.sort(scores[~labels])
+    close = (np.searchsorted(negatives, positives + 2 * atol, side="right")
+             - np.searchsorted(negatives, positives - 2 * atol, side="left"))
+    return close.sum() / max(len(positives) * len(negatives), 1) + 1e-12
+
+
+@pytest.fixture
+def float64():
+    """Keras layers and models built in the test compute in float64 (the dtype policy is restored after):
+    see FLOAT64_CLOSE."""
+    import keras
+
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy("float64")
+    yield
+    keras.config.set_dtype_policy(previous)
+
+
+def compute_dtype() -> str:
+    """The dtype Keras layers compute in now: float64 under the `float64` fixture, float32 otherwise."""
+    import keras
+
+    return keras.config.dtype_policy().compute_dtype
+
+
+TINY = dict(epochs=1, embedding_dim=8, booster_units=(32, 16), jit_compile=False,
+            learning_rate=5e-3)  # learns enough in one epoch that a reversed ranking is worse (export gate)
+
+
+def tiny_run(tmp_path_factory):
+    """(run dir, log dir) of a tiny trained model (config ``TINY``), trained once per test session and
+    shared by the export, serving, scoring and checkpoint tests."""
+    import shutil
+
+    from rocket_ctr.config.schema import RocketConfig
+    from rocket_ctr.datagen.synthetic import generate
+    from rocket_ctr.train.trainer import Trainer
+
+    root = tmp_path_factory.getbasetemp() / "tiny_export_run"
+    log, run = root / "log", root / "run"
+    if not (run / "metrics.json").exists():
+        shutil.rmtree(root, ignore_errors=True)
+        generate(log, n_rows=20_000, n_users=1000, n_items=1000, n_cates=20, seed=0)
+        Trainer(run, log / "train", log / "test", RocketConfig(**TINY), verbose=0).fit()
+    return run, log
+
+
 def model_rows(batch: int, steps: int, seed: int = 0) -> dict:
     """Random model inputs (row indices) of the tests' small spec: item/cate/gender ids [batch],
     item/cate histories [batch, steps] and ``hist_len`` in [0, steps]."""
@@ -96,3 +166,50 @@ def served_probabilities(loaded, signature: str, inputs: dict):
     import tensorflow as tf
 
     return loaded.signatures[signature](**{k: tf.constant(v) for k, v in inputs.items()})["probabilities"].numpy()
+
+
+def assert_valid_step_form_equals_the_padded_form(layer, query, keys, mask) -> None:
+    """An interest extractor's valid-steps form (training) against its padded form (XLA, serving):
+    the pooled interest and the gradients with respect to the query, the keys and every weight,
+    eagerly and traced with unknown batch and width (as the training step is). In float64 (the
+    ``float64`` fixture) the two summation orders agree to ~1e-15, so FLOAT64_CLOSE is far above
+    rounding and far below any real difference."""
+    import tensorflow as tf
+
+    from rocket_ctr.model.layers.attention import use_padded_attention
+
+    width = int(query.shape[-1])
+
+    def pooled_and_gradients(padded):
+        use_padded_attention(layer, padded)
+        with tf.GradientTape() as tape:
+            tape.watch([query, keys])
+            out = layer(query, keys, mask)
+            loss = tf.reduce_sum(out * tf.range(1, width + 1, dtype=out.dtype))
+        return [out.numpy()] + [tf.convert_to_tensor(g).numpy()
+                                for g in tape.gradient(loss, [query, keys] + layer.trainable_weights)]
+
+    skipping, padded = pooled_and_gradients(False), pooled_and_gradients(True)
+    use_padded_attention(layer, False)
+    assert skipping[0].dtype == np.float64
+    for a, b in zip(skipping, padded):
+        np.testing.assert_allclose(a, b, **FLOAT64_CLOSE)
+    traced = tf.function(layer.call, input_signature=[tf.TensorSpec([None, width], tf.float64),
+                                                      tf.TensorSpec([None, None, width], tf.float64),
+                                                      tf.TensorSpec([None, None], tf.bool)])
+    np.testing.assert_allclose(traced(query, keys, mask).numpy(), skipping[0], **FLOAT64_CLOSE)
+
+
+def assert_predict_from_export_equals_predict_from_run(root, data, export_base) -> None:
+    """``rocket-ctr predict`` through the export and through the run dir ``root/run`` (no XLA) score
+    the same light probabilities, within the float32 forward-error bound."""
+    import pyarrow.parquet as pq
+
+    from rocket_ctr.pipelines.cli import main
+
+    assert main(["predict", "--no-progress", "--model", str(export_base), "--data", str(data),
+                 "--out", str(root / "p_export")]) == 0
+    assert main(["predict", "--no-progress", "--run-dir", str(root / "run"), "--no-xla", "--data", str(data),
+                 "--out", str(root / "p_run")]) == 0
+    np.testing.assert_allclose(pq.read_table(root / "p_export")["p_light"].to_numpy(),
+                               pq.read_table(root / "p_run")["p_light"].to_numpy(), atol=FLOAT32_PROBABILITY_ATOL)

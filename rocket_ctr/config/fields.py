@@ -8,6 +8,7 @@ every other one is a leaf. The functions of the whole field table take its ``roo
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import math
 from typing import Any
 
@@ -58,7 +59,7 @@ def set_flat(config, flat: dict) -> None:
     by_name = flat_names(type(config)) if flat else {}
     unknown = sorted(set(flat) - set(by_name))
     if unknown:
-        raise FieldError(f"unknown config keys {unknown} (known: {sorted(by_name)})")
+        raise FieldError(unknown_keys(unknown, by_name))
     for name, value in flat.items():
         *parents, leaf = by_name[name].split(".")
         holder = config
@@ -80,8 +81,18 @@ def overridden(config, *overrides: dict) -> dict:
         elif value is not None:
             values[path] = value
     if unknown:
-        raise FieldError(f"unknown config keys {sorted(unknown)} (known: {sorted(values)})")
+        raise FieldError(unknown_keys(sorted(unknown), [*values, *by_name]))
     return values
+
+
+def unknown_keys(unknown: list[str], known) -> str:
+    """The message for config keys that name no field: each with its likeliest intended name."""
+    parts = []
+    for key in unknown:
+        close = difflib.get_close_matches(key, list(known), n=1, cutoff=0.6)
+        parts.append(f"{key!r} (did you mean {close[0]!r}?)" if close else repr(key))
+    return (f"unknown config key{'s' if len(unknown) > 1 else ''} {', '.join(parts)}; "
+            "`rocket-ctr train --help` lists every field (its flag is the key with - for _)")
 
 
 def from_paths(cls, values: dict[str, Any]):

@@ -10,6 +10,7 @@ from rocket_ctr.export.serving_module import tower_probability
 from rocket_ctr.features.id_mapping import IdMapper
 from rocket_ctr.features.signatures import OUTPUT, SCORE_ROWS, SERVING_DEFAULT, candidate_columns
 from rocket_ctr.features.spec import HIST_LEN, FeatureSpec
+from rocket_ctr.progress import Progress, stage
 
 TOLERANCE = 1e-5
 
@@ -56,8 +57,13 @@ def _tiled(spec: FeatureSpec, rows: dict, user: int, candidates) -> dict:
     return out
 
 
-def verify_export(path, model, tower: str, rows: dict, users: int = 8) -> float:
+def verify_export(path, model, tower: str, rows: dict, users: int = 8, progress: bool = False) -> float:
     """Loads the SavedModel at ``path`` and compares both signatures with the in-memory tower.
+
+    Args:
+        rows: raw sample rows, scored row-wise and as 1 user x N candidates requests.
+        users: how many of the first rows' users send a request (the last rows, edge cases, always do).
+        progress: the stage and its requests on stderr (``rocket_ctr.progress``).
 
     Returns:
         The largest absolute probability difference.
@@ -65,16 +71,21 @@ def verify_export(path, model, tower: str, rows: dict, users: int = 8) -> float:
         VerificationError: a difference above TOLERANCE.
     """
     spec = model.spec.for_tower(tower)
+    n = len(rows[HIST_LEN])
+    senders = [*range(min(users, n)), *range(max(n - 6, 0), n)]  # some real users + the edge rows
+    stage(f"export: verifying {n} rows and {len(senders)} requests of {n} candidates against the in-memory "
+          f"{tower} tower", enabled=progress)
     loaded = tf.saved_model.load(str(path))
     score_rows, request = loaded.signatures[SCORE_ROWS], loaded.signatures[SERVING_DEFAULT]
     worst = float(np.max(np.abs(score_rows(**_tensors(rows))[OUTPUT].numpy()
                                 - reference_probabilities(model, tower, rows))))
-    n = len(rows[HIST_LEN])
     everyone = np.arange(n)
-    for user in [*range(min(users, n)), *range(max(n - 6, 0), n)]:  # some real users + the edge rows
-        served = request(**_tensors(one_user_request(spec, rows, user, everyone)))[OUTPUT].numpy()
-        expected = reference_probabilities(model, tower, _tiled(spec, rows, user, everyone))
-        worst = max(worst, float(np.max(np.abs(served - expected))))
+    with Progress(len(senders), "requests", prefix="export: verified ", enabled=progress) as shown:
+        for user in senders:
+            served = request(**_tensors(one_user_request(spec, rows, user, everyone)))[OUTPUT].numpy()
+            expected = reference_probabilities(model, tower, _tiled(spec, rows, user, everyone))
+            worst = max(worst, float(np.max(np.abs(served - expected))))
+            shown.update(1)
     if not worst <= TOLERANCE:
         raise VerificationError(f"exported {tower} tower differs from the in-memory model by {worst:.3g} "
                                 f"(> {TOLERANCE}); nothing was written")

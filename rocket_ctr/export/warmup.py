@@ -1,5 +1,6 @@
 """TF Serving warmup records of an export (``assets.extra/tf_serving_warmup_requests``): requests
-covering the shapes XLA compiles, replayed by the server when it loads the model."""
+covering the shapes XLA compiles, replayed by the server when it loads the model, the shapes
+requests hit most often first."""
 from __future__ import annotations
 
 import numpy as np
@@ -16,7 +17,9 @@ MAX_WARMUP_RECORDS = 1000  # TF Serving reads at most this many
 def warmup_logs(spec: FeatureSpec, rows: dict, max_candidates: int = 512) -> list:
     """TF Serving warmup ``PredictionLog``s built from ``rows``: one-user requests for every
     history bucket x every candidate bucket up to ``max_candidates``
-    (:func:`rocket_ctr.export.serving_module.candidate_buckets`), plus row batches.
+    (:func:`rocket_ctr.export.serving_module.candidate_buckets`), plus row batches, one history
+    bucket after the other, the bucket most of ``rows`` fall in first (:func:`history_order`), so
+    a server that replays them in order warms the common shapes first.
     """
     from tensorflow_serving.apis import predict_pb2, prediction_log_pb2
 
@@ -29,7 +32,8 @@ def warmup_logs(spec: FeatureSpec, rows: dict, max_candidates: int = 512) -> lis
 
     n, logs = len(rows[HIST_LEN]), []
     sizes = candidate_buckets(max(max_candidates, 1))
-    for b, width in enumerate(spec.history_buckets):
+    for b in history_order(spec, rows):
+        width = spec.history_buckets[b]
         # a history of `width` real (item, category) pairs taken from the candidate columns (side
         # columns: their values in the rows, cycled), every sequence group `width` long
         steps = (np.arange(width) + b) % n
@@ -47,6 +51,15 @@ def warmup_logs(spec: FeatureSpec, rows: dict, max_candidates: int = 512) -> lis
             batch.update({c: _fit(rows[c][index], width) for c in spec.history_columns})
             logs.append(log(SCORE_ROWS, batch))
     return logs[:MAX_WARMUP_RECORDS]
+
+
+def history_order(spec: FeatureSpec, rows: dict) -> list:
+    """Indices of ``spec.history_buckets``, the bucket holding most of ``rows``' histories (their
+    ``hist_len``, truncated to ``max_history`` as served) first; equal counts keep the shorter first."""
+    lengths = np.minimum(np.asarray(rows[HIST_LEN]), spec.max_history)
+    buckets = np.searchsorted(np.asarray(spec.history_buckets), lengths, side="left")
+    counts = np.bincount(buckets, minlength=len(spec.history_buckets))
+    return sorted(range(len(spec.history_buckets)), key=lambda b: -counts[b])
 
 
 def _fit(hist: np.ndarray, width: int) -> np.ndarray:

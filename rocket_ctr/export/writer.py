@@ -27,6 +27,7 @@ from rocket_ctr.export.verify import verify_export
 from rocket_ctr.export.warmup import warmup_logs, write_warmup
 from rocket_ctr.features.signatures import SCORE_ROWS, SERVING_DEFAULT, describe_signatures
 from rocket_ctr.features.spec import HIST_LEN, FeatureSpec
+from rocket_ctr.progress import stage
 
 WARMUP_FILE, INFO_FILE = "tf_serving_warmup_requests", "rocket_ctr_export.json"
 
@@ -87,7 +88,7 @@ def _check_tower(model, tower: str) -> None:
 
 def export_light(model, spec: FeatureSpec, export_base, version: int | None = None, *, tower: str = "light",
                  jit_compile: bool = True, data=None, sample_size: int = 256, warmup_candidates: int = 512,
-                 source=None) -> ExportResult:
+                 source=None, progress: bool = True) -> ExportResult:
     """Exports one tower (default: the light one) as ``export_base/<version>/`` for TF Serving.
 
     Written to a temporary folder beside the target, verified, then renamed into place, so a
@@ -105,6 +106,7 @@ def export_light(model, spec: FeatureSpec, export_base, version: int | None = No
         sample_size: rows read from ``data`` (edge-case rows are added).
         warmup_candidates: the largest N the warmup records cover.
         source: where the model came from (e.g. its run dir), recorded in rocket_ctr_export.json.
+        progress: a line per stage on stderr (saving, warmup records, verification).
     Returns:
         An ExportResult.
     Raises:
@@ -131,13 +133,16 @@ def export_light(model, spec: FeatureSpec, export_base, version: int | None = No
     stale = remove_stale(base)  # staging folders of exports killed before they could clean up
     staging = make_staging(base, version)
     try:
+        stage(f"export: saving the {tower} tower ({'XLA' if jit_compile else 'no XLA'}) as a SavedModel",
+              enabled=progress)
         tf.saved_model.save(module, str(staging), signatures={SERVING_DEFAULT: module.serving_default,
                                                               SCORE_ROWS: module.score_rows})
         extra = staging / "assets.extra"
         extra.mkdir()
         logs = warmup_logs(spec, rows, warmup_candidates)
+        stage(f"export: writing {len(logs)} warmup records", enabled=progress)
         write_warmup(extra / WARMUP_FILE, logs)
-        worst = verify_export(staging, model, tower, rows)
+        worst = verify_export(staging, model, tower, rows, progress=progress)
         info = {"tower": tower, "jit_compile": jit_compile, "tensorflow": tf.__version__,
                 "source": None if source is None else str(source),
                 "signatures": describe_signatures(spec), "feature_spec": spec.to_dict(),

@@ -17,10 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import glob as globlib
-import os
 import re
-from pathlib import Path
 from typing import Iterator
 
 import numpy as np
@@ -33,37 +30,12 @@ from rocket_ctr.features.spec import WEIGHT, FeatureSpec
 from rocket_ctr.io.batches import Chunk
 from rocket_ctr.io.downsampling import keep_rows
 from rocket_ctr.io.holdout import PARTS, Holdout
-from rocket_ctr.io.parquet_schema import check_batch, is_string, validate_schema
+from rocket_ctr.io.log_gate import check_log
+from rocket_ctr.io.parquet_schema import check_batch, is_string
 from rocket_ctr.io.row_ranges import file_fragments, plan_shard, shard_sizes
 
 READ_BATCH_ROWS = 32_768  # rows per pyarrow record batch (bounded memory, amortised overhead)
 GROUP_BATCHES = 8  # batches handed to tf.data per Python call
-
-
-# ----- locating files ---------------------------------------------------------------------
-def resolve_paths(paths: str | os.PathLike | list) -> list[str]:
-    """Expands files, folders (all ``*.parquet`` below them) and globs into a sorted file list.
-
-    Raises:
-        InputError: a path matches nothing, or nothing Parquet-like is found.
-    """
-    items = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
-    files: list[str] = []
-    for item in items:
-        item = str(item)
-        if os.path.isdir(item):
-            found = sorted(str(p) for p in Path(item).rglob("*.parquet"))
-            if not found:
-                raise InputError(f"{item}: folder holds no *.parquet files")
-            files += found
-        elif os.path.isfile(item):
-            files.append(item)
-        else:
-            found = sorted(f for f in globlib.glob(item, recursive=True) if os.path.isfile(f))
-            if not found:
-                raise InputError(f"{item}: no such file, folder or matching glob")
-            files += found
-    return list(dict.fromkeys(files))
 
 
 # ----- the streaming reader ---------------------------------------------------------------
@@ -98,8 +70,8 @@ class ClickLogReader:
         if batch_size < 1:
             raise InputError(f"batch_size must be >= 1, got {batch_size}")
         self.spec = spec or FeatureSpec()
-        self.files = resolve_paths(paths)
-        self.schema = validate_schema(self.files, self.spec)
+        checked = check_log(paths, self.spec)
+        self.files, self.schema = checked.files, checked.schema
         self.batch_size, self.shuffle, self.seed = batch_size, shuffle, seed
         self.window = max(shuffle_buffer, batch_size)
         self.drop_remainder = drop_remainder
@@ -278,20 +250,3 @@ def epochs_dataset(reader: ClickLogReader, first_epoch: int, epochs: int, steps_
         return stream.unbatch().take(steps_per_epoch)
 
     return tf.data.Dataset.range(first_epoch, first_epoch + epochs).flat_map(one_epoch)
-
-
-def find_feature_spec_path(paths) -> Path | None:
-    """Where the ``feature_spec.json`` written beside a data set is: the first data file's
-    folder or up to 2 folders above (generators and converters write it at the data set's root)."""
-    first = Path(resolve_paths(paths)[0]).resolve()
-    for folder in first.parents[:3]:
-        candidate = folder / "feature_spec.json"
-        if candidate.is_file():
-            return candidate
-    return None
-
-
-def find_feature_spec(paths) -> FeatureSpec | None:
-    """The FeatureSpec written beside a data set (see :func:`find_feature_spec_path`), or None."""
-    path = find_feature_spec_path(paths)
-    return FeatureSpec.load(path) if path else None

@@ -12,8 +12,7 @@ from typing import Callable
 import pyarrow as pa
 
 from rocket_ctr.features.spec import FeatureSpec
-from rocket_ctr.io.parquet_schema import validate_schema
-from rocket_ctr.io.reader import resolve_paths
+from rocket_ctr.io.log_gate import check_log
 from rocket_ctr.io.row_ranges import file_fragments, plan_shard
 from rocket_ctr.scoring.prediction_output import PredictionWriter
 from rocket_ctr.scoring.scorer import Scorer, count_rows, score_ranges, tower_columns
@@ -45,8 +44,8 @@ def predict_log(scorer: Scorer, spec: FeatureSpec, data, out_dir, *, num_shards:
     Raises:
         InputError / FieldError: bad input or an output folder holding results (nothing is lost).
     """
-    files = resolve_paths(data)
-    schema = validate_schema(files, spec)
+    checked = check_log(data, spec)
+    files, schema = checked.files, checked.schema
     pieces = plan_shard(file_fragments(files), num_shards, shard_index)
     total = count_rows(pieces)
     if on_start:

@@ -21,6 +21,7 @@ from rocket_ctr.features.spec import FeatureSpec
 from rocket_ctr.io.batches import Chunk
 from rocket_ctr.io.parquet_schema import check_batch
 from rocket_ctr.io.row_ranges import RowRange
+from rocket_ctr.progress import Progress
 from rocket_ctr.scoring.scorer import READ_ROWS, Scorer, score_chunk
 
 GROUP_BY = ("user+ts", "user")
@@ -97,7 +98,7 @@ def _as_user_rows(chunk: Chunk, spec: FeatureSpec, rows: np.ndarray, user_rows: 
 def replay(pieces: list[RowRange], spec: FeatureSpec, batch_scorer: Scorer, targets: dict[str, Target], *,
            group_by: str = "user+ts", max_candidates: int = 512, max_requests: int = 1000,
            tolerance: float = 1e-5, keep: int = 20, key_columns: list[str] | None = None,
-           on_request: Callable[[int], None] | None = None) -> ReplayReport:
+           on_request: Callable[[int], None] | None = None, progress: bool = True) -> ReplayReport:
     """Replays the first ``max_requests`` requests (0: all) of ``pieces`` against ``targets``.
 
     Args:
@@ -105,43 +106,55 @@ def replay(pieces: list[RowRange], spec: FeatureSpec, batch_scorer: Scorer, targ
         targets: ``{name: fn(user, candidates) -> probabilities}``.
         keep: how many differing rows the report lists (all are counted).
         key_columns: columns shown for a differing row (default: user id, candidate id, timestamp).
+        on_request: called with 1 after each request.
+        progress: requests and rows done on stderr (``rocket_ctr.progress``: a bar on a terminal,
+            a line every few seconds otherwise).
     """
     if max_candidates < 1:
         raise InputError(f"max_candidates must be >= 1, got {max_candidates}")
     tower = next(iter(batch_scorer))
     keys = key_columns or [c for c in (spec.user_id, spec.sequence_features[0].name, spec.timestamp) if c]
     report = ReplayReport(max_abs_diff={name: 0.0 for name in targets}, differing_rows={name: 0 for name in targets})
-    for piece in pieces:
-        columns = list(dict.fromkeys([*spec.columns, *keys]))
-        try:
-            for first_row, batch in piece.batches(columns, READ_ROWS):
-                check_batch(batch, spec, piece.path, first_row)
-                chunk = Chunk(batch, spec)
-                requests = group_requests(batch, spec, group_by, max_candidates)
-                if max_requests:
-                    requests = requests[:max_requests - report.requests]
-                if not requests:
-                    continue
-                rows = np.concatenate(requests)
-                user_rows = np.concatenate([np.full(len(r), r[0]) for r in requests])
-                batch_scores = score_chunk(_as_user_rows(chunk, spec, rows, user_rows), spec, batch_scorer)[tower]
-                offset = 0
-                for request in requests:
-                    user, candidates = request_inputs(chunk, spec, request)
-                    expected = batch_scores[offset:offset + len(request)]
-                    for name, target in targets.items():
-                        got = np.asarray(target(user, candidates), dtype=np.float64).reshape(-1)
-                        _compare(report, name, got, expected, batch, request, keys, tolerance, keep)
-                    offset += len(request)
-                    report.requests += 1
-                    report.rows += len(request)
-                    report.max_candidates_seen = max(report.max_candidates_seen, len(request))
-                    if on_request:
-                        on_request(1)
-                if max_requests and report.requests >= max_requests:
-                    return report
-        except (pa.ArrowException, OSError) as err:
-            raise InputError(f"{piece.name}: cannot read Parquet data ({str(err).splitlines()[0]})") from None
+    log_rows = sum(p.num_rows for p in pieces)  # from the files' metadata
+    if max_requests:  # counted in requests, at most one per row
+        shown = Progress(min(max_requests, log_rows), "requests", prefix="replay: ", enabled=progress,
+                         detail=lambda: f"{report.rows:,} rows")
+    else:  # the whole log: counted in rows
+        shown = Progress(log_rows, "rows", prefix="replay: ", enabled=progress,
+                         detail=lambda: f"{report.requests:,} requests")
+    with shown:
+        for piece in pieces:
+            columns = list(dict.fromkeys([*spec.columns, *keys]))
+            try:
+                for first_row, batch in piece.batches(columns, READ_ROWS):
+                    check_batch(batch, spec, piece.path, first_row)
+                    chunk = Chunk(batch, spec)
+                    requests = group_requests(batch, spec, group_by, max_candidates)
+                    if max_requests:
+                        requests = requests[:max_requests - report.requests]
+                    if not requests:
+                        continue
+                    rows = np.concatenate(requests)
+                    user_rows = np.concatenate([np.full(len(r), r[0]) for r in requests])
+                    batch_scores = score_chunk(_as_user_rows(chunk, spec, rows, user_rows), spec, batch_scorer)[tower]
+                    offset = 0
+                    for request in requests:
+                        user, candidates = request_inputs(chunk, spec, request)
+                        expected = batch_scores[offset:offset + len(request)]
+                        for name, target in targets.items():
+                            got = np.asarray(target(user, candidates), dtype=np.float64).reshape(-1)
+                            _compare(report, name, got, expected, batch, request, keys, tolerance, keep)
+                        offset += len(request)
+                        report.requests += 1
+                        report.rows += len(request)
+                        report.max_candidates_seen = max(report.max_candidates_seen, len(request))
+                        shown.update(1 if max_requests else len(request))
+                        if on_request:
+                            on_request(1)
+                    if max_requests and report.requests >= max_requests:
+                        return report
+            except (pa.ArrowException, OSError) as err:
+                raise InputError(f"{piece.name}: cannot read Parquet data ({str(err).splitlines()[0]})") from None
     return report
 
 

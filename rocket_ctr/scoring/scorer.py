@@ -23,8 +23,9 @@ from rocket_ctr.errors import InputError
 from rocket_ctr.features.signatures import OUTPUT, SCORE_ROWS, rows_signature
 from rocket_ctr.features.spec import FeatureSpec
 from rocket_ctr.io.batches import Chunk
+from rocket_ctr.io.log_gate import find_feature_spec
 from rocket_ctr.io.parquet_schema import check_batch
-from rocket_ctr.io.reader import find_feature_spec, surfacing_input_errors
+from rocket_ctr.io.reader import surfacing_input_errors
 from rocket_ctr.io.row_ranges import RowRange
 
 READ_ROWS = 65_536  # rows per record batch read

@@ -1,7 +1,8 @@
 """Assembling a training run: the steps ``Trainer.__init__`` takes, one function each, in its order.
 
 The order matters: the multi-worker strategy exists before any other TensorFlow op of the
-process; the warm-start source is checked before the run dir is touched, and the run dir before
+process; the logs pass the log gate before anything reads them; the warm-start source is checked
+before the run dir is touched, and the run dir (created only by ``run_dir.record_run``) before
 anything is written into it; every variable exists before a checkpoint restores into it; the
 callbacks come last (they read the restored progress and history).
 """
@@ -17,7 +18,8 @@ from rocket_ctr.config.schema import RocketConfig
 from rocket_ctr.errors import FieldError, InputError
 from rocket_ctr.features.spec import FeatureSpec
 from rocket_ctr.io.holdout import plan_holdout
-from rocket_ctr.io.reader import ClickLogReader, find_feature_spec, resolve_paths, surfacing_input_errors, to_dataset
+from rocket_ctr.io.log_gate import CheckedLog, check_log, find_feature_spec
+from rocket_ctr.io.reader import ClickLogReader, surfacing_input_errors, to_dataset
 from rocket_ctr.model.rocket import RocketModel
 from rocket_ctr.train import run_dir as layout
 from rocket_ctr.train.callbacks.early_stopping import EarlyStopping
@@ -75,13 +77,18 @@ def check_run(run_dir: Path, config: RocketConfig, spec: FeatureSpec, source: Wa
                          "(XLA does not compile its CPU collectives)")
 
 
-def plan_validation(train, spec: FeatureSpec, config: RocketConfig, distributed: bool):
-    """The hold-out plan of the training log (None: no validation rows)."""
+def check_logs(train, eval, spec: FeatureSpec) -> tuple[CheckedLog, CheckedLog | None]:
+    """The training and eval logs through the log gate, before anything reads them or a run dir exists."""
+    return check_log(train, spec), (None if eval is None else check_log(eval, spec))
+
+
+def plan_validation(train_log: CheckedLog, spec: FeatureSpec, config: RocketConfig, distributed: bool):
+    """The hold-out plan of the (checked) training log (None: no validation rows)."""
     training = config.training
     if not training.holds_out:
         return None
     folds_in = training.fold_in_validation != "no" and not distributed
-    return plan_holdout(resolve_paths(train), spec, training.validation_split, training.validation_fractions(folds_in))
+    return plan_holdout(train_log.files, spec, training.validation_split, training.validation_fractions(folds_in))
 
 
 def training_reader(trainer, part: str, seed: int, **sharding) -> ClickLogReader:

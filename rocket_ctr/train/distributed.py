@@ -26,7 +26,7 @@ TASK_TYPES = ("chief", "worker", "ps", "evaluator")  # what a TF_CONFIG may name
 PARAMETER_SERVER_UNSUPPORTED = (
     "--strategy parameter-server is not supported by the trainer: Keras 3 variables cannot be "
     "differentiated once partitioned across ps tasks ('ShardedVariable' object has no attribute "
-    "'handle') and Keras' Embedding pulls whole tables; see README 'Training on a cluster' and "
+    "'handle') and Keras' Embedding pulls whole tables; see docs/distributed.md and "
     "benchmarks/ps_keras3_probe.py. Use --strategy multi-worker")
 
 

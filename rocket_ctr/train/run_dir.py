@@ -43,14 +43,16 @@ def latest_checkpoint(run_dir) -> str | None:
 
 
 def check_run_dir(run_dir, config: RocketConfig, spec: FeatureSpec) -> None:
-    """Creates ``run_dir``; one that holds checkpoints resumes only with the same config and FeatureSpec.
+    """Checks ``run_dir`` (creating nothing): one that holds checkpoints resumes only with the same
+    config and FeatureSpec.
 
     Raises:
         InputError: the run dir's config.json or feature_spec.json differs from ``config``/``spec``.
     """
     run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    if latest_checkpoint(run_dir) is None:
+    if run_dir.exists() and not run_dir.is_dir():
+        raise FieldError(f"{run_dir} is a file; {{run_dir}} must be a folder (it is created if missing)")
+    if not run_dir.is_dir() or latest_checkpoint(run_dir) is None:
         return
     for name, current in ((CONFIG_FILE, config.flat()), (SPEC_FILE, spec.to_dict())):
         path = run_dir / name
@@ -71,8 +73,10 @@ def check_run_dir(run_dir, config: RocketConfig, spec: FeatureSpec) -> None:
 
 
 def record_run(run_dir, config: RocketConfig, spec: FeatureSpec) -> None:
-    """Writes config.json and feature_spec.json (call once everything they describe was built)."""
+    """Creates ``run_dir`` and writes config.json and feature_spec.json (call once everything they
+    describe was built and checked: a refused run leaves no folder behind)."""
     run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
     write_atomic(run_dir / CONFIG_FILE, json.dumps(config.to_dict(), indent=2) + "\n")
     write_atomic(run_dir / SPEC_FILE, json.dumps(spec.to_dict(), indent=2) + "\n")
 
@@ -108,7 +112,8 @@ def restore_model(run_dir) -> tuple[RocketModel, FeatureSpec, RocketConfig]:
     run_dir = Path(run_dir)
     for name in (CONFIG_FILE, SPEC_FILE):
         if not (run_dir / name).exists():
-            raise FieldError(f"{run_dir}: not a training run dir (no {name}); train with {{run_dir}} first")
+            raise FieldError(f"{run_dir}: not a training run dir (no {name}); {{run_dir}} must be a folder that "
+                             "training wrote")
     config = RocketConfig.from_saved(json.loads((run_dir / CONFIG_FILE).read_text()))
     spec = FeatureSpec.load(run_dir / SPEC_FILE, saved=True)
     latest = latest_checkpoint(run_dir)

@@ -28,7 +28,6 @@ from __future__ import annotations
 import json
 import math
 import shutil
-import sys
 import time
 from pathlib import Path
 from typing import Mapping
@@ -41,14 +40,14 @@ from rocket_ctr.errors import FieldError, render_fields
 from rocket_ctr.features.id_mapping import IdMapper
 from rocket_ctr.features.signatures import row_signature
 from rocket_ctr.features.spec import FeatureSpec
-from rocket_ctr.io.reader import ClickLogReader, epochs_dataset, surfacing_input_errors, to_dataset
+from rocket_ctr.io.reader import epochs_dataset, surfacing_input_errors, to_dataset
 from rocket_ctr.model.layers.attention import use_padded_attention
-from rocket_ctr.model.loss import LOSS_TERMS
 from rocket_ctr.train import assembly, epoch_metrics
 from rocket_ctr.train import run_dir as layout
 from rocket_ctr.train.callbacks.hint_warmup import HintWarmup
 from rocket_ctr.train.callbacks.recorder import load_history
 from rocket_ctr.train.distributed import broadcast_from_chief
+from rocket_ctr.train.epoch_progress import EpochProgress
 from rocket_ctr.train.evaluation import model_inputs
 
 RUN_FINISHED = 1  # progress [total epochs, RUN_FINISHED, step]: the after-training steps are done too
@@ -63,7 +62,7 @@ class Trainer:
         train: training data (file, folder, glob or list); eval: evaluation data (optional).
         config: RocketConfig; spec: FeatureSpec (default: ``feature_spec.json`` beside the data,
             else the reference schema).
-        verbose: 1 = progress bar, 0 = silent.
+        verbose: 1 = progress (the Keras bar on a terminal, lines on stderr otherwise), 0 = silent.
         strategy: ``default`` (this process), ``multi-worker`` (``MultiWorkerMirroredStrategy``
             over the cluster in ``TF_CONFIG``; ``config.training.batch_size`` is per worker, the global
             batch is that × workers) or a ``(tf.distribute.Strategy, TaskInfo)`` pair from
@@ -88,13 +87,12 @@ class Trainer:
         self.spec, self.spec_note = assembly.run_spec(spec, train, source, self.config)
         self.train_paths, self.eval_paths = train, eval
         self.verbose = verbose if self.is_chief else 0
+        self.train_log, self.eval_log = assembly.check_logs(train, eval, self.spec)
         assembly.check_run(self.run_dir, self.config, self.spec, source, self.distributed)
-        self.holdout = assembly.plan_validation(train, self.spec, self.config, self.distributed)
+        self.holdout = assembly.plan_validation(self.train_log, self.spec, self.config, self.distributed)
         self.reader = assembly.training_reader(self, "train", self.config.training.seed, drop_remainder=True,
                                                num_shards=self.task.num_workers, shard_index=self.task.worker_index)
         self.steps_per_epoch = assembly.fixed_steps_per_epoch(self) if self.distributed else None
-        if eval is not None:
-            ClickLogReader(eval, self.spec)  # validate the eval schema before training starts
         keras.utils.set_random_seed(self.config.training.seed)
         self.mapper = IdMapper(self.spec)
         self._scratch = assembly.scratch_dir(self.task)
@@ -238,6 +236,7 @@ class Trainer:
             print(f"resuming from checkpoint: epoch {epoch + 1}, step {skip} of that epoch, global step {global_step}",
                   flush=True)
         steps_per_epoch = self.steps_per_epoch or max(1, self.reader.num_rows // self.config.training.batch_size)
+        rows_per_step = self.config.training.batch_size * self.task.num_workers
         train_seconds, train_examples = 0.0, 0
         self.model.stop_training = False  # a callback sets it to end the run after this epoch (as in Keras' fit)
         self._call("on_train_begin", {"global_step": global_step})
@@ -248,10 +247,11 @@ class Trainer:
                                        element_spec=dataset.element_spec)
             for tracker in self.model.metrics:
                 tracker.reset_state()
-            bar = keras.utils.Progbar(steps_per_epoch, verbose=(1 if sys.stdout.isatty() else 2) if self.verbose else 0,
-                                      stateful_metrics=list(LOSS_TERMS))
+            shown = EpochProgress(f"epoch {epoch + 1}/{self.total_epochs}", steps_per_epoch, rows_per_step, skip,
+                                  self.verbose)
             if self.verbose:
-                print(f"epoch {epoch + 1}/{self.total_epochs}" + (f" (stage: {stage})" if stage != "joint" else ""))
+                print(f"epoch {epoch + 1}/{self.total_epochs}" + (f" (stage: {stage})" if stage != "joint" else ""),
+                      flush=True)  # before the progress lines on stderr
             self._call("on_epoch_begin", epoch)
             started, in_epoch, logs = time.perf_counter(), skip, {}
             with surfacing_input_errors():
@@ -260,12 +260,13 @@ class Trainer:
                     logs = {k: float(v) for k, v in step(rows, label, weight).items()}
                     in_epoch += 1
                     global_step += 1
-                    bar.update(min(in_epoch, steps_per_epoch), list(logs.items()))
+                    shown.step(in_epoch, logs)
                     self._call("on_train_batch_end", in_epoch - 1, logs)
                     if global_step % self.config.training.checkpoint_every == 0:
                         self._save(epoch, in_epoch, global_step)
+            shown.close(in_epoch, logs)
             train_seconds += time.perf_counter() - started
-            train_examples += (in_epoch - skip) * self.config.training.batch_size * self.task.num_workers
+            train_examples += (in_epoch - skip) * rows_per_step
             record = epoch_metrics.evaluated(self, {"epoch": epoch + 1, "stage": stage, "steps": in_epoch,
                                                     "train": logs})
             if not math.isfinite(logs.get("loss", 0.0)):

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from conftest import FLOAT32_PROBABILITY_ATOL
 from rocket_ctr.calibration.measures import (
     check_rate,
     corrected_probability,
@@ -119,5 +120,5 @@ def test_exported_graph_returns_corrected_probabilities(tmp_path):
     mapped = IdMapper(SPEC)({c: tf.constant(v) for c, v in truncated.items() if c != "hist_len"})
     mapped["hist_len"] = tf.constant(truncated["hist_len"])
     q = tf.sigmoid(tower_logit(model, "light", mapped)).numpy()
-    np.testing.assert_allclose(served, corrected_probability(q, rate), atol=1e-6)
+    np.testing.assert_allclose(served, corrected_probability(q, rate), atol=FLOAT32_PROBABILITY_ATOL)
     assert np.all(served < q)

@@ -29,8 +29,18 @@ def test_yaml_file_with_cli_overrides(tmp_path):
     config = RocketConfig.from_file(path).replace(hint="mse", share=None)
     assert (config.training.learning_rate, config.hint.loss, config.model.share, config.model.booster.units) == \
         (0.001, "mse", False, (64, 32))
-    with pytest.raises(InputError, match="unknown config keys"):
+    with pytest.raises(InputError, match="unknown config key 'learnig_rate' \\(did you mean 'learning_rate'\\?\\)"):
         RocketConfig().replace(learnig_rate=1)
+
+
+def test_unknown_keys_of_a_config_file_suggest_the_field_and_do_not_list_them_all(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("hint_wieght: 0.5\nzzz: 1\n")
+    with pytest.raises(InputError) as caught:
+        RocketConfig.from_file(path)
+    message = str(caught.value)
+    assert "'hint_wieght' (did you mean 'hint_weight'?)" in message and "'zzz'" in message
+    assert "learning_rate" not in message  # no list of every field: --help has it
 
 
 def test_cli_reports_a_bad_config_file_in_one_line(tmp_path, capsys):

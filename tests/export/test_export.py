@@ -10,8 +10,8 @@ import pytest
 import tensorflow as tf
 from tensorflow_serving.apis import prediction_log_pb2
 
+from conftest import FLOAT32_PROBABILITY_ATOL, TINY, tiny_run
 from rocket_ctr.config.schema import RocketConfig
-from rocket_ctr.datagen.synthetic import generate
 from rocket_ctr.errors import InputError
 from rocket_ctr.export import writer as export_module
 from rocket_ctr.export.rows import one_user_request, sample_rows
@@ -24,20 +24,6 @@ from rocket_ctr.model.rocket import RocketModel
 from rocket_ctr.pipelines.cli import main
 from rocket_ctr.train.run_dir import restore_model
 from rocket_ctr.train.trainer import Trainer
-
-TINY = dict(epochs=1, embedding_dim=8, booster_units=(32, 16), jit_compile=False,
-            learning_rate=5e-3)  # learns enough in one epoch that a reversed ranking is worse (export gate)
-
-
-def tiny_run(tmp_path_factory):
-    """(run dir, log dir) of a tiny trained model, trained once per test session (shared with test_serving)."""
-    root = tmp_path_factory.getbasetemp() / "tiny_export_run"
-    log, run = root / "log", root / "run"
-    if not (run / "metrics.json").exists():
-        shutil.rmtree(root, ignore_errors=True)
-        generate(log, n_rows=20_000, n_users=1000, n_items=1000, n_cates=20, seed=0)
-        Trainer(run, log / "train", log / "test", RocketConfig(**TINY), verbose=0).fit()
-    return run, log
 
 
 @pytest.fixture(scope="module")
@@ -106,7 +92,7 @@ def test_outputs_match_the_in_memory_tower_including_unseen_ids_and_empty_histor
     assert (rows[HIST_LEN] == 0).any() and (rows[HIST_LEN] > spec.max_history).any()
     assert rows["item_id"].max() > 2**60  # unseen ids among the edge rows
     served = call(loaded, SCORE_ROWS, rows)
-    np.testing.assert_allclose(served, reference_probabilities(model, "light", rows), atol=1e-5)
+    np.testing.assert_allclose(served, reference_probabilities(model, "light", rows), atol=FLOAT32_PROBABILITY_ATOL)
     assert exported[xla].max_abs_diff <= 1e-5 and exported[xla].jit_compile is xla
 
 
@@ -120,7 +106,8 @@ def test_serving_default_equals_score_rows_on_the_same_data(trained, exported):
         tiled = {c: np.repeat(rows[c][user:user + 1], len(candidates), axis=0)
                  for c in (*spec.history_columns, HIST_LEN, "user_gender", "user_occupation")}
         tiled.update({c: rows[c] for c in ("item_id", "cate_id")})
-        np.testing.assert_allclose(call(loaded, SERVING_DEFAULT, request), call(loaded, SCORE_ROWS, tiled), atol=1e-6)
+        np.testing.assert_allclose(call(loaded, SERVING_DEFAULT, request), call(loaded, SCORE_ROWS, tiled),
+                                   atol=FLOAT32_PROBABILITY_ATOL)
 
 
 def test_variable_n_and_l_without_retracing(trained):
@@ -195,7 +182,7 @@ def test_booster_export_is_the_booster(trained, tmp_path):
     assert any("booster_tower" in k for k in names) and not any("light_tower" in k for k in names)
     rows = sample_rows(spec, log / "test", n=16)
     np.testing.assert_allclose(call(tf.saved_model.load(str(result.path)), SCORE_ROWS, rows),
-                               reference_probabilities(model, "booster", rows), atol=1e-5)
+                               reference_probabilities(model, "booster", rows), atol=FLOAT32_PROBABILITY_ATOL)
 
 
 def test_cli_export_and_its_errors(trained, tmp_path, capsys):
@@ -277,7 +264,7 @@ def test_booster_only_columns_are_never_asked_of_the_light_export(click_log, tmp
     rows = sample_rows(spec.served(), plain, n=8)
     assert "slot" not in rows
     np.testing.assert_allclose(call(loaded, SCORE_ROWS, rows), reference_probabilities(model, "light", rows),
-                               atol=1e-5)
+                               atol=FLOAT32_PROBABILITY_ATOL)
     request = one_user_request(spec.served(), rows, 0, np.arange(8))
     assert call(loaded, SERVING_DEFAULT, request).shape == (8,)
     # predict: from the export and p_light from the run dir without the column; p_booster needs it
@@ -286,7 +273,7 @@ def test_booster_only_columns_are_never_asked_of_the_light_export(click_log, tmp
     assert main(["predict", "--no-progress", "--run-dir", str(run), "--no-booster", "--no-xla", "--data", plain,
                  "--out", str(tmp_path / "p_light")]) == 0
     np.testing.assert_allclose(pq.read_table(tmp_path / "p_export")["p_light"].to_numpy(),
-                               pq.read_table(tmp_path / "p_light")["p_light"].to_numpy(), atol=1e-5)
+                               pq.read_table(tmp_path / "p_light")["p_light"].to_numpy(), atol=FLOAT32_PROBABILITY_ATOL)
     assert main(["predict", "--no-progress", "--run-dir", str(run), "--no-xla", "--data", with_slot,
                  "--out", str(tmp_path / "p_both")]) == 0
     assert pq.read_table(tmp_path / "p_both").column_names[-2:] == ["p_light", "p_booster"]
@@ -297,7 +284,7 @@ def test_booster_only_columns_are_never_asked_of_the_light_export(click_log, tmp
 
 
 def test_export_applies_the_fitted_slope_and_intercept(trained, exported):
-    """The export serves σ(f(a·logit + log r + b)): model.probabilities, to 1e-6 (no XLA), and with XLA."""
+    """The export serves σ(f(a·logit + log r + b)): model.probabilities, without and with XLA."""
     from rocket_ctr.export.verify import _truncated
     from rocket_ctr.features.id_mapping import IdMapper
 
@@ -311,7 +298,6 @@ def test_export_applies_the_fitted_slope_and_intercept(trained, exported):
     mapped = IdMapper(spec)({c: tf.constant(v) for c, v in truncated.items() if c != HIST_LEN})
     mapped[HIST_LEN] = tf.constant(truncated[HIST_LEN])
     expected = model.probabilities({"light": model.tower_logit("light", mapped)})["light"].numpy()
-    np.testing.assert_allclose(call(tf.saved_model.load(str(exported[False].path)), SCORE_ROWS, rows), expected,
-                               atol=1e-6)
-    np.testing.assert_allclose(call(tf.saved_model.load(str(exported[True].path)), SCORE_ROWS, rows), expected,
-                               atol=1e-5)  # XLA: the tower's own float rounding
+    for xla in (False, True):
+        np.testing.assert_allclose(call(tf.saved_model.load(str(exported[xla].path)), SCORE_ROWS, rows), expected,
+                                   atol=FLOAT32_PROBABILITY_ATOL)

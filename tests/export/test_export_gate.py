@@ -8,8 +8,8 @@ import sys
 
 import pytest
 import tensorflow as tf
-from test_export import tiny_run  # the tiny trained run, shared with test_export
 
+from conftest import tiny_run
 from rocket_ctr.errors import FieldError, InputError
 from rocket_ctr.export.gate.criteria import GateCriteria, judge
 from rocket_ctr.export.gate.promotion import REPORT_FILE, gate_export

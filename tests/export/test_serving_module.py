@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from conftest import FLOAT32_PROBABILITY_ATOL
 from rocket_ctr.config.schema import RocketConfig
 from rocket_ctr.export.serving_module import CANDIDATE_PAD, ServingModule, _bucket, candidate_bucket, candidate_buckets
 from rocket_ctr.features.signatures import example_rows, request_signature
@@ -44,4 +45,4 @@ def test_xla_module_pads_to_the_bucket_and_answers_like_the_plain_one():
         want = plain.serving_default(request)["probabilities"].numpy()
         got = xla.serving_default(request)["probabilities"].numpy()
         assert got.shape == (n,)
-        np.testing.assert_allclose(got, want, atol=1e-5)
+        np.testing.assert_allclose(got, want, atol=FLOAT32_PROBABILITY_ATOL)

@@ -8,7 +8,13 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import log_columns, served_probabilities, write_log
+from conftest import (
+    FLOAT32_PROBABILITY_ATOL,
+    assert_predict_from_export_equals_predict_from_run,
+    log_columns,
+    served_probabilities,
+    write_log,
+)
 from rocket_ctr.config.schema import RocketConfig
 from rocket_ctr.export.rows import one_user_request, sample_rows
 from rocket_ctr.export.writer import export_light, read_export_info
@@ -154,7 +160,8 @@ def test_one_by_n_request_with_the_new_inputs_matches_the_model(exported):
     # lists padded further with -1 (and weight 0) score the same
     wider = dict(request, tags=np.pad(request["tags"], [(0, 0), (0, 3)], constant_values=-1),
                  tag_w=np.pad(request["tag_w"], [(0, 0), (0, 3)]))
-    np.testing.assert_allclose(served_probabilities(loaded, SERVING_DEFAULT, wider), probabilities, atol=1e-6)
+    np.testing.assert_allclose(served_probabilities(loaded, SERVING_DEFAULT, wider), probabilities,
+                               atol=FLOAT32_PROBABILITY_ATOL)  # pooled over another width
     with pytest.raises(tf.errors.InvalidArgumentError, match="tag_w"):
         served_probabilities(loaded, SERVING_DEFAULT, dict(request, tag_w=request["tag_w"][:, :1]))
 
@@ -196,17 +203,10 @@ def test_the_test_server_accepts_the_new_inputs_over_grpc_and_rest(exported):
 
 
 def test_predict_from_the_export_and_the_run_dir_reads_the_new_columns(exported):
-    import pyarrow.parquet as pq
 
-    from rocket_ctr.pipelines.cli import main
 
     root, path, _, _, result = exported
-    assert main(["predict", "--no-progress", "--model", str(result.path.parent), "--data", path,
-                 "--out", str(root / "p_export")]) == 0
-    assert main(["predict", "--no-progress", "--run-dir", str(root / "run"), "--no-xla", "--data", path,
-                 "--out", str(root / "p_run")]) == 0
-    np.testing.assert_allclose(pq.read_table(root / "p_export")["p_light"].to_numpy(),
-                               pq.read_table(root / "p_run")["p_light"].to_numpy(), atol=1e-5)
+    assert_predict_from_export_equals_predict_from_run(root, path, result.path.parent)
 
 
 def test_booster_only_numeric_and_multi_hot_features_stay_out_of_the_light_export(tmp_path):

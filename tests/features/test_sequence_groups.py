@@ -11,7 +11,15 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import log_columns, refused_in_one_line, served_probabilities, write_log
+from conftest import (
+    FLOAT32_PROBABILITY_ATOL,
+    LOGIT_CLOSE,
+    assert_predict_from_export_equals_predict_from_run,
+    log_columns,
+    refused_in_one_line,
+    served_probabilities,
+    write_log,
+)
 from rocket_ctr.config.schema import RocketConfig
 from rocket_ctr.export.rows import one_user_request, sample_rows
 from rocket_ctr.export.writer import export_light, read_export_info
@@ -165,11 +173,13 @@ def _model_rows(n: int, items: int, cates: int, seed: int = 0) -> dict:
 
 
 @pytest.mark.parametrize("light_interest", ["dot", "din", "mean", "shared"])
-def test_served_form_equals_the_training_form(light_interest):
-    """One user's batch-1 histories against N candidates = the same rows with the user side tiled."""
+def test_served_form_equals_the_training_form(light_interest, float64):
+    """One user's batch-1 histories against N candidates = the same rows with the user side tiled
+    (in float64: the two forms sum in another order)."""
     model = RocketModel(SPEC, RocketConfig(light_interest=light_interest, **CONFIG))
     rows = _model_rows(9, items=6, cates=3)
     model(rows, training=True)
+    assert model.light.logit.kernel.dtype == "float64"
     user = ("user_gender", "user_occupation", "hist_item_id", "hist_btag", "hist_cate_id")
     for u in (0, 4):
         served = dict(rows)
@@ -184,7 +194,7 @@ def test_served_form_equals_the_training_form(light_interest):
                  for c in rows}
         for tower in ("light", "booster"):
             np.testing.assert_allclose(model.tower_logit(tower, served).numpy(),
-                                       model.tower_logit(tower, tiled).numpy(), atol=1e-5)
+                                       model.tower_logit(tower, tiled).numpy(), **LOGIT_CLOSE)
 
 
 def test_a_side_column_and_the_second_group_change_the_score():
@@ -239,7 +249,7 @@ def test_a_one_by_n_request_matches_the_rows_and_bad_histories_are_refused(expor
     tiled = {c: rows[c][:16].copy() for c in rows}
     for c in (*spec.user_columns, *spec.history_columns, *spec.length_columns):
         tiled[c] = np.repeat(rows[c][user:user + 1], 16, axis=0)
-    np.testing.assert_allclose(served, served_probabilities(loaded, SCORE_ROWS, tiled), atol=1e-5)
+    np.testing.assert_allclose(served, served_probabilities(loaded, SCORE_ROWS, tiled), atol=FLOAT32_PROBABILITY_ATOL)
     # the behaviour types matter
     other = dict(request, hist_btag=request["hist_btag"] % 4 + 1)
     assert not np.allclose(served_probabilities(loaded, SERVING_DEFAULT, other), served)
@@ -299,19 +309,14 @@ def test_the_xla_serving_module_pads_each_group_and_scores_as_without_xla(export
     plain, xla = ServingModule(model, "light", False, spec), ServingModule(model, "light", True, spec)
     for signature, inputs in (("serving_default", request), ("score_rows", batch)):
         np.testing.assert_allclose(getattr(xla, signature)(inputs)["probabilities"].numpy(),
-                                   getattr(plain, signature)(inputs)["probabilities"].numpy(), atol=1e-5)
+                                   getattr(plain, signature)(inputs)["probabilities"].numpy(),
+                                   atol=FLOAT32_PROBABILITY_ATOL)
 
 
 def test_predict_and_replay_read_the_groups(exported, capsys):
-    import pyarrow.parquet as pq
 
     root, path, _, _, result = exported
-    assert main(["predict", "--no-progress", "--model", str(result.path.parent), "--data", path,
-                 "--out", str(root / "p_export")]) == 0
-    assert main(["predict", "--no-progress", "--run-dir", str(root / "run"), "--no-xla", "--data", path,
-                 "--out", str(root / "p_run")]) == 0
-    np.testing.assert_allclose(pq.read_table(root / "p_export")["p_light"].to_numpy(),
-                               pq.read_table(root / "p_run")["p_light"].to_numpy(), atol=1e-5)
+    assert_predict_from_export_equals_predict_from_run(root, path, result.path.parent)
     capsys.readouterr()
     code = main(["replay", "--model", str(result.path.parent), "--data", path, "--group-by", "user",
                  "--requests", "6", "--max-candidates", "20"])

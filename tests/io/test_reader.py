@@ -310,7 +310,8 @@ def test_null_label_in_int_column(click_log):
     columns = log_columns(6)
     columns["label"][3] = None
     path = click_log(columns=columns)
-    assert _value_error(path) == f"{path}: column 'label' has 1 null value(s); expected none"
+    # the log gate sees it in the footer statistics, before a batch is read
+    assert _value_error(path) == f"{path}: column 'label' has 1 null label(s) in row group 0; labels must be 0 or 1"
 
 
 @pytest.mark.parametrize("bad", [2, -1])
@@ -437,7 +438,7 @@ def test_cli_inspect_bad_spec_exits_2(tmp_path, click_log, capsys):
 
 
 def test_inspect_summary_numbers(three_files):
-    from rocket_ctr.io.reader import find_feature_spec_path
+    from rocket_ctr.io.log_gate import find_feature_spec_path
     from rocket_ctr.pipelines.inspect import summarize
 
     folder, columns = three_files

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from conftest import FLOAT64_CLOSE
 from rocket_ctr.errors import InputError
 from rocket_ctr.features.id_feature import IdFeature
 from rocket_ctr.model.layers.booster import ColumnEmbeddings, CrossNetwork, append_columns
@@ -16,17 +17,19 @@ def numpy_cross(x0, kernels, biases):
     return x
 
 
-def test_cross_network_is_dcn_v2_full_rank():
+def test_cross_network_is_dcn_v2_full_rank(float64):
     rng = np.random.default_rng(0)
-    x0 = rng.normal(size=(5, 7)).astype(np.float32)
+    x0 = rng.normal(size=(5, 7))
     layer = CrossNetwork(3)
     layer(x0)
-    kernels = [rng.normal(scale=0.3, size=(7, 7)).astype(np.float32) for _ in range(3)]
-    biases = [rng.normal(size=7).astype(np.float32) for _ in range(3)]
+    kernels = [rng.normal(scale=0.3, size=(7, 7)) for _ in range(3)]
+    biases = [rng.normal(size=7) for _ in range(3)]
     for i, (w, b) in enumerate(zip(kernels, biases)):
         getattr(layer, f"kernel_{i}").assign(w)
         getattr(layer, f"bias_{i}").assign(b)
-    np.testing.assert_allclose(layer(x0).numpy(), numpy_cross(x0, kernels, biases), rtol=1e-5, atol=1e-5)
+    crossed = layer(x0).numpy()
+    assert crossed.dtype == np.float64
+    np.testing.assert_allclose(crossed, numpy_cross(x0, kernels, biases), **FLOAT64_CLOSE)
     assert len(layer.trainable_weights) == 6 and layer(x0).shape == x0.shape
 
 

@@ -4,6 +4,7 @@ import re
 import numpy as np
 import tensorflow as tf
 
+from conftest import FLOAT64_CLOSE
 from rocket_ctr.config.schema import ModelConfig
 from rocket_ctr.features.hashing import splitmix64
 from rocket_ctr.features.id_mapping import IdMapper
@@ -50,17 +51,18 @@ def _numpy_pool(table, rows, weights, pooling):
 
 def test_multi_hot_pooling_equals_numpy_sum_and_weighted_mean():
     rng = np.random.default_rng(1)
-    table = rng.normal(size=(20, 5)).astype(np.float32)
+    table = rng.normal(size=(20, 5))  # float64: the sums are compared, not their float32 rounding
     rows = rng.integers(0, 20, (6, 4))
     rows[0] = -1  # an empty list
     rows[1, 2:] = -1
-    weights = rng.uniform(0.1, 2.0, (6, 4)).astype(np.float32)
+    weights = rng.uniform(0.1, 2.0, (6, 4))
     embedded = tf.gather(tf.constant(table), tf.maximum(tf.constant(rows), 0))
     for pooling in ("sum", "mean"):
         for w in (None, weights):
             got = pool(embedded, tf.constant(rows), None if w is None else tf.constant(w), pooling).numpy()
             expected = _numpy_pool(table, rows, np.ones_like(weights) if w is None else w, pooling)
-            np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
+            assert got.dtype == np.float64
+            np.testing.assert_allclose(got, expected, **FLOAT64_CLOSE)
     assert np.all(pool(embedded, tf.constant(rows), None, "mean").numpy()[0] == 0)
 
 

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from rocket_ctr.model.layers.attention import DinAttention, use_padded_attention
+from conftest import FLOAT64_CLOSE, assert_valid_step_form_equals_the_padded_form, compute_dtype
+from rocket_ctr.model.layers.attention import DinAttention
 from rocket_ctr.model.layers.interest import DotAttention, MeanPooling, make_extractor, newest_steps
 
 D, L = 4, 6
@@ -21,8 +22,8 @@ EXTRACTORS = {
 
 def inputs(seed=0, lengths=LENGTHS):
     rng = np.random.default_rng(seed)
-    query = tf.constant(rng.normal(size=(len(lengths), D)), tf.float32)
-    keys = tf.constant(rng.normal(size=(len(lengths), L, D)), tf.float32)
+    query = tf.constant(rng.normal(size=(len(lengths), D)), compute_dtype())
+    keys = tf.constant(rng.normal(size=(len(lengths), L, D)), compute_dtype())
     return query, keys, tf.sequence_mask(lengths, L)
 
 
@@ -34,14 +35,14 @@ def built(kind):
 
 
 @pytest.mark.parametrize("kind", EXTRACTORS)
-def test_one_history_against_n_candidates_equals_the_per_row_form(kind):
+def test_one_history_against_n_candidates_equals_the_per_row_form(kind, float64):
     layer = built(kind)
     query, keys, _ = inputs(seed=1)
     mask = tf.sequence_mask([4], L)
     served = layer(query, keys[:1], mask).numpy()                          # serving: history batch 1
     per_row = layer(query, tf.repeat(keys[:1], 4, axis=0), tf.repeat(mask, 4, axis=0)).numpy()
-    assert served.shape == (4, D)
-    np.testing.assert_allclose(served, per_row, rtol=1e-5, atol=1e-5)
+    assert served.shape == (4, D) and served.dtype == np.float64
+    np.testing.assert_allclose(served, per_row, **FLOAT64_CLOSE)
 
 
 @pytest.mark.parametrize("kind", EXTRACTORS)
@@ -58,44 +59,31 @@ def test_padding_is_ignored_and_an_empty_history_pools_to_zero(kind):
 
 
 @pytest.mark.parametrize("kind", ["dot", "dot raw"])
-def test_dot_valid_step_form_equals_the_padded_form_in_values_and_gradients(kind):
+def test_dot_valid_step_form_equals_the_padded_form_in_values_and_gradients(kind, float64):
     layer = built(kind)
     query, keys, mask = inputs(seed=2)
 
-    def pooled_and_gradients(padded):
-        use_padded_attention(layer, padded)
-        with tf.GradientTape() as tape:
-            tape.watch([query, keys])
-            out = layer(query, keys, mask)
-            loss = tf.reduce_sum(out * tf.range(1.0, D + 1.0))
-        return [out.numpy()] + [tf.convert_to_tensor(g).numpy()
-                                for g in tape.gradient(loss, [query, keys] + layer.trainable_weights)]
-
-    skipping, padded = pooled_and_gradients(False), pooled_and_gradients(True)
-    use_padded_attention(layer, False)
-    for a, b in zip(skipping, padded):
-        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
-    traced = tf.function(layer.call, input_signature=[tf.TensorSpec([None, D]), tf.TensorSpec([None, None, D]),
-                                                      tf.TensorSpec([None, None], tf.bool)])
-    np.testing.assert_allclose(traced(query, keys, mask).numpy(), skipping[0], rtol=1e-5, atol=1e-6)
+    assert_valid_step_form_equals_the_padded_form(layer, query, keys, mask)
 
 
-def test_dot_attention_is_the_softmax_of_scaled_projected_scores():
+def test_dot_attention_is_the_softmax_of_scaled_projected_scores(float64):
     layer = built("dot")
     query, keys, mask = inputs(seed=3)
     q, k, h = query.numpy() @ layer.w_query.numpy(), keys.numpy() @ layer.w_key.numpy(), keys.numpy()
+    pooled = layer(query, keys, mask).numpy()
+    assert pooled.dtype == np.float64
     for row, n in enumerate(LENGTHS):
         scores = k[row, :n] @ q[row] / np.sqrt(3)
         w = np.exp(scores - scores.max()) / np.exp(scores - scores.max()).sum() if n else np.zeros(0)
-        np.testing.assert_allclose(layer(query, keys, mask).numpy()[row], w @ h[row, :n] if n else 0, rtol=1e-5,
-                                   atol=1e-6)
+        np.testing.assert_allclose(pooled[row], w @ h[row, :n] if n else 0, **FLOAT64_CLOSE)
 
 
-def test_mean_pooling_is_the_mean_of_the_valid_steps():
+def test_mean_pooling_is_the_mean_of_the_valid_steps(float64):
     query, keys, mask = inputs(seed=4)
     out = MeanPooling()(query, keys, mask).numpy()
+    assert out.dtype == np.float64
     for row, n in enumerate(LENGTHS):
-        np.testing.assert_allclose(out[row], keys.numpy()[row, :n].mean(0) if n else 0, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(out[row], keys.numpy()[row, :n].mean(0) if n else 0, **FLOAT64_CLOSE)
 
 
 def test_newest_steps_keeps_each_rows_newest_valid_steps_left_aligned():

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from conftest import FLOAT64_CLOSE, LOGIT_CLOSE, assert_valid_step_form_equals_the_padded_form, compute_dtype
 from rocket_ctr.features.id_feature import IdFeature
 from rocket_ctr.features.spec import HIST_LEN, FeatureSpec
 from rocket_ctr.model.layers.attention import DinAttention, ValidSteps, padded_history, segment_pool
@@ -18,8 +19,8 @@ D, L = 4, 5
 
 def din_inputs(batch=3, seed=0, lengths=(2, 5, 0)):
     rng = np.random.default_rng(seed)
-    query = tf.constant(rng.normal(size=(batch, D)), tf.float32)
-    keys = tf.constant(rng.normal(size=(batch, L, D)), tf.float32)
+    query = tf.constant(rng.normal(size=(batch, D)), compute_dtype())
+    keys = tf.constant(rng.normal(size=(batch, L, D)), compute_dtype())
     return query, keys, tf.sequence_mask(lengths[:batch], L)
 
 
@@ -46,19 +47,21 @@ def naive_attention(layer, query, keys, mask):
 
 
 @pytest.mark.parametrize("softmax", [False, True])
-def test_split_first_layer_equals_the_concatenated_din_formulation(softmax):
+def test_split_first_layer_equals_the_concatenated_din_formulation(softmax, float64):
     layer = built_attention(softmax)
     query, keys, mask = din_inputs(seed=1)
-    np.testing.assert_allclose(layer(query, keys, mask).numpy(), naive_attention(layer, query, keys, mask).numpy(),
-                               rtol=1e-5, atol=1e-6)
+    split = layer(query, keys, mask)
+    assert split.dtype == tf.float64
+    np.testing.assert_allclose(split.numpy(), naive_attention(layer, query, keys, mask).numpy(), **FLOAT64_CLOSE)
 
 
-def test_one_history_broadcasts_against_many_candidates():
+def test_one_history_broadcasts_against_many_candidates(float64):
     layer = built_attention()
     query, keys, mask = din_inputs(batch=3, lengths=(4, 4, 4))
     one = layer(query, keys[:1], mask[:1]).numpy()                                # history batch 1, 3 candidates
     tiled = layer(query, tf.repeat(keys[:1], 3, axis=0), tf.repeat(mask[:1], 3, axis=0)).numpy()
-    np.testing.assert_allclose(one, tiled, rtol=1e-6, atol=1e-6)
+    assert one.dtype == np.float64
+    np.testing.assert_allclose(one, tiled, **FLOAT64_CLOSE)
 
 
 @pytest.mark.parametrize("softmax", [False, True])
@@ -75,27 +78,11 @@ def test_padded_steps_do_not_change_the_output(softmax):
 
 
 @pytest.mark.parametrize("softmax", [False, True])
-def test_valid_step_form_equals_the_padded_form_in_values_and_gradients(softmax):
+def test_valid_step_form_equals_the_padded_form_in_values_and_gradients(softmax, float64):
     layer = built_attention(softmax)
     query, keys, mask = din_inputs(seed=2)
 
-    def pooled_and_gradients(padded):
-        layer.skip_padding = not padded
-        with tf.GradientTape() as tape:
-            tape.watch(keys)
-            out = layer(query, keys, mask)
-            loss = tf.reduce_sum(out * tf.range(1.0, D + 1.0))
-        return [out.numpy()] + [g.numpy() for g in tape.gradient(loss, [keys] + layer.trainable_weights)]
-
-    skipping, padded = pooled_and_gradients(False), pooled_and_gradients(True)
-    layer.skip_padding = True
-    for a, b in zip(skipping, padded):
-        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
-
-    # traced with unknown batch and width, as the training step is
-    traced = tf.function(layer.call, input_signature=[tf.TensorSpec([None, D]), tf.TensorSpec([None, None, D]),
-                                                      tf.TensorSpec([None, None], tf.bool)])
-    np.testing.assert_allclose(traced(query, keys, mask).numpy(), skipping[0], rtol=1e-5, atol=1e-6)
+    assert_valid_step_form_equals_the_padded_form(layer, query, keys, mask)
 
 
 def attention_weights(layer, lengths):
@@ -111,6 +98,7 @@ def test_softmax_weights_sum_to_one_over_valid_steps_and_raw_weights_do_not():
     keras.utils.set_random_seed(0)
     soft, raw = DinAttention((6, 3), softmax=True), DinAttention((6, 3), softmax=False)
     w_soft, w_raw = attention_weights(soft, lengths), attention_weights(raw, lengths)
+    # float32 exp, a segment sum of <= 5 terms, a division, numpy's sum of 5: <= ~12·eps32 ≈ 7e-7 from 1
     np.testing.assert_allclose(w_soft.sum(axis=1), 1.0, rtol=1e-5)
     for weights in (w_soft, w_raw):
         for row, n in zip(weights, lengths):
@@ -166,11 +154,13 @@ def test_dice_is_the_data_adaptive_activation():
     dice = Dice()
     out = dice(x, training=False).numpy()
     p = 1 / (1 + np.exp(-x.numpy() / np.sqrt(1 + dice.bn.epsilon)))               # fresh BN: mean 0, variance 1
+    # float32 element-wise ops, no sums and no cancellation (p, 1 − p, α >= 0): a few eps32 (~1e-7) each
     np.testing.assert_allclose(out, p * x.numpy(), rtol=1e-5)                       # alpha starts at 0
     dice.alpha.assign([0.5, 0.25, 1.0])
     alpha = dice.alpha.numpy()
     np.testing.assert_allclose(dice(x).numpy(), p * x.numpy() + (1 - p) * alpha * x.numpy(), rtol=1e-5)
     mean, var = x.numpy().mean(0), x.numpy().var(0)                                 # training: batch statistics
+    # the batch statistics of 2 rows add a few eps32 more; |x − mean| >= |x| / 4 here: cancellation costs <= 4x
     p_batch = 1 / (1 + np.exp(-(x.numpy() - mean) / np.sqrt(var + dice.bn.epsilon)))
     np.testing.assert_allclose(dice(x, training=True).numpy(),
                                p_batch * x.numpy() + (1 - p_batch) * alpha * x.numpy(), rtol=1e-4, atol=1e-6)
@@ -228,8 +218,9 @@ def test_embedding_init_std_and_whole_table_l2():
     tables = [t.embeddings for t in bank.embeddings.values()]
     values = np.concatenate([t.numpy().ravel() for t in tables])
     assert 0.5e-3 < values.std() < 2e-3                                     # Keras' default would be ~0.029
-    expected = 0.5 * sum(float(tf.reduce_sum(tf.square(t))) for t in tables)  # every row, not only the looked-up
-    np.testing.assert_allclose(float(tf.add_n(bank.losses)), expected, rtol=1e-5)
+    expected = 0.5 * np.sum(values.astype(np.float64) ** 2)                   # every row, not only the looked-up
+    # a float32 sum of n positive squares is within (n + 3)·eps32 of the exact one (3: l2 ×, add_n of 3 tables)
+    np.testing.assert_allclose(float(tf.add_n(bank.losses)), expected, rtol=(values.size + 3) * 2.0**-24)
     assert EmbeddingBank(SPEC, embedding_dim=4).losses == []
 
 
@@ -273,9 +264,12 @@ def test_a_history_of_unknown_batch_one_against_many_candidates_is_refused_not_m
 
 
 @pytest.mark.parametrize("light_interest", ["dot", "din", "mean"])
-def test_training_lookup_of_valid_steps_only_equals_the_padded_lookup(light_interest):
+def test_training_lookup_of_valid_steps_only_equals_the_padded_lookup(light_interest, float64):
     """Training looks up only the valid history steps (a ragged history); the padded lookup
-    (XLA's form) gives the same outputs and the same gradients for every variable."""
+    (XLA's form) gives the same outputs and the same gradients for every variable.
+
+    In float64: the two forms sum in another order, and the booster's batch norm over 5 rows
+    magnifies float32's rounding differences to ~1e-4 relative (CPU-dependent)."""
     from rocket_ctr.config.schema import RocketConfig
     from rocket_ctr.features.signatures import example_rows
     from rocket_ctr.model.layers.attention import use_padded_attention
@@ -284,6 +278,7 @@ def test_training_lookup_of_valid_steps_only_equals_the_padded_lookup(light_inte
     spec = FeatureSpec()
     model = RocketModel(spec, RocketConfig(mode="rocket", light_interest=light_interest, hint_warmup=False))
     model(example_rows(spec), training=False)
+    assert {v.dtype for v in model.trainable_variables} == {"float64"}
     rng = np.random.default_rng(0)
     rows = {f.history: tf.constant(rng.integers(0, f.num_rows, (5, 7)), tf.int64) for f in spec.sequence_features}
     rows.update({f.name: tf.constant(rng.integers(0, f.num_rows, 5), tf.int64) for f in spec.id_features})
@@ -293,14 +288,15 @@ def test_training_lookup_of_valid_steps_only_equals_the_padded_lookup(light_inte
         use_padded_attention(model, padded)
         with tf.GradientTape() as tape:
             outputs = model(rows, training=True)
-            loss = tf.reduce_sum(outputs["light"] ** 2) + tf.reduce_sum(outputs["booster"])
+            # linear in the (float32) logits: the backward pass starts from the same values on both forms
+            loss = tf.reduce_sum(outputs["light"] * tf.range(1.0, 6.0)) + tf.reduce_sum(outputs["booster"])
         grads = [tf.convert_to_tensor(g).numpy() for g in tape.gradient(loss, model.trainable_variables)]
         results.append(({k: v.numpy() for k, v in outputs.items()}, grads))
     use_padded_attention(model, False)
     for name in results[0][0]:
-        np.testing.assert_allclose(results[0][0][name], results[1][0][name], rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(results[0][0][name], results[1][0][name], **LOGIT_CLOSE)
     for ragged, dense in zip(results[0][1], results[1][1]):
-        np.testing.assert_allclose(ragged, dense, rtol=1e-4, atol=1e-6)
+        np.testing.assert_allclose(ragged, dense, **FLOAT64_CLOSE)
 
 
 def test_segment_pool_sums_each_rows_steps_and_gives_zeros_to_rows_without_any():
@@ -312,18 +308,20 @@ def test_segment_pool_sums_each_rows_steps_and_gives_zeros_to_rows_without_any()
     np.testing.assert_array_equal(empty.numpy(), np.zeros((3, 2)))
     with pytest.raises(tf.errors.InvalidArgumentError):                # unsorted rows are refused, never misread
         segment_pool(values, tf.constant([0, 2, 0, 2, 2, 3], tf.int64), tf.constant(5, tf.int64))
+    # sums of small integers are exact in float32 in any order: the kernels must agree exactly
     xla = tf.function(segment_pool, jit_compile=True)  # XLA has no sorted segment kernels: the unsorted ones
     np.testing.assert_array_equal(xla(values, rows, tf.constant(5, tf.int64)).numpy(), expected)
 
 
 @pytest.mark.parametrize("batch_norm", [False, True])
-def test_call_parts_equals_the_mlp_on_the_whole_x_for_one_user_and_for_one_user_per_row(batch_norm):
+def test_call_parts_equals_the_mlp_on_the_whole_x_for_one_user_and_for_one_user_per_row(batch_norm, float64):
     rng = np.random.default_rng(0)
     mlp = MLP((8, 4), batch_norm=batch_norm)
-    user, rest = rng.normal(size=(1, 3)).astype("float32"), rng.normal(size=(5, 6)).astype("float32")
+    user, rest = rng.normal(size=(1, 3)), rng.normal(size=(5, 6))
     mlp(np.concatenate([np.repeat(user, 5, 0), rest], 1), training=True)  # built, BN statistics moved
     whole = mlp(np.concatenate([np.repeat(user, 5, 0), rest], 1)).numpy()
-    np.testing.assert_allclose(mlp.call_parts(tf.constant(user), tf.constant(rest)).numpy(), whole, atol=1e-6)
-    users = rng.normal(size=(5, 3)).astype("float32")  # per-row users (batch scoring): same FLOPs, no concat
+    assert mlp.hidden[0].kernel.dtype == "float64"
+    np.testing.assert_allclose(mlp.call_parts(tf.constant(user), tf.constant(rest)).numpy(), whole, **LOGIT_CLOSE)
+    users = rng.normal(size=(5, 3))  # per-row users (batch scoring): same FLOPs, no concat
     np.testing.assert_allclose(mlp.call_parts(tf.constant(users), tf.constant(rest)).numpy(),
-                               mlp(np.concatenate([users, rest], 1)).numpy(), atol=1e-6)
+                               mlp(np.concatenate([users, rest], 1)).numpy(), **LOGIT_CLOSE)

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import model_rows
+from conftest import LOGIT_CLOSE, model_rows
 from rocket_ctr.config.schema import RocketConfig
 from rocket_ctr.errors import FieldError
 from rocket_ctr.features.id_feature import IdFeature
@@ -45,16 +45,18 @@ def gradients(model, term, variables, x=None):
 
 
 @pytest.mark.parametrize("light,history", [("shared", None), ("din", None), ("dot", 3), ("mean", 3)])
-def test_the_served_form_equals_the_training_form(light, history):
-    """One user's history (batch 1) against N candidates, as served, equals that user's rows in a batch."""
+def test_the_served_form_equals_the_training_form(light, history, float64):
+    """One user's history (batch 1) against N candidates, as served, equals that user's rows in a batch
+    (in float64: the served form sums in another order)."""
     model = build(light_interest=light, light_history=history)
+    assert model.light.logit.kernel.dtype == "float64"
     x = rows()
     x["hist_len"] = tf.fill([8], 6)
     single = {k: (v[:1] if k in USER else v) for k, v in x.items()}
     repeated = {k: (tf.repeat(v[:1], 8, axis=0) if k in USER else v) for k, v in x.items()}
     served = model.light_logit(single).numpy()
-    np.testing.assert_allclose(served, model.light_logit(repeated).numpy(), atol=1e-5)
-    np.testing.assert_allclose(served, model(repeated, training=False)["light"].numpy(), atol=1e-5)
+    np.testing.assert_allclose(served, model.light_logit(repeated).numpy(), **LOGIT_CLOSE)
+    np.testing.assert_allclose(served, model(repeated, training=False)["light"].numpy(), **LOGIT_CLOSE)
 
 
 @pytest.mark.parametrize("light,kind", [("din", DinAttention), ("dot", DotAttention), ("mean", MeanPooling)])
@@ -115,8 +117,9 @@ def test_gradients_with_an_own_light_extractor():
     assert not any(light[:3]) and all(light[3:])
 
 
-def test_each_tower_reads_its_newest_history_steps():
+def test_each_tower_reads_its_newest_history_steps(float64):
     model = build(light_interest="mean", light_history=2, booster_history=5)
+    assert model.light.logit.kernel.dtype == "float64"  # the cut histories are summed over other widths
     x = rows(seed=3)
 
     def cut(steps):
@@ -131,9 +134,9 @@ def test_each_tower_reads_its_newest_history_steps():
 
     logits = model(x, training=False)
     plain = build(light_interest="mean")
-    np.testing.assert_allclose(logits["light"].numpy(), plain(cut(2), training=False)["light"].numpy(), atol=1e-6)
+    np.testing.assert_allclose(logits["light"].numpy(), plain(cut(2), training=False)["light"].numpy(), **LOGIT_CLOSE)
     np.testing.assert_allclose(logits["booster"].numpy(), plain(cut(5), training=False)["booster"].numpy(),
-                               atol=1e-6)
+                               **LOGIT_CLOSE)
     with pytest.raises(FieldError, match="model.booster_history"):
         build(booster_history=9)
 
@@ -169,9 +172,14 @@ def test_a_booster_reading_din_and_dot_attention_trains_both_and_the_light_path_
     with tf.GradientTape() as tape:
         model.light_logit(rows())
     assert not {id(v) for v in tape.watched_variables()} & booster_ids
+
+
+def test_a_booster_reading_din_and_dot_attention_scores_one_request_as_its_tiled_rows(float64):
+    model = build(light_interest="dot", booster_interest="din+dot")
     x = rows()
     x["hist_len"] = tf.fill([8], 6)
     single = {k: (v[:1] if k in USER else v) for k, v in x.items()}
     repeated = {k: (tf.repeat(v[:1], 8, axis=0) if k in USER else v) for k, v in x.items()}
+    assert model.booster.logit.kernel.dtype == "float64"  # one request or tiled rows: another summation order
     np.testing.assert_allclose(model.tower_logit("booster", single).numpy(),
-                               model.tower_logit("booster", repeated).numpy(), atol=1e-5)
+                               model.tower_logit("booster", repeated).numpy(), **LOGIT_CLOSE)

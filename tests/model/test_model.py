@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import model_rows
+from conftest import LOGIT_CLOSE, model_rows
 from rocket_ctr.config.schema import RocketConfig
 from rocket_ctr.features.id_feature import IdFeature
 from rocket_ctr.features.spec import FeatureSpec
@@ -148,7 +148,7 @@ def test_no_share_gives_separate_embeddings():
     assert model.shared_variables() == []
 
 
-def test_light_path_holds_no_booster_variable():
+def test_light_path_holds_no_booster_variable(float64):
     model = build()
     x = rows()
     with tf.GradientTape(persistent=True) as tape:
@@ -157,7 +157,8 @@ def test_light_path_holds_no_booster_variable():
     watched = {id(v) for v in tape.watched_variables()}
     assert watched and not watched & booster_ids
     # the served path splits the first layer (the user's share once): equal up to float rounding
-    np.testing.assert_allclose(light.numpy(), model(x, training=False)["light"].numpy(), rtol=1e-6, atol=1e-6)
+    assert model.light.logit.kernel.dtype == "float64"
+    np.testing.assert_allclose(light.numpy(), model(x, training=False)["light"].numpy(), **LOGIT_CLOSE)
 
 
 @pytest.mark.parametrize("mode,terms", [("rocket", {"light_ce", "booster_ce", "hint"}),
@@ -177,6 +178,7 @@ def test_eq1_is_the_sum_of_cross_entropies_and_weighted_hint():
     l, z = out["light"].numpy(), out["booster"].numpy()
     ce = lambda p: float(np.mean(np.maximum(p, 0) - p * y.numpy() + np.log1p(np.exp(-np.abs(p)))))  # noqa: E731
     expected = ce(l) + ce(z) + 0.7 * float(np.mean((l - z) ** 2))
+    # float32 means of 16 non-negative terms (and exp/log1p to an ulp or two): within ~20·eps32 ≈ 1.2e-6
     assert float(model.compute_loss(x, y, out)) == pytest.approx(expected, rel=1e-5)
 
 
@@ -191,6 +193,7 @@ def test_hint_scaled_to_the_label_has_the_light_cross_entropys_gradient_size(hin
     batch = int(y.shape[0])
     per_row = tape.gradient(term, light).numpy() * batch                  # d(batch mean)/dl_i = g_i / B
     label_gradient = tf.sigmoid(out["light"]).numpy() - y.numpy()
+    # equal up to the float32 rounding of the ratio's two means of 16 terms and the products: < 1e-5
     np.testing.assert_allclose(np.mean(np.abs(per_row)), np.mean(np.abs(label_gradient)), rtol=1e-4)
     unscaled = build(hint=hint, hint_weight=1.0, hint_trains_bottom=False)
     plain = float(unscaled.loss_terms(y, unscaled(x, training=False))["hint"])
@@ -257,7 +260,7 @@ def test_keras_fit_uses_the_custom_steps():
     assert set(model.evaluate(data, verbose=0, return_dict=True)) >= {"loss", "hint"}
 
 
-def test_user_side_inputs_broadcast_against_candidates():
+def test_user_side_inputs_broadcast_against_candidates(float64):
     """One user's history (batch 1) against N candidates equals the same rows repeated N times."""
     model = build()
     x = rows(batch=5)
@@ -265,7 +268,8 @@ def test_user_side_inputs_broadcast_against_candidates():
               for k, v in x.items()}
     repeated = {k: (tf.repeat(v[:1], 5, axis=0) if k in single and v.shape[0] == 5 and single[k].shape[0] == 1 else v)
                 for k, v in x.items()}
-    np.testing.assert_allclose(model.light_logit(single).numpy(), model.light_logit(repeated).numpy(), atol=1e-5)
+    assert model.light.logit.kernel.dtype == "float64"  # the padded and the valid-step form: another summation order
+    np.testing.assert_allclose(model.light_logit(single).numpy(), model.light_logit(repeated).numpy(), **LOGIT_CLOSE)
 
 
 def test_gated_hint_applies_only_where_the_booster_is_the_better_model():
@@ -314,16 +318,17 @@ def test_booster_cross_trains_and_the_light_path_holds_no_cross_variable():
     assert all(not np.array_equal(b, v.numpy()) for b, v in zip(before, cross))
 
 
-def test_booster_only_column_moves_the_booster_logit_and_never_the_light_one():
+def test_booster_only_column_moves_the_booster_logit_and_never_the_light_one(float64):
     model = build_slot()
     assert "slot" not in model.bottom.embeddings and "slot" in model.booster_columns.embeddings
     a, b = model(slot_rows(slot=[0] * 16)), model(slot_rows(slot=[5] * 16))
     assert not np.allclose(a["booster"].numpy(), b["booster"].numpy())
     np.testing.assert_array_equal(a["light"].numpy(), b["light"].numpy())
     without = {k: v for k, v in slot_rows().items() if k != "slot"}
-    np.testing.assert_allclose(model.light_logit(without).numpy(), a["light"].numpy(), rtol=1e-6, atol=1e-6)
+    assert model.light.logit.kernel.dtype == "float64"  # the served path splits the first layer
+    np.testing.assert_allclose(model.light_logit(without).numpy(), a["light"].numpy(), **LOGIT_CLOSE)
     np.testing.assert_allclose(model.tower_logit("booster", slot_rows(slot=[0] * 16)).numpy(), a["booster"].numpy(),
-                               rtol=1e-6)
+                               **LOGIT_CLOSE)
     with pytest.raises(ValueError, match=r"booster-only columns \['slot'\]"):
         model.tower_logit("booster", without)
     light_ids = {id(v) for layer in model.serving_layers("light") for v in layer.weights}

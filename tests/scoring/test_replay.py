@@ -2,8 +2,8 @@
 import numpy as np
 import pyarrow as pa
 import pytest
-from test_export import tiny_run
 
+from conftest import tiny_run
 from rocket_ctr.export.writer import export_light
 from rocket_ctr.features.spec import FeatureSpec
 from rocket_ctr.io.row_ranges import file_fragments, plan_shard

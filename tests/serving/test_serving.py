@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from tensorflow_serving.apis import get_model_metadata_pb2, predict_pb2, prediction_service_pb2_grpc
-from test_export import tiny_run  # the tiny trained run, shared with test_export
 
+from conftest import tiny_run
 from rocket_ctr.export.rows import one_user_request, sample_rows
 from rocket_ctr.export.writer import SCORE_ROWS, SERVING_DEFAULT, export_light
 from rocket_ctr.features.spec import HIST_LEN

@@ -4,8 +4,8 @@ import shutil
 
 import pytest
 import tensorflow as tf
-from test_export import tiny_run  # the tiny trained run, shared with test_export
 
+from conftest import tiny_run
 from rocket_ctr.errors import InputError
 from rocket_ctr.pipelines.cli import main
 from rocket_ctr.train.checkpoints import candidates, newest_intact

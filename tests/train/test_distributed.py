@@ -191,10 +191,15 @@ def test_shards_are_equal_row_ranges_whatever_the_files(log):
     assert sum(ClickLogReader(log / "train", num_shards=13, shard_index=i).num_rows for i in range(13)) == 54_000
 
 
-def test_parameter_server_strategy_is_refused_with_the_reason(log, tmp_path, capsys):
-    code = main(["train", "--train", str(log / "train"), "--run-dir", str(tmp_path), "--strategy", "parameter-server"])
-    err = capsys.readouterr().err
-    assert code == 2 and "'ShardedVariable' object has no attribute 'handle'" in err and "Traceback" not in err
+def test_parameter_server_strategy_is_not_offered_and_the_library_refuses_it_with_the_reason(log, tmp_path, capsys):
+    from rocket_ctr.errors import InputError
+    from rocket_ctr.train.distributed import make_strategy
+
+    with pytest.raises(SystemExit):
+        main(["train", "--train", str(log / "train"), "--run-dir", str(tmp_path), "--strategy", "parameter-server"])
+    assert "invalid choice: 'parameter-server'" in capsys.readouterr().err
+    with pytest.raises(InputError, match="'ShardedVariable' object has no attribute 'handle'"):
+        make_strategy("parameter-server")
 
 
 def test_parameter_server_probe_shards_the_table_across_both_ps_and_shows_what_keras_3_lacks():

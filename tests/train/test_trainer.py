@@ -180,7 +180,8 @@ def test_validation_users_never_reach_training(log):
     from rocket_ctr.features.hashing import user_unit_hash
     from rocket_ctr.features.spec import FeatureSpec
     from rocket_ctr.io.holdout import plan_holdout
-    from rocket_ctr.io.reader import ClickLogReader, resolve_paths
+    from rocket_ctr.io.log_gate import resolve_paths
+    from rocket_ctr.io.reader import ClickLogReader
     users = plan_holdout(resolve_paths(log / "train"), FeatureSpec(), "users", 0.2)
     train = ClickLogReader(log / "train", holdout=(users, "train"))
     held = ClickLogReader(log / "train", holdout=(users, "validation"))

@@ -4,8 +4,8 @@ import json
 
 import numpy as np
 import pytest
-from test_export import tiny_run  # the tiny trained run, shared with test_export
 
+from conftest import tiny_run
 from rocket_ctr.config.schema import RocketConfig
 from rocket_ctr.errors import FieldError
 from rocket_ctr.features.spec import FeatureSpec

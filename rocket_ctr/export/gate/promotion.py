@@ -57,12 +57,13 @@ def gate_export(model, spec: FeatureSpec, base, data, criteria: GateCriteria | N
     criteria = criteria or GateCriteria()
     base = Path(base)
     current = serving_version(base)
+    progress = log is not None  # the export's own stage lines only when the caller wants lines
     log = log or (lambda *_: None)
     remove_stale(base)
     staging = make_staging(base, "gate")
     try:
         spec = spec.served()  # light exports: the gate data need not hold booster-only columns
-        exported = export_light(model, spec, staging, 1, data=data, **export_kwargs)
+        exported = export_light(model, spec, staging, 1, data=data, progress=progress, **export_kwargs)
         log(f"candidate exported and verified; scoring it and {current} on {data}")
         candidate, serving = score([exported.path, current], data, spec)
         log(f"timing both at {criteria.latency_candidates} candidates per request")

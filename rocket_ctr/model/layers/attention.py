@@ -145,7 +145,7 @@ class DinAttention(keras.layers.Layer):
         q = query[:, None, :]                                      # [B, 1, D]
         weights = self._scores(keys, q, keys * q, training)       # [B, L]
         if self.softmax:
-            weights = tf.where(mask, weights, tf.fill(tf.shape(weights), -1e9))
+            weights = tf.where(mask, weights, tf.fill(tf.shape(weights), tf.cast(-1e9, weights.dtype)))
             weights = tf.nn.softmax(weights, axis=-1)
         weights = tf.where(mask, weights, tf.zeros_like(weights))
         # batched matmul broadcasts a batch-1 history against B candidates without copying it
