@@ -17,6 +17,15 @@ def allowed_imports() -> dict[str, set[str]]:
     return {room: set(re.findall(r"`(\w+)`", allowed)) for room, allowed in rows}
 
 
+def drawn_rows() -> dict[str, int]:
+    """``{room: row}`` of the drawing in docs/architecture.md (lines ``  N   room ──► ...   room ...``)."""
+    rows = {}
+    for row, rest in re.findall(r"^  (\d)   (.*)$", (ROOT / "docs" / "architecture.md").read_text(), re.M):
+        for segment in re.split(r" {3,}", rest.strip()):
+            rows[segment.split()[0]] = int(row)
+    return rows
+
+
 def module_name(path: Path) -> str:
     parts = path.relative_to(ROOT).with_suffix("").parts
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
@@ -54,6 +63,14 @@ def test_every_room_is_in_the_architecture_page_and_imports_only_what_it_allows(
             if room != source and room not in allowed[source]:
                 wrong.append(f"{module} imports {target}")
     assert not wrong, wrong
+
+
+def test_the_drawing_has_every_room_in_a_row_above_all_it_may_import():
+    allowed, rows = allowed_imports(), drawn_rows()
+    assert set(rows) == set(allowed)
+    upward = [f"{room} (row {rows[room]}) may import {other} (row {rows[other]})"
+              for room, others in allowed.items() for other in others if rows[other] >= rows[room]]
+    assert not upward, upward
 
 
 def test_no_import_loops_between_modules():
