@@ -1,10 +1,12 @@
 """What each modelling choice costs on the real logs, beside DeepCTR's DIN: logs × variants × seeds.
 
-    .venv/bin/python benchmarks/experiment_real_logs.py [--logs beauty toys yelp] [--seeds 0 1 2]
+    .venv/bin/python benchmarks/experiment_real_logs.py [--logs beauty toys yelp ml_time ml_user_tail] [--seeds 0 1 2]
         [--variants defaults ...] [--din] [--epochs 3] [--work-dir /tmp/rocket_real_logs]
 
-Logs: the three real logs of ``../shared/data`` (train.parquet = every event before each user's
-last, test.parquet = each user's last positive and its negative). Every run trains with
+Logs: the five real logs of ``--data-root`` (``../shared/data``): three leave-one-out logs
+(beauty, toys, yelp: train.parquet = every event before each user's last, test.parquet = each
+user's last positive and its negative) and one time-ordered log with real timestamps in two test
+protocols (ml_time: the newest 20 % of rows; ml_user_tail: each user's last 10 rows). Every run trains with
 ``rocket-ctr train`` (the CLI a user runs; ``--cli`` picks which install) for the same number of
 epochs and batch 256, then reads ``metrics.json``: the light tower's test GAUC of the weights the
 run keeps (the best validation epoch under early stopping, else the last), plus every epoch's
@@ -47,7 +49,8 @@ from recipes import (
 )
 
 ROOT = Path(__file__).resolve().parent.parent
-LOGS = {"beauty": "amazon_Beauty", "toys": "amazon_Toys_and_Games", "yelp": "yelp"}
+LOGS = {"beauty": "amazon_Beauty", "toys": "amazon_Toys_and_Games", "yelp": "yelp",
+        "ml_time": "movielens_latest/time", "ml_user_tail": "movielens_latest/user_tail"}
 DIN_VENV = Path("/tmp/deepctr-venv")
 
 FAMILY = "real logs"  # the recipes of recipes.py this script runs
