@@ -16,10 +16,10 @@ from pathlib import Path
 import tensorflow as tf
 from tensorflow_serving.apis import prediction_log_pb2
 
+from rocket_ctr.export.warmup import MAX_WARMUP_RECORDS
 from rocket_ctr.export.writer import WARMUP_FILE
 from rocket_ctr.serving.tensors import from_proto
 
-MAX_WARMUP_RECORDS = 1000  # TF Serving replays at most this many
 PROGRESS_SECONDS = 5.0
 
 

@@ -6,8 +6,8 @@
 
 from a model in memory (the CLI restores it from a run dir with ``rocket_ctr.train.run_dir.restore_model``).
 The pieces, one module each: ``serving_module`` (the exported ``tf.Module`` and its two
-signatures), ``export_rows`` (sample rows), ``export_verify`` (SavedModel vs in-memory tower),
-``export_warmup`` (warmup records). Nothing here imports training.
+signatures), ``rows`` (sample rows), ``verify`` (SavedModel vs in-memory tower),
+``warmup`` (warmup records). Nothing here imports training.
 """
 from __future__ import annotations
 

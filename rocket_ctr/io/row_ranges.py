@@ -1,7 +1,7 @@
 """Row-range shards of a Parquet input: any input (one file, one row group) split into N contiguous,
 near-equal shares of its rows, streamed back with bounded memory.
 
-The files of an input are one sequence of rows, in the order :func:`rocket_ctr.io.reader.resolve_paths`
+The files of an input are one sequence of rows, in the order :func:`rocket_ctr.io.log_gate.resolve_paths`
 gives. Shard ``i`` of ``N`` takes rows ``[i*T//N, (i+1)*T//N)`` of it, so shard sizes differ by at
 most one row, whatever the files and row groups, and every worker derives every shard's size from
 the files' metadata alone (equal steps per worker without a collective). A shard is a list of

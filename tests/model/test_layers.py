@@ -1,4 +1,4 @@
-"""rocket_ctr.model.layers.core on small tensors made here: DIN attention, MLP towers, Dice, embedding bank, configs."""
+"""rocket_ctr.model.layers on small tensors made here: DIN attention, MLP towers, Dice, embedding bank, configs."""
 import json
 
 import keras
