@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from rocket_ctr.errors import InputError
 from rocket_ctr.features.spec import FeatureSpec
@@ -95,35 +94,5 @@ def check_log(paths, spec: FeatureSpec) -> CheckedLog:
             whose footer statistics show nulls or values other than 0 and 1.
     """
     files = resolve_paths(paths)
-    schema = validate_schema(files, spec)
-    num_rows = 0
-    for path in files:
-        metadata = _metadata(path)
-        num_rows += metadata.num_rows
-        _check_label_statistics(path, metadata, spec.label)
+    schema, num_rows = validate_schema(files, spec)
     return CheckedLog(files, schema, num_rows)
-
-
-def _metadata(path: str) -> pq.FileMetaData:
-    try:
-        return pq.ParquetFile(path).metadata
-    except (pa.ArrowException, OSError) as err:
-        raise InputError(f"{path}: not a readable Parquet file ({str(err).splitlines()[0]})") from None
-
-
-def _check_label_statistics(path: str, metadata: pq.FileMetaData, label: str) -> None:
-    """Nulls and out-of-range labels seen in the row groups' footer statistics (no data read);
-    row groups written without statistics are left to the reader's batch checks."""
-    if label not in metadata.schema.names:
-        return
-    index = metadata.schema.names.index(label)
-    for group in range(metadata.num_row_groups):
-        stats = metadata.row_group(group).column(index).statistics
-        if stats is None:
-            continue
-        if stats.has_null_count and stats.null_count:
-            raise InputError(f"{path}: column {label!r} has {stats.null_count} null label(s) in row group "
-                             f"{group}; labels must be 0 or 1")
-        if stats.has_min_max and isinstance(stats.min, (int, float)) and (stats.min < 0 or stats.max > 1):
-            bad = stats.min if stats.min < 0 else stats.max
-            raise InputError(f"{path}: column {label!r} holds {bad}; labels must be 0 or 1")

@@ -87,28 +87,31 @@ def _expected_types(spec: FeatureSpec) -> dict[str, tuple[str, callable]]:
     return expected
 
 
-def read_schema(path: str) -> pa.Schema:
-    """Reads one file's Parquet schema, turning corrupt/truncated/non-Parquet files into InputError."""
+def open_parquet(path: str) -> pq.ParquetFile:
+    """Opens one file's footer (schema, row groups, statistics), turning corrupt/truncated/non-Parquet
+    files into InputError."""
     try:
-        return pq.read_schema(path)
+        return pq.ParquetFile(path)
     except (pa.ArrowException, OSError) as err:
         raise InputError(f"{path}: not a readable Parquet file ({str(err).splitlines()[0]})") from None
 
 
-def validate_schema(files: list[str], spec: FeatureSpec) -> pa.Schema:
-    """Checks every file has the spec's columns with the expected types and that rows exist.
+def validate_schema(files: list[str], spec: FeatureSpec) -> tuple[pa.Schema, int]:
+    """Checks every file has the spec's columns with the expected types, that rows exist and that
+    the footers' statistics show labels of 0 and 1 only (one footer read per file).
 
     Columns the spec does not use are allowed and ignored (logs carry extra columns).
 
     Returns:
-        The schema of the first file.
+        ``(schema of the first file, rows over all files)``.
     Raises:
         InputError: naming the file, the column and what was expected.
     """
     expected = _expected_types(spec)
-    first, total_rows, user_id_type = None, 0, None
+    first, total_rows, user_id_type, footers = None, 0, None, []
     for path in files:
-        schema = read_schema(path)
+        parquet = open_parquet(path)
+        schema = parquet.schema_arrow
         for column, (what, ok) in expected.items():
             if column not in schema.names:
                 raise InputError(f"{path}: missing column {column!r} (expected {what}); file has {schema.names}")
@@ -120,17 +123,35 @@ def validate_schema(files: list[str], spec: FeatureSpec) -> pa.Schema:
             raise InputError(f"{path}: column {spec.user_id!r} is {this_user_type} here "
                              f"but {user_id_type} in {files[0]}")
         user_id_type = this_user_type
-        try:
-            total_rows += pq.ParquetFile(path).metadata.num_rows
-        except (pa.ArrowException, OSError) as err:
-            raise InputError(f"{path}: not a readable Parquet file ({err})") from None
+        total_rows += parquet.metadata.num_rows
+        footers.append((path, parquet.metadata))
         first = first or schema
     if total_rows == 0:
         raise InputError(f"empty dataset: {len(files)} file(s) hold no rows ({files[0]} ...)")
     if spec.weight:
         check_weight_files(files, spec.weight)
     check_numeric_files(files, spec)
-    return first
+    for path, metadata in footers:
+        _check_label_statistics(path, metadata, spec.label)
+    return first, total_rows
+
+
+def _check_label_statistics(path: str, metadata: pq.FileMetaData, label: str) -> None:
+    """Nulls and out-of-range labels seen in the row groups' footer statistics (no data read);
+    row groups written without statistics are left to the reader's batch checks."""
+    if label not in metadata.schema.names:  # Parquet leaf names: a label of another nesting is left alone
+        return
+    index = metadata.schema.names.index(label)
+    for group in range(metadata.num_row_groups):
+        stats = metadata.row_group(group).column(index).statistics
+        if stats is None:
+            continue
+        if stats.has_null_count and stats.null_count:
+            raise InputError(f"{path}: column {label!r} has {stats.null_count} null label(s) in row group "
+                             f"{group}; labels must be 0 or 1")
+        if stats.has_min_max and isinstance(stats.min, (int, float)) and (stats.min < 0 or stats.max > 1):
+            bad = stats.min if stats.min < 0 else stats.max
+            raise InputError(f"{path}: column {label!r} holds {bad}; labels must be 0 or 1")
 
 
 def check_batch(batch: pa.RecordBatch, spec: FeatureSpec, where: str, first_row: int = 0) -> None:
