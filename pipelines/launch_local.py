@@ -167,18 +167,18 @@ def check_train_logs(train_args: list[str]) -> None:
     workers will use (``--spec``, else the one beside the data, else the reference schema; a mode
     without a booster leaves the booster-only columns out)."""
     from rocket_ctr.features.spec import FeatureSpec
-    from rocket_ctr.io.log_gate import check_log, find_feature_spec
+    from rocket_ctr.io.log_gate import check_log
     from rocket_ctr.pipelines import train as train_command
+    from rocket_ctr.train.run_spec import run_spec
 
     commands = argparse.ArgumentParser(prog="rocket-ctr launch-local --").add_subparsers()
     train_command.add_parser(commands)
     args = commands.choices["train"].parse_args(train_args)
     try:
-        spec = FeatureSpec.load(args.spec) if args.spec else find_feature_spec(args.train) or FeatureSpec()
+        given = FeatureSpec.load(args.spec) if args.spec else None
     except ValueError as err:
         raise InputError(str(err)) from None
-    if "booster" not in train_command.config_from_args(args).model.towers:
-        spec = spec.served()
+    spec, _ = run_spec(given, args.train, None, train_command.config_from_args(args))
     for paths in (args.train, args.eval):
         if paths is not None:
             check_log(paths, spec)

@@ -18,7 +18,7 @@ from rocket_ctr.config.schema import RocketConfig
 from rocket_ctr.errors import FieldError, InputError
 from rocket_ctr.features.spec import FeatureSpec
 from rocket_ctr.io.holdout import plan_holdout
-from rocket_ctr.io.log_gate import CheckedLog, check_log, find_feature_spec
+from rocket_ctr.io.log_gate import CheckedLog, check_log
 from rocket_ctr.io.reader import ClickLogReader, surfacing_input_errors, to_dataset
 from rocket_ctr.model.rocket import RocketModel
 from rocket_ctr.train import run_dir as layout
@@ -50,19 +50,6 @@ def open_warm_start(warm_start, run_dir: Path) -> WarmStartSource | None:
     if isinstance(warm_start, WarmStartSource) or warm_start is None:
         return warm_start
     return WarmStartSource.open(warm_start, run_dir)
-
-
-def run_spec(spec: FeatureSpec | None, train, source: WarmStartSource | None,
-             config: RocketConfig) -> tuple[FeatureSpec, str | None]:
-    """The run's FeatureSpec (given, beside the data, the source's or the reference schema) and a
-    note when the mode reads none of its booster-only columns (they are then left out)."""
-    spec = spec or find_feature_spec(train) or (source.spec if source else FeatureSpec())
-    if "booster" in config.model.towers or not spec.booster_only_columns:
-        return spec, None
-    # nothing would read them: the run (its data, run dir and exports) goes without them
-    note = (f"mode {config.model.mode}: the booster-only columns {list(spec.booster_only_columns)} "
-            "are ignored (only a booster reads them; the logs need not hold them)")
-    return spec.served(), note
 
 
 def check_run(run_dir: Path, config: RocketConfig, spec: FeatureSpec, source: WarmStartSource | None,

@@ -49,6 +49,7 @@ from rocket_ctr.train.callbacks.recorder import load_history
 from rocket_ctr.train.distributed import broadcast_from_chief
 from rocket_ctr.train.epoch_progress import EpochProgress
 from rocket_ctr.train.evaluation import model_inputs
+from rocket_ctr.train.run_spec import run_spec
 
 RUN_FINISHED = 1  # progress [total epochs, RUN_FINISHED, step]: the after-training steps are done too
 
@@ -84,7 +85,7 @@ class Trainer:
         self.run_dir, self.field_names = Path(run_dir), dict(field_names or {})
         source = assembly.open_warm_start(warm_start, self.run_dir)
         self.config = config or (source.config if source else RocketConfig())
-        self.spec, self.spec_note = assembly.run_spec(spec, train, source, self.config)
+        self.spec, self.spec_note = run_spec(spec, train, source, self.config)
         self.train_paths, self.eval_paths = train, eval
         self.verbose = verbose if self.is_chief else 0
         self.train_log, self.eval_log = assembly.check_logs(train, eval, self.spec)
