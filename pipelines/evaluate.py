@@ -20,11 +20,6 @@ def add_parser(subparsers) -> None:
     parser.set_defaults(func=run)
 
 
-def field_flags() -> dict[str, str]:
-    """How this command names the library's fields in error messages: its flags."""
-    return {"run_dir": "--run-dir", "negative_rate": "--negative-rate"}
-
-
 def _metrics(run_dir, data, batch_size: int, negative_rate: float) -> tuple[dict, dict]:
     """(config, full evaluation result) of one run dir on ``data``."""
     from rocket_ctr.train.evaluation import evaluate

@@ -7,11 +7,10 @@ from rocket_ctr.datagen.synthetic import GeneratorConfig, generate
 
 _DEFAULTS = GeneratorConfig()
 # generator parameter -> flag: the CLI shows the library's FieldErrors with what the user typed
+# the generator's fields whose flag is not their name; the CLI names every other field by the option
+# of the same name
 FIELD_FLAGS = {"n_rows": "--rows", "n_users": "--users", "n_items": "--items", "n_cates": "--cates",
-          "max_history": "--max-history", "base_ctr": "--base-ctr", "test_fraction": "--test-fraction",
-          "seed": "--seed", "days": "--days", "rows_per_file": "--rows-per-file", "cross_strength": "--cross-strength",
-          "negative_rate": "--negative-rate", "feature_strength": "--feature-strength",
-          "brand_strength": "--brand-strength", "n_brands": "--brands"}
+               "n_brands": "--brands"}
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:

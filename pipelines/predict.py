@@ -11,9 +11,6 @@ from __future__ import annotations
 import argparse
 import gc
 
-FIELD_FLAGS = {"out": "--out", "overwrite": "--overwrite", "rows_per_file": "--rows-per-file",
-               "num_shards": "--num-shards", "shard_index": "--shard-index", "batch_size": "--batch-size"}
-
 
 def add_parser(subparsers) -> None:
     """Registers the ``predict`` sub-command."""
@@ -40,10 +37,6 @@ def add_parser(subparsers) -> None:
     add("--progress", action=argparse.BooleanOptionalAction, default=True, help="progress bar on stderr")
     add("--progress-lines", action="store_true", help=argparse.SUPPRESS)  # child of --processes: counts on stdout
     parser.set_defaults(func=run)
-
-
-def field_flags() -> dict[str, str]:
-    return FIELD_FLAGS
 
 
 def load_scorer(args):

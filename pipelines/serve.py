@@ -16,9 +16,9 @@ DESCRIPTION = (
     "background (reported LOADING until it is done). Status lines go to stderr. The production "
     "server is TensorFlow Serving (see the Dockerfile's serving target). A SavedModel is code: "
     "serve only exports you made.")
-FIELD_FLAGS = {"model_base": "--model_base_path", "grpc_port": "--port", "rest_port": "--rest_api_port",
-               "max_candidates": "--max-candidates", "warmup_threads": "--warmup-threads",
-               "xla_cache_dir": "--xla-cache-dir"}  # serve()'s argument -> flag, for its error messages
+# serve()'s arguments whose flag is not their name (tensorflow_model_server's), for its error messages;
+# the CLI names every other field by the option of the same name
+FIELD_FLAGS = {"model_base": "--model_base_path", "grpc_port": "--port", "rest_port": "--rest_api_port"}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
