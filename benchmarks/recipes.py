@@ -86,6 +86,7 @@ REAL_LOGS_CHANGES = {
     "validation 0.1": Recipe({"validation_fraction": 0.1}),  # more newest events held out, then folded in
     "validation 0.15": Recipe({"validation_fraction": 0.15}),
     "no fold-in": Recipe({"fold_in_validation": "no"}),  # the validation rows never trained on
+    "fold-in": Recipe({"fold_in_validation": "yes"}),  # whatever the split
     "validation auto": Recipe({"validation_fraction": None}),  # the default (None: the config's auto)
     "no warmup": Recipe({"hint_warmup": False}),  # booster CE into the shared bottom from the first step
     "booster from start": Recipe({"booster_bottom": "from-start"}),  # booster CE into the bottom; λ waits
@@ -113,6 +114,11 @@ REAL_LOGS_PRESETS = {
     "defaults": [],
     "users 5 %, lr 5e-3, patience 1": ["users 5 %, lr 5e-3, patience 1"],
     "base": ["base mode"],  # --mode base with every other default
+    "base + user_id feature": ["base mode", "user_id feature"],
+    "defaults + user_id feature": ["user_id feature"],
+    "base + no fold-in": ["base mode", "no fold-in"],
+    "base + user_id feature + fold-in 0.15": ["base mode", "user_id feature", "fold-in", "validation 0.15"],
+    "defaults + no fold-in": ["no fold-in"],
     "reference-like": ["no validation", "lr 1e-3", "relu attention", "shuffle 100k", "xla", "user_id feature",
                        "vocabulary (no hashing)", "one bucket (50)", "dense Adam"],
 }

@@ -165,11 +165,12 @@ def launch(train_args: list[str], workers: int, max_restarts: int = 2) -> int:
 def check_train_logs(train_args: list[str]) -> None:
     """The training (and eval) logs of ``train_args`` through the log gate, with the spec the
     workers will use (``--spec``, else the one beside the data, else the reference schema; a mode
-    without a booster leaves the booster-only columns out)."""
+    without a booster leaves the booster-only columns out; the user id embedded where the training
+    log calls for it)."""
     from rocket_ctr.features.spec import FeatureSpec
     from rocket_ctr.io.log_gate import check_log
     from rocket_ctr.pipelines import train as train_command
-    from rocket_ctr.train.run_spec import run_spec
+    from rocket_ctr.train.run_spec import run_spec, with_user_id_embedding
 
     commands = argparse.ArgumentParser(prog="rocket-ctr launch-local --").add_subparsers()
     train_command.add_parser(commands)
@@ -178,7 +179,9 @@ def check_train_logs(train_args: list[str]) -> None:
         given = FeatureSpec.load(args.spec) if args.spec else None
     except ValueError as err:
         raise InputError(str(err)) from None
-    spec, _ = run_spec(given, args.train, None, train_command.config_from_args(args))
+    config = train_command.config_from_args(args)
+    spec, _ = run_spec(given, args.train, None, config)
+    spec, _ = with_user_id_embedding(spec, check_log(args.train, spec), config)
     for paths in (args.train, args.eval):
         if paths is not None:
             check_log(paths, spec)

@@ -19,14 +19,18 @@ import yaml
 
 from rocket_ctr.config.compat import with_fields_it_predates
 from rocket_ctr.config.fields import from_paths, leaves, option, overridden, plain, section, set_flat, validate
+from rocket_ctr.config.hint import HintConfig
+from rocket_ctr.config.validation import (
+    DEFAULT_FRACTION,
+    LAST_EVENT_FRACTION,
+    VALIDATION_SPLITS,
+    check_tail_events,
+    validation_fractions,
+)
 from rocket_ctr.errors import InputError
 
 MODES = ("rocket", "base", "booster", "two-stage")
 OPTIMIZERS = ("lazy_adam", "adam")
-VALIDATION_SPLITS = ("auto", "last-event", "time", "users")  # see rocket_ctr.io.holdout
-# validation_fraction auto: a last-event split that is folded in afterwards costs no training rows,
-# and holding out (about) every user's newest event measured best on the real logs (README)
-DEFAULT_FRACTION, LAST_EVENT_FRACTION = 0.05, 0.15
 FOLD_IN_CHOICES = ("auto", "yes", "no")  # see rocket_ctr.train.callbacks.fold_in
 LIGHT_INTERESTS = ("shared", "din", "dot", "mean")  # see rocket_ctr.model.layers.interest
 BOOSTER_INTERESTS = ("din", "dot", "din+dot")
@@ -100,44 +104,16 @@ class ModelConfig:
     share: bool = option(True, help="both towers read the same embedding tables (and, with --light-interest "
                                      "shared, the same attention); off: each tower has its own")
     detach_light: bool = option(False, help="the light tower does not train the shared bottom (EasyRec's variant)")
+    user_id_embedding: str = option("auto", choices=("auto", "yes", "no"),
+                                    help="embed the user id as a user feature (both towers, and the light "
+                                         "tower's export, which then needs it in every request); auto: when "
+                                         "the training log holds at least 50 rows per user (a resumed or "
+                                         "warm-started run keeps its run's choice)")
 
     @property
     def towers(self) -> tuple:
         """Towers the mode builds."""
         return {"base": ("light",), "booster": ("booster",)}.get(self.mode, ("light", "booster"))
-
-
-@dataclasses.dataclass
-class HintConfig:
-    """The hint term λ·hint(l, z) of eq. (1) and when it applies."""
-
-    loss: str = option("mimic", choices=("mimic", "mse", "kd"), flag="--hint",
-                       help="mimic: logit MSE (the paper); mse: probability MSE; kd: distillation with T")
-    weight: float = option(0.0, minimum=0.0,
-                           help="λ of eq. (1), how strongly the light tower follows the booster's logit; 0 "
-                                "(default): no hint, the booster helps the light tower only through the shared "
-                                "embeddings (--booster-bottom); the paper: 1")
-    temperature: float = option(1.0, help="T of the kd hint", flag="--temperature", above=0.0)
-    gate: bool = option(False, help="apply the hint only where the booster's cross-entropy is lower than the "
-                                    "light tower's")
-    warmup: bool = option(True, help="λ stays 0 (and, with --booster-bottom after-launch, the booster off the "
-                                     "shared bottom) until the booster leads the light tower on the validation "
-                                     "rows (launch metric), then ramps up")
-    booster_bottom: str = option("from-start", choices=("after-launch", "from-start"), flag="--booster-bottom",
-                                 help="when the booster's cross-entropy starts training what the towers share "
-                                      "(the embeddings): from-start (default): from the first step, a second task "
-                                      "for them, while λ still waits for the launch; after-launch: with the hint, "
-                                      "when the warm-up launches it")
-    launch_metric: str = option("logloss", choices=("logloss", "gauc"),
-                                help="what the booster must beat the light tower on, on the validation rows, "
-                                     "for the warm-up to launch it")
-    gradient_block: bool = option(True, flag="--gradient-block",
-                                  help="the hint never updates the booster (stop_gradient on its logit)")
-    trains_bottom: bool = option(False, help="the hint's gradient also trains the shared bottom (the paper); "
-                                             "off: the light tower's own layers only")
-    scale_to_label: bool = option(False, help="rescale the hint every batch so its gradient on the light logit is "
-                                              "as large as the light cross-entropy's (mean |σ(l) − y| / mean "
-                                              "|∂hint/∂l|): at a low CTR the logit MSE's 2(l − z) would dwarf it")
 
 
 @dataclasses.dataclass
@@ -166,12 +142,19 @@ class TrainingConfig:
     validation_fraction: float | None = option(None, minimum=0.0, below=0.5,
                                                help="share of the training rows held out and evaluated every "
                                                     "epoch (0 = none; never the eval data); auto (null): "
-                                                    f"{LAST_EVENT_FRACTION} for a last-event split that is folded "
-                                                    f"in after training, {DEFAULT_FRACTION} otherwise")
+                                                    f"{LAST_EVENT_FRACTION} for a per-user split (last-event, "
+                                                    "user-tail) that is folded in after training, "
+                                                    f"{DEFAULT_FRACTION} otherwise")
     validation_split: str = option("auto", choices=VALIDATION_SPLITS,
-                                   help="which rows are held out: auto decides from the log (see "
-                                        "rocket_ctr.io.holdout); last-event: each sampled user's newest event; "
-                                        "time: the newest rows; users: every row of sampled users")
+                                   help="which rows are held out: auto follows the eval log's test protocol, "
+                                        "else decides from the training log (see rocket_ctr.io.holdout); "
+                                        "last-event: each sampled user's newest event; user-tail: each sampled "
+                                        "user's newest --validation-tail-events events; time: the newest rows; "
+                                        "users: every row of sampled users")
+    validation_tail_events: int | None = option(None, minimum=1,
+                                                help="k of the user-tail split: each sampled user's newest k "
+                                                     "events (distinct timestamps, at most half of the user's); "
+                                                     "unset: the k of the eval log's test protocol")
     early_stopping_min_delta: float = option(0.002, minimum=0.0,
                                              help="a later epoch whose light validation GAUC is within this of the "
                                                   "best counts as the best (it has seen more data): one noisy "
@@ -191,11 +174,15 @@ class TrainingConfig:
                                          "the validation rows (rankings unchanged; fixes a bent reliability "
                                          "curve); 0 = off")
     fold_in_validation: str = option("auto", choices=FOLD_IN_CHOICES,
-                                     help="after training (and the intercept refit): one more pass over the "
-                                          "validation rows, so the served model also learns from the held-out "
-                                          "events; auto: only for a last-event split (each user's newest event, "
-                                          "where the pass helps ranking; after a time split it does not, and it "
-                                          "shifts the calibration)")
+                                     help="after training: one more pass over the validation rows (except the "
+                                          "calibration slice), so the served model also learns from the held-out "
+                                          "events; auto: only for a per-user split (last-event, user-tail: each "
+                                          "user's newest events, where the pass helps ranking)")
+    calibration_share: float = option(0.3, minimum=0.0, below=1.0,
+                                      help="with the fold-in and calibrate_intercept: the share of validation "
+                                           "users kept out of the fold-in, on whose rows the calibration is "
+                                           "fitted after it (the served model never trained on them); 0: the "
+                                           "calibration is fitted on every validation row before the fold-in")
 
     @property
     def holds_out(self) -> bool:
@@ -204,10 +191,7 @@ class TrainingConfig:
 
     def validation_fractions(self, folds_in: bool) -> dict:
         """The share of rows held out per validation split kind (``validation_fraction`` resolved)."""
-        if self.validation_fraction is not None:
-            return dict.fromkeys(VALIDATION_SPLITS, self.validation_fraction)
-        return {**dict.fromkeys(VALIDATION_SPLITS, DEFAULT_FRACTION),
-                "last-event": LAST_EVENT_FRACTION if folds_in else DEFAULT_FRACTION}
+        return validation_fractions(self.validation_fraction, folds_in)
 
 
 @dataclasses.dataclass(init=False)
@@ -235,6 +219,7 @@ class RocketConfig:
         self.training = copy.deepcopy(training) if training is not None else TrainingConfig()
         set_flat(self, flat)
         validate(self)
+        check_tail_events(self.training.validation_split, self.training.validation_tail_events)
 
     # ----- what the parts imply -----------------------------------------------------------------
     @property

@@ -29,3 +29,13 @@ def user_unit_hash(user_ids: np.ndarray) -> np.ndarray:
     if user_ids.dtype == object:
         return np.fromiter((zlib.crc32(u) for u in user_ids), dtype=np.float64, count=len(user_ids)) / 2.0 ** 32
     return (splitmix64(user_ids) >> np.uint64(11)).astype(np.float64) / 2.0 ** 53
+
+
+def salted_unit_hash(user_ids: np.ndarray, salt: int) -> np.ndarray:
+    """Like :func:`user_unit_hash`, but from another stream per ``salt``: a second split by user that
+    is independent of the first (e.g. a slice of already sampled users)."""
+    if user_ids.dtype == object:
+        return np.fromiter((zlib.crc32(u, salt) for u in user_ids), dtype=np.float64,
+                           count=len(user_ids)) / 2.0 ** 32
+    salted = np.asarray(user_ids).astype(np.uint64) ^ splitmix64(np.uint64(salt))
+    return (splitmix64(salted) >> np.uint64(11)).astype(np.float64) / 2.0 ** 53

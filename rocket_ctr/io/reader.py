@@ -56,7 +56,8 @@ class ClickLogReader:
             are batched together, each group of batches padded to its longest history.
         holdout: ``(Holdout, part)`` keeps only one side of a validation split (see
             :mod:`rocket_ctr.io.holdout`): ``"validation"`` = the held-out rows, ``"train"`` = the
-            others. None = all rows.
+            others; ``"fold"`` and ``"calibration"`` = the held-out rows outside and inside the
+            calibration slice. None = all rows.
         negative_rate: keep every click and this share of the negatives, chosen by a hash of
             each row and ``seed`` (the same rows every epoch; see :mod:`rocket_ctr.io.downsampling`).
             1 = every row.
@@ -108,8 +109,7 @@ class ClickLogReader:
                     check_batch(batch, self.spec, unit.path, first_row)  # row numbers count from the file's start
                     chunk = Chunk(batch, self.spec)
                     if self.holdout is not None:
-                        held_out = self.holdout[0].validation_rows(batch, self.spec)
-                        chunk = chunk.take(np.flatnonzero(held_out == (self.holdout[1] == "validation")))
+                        chunk = chunk.take(np.flatnonzero(self.holdout[0].rows(batch, self.spec, self.holdout[1])))
                     if self.negative_rate < 1.0:
                         chunk = chunk.take(keep_rows(chunk, self.spec, self.negative_rate, self.seed))
                     if chunk.n:

@@ -9,7 +9,8 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-from rocket_ctr.config.schema import HintConfig, ModelConfig, RocketConfig
+from rocket_ctr.config.hint import HintConfig
+from rocket_ctr.config.schema import ModelConfig, RocketConfig
 from rocket_ctr.errors import FieldError
 from rocket_ctr.features.spec import FeatureSpec
 from rocket_ctr.model.calibration_head import CalibrationHeadMixin

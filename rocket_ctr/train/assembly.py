@@ -8,6 +8,7 @@ callbacks come last (they read the restored progress and history).
 """
 from __future__ import annotations
 
+import dataclasses
 import tempfile
 from pathlib import Path
 
@@ -15,11 +16,13 @@ import numpy as np
 import tensorflow as tf
 
 from rocket_ctr.config.schema import RocketConfig
-from rocket_ctr.errors import FieldError, InputError
+from rocket_ctr.config.validation import fold_in_wanted
+from rocket_ctr.errors import FieldError, InputError, render_fields
 from rocket_ctr.features.spec import FeatureSpec
 from rocket_ctr.io.holdout import plan_holdout
 from rocket_ctr.io.log_gate import CheckedLog, check_log
 from rocket_ctr.io.reader import ClickLogReader, surfacing_input_errors, to_dataset
+from rocket_ctr.io.test_protocol import PROTOCOL_UNRECOGNISED, detect_protocol
 from rocket_ctr.model.rocket import RocketModel
 from rocket_ctr.train import run_dir as layout
 from rocket_ctr.train.callbacks.early_stopping import EarlyStopping
@@ -28,9 +31,11 @@ from rocket_ctr.train.callbacks.hint_warmup import HintWarmup
 from rocket_ctr.train.callbacks.intercept_refit import InterceptRefit
 from rocket_ctr.train.callbacks.recorder import RunRecorder
 from rocket_ctr.train.callbacks.tensorboard_logs import TensorBoardLogs
+from rocket_ctr.train.checkpoints import candidates
 from rocket_ctr.train.distributed import PARAMETER_SERVER_UNSUPPORTED, broadcast_from_chief, make_strategy
 from rocket_ctr.train.evaluation import evaluate, model_inputs, validation_logits
 from rocket_ctr.train.optimizers import make_optimizer
+from rocket_ctr.train.run_spec import with_user_id_embedding
 from rocket_ctr.train.warm_start import STATE_FILE as WARM_START_FILE
 from rocket_ctr.train.warm_start import WarmStartSource
 from rocket_ctr.train.warm_start import read_state as read_warm_start
@@ -69,13 +74,36 @@ def check_logs(train, eval, spec: FeatureSpec) -> tuple[CheckedLog, CheckedLog |
     return check_log(train, spec), (None if eval is None else check_log(eval, spec))
 
 
-def plan_validation(train_log: CheckedLog, spec: FeatureSpec, config: RocketConfig, distributed: bool):
-    """The hold-out plan of the (checked) training log (None: no validation rows)."""
+def embed_user_id(trainer, train, eval, source: WarmStartSource | None) -> tuple:
+    """``(spec, spec note, train log, eval log)`` once the (checked) training log decided whether the run
+    embeds the user id (``run_spec.with_user_id_embedding``; a run dir that resumes, else the warm-start
+    source, keeps its choice); a changed spec passes the log gate again."""
+    recorded = trainer.run_dir / layout.SPEC_FILE
+    resumed = recorded.is_file() and bool(candidates(trainer.run_dir / layout.CHECKPOINTS))
+    earlier = FeatureSpec.load(recorded, saved=True) if resumed else (source.spec if source else None)
+    spec, note = with_user_id_embedding(trainer.spec, trainer.train_log, trainer.config, earlier)
+    notes = "\n".join(render_fields(n, trainer.field_names) for n in (trainer.spec_note, note) if n) or None
+    if spec == trainer.spec:
+        return spec, notes, trainer.train_log, trainer.eval_log
+    return spec, notes, *check_logs(train, eval, spec)
+
+
+def plan_validation(train_log: CheckedLog, eval_log: CheckedLog | None, spec: FeatureSpec, config: RocketConfig,
+                    distributed: bool):
+    """The hold-out plan of the (checked) training log, shaped like the eval log's test protocol where
+    one is detected (None: no validation rows)."""
     training = config.training
     if not training.holds_out:
         return None
+    protocol = eval_log and detect_protocol(train_log.files, eval_log.files, spec)
     folds_in = training.fold_in_validation != "no" and not distributed
-    return plan_holdout(train_log.files, spec, training.validation_split, training.validation_fractions(folds_in))
+    holdout = plan_holdout(train_log.files, spec, training.validation_split, training.validation_fractions(folds_in),
+                           protocol, training.validation_tail_events)
+    note = protocol.reason if protocol else eval_log and PROTOCOL_UNRECOGNISED
+    # a calibration slice only where a fold-in runs and a refit fits on it
+    sliced = training.calibrate_intercept and fold_in_wanted(training.fold_in_validation, holdout.kind,
+                                                             distributed) == "yes"
+    return dataclasses.replace(holdout, protocol_note=note, calibration_share=training.calibration_share * sliced)
 
 
 def training_reader(trainer, part: str, seed: int, **sharding) -> ClickLogReader:
@@ -167,7 +195,8 @@ def warm_start_into(trainer, source: WarmStartSource | None, resumed: bool, carr
 # ----- the policies -----------------------------------------------------------------------------
 def make_callbacks(trainer) -> tuple:
     """The run's policies, in the order the loop calls them: hint warm-up, TensorBoard, early
-    stopping, intercept refit, validation fold-in, recorder (None where off)."""
+    stopping, then the intercept refit and the validation fold-in (the fold-in first when a
+    calibration slice is kept out of it), recorder (None where off)."""
     cfg = trainer.config
     launched = (trainer.warm_started or read_warm_start(trainer.run_dir)).get("hint_launched", False)  # warm start
     warmup = HintWarmup.for_config(cfg, trainer.history, launched)
@@ -181,8 +210,15 @@ def make_callbacks(trainer) -> tuple:
     recorder = RunRecorder(trainer.run_dir, cfg, trainer.history, trainer.total_epochs, trainer.task.num_workers,
                            write=trainer.is_chief, verbose=trainer.verbose, warmup=warmup,
                            early_stopping=early_stopping, field_names=trainer.field_names,
-                           validation_split=holdout and {"kind": holdout.kind, "reason": holdout.reason})
-    return warmup, tensorboard, early_stopping, refit, fold_in, recorder
+                           validation_split=holdout and holdout.record())
+    after_training = (fold_in, refit) if calibrates_after_fold_in(trainer) else (refit, fold_in)
+    return (warmup, tensorboard, early_stopping, *after_training, recorder)
+
+
+def calibrates_after_fold_in(trainer) -> bool:
+    """Whether the run folds its validation rows in except a calibration slice, on which the refit
+    then fits the served model (else the refit fits every validation row before the fold-in)."""
+    return trainer.fold_in_wanted == "yes" and trainer.holdout.calibration_share > 0
 
 
 def _intercept_refit(trainer) -> InterceptRefit | None:
@@ -190,29 +226,34 @@ def _intercept_refit(trainer) -> InterceptRefit | None:
     if not trainer.model.intercepts:
         return None
     spec, train = trainer.spec, trainer.train_paths
+    last = calibrates_after_fold_in(trainer)
+    part = "calibration" if last else "validation"
 
     def logits():
-        return validation_logits(trainer.model, train, spec, (trainer.holdout, "validation"), spec.negative_rate)
+        return validation_logits(trainer.model, train, spec, (trainer.holdout, part), spec.negative_rate)
 
     def share(values):
         if not trainer.distributed:
             return values
         return list(broadcast_from_chief(trainer.strategy, np.asarray(values, np.float64), trainer.is_chief))
 
-    evaluate_eval = None if trainer.fold_in_wanted == "yes" else _evaluate_eval(trainer)  # else the fold-in does
+    # the fold-in evaluates when it runs last
+    evaluate_eval = _evaluate_eval(trainer) if last or trainer.fold_in_wanted != "yes" else None
     return InterceptRefit(logits if trainer.holdout else None, evaluate_eval, share, trainer.manager,
-                          is_chief=trainer.is_chief, verbose=trainer.verbose)
+                          is_chief=trainer.is_chief, verbose=trainer.verbose,
+                          fitted_on="calibration slice (validation rows kept out of the fold-in)" if last
+                          else "validation rows", evaluate_always=last, checkpoint_offset=3 if last else 2)
 
 
 def _validation_fold_in(trainer) -> ValidationFoldIn | None:
-    """The pass over the validation rows after the intercept refit (None: not wanted)."""
+    """The pass over the validation rows (without the calibration slice) after training (None: not wanted)."""
     wanted = trainer.fold_in_wanted
     if wanted is None:
         return None
 
     def validation_pass() -> tuple[int, int]:
-        """One shuffled pass over the validation rows with the last stage's training step: (rows, steps)."""
-        reader = training_reader(trainer, "validation", trainer.config.training.seed + trainer.total_epochs)
+        """One shuffled pass over the folded-in rows with the last stage's training step: (rows, steps)."""
+        reader = training_reader(trainer, "fold", trainer.config.training.seed + trainer.total_epochs)
         prepare = model_inputs(trainer.spec, trainer.mapper)
         stage = trainer._stage_for(trainer.total_epochs - 1)
         step = trainer._step_function(stage, entering=False)
@@ -224,8 +265,11 @@ def _validation_fold_in(trainer) -> ValidationFoldIn | None:
                 rows, steps = rows + int(label.shape[0]), steps + 1
         return rows, steps
 
-    return ValidationFoldIn(validation_pass if wanted == "yes" else None, _evaluate_eval(trainer),
-                            trainer.manager, skipped=None if wanted == "yes" else wanted, verbose=trainer.verbose)
+    first = calibrates_after_fold_in(trainer)
+    evaluate_eval = None if first and trainer.model.intercepts else _evaluate_eval(trainer)  # the refit evaluates
+    return ValidationFoldIn(validation_pass if wanted == "yes" else None, evaluate_eval, trainer.manager,
+                            skipped=None if wanted == "yes" else wanted, verbose=trainer.verbose,
+                            checkpoint_offset=2 if first else 3)
 
 
 def _evaluate_eval(trainer):

@@ -31,6 +31,8 @@ from rocket_ctr.train.checkpoints import newest_intact
 CONFIG_FILE, SPEC_FILE, METRICS_FILE, HISTORY_FILE = "config.json", "feature_spec.json", "metrics.json", "history.json"
 CURVES_FILE = "curves.png"
 CHECKPOINTS, BEST, TENSORBOARD = "checkpoints", "best", "tensorboard"
+# config fields whose only effect is the run's feature spec, compared on its own: a run resumes whatever they say
+SPEC_DECIDING_FIELDS = ("model.user_id_embedding",)
 
 
 def latest_checkpoint(run_dir) -> str | None:
@@ -59,6 +61,8 @@ def check_run_dir(run_dir, config: RocketConfig, spec: FeatureSpec) -> None:
         previous = json.loads(path.read_text()) if path.exists() else None
         if previous is not None and name == CONFIG_FILE:
             previous = RocketConfig.from_saved(previous).flat()  # nested or an earlier version's flat names
+            previous, current = ({k: v for k, v in c.items() if k not in SPEC_DECIDING_FIELDS}
+                                 for c in (previous, current))
         elif previous is not None:
             with contextlib.suppress(TypeError, ValueError):  # keys added since (weight...) at their defaults
                 previous = FeatureSpec.from_saved(previous).to_dict()

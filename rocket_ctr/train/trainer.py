@@ -36,6 +36,7 @@ import keras
 import tensorflow as tf
 
 from rocket_ctr.config.schema import RocketConfig
+from rocket_ctr.config.validation import fold_in_wanted
 from rocket_ctr.errors import FieldError, render_fields
 from rocket_ctr.features.id_mapping import IdMapper
 from rocket_ctr.features.signatures import row_signature
@@ -89,8 +90,9 @@ class Trainer:
         self.train_paths, self.eval_paths = train, eval
         self.verbose = verbose if self.is_chief else 0
         self.train_log, self.eval_log = assembly.check_logs(train, eval, self.spec)
+        self.spec, self.spec_note, self.train_log, self.eval_log = assembly.embed_user_id(self, train, eval, source)
         assembly.check_run(self.run_dir, self.config, self.spec, source, self.distributed)
-        self.holdout = assembly.plan_validation(self.train_log, self.spec, self.config, self.distributed)
+        self.holdout = assembly.plan_validation(self.train_log, self.eval_log, self.spec, self.config, self.distributed)
         self.reader = assembly.training_reader(self, "train", self.config.training.seed, drop_remainder=True,
                                                num_shards=self.task.num_workers, shard_index=self.task.worker_index)
         self.steps_per_epoch = assembly.fixed_steps_per_epoch(self) if self.distributed else None
@@ -115,12 +117,8 @@ class Trainer:
     @property
     def fold_in_wanted(self) -> str | None:
         """Whether the run folds its validation rows in at the end: None (no) or ``"yes"`` or why not."""
-        wanted = self.config.training.fold_in_validation
-        if not self.holdout or wanted == "no" or (wanted == "auto" and self.holdout.kind != "last-event"):
-            return None
-        if self.distributed:
-            return "not done in a multi-worker run (every worker would need the same step count)"
-        return "yes"
+        return fold_in_wanted(self.config.training.fold_in_validation, self.holdout and self.holdout.kind,
+                              self.distributed)
 
     # ----- stages, steps and the input stream ---------------------------------------------------
     @property
@@ -232,7 +230,8 @@ class Trainer:
         if self.verbose and self.spec_note:
             print(self.spec_note)
         if self.verbose and self.holdout and not global_step:
-            print(f"validation: {self.holdout.reason}")
+            note = self.holdout.protocol_note
+            print(f"test protocol: {note}\n" * bool(note) + f"validation: {self.holdout.reason}")
         if global_step and (self.verbose or self.distributed):
             print(f"resuming from checkpoint: epoch {epoch + 1}, step {skip} of that epoch, global step {global_step}",
                   flush=True)

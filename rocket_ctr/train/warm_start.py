@@ -30,10 +30,11 @@ from rocket_ctr.errors import FieldError
 from rocket_ctr.features.spec import FeatureSpec
 
 STATE_FILE = "warm_start.json"
-# model fields that may differ between the runs (no variable depends on them); every other one may not
+# model fields that may differ between the runs (no variable depends on them, or only through the feature set,
+# which is checked on its own); every other one may not
 CHANGEABLE_MODEL_FIELDS = {"model.light.dropout", "model.light.l2", "model.booster.dropout", "model.booster.l2",
                            "model.attention.softmax", "model.detach_light", "model.light_history",
-                           "model.booster_history"}
+                           "model.booster_history", "model.user_id_embedding"}
 
 
 def read_state(run_dir) -> dict:

@@ -1,8 +1,9 @@
 """RocketConfig: typed values from YAML/JSON/CLI, clear one-line errors, overrides."""
 import pytest
 
+from conftest import log_columns, write_log
 from rocket_ctr.config.schema import RocketConfig
-from rocket_ctr.errors import InputError
+from rocket_ctr.errors import FieldError, InputError
 from rocket_ctr.pipelines.cli import main
 
 
@@ -124,9 +125,50 @@ def test_a_saved_config_written_before_a_field_existed_keeps_what_that_run_built
 def test_validation_fraction_auto_resolves_per_split_kind():
     auto = RocketConfig().training
     assert auto.validation_fraction is None and auto.holds_out
-    assert auto.validation_fractions(folds_in=True) == {"auto": 0.05, "last-event": 0.15, "time": 0.05, "users": 0.05}
+    assert auto.validation_fractions(folds_in=True) == {"auto": 0.05, "last-event": 0.15, "user-tail": 0.15,
+                                                        "time": 0.05, "users": 0.05}
     assert auto.validation_fractions(folds_in=False)["last-event"] == 0.05
+    assert auto.validation_fractions(folds_in=False)["user-tail"] == 0.05
     given = RocketConfig(validation_fraction=0.1).training
     assert set(given.validation_fractions(folds_in=True).values()) == {0.1}
     assert not RocketConfig(validation_fraction=0.0).training.holds_out
     assert RocketConfig().replace({"training": {"validation_fraction": "auto"}}).training.validation_fraction is None
+
+
+def test_validation_tail_events_only_with_a_split_that_takes_k():
+    assert RocketConfig(validation_split="user-tail", validation_tail_events=3).training.validation_tail_events == 3
+    assert RocketConfig(validation_tail_events=3).training.validation_split == "auto"  # auto: k if per-user
+    assert RocketConfig(validation_split="last-event", validation_tail_events=1).training.validation_tail_events == 1
+    assert RocketConfig().training.validation_tail_events is None
+    for split in ("time", "users", "last-event"):
+        with pytest.raises(FieldError, match=f"training.validation_tail_events 2 contradicts "
+                                             f"training.validation_split {split}"):
+            RocketConfig(validation_split=split, validation_tail_events=2)
+    with pytest.raises(InputError, match="training.validation_tail_events must be >= 1"):
+        RocketConfig(validation_tail_events=0)
+
+
+@pytest.mark.parametrize("flags,says", [
+    (["--validation-split", "time", "--validation-tail-events", "3"],
+     "--validation-tail-events 3 contradicts --validation-split time"),
+    (["--validation-split", "user-tail"], "--validation-split user-tail needs --validation-tail-events"),
+    (["--validation-split", "time", "--eval", "EVAL"], "--validation-split time contradicts the eval log, a "
+                                                       "last-event split")])
+def test_cli_refuses_contradictory_validation_flags_in_one_line(flags, says, tmp_path, capsys):
+    train, test = _leave_one_out_logs(tmp_path)
+    flags = [test if flag == "EVAL" else flag for flag in flags]
+    assert main(["train", "--train", train, "--run-dir", str(tmp_path / "run"), *flags]) == 2
+    err = capsys.readouterr().err
+    assert says in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "run").exists()
+
+
+def _leave_one_out_logs(folder):
+    """A training log and an eval log of each user's next (last) event, ts = the event's position."""
+    def log(name, positions):
+        rows = [(user, position, label) for user in range(30) for position in positions(user) for label in (1, 0)]
+        columns = log_columns(len(rows), max_len=3)
+        columns.update(user_id=[u for u, _, _ in rows], ts=[t for _, t, _ in rows], label=[y for _, _, y in rows])
+        return write_log(folder / name, columns)
+
+    return log("train.parquet", lambda u: range(1, 4 + u % 5)), log("test.parquet", lambda u: [4 + u % 5])

@@ -7,10 +7,12 @@ import pyarrow.parquet as pq
 import pytest
 
 from conftest import REFERENCE_SCHEMA, log_columns, write_log
-from rocket_ctr.errors import InputError
+from rocket_ctr.config.validation import VALIDATION_SPLITS as SPLITS
+from rocket_ctr.errors import FieldError, InputError
 from rocket_ctr.features.spec import FeatureSpec
 from rocket_ctr.io.holdout import plan_holdout
 from rocket_ctr.io.reader import ClickLogReader
+from rocket_ctr.io.test_protocol import TestProtocol
 
 SPEC = FeatureSpec()
 
@@ -112,3 +114,71 @@ def test_a_share_per_kind_applies_the_share_of_the_kind_auto_picks(tmp_path):
     assert 0.1 < len(_held(path, last_event)) / len(rows) <= 0.3  # every user's last event: 13 %
     clock = plan_holdout([write_log(tmp_path / "clock.parquet", n=400)], SPEC, "auto", shares)
     assert clock.kind == "time" and clock.fraction == 0.1
+
+
+def _clock_log(path, users=40, seed=0):
+    """Users with 1..12 events on a clock shared by all users; each event is 1..3 rows sharing ts."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for user in range(users):
+        stamps = sorted(rng.choice(10**6, size=int(rng.integers(1, 13)), replace=False) + 1_700_000_000)
+        rows += [(user, int(t)) for t in stamps for _ in range(int(rng.integers(1, 4)))]
+    columns = log_columns(len(rows), seed=seed, max_len=5)
+    columns["user_id"] = [u for u, _ in rows]
+    columns["ts"] = [t for _, t in rows]
+    return write_log(path, columns), rows
+
+
+def test_user_tail_holds_out_each_sampled_users_last_k_events_and_at_most_half(tmp_path):
+    path, rows = _clock_log(tmp_path / "log.parquet")
+    stamps = {}
+    for user, ts in rows:
+        stamps.setdefault(user, set()).add(ts)
+    for k in (2, 3):
+        holdout = plan_holdout([path], SPEC, "user-tail", 0.3, tail_events=k)
+        assert (holdout.kind, holdout.tail_events) == ("user-tail", k) and f"the last {k} events" in holdout.reason
+        held = set(_held(path, holdout))
+        users = {rows[i][0] for i in held}
+        assert users and all(len(stamps[u]) >= 2 for u in users)  # a one-event user is never sampled
+        for user in users:
+            newest = sorted(stamps[user])[-min(k, len(stamps[user]) // 2):]
+            # exactly every row of the user's newest events (k, or half of the user's events)
+            assert {i for i, (u, t) in enumerate(rows) if u == user and t in newest} == \
+                {i for i in held if rows[i][0] == user}
+        assert held | set(_held(path, holdout, "train")) == set(range(len(rows)))
+
+
+def test_last_event_is_the_user_tail_of_one_event(tmp_path):
+    path, _ = _leave_last_out_log(tmp_path / "log.parquet")
+    assert _held(path, plan_holdout([path], SPEC, "last-event", 0.1)) == \
+        _held(path, plan_holdout([path], SPEC, "user-tail", 0.1, tail_events=1))
+
+
+def test_auto_follows_the_eval_logs_protocol(tmp_path):
+    path, _ = _clock_log(tmp_path / "log.parquet")
+    tail = TestProtocol("user-tail", 3, "each user's last 3 events")
+    holdout = plan_holdout([path], SPEC, "auto", {**dict.fromkeys(SPLITS, 0.05), "user-tail": 0.2}, tail)
+    assert (holdout.kind, holdout.tail_events, holdout.fraction) == ("user-tail", 3, 0.2)
+    assert holdout.record() == {"kind": "user-tail", "reason": holdout.reason, "tail_events": 3,
+                                "protocol": {"kind": "user-tail", "tail_events": 3,
+                                             "reason": "each user's last 3 events"}}
+    assert plan_holdout([path], SPEC, "auto", 0.1, tail, tail_events=2).tail_events == 2  # a given k wins
+    assert plan_holdout([path], SPEC, "user-tail", 0.1, tail).tail_events == 3  # k from the eval log
+    assert plan_holdout([path], SPEC, "auto", 0.1, TestProtocol("time", 1, "a time cut")).kind == "time"
+    # without a protocol: the training log's clock
+    assert plan_holdout([path], SPEC, "auto", 0.1).record()["protocol"] is None
+
+
+@pytest.mark.parametrize("split,protocol,k,message", [
+    ("time", TestProtocol("last-event", 1, "each user's last event"), None,
+     "{training.validation_split} time contradicts the eval log, a last-event split: each user's last event"),
+    ("last-event", TestProtocol("users", 1, "cold users"), None, "last-event contradicts the eval log, a users"),
+    ("users", TestProtocol("time", 1, "a time cut"), None, "users contradicts the eval log, a time split"),
+    ("user-tail", None, None, "user-tail needs {training.validation_tail_events}"),
+    ("auto", TestProtocol("time", 1, "a time cut"), 3, "{training.validation_tail_events} 3 needs a per-user split"),
+    ("auto", None, 3, "needs a per-user split, but 'ts' is a clock shared by all users")])
+def test_a_split_or_k_the_logs_contradict_is_refused_in_one_line(tmp_path, split, protocol, k, message):
+    path, _ = _clock_log(tmp_path / "log.parquet")
+    with pytest.raises(FieldError) as caught:
+        plan_holdout([path], SPEC, split, 0.1, protocol, k)
+    assert message in caught.value.template and "\n" not in str(caught.value)

@@ -47,7 +47,7 @@ def _weights(model):
 def test_a_last_event_split_is_folded_in_and_the_final_model_is_what_metrics_report(finished):
     trainer, metrics, train, test = finished
     assert trainer.holdout.kind == "last-event"
-    held = sum(len(label) for _, label in ClickLogReader(train, trainer.spec, holdout=(trainer.holdout, "validation")))
+    held = sum(len(label) for _, label in ClickLogReader(train, trainer.spec, holdout=(trainer.holdout, "fold")))
     assert metrics["fold_in"] == {"rows": held, "steps": math.ceil(held / TINY["batch_size"])}
     final = evaluate(trainer.model, test, trainer.spec)["light"]
     assert final["auc"] == pytest.approx(metrics["light"]["auc"], abs=1e-6)
@@ -91,3 +91,52 @@ def test_auto_folds_in_a_last_event_split_only(setting, folds, click_log, tmp_pa
 def test_run_dirs_from_before_the_field_do_not_fold_in():
     assert RocketConfig.from_saved({"training": {"epochs": 1}}).training.fold_in_validation == "no"
     assert RocketConfig().training.fold_in_validation == "auto"
+
+
+def test_the_calibration_is_fitted_on_rows_the_final_model_never_trained_on(tmp_path, monkeypatch):
+    from rocket_ctr.train import assembly
+
+    log = leave_last_out_log(tmp_path / "train.parquet")
+    table = __import__("pyarrow.parquet", fromlist=["read_table"]).read_table(log)
+    # every row its own item id: the rows each part reads are told apart by it
+    log = write_log(tmp_path / "unique.parquet", {**table.to_pydict(), "item_id": list(range(table.num_rows))})
+    read, fitted = [], []
+    real_reader, real_logits = assembly.training_reader, assembly.validation_logits
+    monkeypatch.setattr(assembly, "training_reader",
+                        lambda trainer, part, seed, **kw: read.append(part) or real_reader(trainer, part, seed, **kw))
+    monkeypatch.setattr(assembly, "validation_logits",
+                        lambda model, paths, spec, holdout, *a, **k: fitted.append(holdout[1]) or
+                        real_logits(model, paths, spec, holdout, *a, **k))
+    test = leave_last_out_log(tmp_path / "test.parquet", users=60, seed=1)
+    trainer = Trainer(tmp_path / "run", log, test, RocketConfig(**TINY, calibration_share=0.4), verbose=0)
+    metrics = trainer.fit()
+    assert read == ["train", "fold"] and fitted == ["calibration"]
+
+    def items(part):
+        reader = ClickLogReader(log, trainer.spec, holdout=(trainer.holdout, part))
+        return {int(i) for features, _ in reader for i in features["item_id"].reshape(-1)}
+
+    train, fold, calibration, validation = (items(p) for p in ("train", "fold", "calibration", "validation"))
+    assert calibration and fold and not calibration & (train | fold)  # never trained on, in training or after
+    assert calibration | fold == validation and train | validation == set(range(table.num_rows))
+    assert metrics["intercept"]["rows"] == len(calibration) and metrics["fold_in"]["rows"] == len(fold)
+    assert metrics["intercept"]["fitted_on"].startswith("calibration slice")
+    # what metrics.json reports is the served model: folded in, then calibrated
+    final = evaluate(trainer.model, test, trainer.spec)["light"]
+    assert metrics["light"]["auc"] == pytest.approx(final["auc"], abs=1e-6)
+    assert metrics["light"]["logloss"] == pytest.approx(final["logloss"], abs=1e-5)
+
+
+def test_without_a_calibration_share_the_refit_fits_every_validation_row_before_the_fold_in(tmp_path, monkeypatch):
+    from rocket_ctr.train import assembly
+
+    log = leave_last_out_log(tmp_path / "train.parquet")
+    fitted, real_logits = [], assembly.validation_logits
+    monkeypatch.setattr(assembly, "validation_logits",
+                        lambda model, paths, spec, holdout, *a, **k: fitted.append(holdout[1]) or
+                        real_logits(model, paths, spec, holdout, *a, **k))
+    trainer = Trainer(tmp_path / "run", log, None, RocketConfig(**TINY, calibration_share=0.0), verbose=0)
+    metrics = trainer.fit()
+    assert fitted == ["validation"] and metrics["intercept"]["fitted_on"] == "validation rows"
+    names = [type(c).__name__ for c in trainer.callbacks]
+    assert names.index("InterceptRefit") < names.index("ValidationFoldIn")

@@ -1,13 +1,14 @@
 """The validation rows folded into the model at the end of training.
 
 A validation split shaped like the test split holds out the rows the test resembles most: in a
-leave-last-out log, each sampled user's newest event. Early stopping and the intercept refit
-need them unseen; once both have decided, nothing does. So the model takes one more pass over
-them (same optimizer, same batch size, shuffled) before it is saved as the run's final model and
-evaluated. Measured on the three shared real logs (leave-last-out, 3 seeds each) it lifted the
-light tower's test GAUC on every run; on a generated time-split log it did not, and it moved the
-calibration the refit had fitted, so ``training.fold_in_validation = "auto"`` folds in a
-last-event split only (README, "Validation shaped like the test split").
+leave-last-out log, each sampled user's newest event. Early stopping needs them unseen; once it
+has decided, the model takes one more pass over them (same optimizer, same batch size, shuffled)
+before it is saved as the run's final model. The calibration must not be fitted on rows the
+served model trained on, so a slice of the validation users (``training.calibration_share``) is
+kept out of the pass and the refit (:mod:`rocket_ctr.train.callbacks.intercept_refit`) runs after
+it, on that slice; with a share of 0 the refit runs first, on every validation row, and the pass
+then moves the model away from it. ``training.fold_in_validation = "auto"`` folds in the splits
+where the pass measured better on the real logs (docs/results/real_logs.md).
 """
 from __future__ import annotations
 
@@ -21,21 +22,26 @@ class ValidationFoldIn(keras.callbacks.Callback):
     """Trains one pass over the validation rows in ``on_train_end`` (after the intercept refit).
 
     Args:
-        train_pass: ``() -> (rows, steps)``: one shuffled pass over the validation rows with the
-            run's training step; None when the run cannot fold in (the reason is ``skipped``).
-        evaluate_eval: ``() -> evaluate(...)`` results on the eval data, or None without eval data.
+        train_pass: ``() -> (rows, steps)``: one shuffled pass over the validation rows (without the
+            calibration slice) with the run's training step; None when the run cannot fold in (the
+            reason is ``skipped``).
+        evaluate_eval: ``() -> evaluate(...)`` results on the eval data, or None without eval data
+            or when a later step (the refit on the calibration slice) evaluates the final model.
         checkpoints: the run's CheckpointManager (the folded-in model is saved as its latest).
         skipped: why ``train_pass`` is None (printed once), e.g. a multi-worker run.
         verbose: print what was folded in.
+        checkpoint_offset: the saved checkpoint's number is the run's global step plus this (the
+            steps after training save in the order they run).
     """
 
     name = "fold_in"
 
     def __init__(self, train_pass: Callable | None, evaluate_eval: Callable | None,
-                 checkpoints: tf.train.CheckpointManager, skipped: str | None = None, verbose: int = 0):
+                 checkpoints: tf.train.CheckpointManager, skipped: str | None = None, verbose: int = 0,
+                 checkpoint_offset: int = 3):
         super().__init__()
         self.train_pass, self.evaluate_eval, self.checkpoints = train_pass, evaluate_eval, checkpoints
-        self.skipped, self.verbose = skipped, verbose
+        self.skipped, self.verbose, self.checkpoint_offset = skipped, verbose, checkpoint_offset
 
     def on_train_end(self, logs=None):
         """When this call finishes a run (``logs["finishing"]``): trains the pass, saves it after
@@ -49,7 +55,7 @@ class ValidationFoldIn(keras.callbacks.Callback):
                 print(f"  validation rows not folded in: {self.skipped}")
             return
         rows, steps = self.train_pass()
-        self.checkpoints.save(checkpoint_number=logs["global_step"] + 3)  # early stopping +1, intercept +2
+        self.checkpoints.save(checkpoint_number=logs["global_step"] + self.checkpoint_offset)
         logs["fold_in"] = {"rows": rows, "steps": steps}
         if self.verbose:
             print(f"  folded in: one pass over the {rows:,} validation rows ({steps} steps)")

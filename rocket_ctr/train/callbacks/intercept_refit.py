@@ -1,8 +1,9 @@
-"""The intercept refit at the end of training: after early stopping restored its epoch, each tower's
-intercept (and slope, when the model has one: Platt scaling; then the knots of its isotonic map, when
-it has them) is fitted on the validation rows (``rocket_ctr.calibration.intercept``, ``rocket_ctr.calibration.platt``,
-``rocket_ctr.calibration.isotonic``), saved in a checkpoint, and the eval data is evaluated again with it (what
-metrics.json reports).
+"""The intercept refit at the end of training: after early stopping restored its epoch (and after the
+validation fold-in, when the run keeps a calibration slice out of it), each tower's intercept (and
+slope, when the model has one: Platt scaling; then the knots of its isotonic map, when it has them)
+is fitted on validation rows the served model never trained on (``rocket_ctr.calibration.intercept``,
+``rocket_ctr.calibration.platt``, ``rocket_ctr.calibration.isotonic``), saved in a checkpoint, and the
+eval data is evaluated again with it (what metrics.json reports).
 
 Per-epoch metrics (early stopping, the hint warm-up, history.json) are the model's without the
 intercept, so the refit never changes what training decides.
@@ -32,13 +33,19 @@ class InterceptRefit(keras.callbacks.Callback):
         checkpoints: the run's CheckpointManager (a changed intercept is saved as its latest).
         is_chief: only the chief evaluates.
         verbose: print the fitted values.
+        fitted_on: what the rows are, for metrics.json (``"validation rows"`` or the calibration slice).
+        evaluate_always: evaluate even when nothing was fitted (the model changed before the refit:
+            the fold-in ran first).
+        checkpoint_offset: the saved checkpoint's number is the run's global step plus this.
     """
 
     name = "intercept_refit"
 
     def __init__(self, validation_logits: Callable | None, evaluate_eval: Callable | None,
-                 share: Callable, checkpoints: tf.train.CheckpointManager, is_chief: bool = True, verbose: int = 0):
+                 share: Callable, checkpoints: tf.train.CheckpointManager, is_chief: bool = True, verbose: int = 0,
+                 fitted_on: str = "validation rows", evaluate_always: bool = False, checkpoint_offset: int = 2):
         super().__init__()
+        self.fitted_on, self.evaluate_always, self.checkpoint_offset = fitted_on, evaluate_always, checkpoint_offset
         self.validation_logits, self.evaluate_eval = validation_logits, evaluate_eval
         self.share, self.checkpoints, self.is_chief, self.verbose = share, checkpoints, is_chief, verbose
 
@@ -70,25 +77,25 @@ class InterceptRefit(keras.callbacks.Callback):
                 if with_slope:
                     model.slopes[tower].assign(1.0 if math.isnan(a) else a)
             unfitted_knots = self._fit_knots(logits, labels, weights)
-            record = {"fitted_on": "validation rows", "rows": rows}
+            record = {"fitted_on": self.fitted_on, "rows": rows}
             if unfitted:
                 record["not_fitted"] = unfitted  # no finite minimum: no click or no negative
             if unfitted_knots:
                 record["knots_not_fitted"] = unfitted_knots
         after = model.intercept_values(), model.slope_values(), model.knot_values()
         if after != before:
-            self.checkpoints.save(checkpoint_number=logs["global_step"] + 2)  # early stopping's is + 1
+            self.checkpoints.save(checkpoint_number=logs["global_step"] + self.checkpoint_offset)
         logs["intercept"] = {**after[0], **record}
         if with_slope:
             logs["slope"] = after[1]
         if model.knots:
             logs["knots"] = after[2]
         if self.verbose and self.validation_logits is not None:
-            print("  refit on the validation rows: " + "  ".join(
+            print(f"  refit on the {self.fitted_on} ({rows:,}): " + "  ".join(
                 f"{t} b {b:+.4f}" + (f" a {after[1][t]:.4f}" if with_slope else "") for t, b in after[0].items()))
         fitted_any = any(after[0].values()) or any(a != 1.0 for a in after[1].values()) or any(
             k["x"] != k["y"] for k in after[2].values())  # the identity map has x = y
-        if self.evaluate_eval is not None and fitted_any and self.is_chief:
+        if self.evaluate_eval is not None and (fitted_any or self.evaluate_always) and self.is_chief:
             logs["eval_with_intercept"] = self.evaluate_eval()
 
     def _fit_knots(self, logits, labels, weights) -> list:

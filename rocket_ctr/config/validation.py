@@ -1,0 +1,54 @@
+"""The validation split settings of ``TrainingConfig``: the split kinds, the auto shares, the k check.
+
+The splits themselves are planned by ``rocket_ctr.io.holdout`` (from the eval log's test protocol,
+``rocket_ctr.io.test_protocol``, where there is one).
+"""
+from __future__ import annotations
+
+from rocket_ctr.errors import FieldError
+
+VALIDATION_SPLITS = ("auto", "last-event", "user-tail", "time", "users")  # see rocket_ctr.io.holdout
+PER_USER_SPLITS = ("last-event", "user-tail")  # each sampled user's newest events (k = 1 and k >= 1)
+FOLD_IN_SPLITS = PER_USER_SPLITS  # the splits fold_in_validation auto folds in
+MULTI_WORKER_FOLD_IN = "not done in a multi-worker run (every worker would need the same step count)"
+# validation_fraction auto: a per-user split that is folded in afterwards costs no training rows,
+# and holding out (about) every user's newest event measured best on the real logs (README)
+DEFAULT_FRACTION, LAST_EVENT_FRACTION = 0.05, 0.15
+
+
+def validation_fractions(validation_fraction: float | None, folds_in: bool) -> dict:
+    """The share of rows held out per validation split kind (``validation_fraction`` resolved).
+
+    Args:
+        validation_fraction: the configured share (None: auto).
+        folds_in: whether a per-user split would be folded in after training.
+    """
+    if validation_fraction is not None:
+        return dict.fromkeys(VALIDATION_SPLITS, validation_fraction)
+    per_user = LAST_EVENT_FRACTION if folds_in else DEFAULT_FRACTION
+    return {**dict.fromkeys(VALIDATION_SPLITS, DEFAULT_FRACTION), **dict.fromkeys(PER_USER_SPLITS, per_user)}
+
+
+def check_tail_events(split: str, tail_events: int | None) -> None:
+    """Refuses a k that contradicts the declared split (FieldError, one line)."""
+    if tail_events is None or split in ("auto", "user-tail") or (split == "last-event" and tail_events == 1):
+        return
+    held = "each sampled user's newest event, k = 1" if split == "last-event" else "no per-user events"
+    raise FieldError(f"{{training.validation_tail_events}} {tail_events} contradicts {{training.validation_split}} "
+                     f"{split} ({held}); use {{training.validation_split}} user-tail or auto")
+
+
+def fold_in_wanted(fold_in_validation: str, split_kind: str | None, distributed: bool) -> str | None:
+    """Whether a run folds its validation rows in after training.
+
+    Args:
+        fold_in_validation: the setting (auto, yes, no).
+        split_kind: the resolved validation split (None: no validation rows).
+        distributed: a multi-worker run.
+    Returns:
+        None (no), ``"yes"``, or why a wanted fold-in cannot run.
+    """
+    if split_kind is None or fold_in_validation == "no" or \
+            (fold_in_validation == "auto" and split_kind not in FOLD_IN_SPLITS):
+        return None
+    return MULTI_WORKER_FOLD_IN if distributed else "yes"
