@@ -130,6 +130,7 @@ def run_din(data: Path, work: Path, seed: int, epochs: int) -> tuple[dict, dict]
     """Trains DeepCTR's DIN (its recipe's flags); returns (its measures, its resolved config)."""
     import numpy as np
 
+    from rocket_ctr.calibration.measures import ece, pcoc
     from rocket_ctr.metrics.ranking import gauc, logloss
 
     resolved = resolve(FAMILY, DEEPCTR_DIN, epochs=epochs, seed=seed)
@@ -147,7 +148,9 @@ def run_din(data: Path, work: Path, seed: int, epochs: int) -> tuple[dict, dict]
     result = json.loads(done.stdout.strip().splitlines()[-1])
     predictions = np.load(out)
     light = {"gauc": gauc(predictions["user_id"], predictions["label"], predictions["prob"]),
-             "logloss": logloss(predictions["label"], predictions["prob"])}
+             "logloss": logloss(predictions["label"], predictions["prob"]),
+             "pcoc": pcoc(predictions["label"], predictions["prob"]),
+             "ece": ece(predictions["label"], predictions["prob"])}
     return {"seconds": round(time.time() - started, 1), "light": light,
             "train_examples_per_s": result["examples_per_s"]}, resolved
 
@@ -233,6 +236,16 @@ def table(records, epochs: int, names=()) -> str:
             gaps = [r["light"]["gauc"] - max(r["eval_gauc_per_epoch"]) for r in rows[name]
                     if r["log"] == log and r.get("eval_gauc_per_epoch")]
             cells.append(f"{mean_std(gaps)} (worst {min(gaps):+.4f})" if gaps else "–")
+        if any(c != "–" for c in cells):
+            lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    lines += ["", "| variant: light PCOC / ECE (10 equal-mass bins) | " + " | ".join(logs) + " |",
+              "| --- |" + " --- |" * len(logs)]
+    for name in names:
+        cells = []
+        for log in logs:
+            pcocs = [r["light"]["pcoc"] for r in rows[name] if r["log"] == log and "pcoc" in r["light"]]
+            eces = [r["light"]["ece"] for r in rows[name] if r["log"] == log and "ece" in r["light"]]
+            cells.append(f"{statistics.mean(pcocs):.3f} / {mean_std(eces)}" if eces else "–")
         if any(c != "–" for c in cells):
             lines.append(f"| {name} | " + " | ".join(cells) + " |")
     note = unjoined_note(records)

@@ -125,7 +125,7 @@ def test_a_saved_config_written_before_a_field_existed_keeps_what_that_run_built
 def test_validation_fraction_auto_resolves_per_split_kind():
     auto = RocketConfig().training
     assert auto.validation_fraction is None and auto.holds_out
-    assert auto.validation_fractions(folds_in=True) == {"auto": 0.05, "last-event": 0.15, "user-tail": 0.15,
+    assert auto.validation_fractions(folds_in=True) == {"auto": 0.05, "last-event": 0.15, "user-tail": 0.05,
                                                         "time": 0.05, "users": 0.05}
     assert auto.validation_fractions(folds_in=False)["last-event"] == 0.05
     assert auto.validation_fractions(folds_in=False)["user-tail"] == 0.05
