@@ -33,6 +33,9 @@ CURVES_FILE = "curves.png"
 CHECKPOINTS, BEST, TENSORBOARD = "checkpoints", "best", "tensorboard"
 # config fields whose only effect is the run's feature spec, compared on its own: a run resumes whatever they say
 SPEC_DECIDING_FIELDS = ("model.user_id_embedding",)
+# config fields that decide only the steps after the last epoch (the fold-in and the refit): a run
+# resumes with the command's value, so a run dir written before the field existed still resumes
+AFTER_TRAINING_FIELDS = ("training.calibration_share",)
 
 
 def latest_checkpoint(run_dir) -> str | None:
@@ -61,7 +64,7 @@ def check_run_dir(run_dir, config: RocketConfig, spec: FeatureSpec) -> None:
         previous = json.loads(path.read_text()) if path.exists() else None
         if previous is not None and name == CONFIG_FILE:
             previous = RocketConfig.from_saved(previous).flat()  # nested or an earlier version's flat names
-            previous, current = ({k: v for k, v in c.items() if k not in SPEC_DECIDING_FIELDS}
+            previous, current = ({k: v for k, v in c.items() if k not in SPEC_DECIDING_FIELDS + AFTER_TRAINING_FIELDS}
                                  for c in (previous, current))
         elif previous is not None:
             with contextlib.suppress(TypeError, ValueError):  # keys added since (weight...) at their defaults
