@@ -75,11 +75,54 @@ def spec_file(data: Path, edits: dict, out: Path) -> Path:
             else:
                 ids = pc.unique(ids).to_pylist()
             feature["vocabulary"] = sorted(set(ids))
+    if edits.get("since_last_event"):
+        # log1p(seconds since the user's previous event): one value per request (user side)
+        boundaries = [0.5, 1.5, 2.5, 3.5, 4.5, 6.5, 8.5, 10.5, 12.5, 14.5]
+        spec["numeric_features"].append({"name": SINCE_LAST, "side": "user", "normalize": True, "mean": 3.0,
+                                         "std": 3.0, "boundaries": boundaries})
     if "history_buckets" in edits:
         spec["history_buckets"] = edits["history_buckets"]
     if "id_hash" in edits:
         spec["id_hash"] = edits["id_hash"]
     out.write_text(json.dumps(spec))
+    return out
+
+
+SINCE_LAST = "since_last_event"
+
+
+def with_since_last_event(data: Path, out: Path) -> Path:
+    """A copy of ``data``'s train and test logs with the column ``since_last_event``: log1p of the
+    seconds since the user's previous distinct timestamp (over both logs, in time order; 0 for a
+    user's first event), what a server knows at request time. Written once, reused."""
+    import numpy as np
+    import pyarrow as pa
+
+    if (out / "test.parquet").exists():
+        return out
+    out.mkdir(parents=True, exist_ok=True)
+    parts = {name: pq.read_table(data / f"{name}.parquet") for name in ("train", "test")}
+    users = np.concatenate([parts[n]["user_id"].to_numpy() for n in parts])
+    ts = np.concatenate([parts[n]["ts"].to_numpy() for n in parts]).astype(np.int64)
+    order = np.lexsort((ts, users))
+    u, t = users[order], ts[order]
+    previous = np.full(len(t), -1, dtype=np.int64)  # the previous *distinct* ts of the same user
+    for i in range(len(t)):
+        first = i == 0 or u[i] != u[i - 1]
+        if first:
+            previous[i] = -1
+        elif t[i] != t[i - 1]:
+            previous[i] = t[i - 1]
+        else:
+            previous[i] = previous[i - 1]
+    gap = np.where(previous < 0, 0.0, np.log1p(np.maximum(t - previous, 0)))
+    values = np.empty(len(t))
+    values[order] = gap
+    start = 0
+    for name, table in parts.items():
+        column = pa.array(values[start:start + table.num_rows], pa.float64())
+        pq.write_table(table.append_column(SINCE_LAST, column), out / f"{name}.parquet")
+        start += table.num_rows
     return out
 
 
@@ -102,6 +145,8 @@ def run_rocket(cli: str, data: Path, run_dir: Path, variant: str, seed: int, epo
     setup.mkdir(exist_ok=True)
     config = setup / "config.json"
     config.write_text(json.dumps(overrides(FAMILY, variant, epochs=epochs, seed=seed)))
+    if found.spec.get("since_last_event"):
+        data = with_since_last_event(data, run_dir.parent.parent / "derived" / f"{data.parent.name}_{data.name}")
     command = [cli, "train", "--train", str(data / "train.parquet"), "--eval", str(data / "test.parquet"),
                "--run-dir", str(run_dir), "--config", str(config), "--quiet"]
     if found.spec:

@@ -34,6 +34,7 @@ OPTIMIZERS = ("lazy_adam", "adam")
 FOLD_IN_CHOICES = ("auto", "yes", "no")  # see rocket_ctr.train.callbacks.fold_in
 LIGHT_INTERESTS = ("shared", "din", "dot", "mean")  # see rocket_ctr.model.layers.interest
 BOOSTER_INTERESTS = ("din", "dot", "din+dot")
+HISTORY_RECENCIES = ("none", "position")  # see rocket_ctr.model.layers.recency
 
 
 @dataclasses.dataclass
@@ -96,6 +97,10 @@ class ModelConfig:
     booster_history: int | None = option(None, minimum=1,
                                          help="the booster reads only the newest N steps of each history (unset: all; "
                                               "at most the FeatureSpec's max_history)")
+    history_recency: str = option("none", choices=HISTORY_RECENCIES,
+                                  help="position: add a learned embedding of each history step's position from the "
+                                       "newest (0 = newest; starts at zero) to the step's embedding, before every "
+                                       "tower's interest extractor (and in the light export); none: no such table")
     booster_cross: int = option(0, minimum=0,
                                 help="DCN-v2 cross layers x' = x0 * (W x + b) + x (full-rank W) between the "
                                      "booster's input and its MLP (stacked; 0 = none; never in the light tower)")

@@ -76,7 +76,8 @@ class Holdout:
     def record(self) -> dict:
         """What metrics.json records of the split (``validation_split``)."""
         protocol = self.protocol and dataclasses.asdict(self.protocol)
-        return {"kind": self.kind, "reason": self.reason, "protocol": protocol, "tail_events": self.tail_events}
+        return {"kind": self.kind, "reason": self.reason, "protocol": protocol, "tail_events": self.tail_events,
+                "calibration_share": self.calibration_share}
 
     def columns(self, spec: FeatureSpec) -> tuple:
         """Columns :meth:`validation_rows` reads."""

@@ -277,7 +277,7 @@ class RocketModel(LossMixin, CalibrationHeadMixin, StagesMixin, keras.Model):
 def _bank(spec: FeatureSpec, cfg: ModelConfig, name: str) -> EmbeddingBank:
     """A bank of the served columns (booster-only ones have their own tables: ``booster_columns``)."""
     return EmbeddingBank(spec.served(), cfg.embedding_dim, init_std=cfg.embedding_init_std, l2=cfg.embedding_l2,
-                         name=name)
+                         recency=cfg.history_recency, name=name)
 
 
 def _check_history(spec: FeatureSpec, cfg: ModelConfig) -> None:

@@ -161,7 +161,7 @@ def test_auto_follows_the_eval_logs_protocol(tmp_path):
     assert (holdout.kind, holdout.tail_events, holdout.fraction) == ("user-tail", 3, 0.2)
     assert holdout.record() == {"kind": "user-tail", "reason": holdout.reason, "tail_events": 3,
                                 "protocol": {"kind": "user-tail", "tail_events": 3,
-                                             "reason": "each user's last 3 events"}}
+                                             "reason": "each user's last 3 events"}, "calibration_share": 0.0}
     assert plan_holdout([path], SPEC, "auto", 0.1, tail, tail_events=2).tail_events == 2  # a given k wins
     assert plan_holdout([path], SPEC, "user-tail", 0.1, tail).tail_events == 3  # k from the eval log
     assert plan_holdout([path], SPEC, "auto", 0.1, TestProtocol("time", 1, "a time cut")).kind == "time"

@@ -8,6 +8,7 @@ from rocket_ctr.features.spec import FeatureSpec
 from rocket_ctr.model.layers.attention import ValidSteps
 from rocket_ctr.model.layers.embedding import RowEmbedding
 from rocket_ctr.model.layers.features import FeatureEncoders
+from rocket_ctr.model.layers.recency import add_recency
 from rocket_ctr.model.layers.tracking import track_for_checkpoints
 
 
@@ -19,7 +20,8 @@ class EmbeddingBank(keras.layers.Layer):
     (profile, history) may have batch size 1 against N candidates. ``call`` returns the lookups::
 
         {"candidate": [N, S·D] (every sequence feature's candidate embedding, part of x),
-         "sequences": [{"query": [N, W], "history": [B, L, W] (per-row histories: ValidSteps),
+         "sequences": [{"query": [N, W], "history": [B, L, W] (per-row histories: ValidSteps; with
+                        ``recency``, each step's position row added),
                         "lengths": [B] int32, "width": L}, ...]
              (one per sequence group: its features' candidate / history embeddings, W = its
              features' and side columns' D each; a side column's query part is zeros; B = N, or 1
@@ -36,13 +38,17 @@ class EmbeddingBank(keras.layers.Layer):
         embedding_dim: width of every table.
         init_std: rows start as normal(0, init_std); 0: Keras' uniform(-0.05, 0.05).
         l2: L2 penalty on the whole tables (a model loss; 0: none).
+        recency: ``"position"``: one more table per sequence group, ``recency_<i>`` [max_history, W],
+            zeros at first, whose row p is added to every history step p steps before the newest
+            (:func:`rocket_ctr.model.layers.recency.add_recency`); ``"none"``: no such table.
     """
 
     skip_padding = True  # per-row histories: only valid steps looked up; off under XLA (use_padded_attention)
 
-    def __init__(self, spec: FeatureSpec, embedding_dim=18, init_std=0.0, l2=0.0, **kwargs):
+    def __init__(self, spec: FeatureSpec, embedding_dim=18, init_std=0.0, l2=0.0, recency="none", **kwargs):
         super().__init__(**kwargs)
         self.spec, self.embedding_dim, self.init_std, self.l2 = spec, embedding_dim, init_std, l2
+        self.recency = recency
         initializer = keras.initializers.RandomNormal(stddev=init_std) if init_std else "uniform"
         regularizer = keras.regularizers.L2(l2) if l2 else None
         self.embeddings = {
@@ -69,12 +75,17 @@ class EmbeddingBank(keras.layers.Layer):
             self.extras.build()
         for table in self.side_embeddings.values():
             table.build()
+        if self.recency == "position":  # plain attributes, after every other table: tf.train.Checkpoint follows them
+            for i, group in enumerate(self.spec.groups):
+                width = self.embedding_dim * (len(self.spec.group_features(group)) + len(group.side_features))
+                table = self.add_weight(name=f"recency_{i}", shape=(self.spec.max_history, width), initializer="zeros")
+                setattr(self, f"recency_{i}", table)
 
     def call(self, rows: dict, training=False) -> dict:
         spec, emb = self.spec, self.embeddings
         candidate = {f.name: emb[f.name](rows[f.name]) for f in spec.sequence_features}
         sequences = []
-        for group, length in zip(spec.groups, spec.length_columns):
+        for i, (group, length) in enumerate(zip(spec.groups, spec.length_columns)):
             features = spec.group_features(group)
             lookups = [(emb[f.name], rows[f.history]) for f in features]
             lookups += [(self.side_embeddings[f.name], rows[f.name]) for f in group.side_features]
@@ -86,8 +97,10 @@ class EmbeddingBank(keras.layers.Layer):
             # steps only; a [1, L] history (one request's user) stays padded to broadcast against N
             per_row = training or lookups[0][1].shape[0] != 1
             history = self._history(lookups, rows[length], valid_only=per_row and self.skip_padding)
-            sequences.append({"query": _concat(query), "history": history, "lengths": rows[length],
-                              "width": tf.shape(lookups[0][1])[1]})
+            width = tf.shape(lookups[0][1])[1]
+            if self.recency == "position":
+                history = add_recency(history, rows[length], width, getattr(self, f"recency_{i}"))
+            sequences.append({"query": _concat(query), "history": history, "lengths": rows[length], "width": width})
         embedded = {
             "candidate": _concat([candidate[f.name] for f in spec.sequence_features]),
             "sequences": sequences,
@@ -140,7 +153,7 @@ class EmbeddingBank(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "spec": self.spec.to_dict(), "embedding_dim": self.embedding_dim,
-                "init_std": self.init_std, "l2": self.l2}
+                "init_std": self.init_std, "l2": self.l2, "recency": self.recency}
 
     @classmethod
     def from_config(cls, config):

@@ -51,7 +51,8 @@ class RunRecorder(keras.callbacks.Callback):
         verbose: print the weak-booster warning.
         warmup, early_stopping: the run's policies, or None (they say when the hint launched and
             which epoch's weights the run ends with).
-        validation_split: what the validation rows are (``{"kind", "reason"}``), for metrics.json.
+        validation_split: what the validation rows are (``Holdout.record()``: kind, reason, the eval
+            log's test protocol, k, the calibration slice's share), for metrics.json.
         field_names: what the warning calls config fields (the CLI: its flags).
     """
 
