@@ -44,7 +44,7 @@ def test_a_finished_run_restores_and_reproduces_its_metrics(copy_of):
     saved = json.loads((run_dir / "metrics.json").read_text())
     model, spec, config = restore_model(run_dir)
     # a field the fixture's config.json predates reads as what the run built (config.compat)
-    assert config == RocketConfig(**{**TINY, "epochs": 1, "user_id_embedding": "no", "calibration_share": 0.0})
+    assert config == RocketConfig(**{**TINY, "epochs": 1, "user_id_embedding": "no", "fold_in_calibration": "before"})
     restored = evaluate(model, LOG / "test", spec)
     for tower in ("light", "booster"):
         # float32 forward passes summed in another order (another CPU) move a logit by ~1e-6

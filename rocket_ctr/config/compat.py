@@ -11,7 +11,7 @@ from rocket_ctr.config.fields import dotted, flat_names
 # the value each field had in effect in a run dir written before the field existed
 BEFORE_FIELD_EXISTED = {"model.light_interest": "shared", "training.calibrate_intercept": False,
                         "training.calibrate_slope": False, "training.calibration_knots": 0,
-                        "training.fold_in_validation": "no", "training.calibration_share": 0.0,
+                        "training.fold_in_validation": "no", "training.fold_in_calibration": "before",
                         "hint.booster_bottom": "after-launch",
                         "model.user_id_embedding": "no"}
 

@@ -22,6 +22,8 @@ from rocket_ctr.config.fields import from_paths, leaves, option, overridden, pla
 from rocket_ctr.config.hint import HintConfig
 from rocket_ctr.config.validation import (
     DEFAULT_FRACTION,
+    FOLD_IN_CALIBRATIONS,
+    FOLD_IN_CHOICES,
     LAST_EVENT_FRACTION,
     VALIDATION_SPLITS,
     check_tail_events,
@@ -31,9 +33,8 @@ from rocket_ctr.errors import InputError
 
 MODES = ("rocket", "base", "booster", "two-stage")
 OPTIMIZERS = ("lazy_adam", "adam")
-FOLD_IN_CHOICES = ("auto", "yes", "no")  # see rocket_ctr.train.callbacks.fold_in
 LIGHT_INTERESTS = ("shared", "din", "dot", "mean")  # see rocket_ctr.model.layers.interest
-BOOSTER_INTERESTS = ("din", "dot", "din+dot")
+BOOSTER_INTERESTS = ("din", "dot", "din+dot", "transformer", "transformer+din")  # see rocket_ctr.model.layers
 HISTORY_RECENCIES = ("none", "position")  # see rocket_ctr.model.layers.recency
 
 
@@ -81,7 +82,9 @@ class ModelConfig:
     booster_interest: str = option("din", choices=BOOSTER_INTERESTS,
                                    help="the booster's interest extractor: din: DIN attention of --attention-units; "
                                         "dot: scaled dot-product (--light-projection width); din+dot: both, "
-                                        "concatenated (--light-interest shared reads it too)")
+                                        "concatenated (--light-interest shared reads it too); transformer: BST's "
+                                        "self-attention over the history and the candidate (--booster-transformer-*); "
+                                        "transformer+din: it and DIN attention, concatenated")
     light_interest: str = option("dot", choices=LIGHT_INTERESTS,
                                  help="the light tower's interest extractor: dot: scaled dot-product target "
                                       "attention (--light-projection; about as accurate as DIN attention at a "
@@ -104,6 +107,12 @@ class ModelConfig:
     booster_cross: int = option(0, minimum=0,
                                 help="DCN-v2 cross layers x' = x0 * (W x + b) + x (full-rank W) between the "
                                      "booster's input and its MLP (stacked; 0 = none; never in the light tower)")
+    booster_transformer_layers: int = option(1, minimum=1, help="--booster-interest transformer: encoder layers "
+                                                                 "(self-attention, then a feed-forward 2x as wide)")
+    booster_transformer_heads: int = option(2, minimum=1, help="--booster-interest transformer: attention heads "
+                                                                "(each 1/heads of a history step's width)")
+    booster_transformer_dropout: float = option(0.1, minimum=0.0, below=1.0, help="--booster-interest transformer: "
+                                                "dropout on its attention's and feed-forward's outputs")
     light: TowerConfig = section(TowerConfig)
     booster: TowerConfig = section(_booster_tower)
     share: bool = option(True, help="both towers read the same embedding tables (and, with --light-interest "
@@ -183,11 +192,14 @@ class TrainingConfig:
                                           "calibration slice), so the served model also learns from the held-out "
                                           "events; auto: only for a per-user split (last-event, user-tail: each "
                                           "user's newest events, where the pass helps ranking)")
+    fold_in_calibration: str = option("cross-fit", choices=FOLD_IN_CALIBRATIONS,
+                                      help="with the fold-in: cross-fit: the calibration is fitted on out-of-fold "
+                                           "logits (each half of the validation users scored by the model folded in "
+                                           "on the other half), then every row is folded in; slice: a share of the "
+                                           "users is kept out of the fold-in and fitted on; before: fitted before "
+                                           "the fold-in, on every validation row")
     calibration_share: float = option(0.3, minimum=0.0, below=1.0,
-                                      help="with the fold-in and calibrate_intercept: the share of validation "
-                                           "users kept out of the fold-in, on whose rows the calibration is "
-                                           "fitted after it (the served model never trained on them); 0: the "
-                                           "calibration is fitted on every validation row before the fold-in")
+                                      help="fold_in_calibration slice: the share of validation users kept out")
 
     @property
     def holds_out(self) -> bool:

@@ -12,6 +12,9 @@ PER_USER_SPLITS = ("last-event", "user-tail")  # each sampled user's newest even
 # the splits fold_in_validation auto folds in: measured on the five real logs, the pass lifted every
 # leave-one-out log and lowered the time-cut and user-tail ones (docs/results/real_logs.md)
 FOLD_IN_SPLITS = ("last-event",)
+FOLD_IN_CHOICES = ("auto", "yes", "no")  # see rocket_ctr.train.callbacks.fold_in
+FOLD_IN_CALIBRATIONS = ("cross-fit", "slice", "before")  # how the calibration avoids folded-in rows
+CROSS_FIT_SHARE = 0.5  # cross-fitting's two halves of the validation users
 MULTI_WORKER_FOLD_IN = "not done in a multi-worker run (every worker would need the same step count)"
 # validation_fraction auto: a split that is folded in afterwards costs no training rows, and
 # holding out (about) every user's newest event measured best on the leave-one-out logs
@@ -54,3 +57,14 @@ def fold_in_wanted(fold_in_validation: str, split_kind: str | None, distributed:
             (fold_in_validation == "auto" and split_kind not in FOLD_IN_SPLITS):
         return None
     return MULTI_WORKER_FOLD_IN if distributed else "yes"
+
+
+def calibration_share(training, split_kind: str, distributed: bool) -> float:
+    """The share of validation users in the holdout's calibration part: the cross-fit's second half,
+    the slice kept out of the fold-in, or 0 (no fold-in, no refit, or calibration before the fold-in)."""
+    sliced = training.calibrate_intercept and fold_in_wanted(training.fold_in_validation, split_kind,
+                                                             distributed) == "yes"
+    method = training.fold_in_calibration
+    if not sliced or method == "before":
+        return 0.0
+    return CROSS_FIT_SHARE if method == "cross-fit" else training.calibration_share

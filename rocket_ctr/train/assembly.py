@@ -16,7 +16,7 @@ import numpy as np
 import tensorflow as tf
 
 from rocket_ctr.config.schema import RocketConfig
-from rocket_ctr.config.validation import fold_in_wanted
+from rocket_ctr.config.validation import calibration_share
 from rocket_ctr.errors import FieldError, InputError, render_fields
 from rocket_ctr.features.spec import FeatureSpec
 from rocket_ctr.io.holdout import plan_holdout
@@ -100,10 +100,8 @@ def plan_validation(train_log: CheckedLog, eval_log: CheckedLog | None, spec: Fe
     holdout = plan_holdout(train_log.files, spec, training.validation_split, training.validation_fractions(folds_in),
                            protocol, training.validation_tail_events)
     note = protocol.reason if protocol else eval_log and PROTOCOL_UNRECOGNISED
-    # a calibration slice only where a fold-in runs and a refit fits on it
-    sliced = training.calibrate_intercept and fold_in_wanted(training.fold_in_validation, holdout.kind,
-                                                             distributed) == "yes"
-    return dataclasses.replace(holdout, protocol_note=note, calibration_share=training.calibration_share * sliced)
+    return dataclasses.replace(holdout, protocol_note=note,
+                               calibration_share=calibration_share(training, holdout.kind, distributed))
 
 
 def training_reader(trainer, part: str, seed: int, **sharding) -> ClickLogReader:
@@ -195,8 +193,8 @@ def warm_start_into(trainer, source: WarmStartSource | None, resumed: bool, carr
 # ----- the policies -----------------------------------------------------------------------------
 def make_callbacks(trainer) -> tuple:
     """The run's policies, in the order the loop calls them: hint warm-up, TensorBoard, early
-    stopping, then the intercept refit and the validation fold-in (the fold-in first when a
-    calibration slice is kept out of it), recorder (None where off)."""
+    stopping, then the intercept refit and the validation fold-in (the fold-in first when the
+    calibration is fitted after it), recorder (None where off)."""
     cfg = trainer.config
     launched = (trainer.warm_started or read_warm_start(trainer.run_dir)).get("hint_launched", False)  # warm start
     warmup = HintWarmup.for_config(cfg, trainer.history, launched)
@@ -204,8 +202,8 @@ def make_callbacks(trainer) -> tuple:
     early_stopping = EarlyStopping.for_config(
         cfg, best_dir=write_dir(trainer, layout.BEST), chief_best_dir=trainer.run_dir / layout.BEST,
         checkpoints=trainer.manager, history=trainer.history, verbose=trainer.verbose)
-    refit = _intercept_refit(trainer)
     fold_in = _validation_fold_in(trainer)
+    refit = _intercept_refit(trainer, fold_in)
     holdout = trainer.holdout
     recorder = RunRecorder(trainer.run_dir, cfg, trainer.history, trainer.total_epochs, trainer.task.num_workers,
                            write=trainer.is_chief, verbose=trainer.verbose, warmup=warmup,
@@ -215,21 +213,25 @@ def make_callbacks(trainer) -> tuple:
     return (warmup, tensorboard, early_stopping, *after_training, recorder)
 
 
-def calibrates_after_fold_in(trainer) -> bool:
-    """Whether the run folds its validation rows in except a calibration slice, on which the refit
-    then fits the served model (else the refit fits every validation row before the fold-in)."""
-    return trainer.fold_in_wanted == "yes" and trainer.holdout.calibration_share > 0
+def calibrates_after_fold_in(trainer) -> str | None:
+    """How the refit avoids the folded-in rows when it runs after the fold-in: ``"cross-fit"``
+    (out-of-fold logits), ``"slice"`` (users kept out of the fold-in); None: it runs before."""
+    if trainer.fold_in_wanted != "yes" or not trainer.holdout.calibration_share:
+        return None
+    return trainer.config.training.fold_in_calibration
 
 
-def _intercept_refit(trainer) -> InterceptRefit | None:
+def _intercept_refit(trainer, fold_in: ValidationFoldIn | None) -> InterceptRefit | None:
     """The refit of the towers' intercepts after training (None: the model has none)."""
     if not trainer.model.intercepts:
         return None
     spec, train = trainer.spec, trainer.train_paths
-    last = calibrates_after_fold_in(trainer)
-    part = "calibration" if last else "validation"
+    after = calibrates_after_fold_in(trainer)
 
     def logits():
+        if after == "cross-fit":
+            return fold_in.out_of_fold
+        part = "calibration" if after == "slice" else "validation"
         return validation_logits(trainer.model, train, spec, (trainer.holdout, part), spec.negative_rate)
 
     def share(values):
@@ -237,26 +239,28 @@ def _intercept_refit(trainer) -> InterceptRefit | None:
             return values
         return list(broadcast_from_chief(trainer.strategy, np.asarray(values, np.float64), trainer.is_chief))
 
-    # the fold-in evaluates when it runs last
-    evaluate_eval = _evaluate_eval(trainer) if last or trainer.fold_in_wanted != "yes" else None
+    fitted_on = {"cross-fit": "out-of-fold logits of the validation rows (cross-fitting over two halves of users)",
+                 "slice": "calibration slice (validation rows kept out of the fold-in)"}.get(after, "validation rows")
+    # the last of the refit and the fold-in evaluates
+    evaluate_eval = _evaluate_eval(trainer) if after or trainer.fold_in_wanted != "yes" else None
     return InterceptRefit(logits if trainer.holdout else None, evaluate_eval, share, trainer.manager,
-                          is_chief=trainer.is_chief, verbose=trainer.verbose,
-                          fitted_on="calibration slice (validation rows kept out of the fold-in)" if last
-                          else "validation rows", evaluate_always=last, checkpoint_offset=3 if last else 2)
+                          is_chief=trainer.is_chief, verbose=trainer.verbose, fitted_on=fitted_on,
+                          evaluate_always=bool(after), checkpoint_offset=3 if after else 2)
 
 
 def _validation_fold_in(trainer) -> ValidationFoldIn | None:
-    """The pass over the validation rows (without the calibration slice) after training (None: not wanted)."""
+    """The pass over the validation rows after training (None: not wanted); with cross-fitting it
+    first scores each half of the validation users by the model folded in on the other half."""
     wanted = trainer.fold_in_wanted
     if wanted is None:
         return None
+    holdout, spec, after = trainer.holdout, trainer.spec, calibrates_after_fold_in(trainer)
 
-    def validation_pass() -> tuple[int, int]:
-        """One shuffled pass over the folded-in rows with the last stage's training step: (rows, steps)."""
-        reader = training_reader(trainer, "fold", trainer.config.training.seed + trainer.total_epochs)
-        prepare = model_inputs(trainer.spec, trainer.mapper)
-        stage = trainer._stage_for(trainer.total_epochs - 1)
-        step = trainer._step_function(stage, entering=False)
+    def validation_pass(part: str) -> tuple[int, int]:
+        """One shuffled pass over a part of the validation rows with the last stage's training step: (rows, steps)."""
+        reader = training_reader(trainer, part, trainer.config.training.seed + trainer.total_epochs)
+        prepare = model_inputs(spec, trainer.mapper)
+        step = trainer._step_function(trainer._stage_for(trainer.total_epochs - 1), entering=False)
         rows = steps = 0
         with surfacing_input_errors():
             for batch, label, _, weight in to_dataset(reader).map(prepare, num_parallel_calls=tf.data.AUTOTUNE) \
@@ -265,11 +269,26 @@ def _validation_fold_in(trainer) -> ValidationFoldIn | None:
                 rows, steps = rows + int(label.shape[0]), steps + 1
         return rows, steps
 
-    first = calibrates_after_fold_in(trainer)
-    evaluate_eval = None if first and trainer.model.intercepts else _evaluate_eval(trainer)  # the refit evaluates
-    return ValidationFoldIn(validation_pass if wanted == "yes" else None, evaluate_eval, trainer.manager,
-                            skipped=None if wanted == "yes" else wanted, verbose=trainer.verbose,
-                            checkpoint_offset=2 if first else 3)
+    def out_of_fold() -> tuple:
+        """Each half's logits from the model folded in on the other half (the model is restored after each)."""
+        state = list(trainer.model.variables) + [v for o in trainer.optimizers.values() for v in o.variables]
+        saved = [v.numpy() for v in state]
+        halves = []
+        for trained, scored in (("fold", "calibration"), ("calibration", "fold")):
+            validation_pass(trained)
+            halves.append(validation_logits(trainer.model, trainer.train_paths, spec, (holdout, scored),
+                                            spec.negative_rate))
+            for variable, value in zip(state, saved):
+                variable.assign(value)
+        logits = {t: np.concatenate([h[0][t] for h in halves]) for t in halves[0][0]}
+        return logits, np.concatenate([h[1] for h in halves]), np.concatenate([h[2] for h in halves])
+
+    evaluate_eval = None if after and trainer.model.intercepts else _evaluate_eval(trainer)  # else the refit does
+    final_part = "fold" if after == "slice" else "validation"
+    return ValidationFoldIn((lambda: validation_pass(final_part)) if wanted == "yes" else None, evaluate_eval,
+                            trainer.manager, skipped=None if wanted == "yes" else wanted, verbose=trainer.verbose,
+                            checkpoint_offset=2 if after else 3,
+                            out_of_fold=out_of_fold if after == "cross-fit" else None)
 
 
 def _evaluate_eval(trainer):

@@ -35,7 +35,7 @@ CHECKPOINTS, BEST, TENSORBOARD = "checkpoints", "best", "tensorboard"
 SPEC_DECIDING_FIELDS = ("model.user_id_embedding",)
 # config fields that decide only the steps after the last epoch (the fold-in and the refit): a run
 # resumes with the command's value, so a run dir written before the field existed still resumes
-AFTER_TRAINING_FIELDS = ("training.calibration_share",)
+AFTER_TRAINING_FIELDS = ("training.calibration_share", "training.fold_in_calibration")
 
 
 def latest_checkpoint(run_dir) -> str | None:

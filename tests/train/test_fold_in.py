@@ -47,7 +47,7 @@ def _weights(model):
 def test_a_last_event_split_is_folded_in_and_the_final_model_is_what_metrics_report(finished):
     trainer, metrics, train, test = finished
     assert trainer.holdout.kind == "last-event"
-    held = sum(len(label) for _, label in ClickLogReader(train, trainer.spec, holdout=(trainer.holdout, "fold")))
+    held = sum(len(label) for _, label in ClickLogReader(train, trainer.spec, holdout=(trainer.holdout, "validation")))
     assert metrics["fold_in"] == {"rows": held, "steps": math.ceil(held / TINY["batch_size"])}
     final = evaluate(trainer.model, test, trainer.spec)["light"]
     assert final["auc"] == pytest.approx(metrics["light"]["auc"], abs=1e-6)
@@ -108,7 +108,7 @@ def test_the_calibration_is_fitted_on_rows_the_final_model_never_trained_on(tmp_
                         lambda model, paths, spec, holdout, *a, **k: fitted.append(holdout[1]) or
                         real_logits(model, paths, spec, holdout, *a, **k))
     test = leave_last_out_log(tmp_path / "test.parquet", users=60, seed=1)
-    trainer = Trainer(tmp_path / "run", log, test, RocketConfig(**TINY, calibration_share=0.4), verbose=0)
+    trainer = Trainer(tmp_path / "run", log, test, RocketConfig(**TINY, fold_in_calibration="slice", calibration_share=0.4), verbose=0)
     metrics = trainer.fit()
     assert read == ["train", "fold"] and fitted == ["calibration"]
 
@@ -127,7 +127,7 @@ def test_the_calibration_is_fitted_on_rows_the_final_model_never_trained_on(tmp_
     assert metrics["light"]["logloss"] == pytest.approx(final["logloss"], abs=1e-5)
 
 
-def test_without_a_calibration_share_the_refit_fits_every_validation_row_before_the_fold_in(tmp_path, monkeypatch):
+def test_calibrating_before_the_fold_in_the_refit_fits_every_validation_row_before_the_fold_in(tmp_path, monkeypatch):
     from rocket_ctr.train import assembly
 
     log = leave_last_out_log(tmp_path / "train.parquet")
@@ -135,8 +135,40 @@ def test_without_a_calibration_share_the_refit_fits_every_validation_row_before_
     monkeypatch.setattr(assembly, "validation_logits",
                         lambda model, paths, spec, holdout, *a, **k: fitted.append(holdout[1]) or
                         real_logits(model, paths, spec, holdout, *a, **k))
-    trainer = Trainer(tmp_path / "run", log, None, RocketConfig(**TINY, calibration_share=0.0), verbose=0)
+    trainer = Trainer(tmp_path / "run", log, None, RocketConfig(**TINY, fold_in_calibration="before"), verbose=0)
     metrics = trainer.fit()
     assert fitted == ["validation"] and metrics["intercept"]["fitted_on"] == "validation rows"
     names = [type(c).__name__ for c in trainer.callbacks]
     assert names.index("InterceptRefit") < names.index("ValidationFoldIn")
+
+
+def test_cross_fitting_fits_out_of_fold_logits_and_serves_the_model_folded_in_on_every_row(tmp_path, monkeypatch):
+    from rocket_ctr.train import assembly
+
+    log = leave_last_out_log(tmp_path / "train.parquet")
+    test = leave_last_out_log(tmp_path / "test.parquet", users=60, seed=1)
+    read, scored = [], []
+    real_reader, real_logits = assembly.training_reader, assembly.validation_logits
+    monkeypatch.setattr(assembly, "training_reader",
+                        lambda trainer, part, seed, **kw: read.append(part) or real_reader(trainer, part, seed, **kw))
+    monkeypatch.setattr(assembly, "validation_logits",
+                        lambda model, paths, spec, holdout, *a, **k: scored.append(holdout[1]) or
+                        real_logits(model, paths, spec, holdout, *a, **k))
+    crossed = Trainer(tmp_path / "crossed", log, test, RocketConfig(**TINY), verbose=0)
+    metrics = crossed.fit()
+    # each half is scored right after a pass over the other half only, from the same restored state
+    assert read == ["train", "fold", "calibration", "validation"] and scored == ["calibration", "fold"]
+    assert crossed.holdout.calibration_share == 0.5
+    assert metrics["intercept"]["fitted_on"].startswith("out-of-fold")
+    validation = sum(len(label) for _, label in ClickLogReader(log, crossed.spec, holdout=(crossed.holdout,
+                                                                                              "validation")))
+    assert metrics["intercept"]["rows"] == validation == metrics["fold_in"]["rows"]
+    # the served model is the one folded in on every validation row: the same weights as calibrating
+    # before the pass (the restores leave no trace), only the calibration differs
+    before = Trainer(tmp_path / "before", log, test, RocketConfig(**TINY, fold_in_calibration="before"), verbose=0)
+    before.fit()
+    pairs = [(a, b) for a, b in zip(crossed.model.trainable_variables, before.model.trainable_variables)
+             if not any(word in a.path for word in ("intercept", "slope"))]
+    assert len(pairs) > 4 and all(np.array_equal(a.numpy(), b.numpy()) for a, b in pairs)
+    final = evaluate(crossed.model, test, crossed.spec)["light"]
+    assert metrics["light"]["auc"] == pytest.approx(final["auc"], abs=1e-6)

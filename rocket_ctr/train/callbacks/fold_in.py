@@ -3,12 +3,13 @@
 A validation split shaped like the test split holds out the rows the test resembles most: in a
 leave-last-out log, each sampled user's newest event. Early stopping needs them unseen; once it
 has decided, the model takes one more pass over them (same optimizer, same batch size, shuffled)
-before it is saved as the run's final model. The calibration must not be fitted on rows the
-served model trained on, so a slice of the validation users (``training.calibration_share``) is
-kept out of the pass and the refit (:mod:`rocket_ctr.train.callbacks.intercept_refit`) runs after
-it, on that slice; with a share of 0 the refit runs first, on every validation row, and the pass
-then moves the model away from it. ``training.fold_in_validation = "auto"`` folds in the splits
-where the pass measured better on the real logs (docs/results/real_logs.md).
+before it is saved as the run's final model. The calibration must not be fitted on logits of rows
+the scoring model trained on (``training.fold_in_calibration``): ``cross-fit`` first folds in each
+half of the validation users on a copy of the state and scores the other half (the out-of-fold
+logits the refit fits), then folds in every row; ``slice`` keeps a share of the users out of the
+pass and the refit fits the served model on them; ``before`` fits every validation row before the
+pass. ``training.fold_in_validation = "auto"`` folds in the splits where the pass measured better
+on the real logs (docs/results/real_logs.md).
 """
 from __future__ import annotations
 
@@ -32,14 +33,17 @@ class ValidationFoldIn(keras.callbacks.Callback):
         verbose: print what was folded in.
         checkpoint_offset: the saved checkpoint's number is the run's global step plus this (the
             steps after training save in the order they run).
+        out_of_fold: ``() -> (logits, labels, weights)``: cross-fitting, run before the pass; its
+            result is kept as :attr:`out_of_fold` for the refit (None: no cross-fitting).
     """
 
     name = "fold_in"
 
     def __init__(self, train_pass: Callable | None, evaluate_eval: Callable | None,
                  checkpoints: tf.train.CheckpointManager, skipped: str | None = None, verbose: int = 0,
-                 checkpoint_offset: int = 3):
+                 checkpoint_offset: int = 3, out_of_fold: Callable | None = None):
         super().__init__()
+        self.cross_fit, self.out_of_fold = out_of_fold, None
         self.train_pass, self.evaluate_eval, self.checkpoints = train_pass, evaluate_eval, checkpoints
         self.skipped, self.verbose, self.checkpoint_offset = skipped, verbose, checkpoint_offset
 
@@ -54,6 +58,11 @@ class ValidationFoldIn(keras.callbacks.Callback):
             if self.verbose:
                 print(f"  validation rows not folded in: {self.skipped}")
             return
+        if self.cross_fit is not None:
+            self.out_of_fold = self.cross_fit()
+            if self.verbose:
+                print(f"  cross-fitted: {len(self.out_of_fold[1]):,} validation rows scored by the model folded in "
+                      "on the other half of the validation users")
         rows, steps = self.train_pass()
         self.checkpoints.save(checkpoint_number=logs["global_step"] + self.checkpoint_offset)
         logs["fold_in"] = {"rows": rows, "steps": steps}
