@@ -78,8 +78,8 @@ def spec_file(data: Path, edits: dict, out: Path) -> Path:
     if edits.get("since_last_event"):
         # log1p(seconds since the user's previous event): one value per request (user side)
         boundaries = [0.5, 1.5, 2.5, 3.5, 4.5, 6.5, 8.5, 10.5, 12.5, 14.5]
-        spec["numeric_features"].append({"name": SINCE_LAST, "side": "user", "normalize": True, "mean": 3.0,
-                                         "std": 3.0, "boundaries": boundaries})
+        spec.setdefault("numeric_features", []).append({"name": SINCE_LAST, "side": "user", "normalize": True,
+                                                        "mean": 3.0, "std": 3.0, "boundaries": boundaries})
     if "history_buckets" in edits:
         spec["history_buckets"] = edits["history_buckets"]
     if "id_hash" in edits:

@@ -62,6 +62,7 @@ REAL_LOGS_CHANGES = {
     "user_id feature": Recipe(spec={"user_id": True}),
     "no user_id embedding": Recipe({"user_id_embedding": "no"}),
     "calibration share 0.1": Recipe({"calibration_share": 0.1}),
+    "recency position": Recipe({"history_recency": "position"}),
     "since last event": Recipe(spec={"since_last_event": True}),  # a derived numeric column (time-ordered logs)
     "vocabulary (no hashing)": Recipe(spec={"vocabulary": True}),
     "one bucket (50)": Recipe(spec={"history_buckets": [50]}),
@@ -126,6 +127,8 @@ REAL_LOGS_PRESETS = {
     "defaults + calibration share 0.1": ["calibration share 0.1"],
     "base + since last event": ["base mode", "since last event"],
     "defaults + since last event": ["since last event"],
+    "base + recency position": ["base mode", "recency position"],
+    "defaults + recency position": ["recency position"],
     "base + no user_id embedding": ["base mode", "no user_id embedding"],
     "defaults + no fold-in": ["no fold-in"],
     "reference-like": ["no validation", "lr 1e-3", "relu attention", "shuffle 100k", "xla", "user_id feature",

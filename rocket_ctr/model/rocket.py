@@ -22,6 +22,7 @@ from rocket_ctr.model.layers.features import FeatureEncoders
 from rocket_ctr.model.layers.interest import make_extractor, newest_steps
 from rocket_ctr.model.layers.mlp import MLP
 from rocket_ctr.model.layers.tower_input import tower_input, tower_input_parts
+from rocket_ctr.model.layers.transformer import transformer_options
 from rocket_ctr.model.loss import LOSS_TERMS, LossMixin
 from rocket_ctr.model.stages import StagesMixin
 
@@ -132,10 +133,10 @@ class RocketModel(LossMixin, CalibrationHeadMixin, StagesMixin, keras.Model):
         kind = cfg.booster_interest if tower == "booster" or cfg.light_interest == "shared" else cfg.light_interest
         units = cfg.light_attention if tower == "light" and cfg.light_interest == "din" else cfg.attention.units
         shared_din = cfg.light_interest == "shared" and not self.separate and kind == "din"
-        name = "din_attention" if shared_din else f"{tower}_{kind.replace('+', '_')}"
-        name += f"_{group}" if group else ""
-        return make_extractor(kind, units=units, activation=cfg.attention.activation,
-                              softmax=cfg.attention.softmax, projection=cfg.light_projection, name=name)
+        name = ("din_attention" if shared_din else f"{tower}_{kind.replace('+', '_')}") + (f"_{group}" if group else "")
+        return make_extractor(kind, units=units, activation=cfg.attention.activation, softmax=cfg.attention.softmax,
+                              projection=cfg.light_projection, name=name,
+                              transformer=transformer_options(cfg, self.spec.max_history))
 
     def _group_extractors(self, tower: str) -> None:
         """One extractor per sequence group after the first: ``<tower>_interest_<group>``."""

@@ -67,17 +67,18 @@ def test_savedmodel_holds_only_the_light_tower_and_its_bottom(trained, exported)
     assert model.tower_variables("booster")  # the run has a booster; it just is not exported
 
 
-@pytest.mark.parametrize("light,xla", [("din", False), ("mean", False), ("dot", True)])
-def test_own_light_extractors_export_their_path_alone(trained, tmp_path, light, xla):
+@pytest.mark.parametrize("light,xla,booster", [("din", False, "din"), ("mean", False, "din"), ("dot", True, "din"),
+                                               ("dot", False, "transformer+din")])
+def test_own_light_extractors_export_their_path_alone(trained, tmp_path, light, xla, booster):
     """din/dot/mean light extractors: the SavedModel holds the embeddings, the light extractor and
-    tower, no booster variable (not even the booster's attention), and is verified against memory."""
+    tower, no booster variable (not even the booster's attention or transformer), and is verified against memory."""
     _, _, _, spec = trained
     keras.utils.set_random_seed(0)
-    model = RocketModel(spec, RocketConfig(**TINY, light_interest=light, light_history=3))
+    model = RocketModel(spec, RocketConfig(**TINY, light_interest=light, light_history=3, booster_interest=booster))
     model(example_rows(spec), training=False)
     result = export_light(model, spec, tmp_path / light, jit_compile=xla, sample_size=24, warmup_candidates=64)
     variables = {k: v for k, v in saved_variables(result.path).items() if k.startswith("tower_weights/")}
-    assert variables and not any("booster" in k for k in variables)
+    assert variables and not any("booster" in k or "transformer" in k or "encoder" in k for k in variables)
     light_path = [v for layer in model.serving_layers("light") for v in layer.weights] + _calibration(model)
     assert sum(np.prod(s) for s in variables.values()) == sum(np.prod(v.shape) for v in light_path)
     assert any(f"light_{light}" in k for k in variables) == (light != "mean")   # mean has no weights

@@ -47,8 +47,11 @@ def is_zero(g):
     return bool(tf.reduce_all(g == 0))
 
 
-def test_gradient_block_hint_never_reaches_booster_but_reaches_light_and_bottom():
-    model = build()
+@pytest.mark.parametrize("booster_interest", ["din", "transformer", "transformer+din"])
+def test_gradient_block_hint_never_reaches_booster_but_reaches_light_and_bottom(booster_interest):
+    model = build(booster_interest=booster_interest)
+    extractor = {id(v) for v in model.interest_of("booster").weights}
+    assert len(extractor) > 2 and extractor <= {id(v) for v in model.tower_variables("booster")}
     booster_grads = hint_gradients(model, model.tower_variables("booster"))
     assert booster_grads and all(is_zero(g) for g in booster_grads)
     light_grads = hint_gradients(model, model.tower_variables("light"))

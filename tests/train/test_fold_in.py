@@ -108,7 +108,8 @@ def test_the_calibration_is_fitted_on_rows_the_final_model_never_trained_on(tmp_
                         lambda model, paths, spec, holdout, *a, **k: fitted.append(holdout[1]) or
                         real_logits(model, paths, spec, holdout, *a, **k))
     test = leave_last_out_log(tmp_path / "test.parquet", users=60, seed=1)
-    trainer = Trainer(tmp_path / "run", log, test, RocketConfig(**TINY, fold_in_calibration="slice", calibration_share=0.4), verbose=0)
+    config = RocketConfig(**TINY, fold_in_calibration="slice", calibration_share=0.4)
+    trainer = Trainer(tmp_path / "run", log, test, config, verbose=0)
     metrics = trainer.fit()
     assert read == ["train", "fold"] and fitted == ["calibration"]
 

@@ -8,6 +8,9 @@ N candidates, so in serving its per-step work is done once per request, not once
 * ``DinAttention`` (rocket_ctr.model.layers.attention): DIN's local activation unit, the booster's extractor.
 * :class:`DotAttention`: scaled dot-product target attention on a learned projection.
 * :class:`MeanPooling`: the masked mean (no weights, candidate-independent).
+* ``BehaviorTransformer`` (rocket_ctr.model.layers.transformer): BST's self-attention over the
+  history and the candidate, a booster option (the exception to the two rules above: an empty
+  history pools the candidate token alone, and each candidate attends over its own sequence).
 
 :func:`make_extractor` builds one by name (``model.light_interest`` picks the light tower's) and
 :func:`newest_steps` cuts a history to its newest steps (a tower that reads fewer of them).
@@ -27,6 +30,7 @@ from rocket_ctr.model.layers.attention import (
     takes_padded_form,
     valid_steps,
 )
+from rocket_ctr.model.layers.transformer import BehaviorTransformer
 
 
 class DotAttention(keras.layers.Layer):
@@ -118,13 +122,15 @@ class ConcatenatedExtractors(keras.layers.Layer):
 
 
 def make_extractor(kind: str, *, units=(80, 40), activation="sigmoid", softmax=False, projection=16,
-                   name=None) -> keras.layers.Layer:
+                   transformer=None, name=None) -> keras.layers.Layer:
     """An extractor by name: ``din`` (DinAttention of ``units``, ``activation``, ``softmax``),
-    ``dot`` (DotAttention of width ``projection``), ``mean`` (MeanPooling) or several joined by
-    ``+`` (:class:`ConcatenatedExtractors`, e.g. ``din+dot``)."""
+    ``dot`` (DotAttention of width ``projection``), ``mean`` (MeanPooling), ``transformer``
+    (:class:`rocket_ctr.model.layers.transformer.BehaviorTransformer` of the ``transformer`` dict's
+    arguments) or several joined by ``+`` (:class:`ConcatenatedExtractors`, e.g. ``din+dot``)."""
     if "+" in kind:
         parts = [make_extractor(part, units=units, activation=activation, softmax=softmax, projection=projection,
-                                name=f"{name}_{part}" if name else None) for part in kind.split("+")]
+                                transformer=transformer, name=f"{name}_{part}" if name else None)
+                 for part in kind.split("+")]
         return ConcatenatedExtractors(parts, name=name)
     if kind == "din":
         return DinAttention(units, activation, softmax, name=name)
@@ -132,7 +138,9 @@ def make_extractor(kind: str, *, units=(80, 40), activation="sigmoid", softmax=F
         return DotAttention(projection, name=name)
     if kind == "mean":
         return MeanPooling(name=name)
-    raise ValueError(f"unknown interest extractor {kind!r} (din, dot or mean)")
+    if kind == "transformer":
+        return BehaviorTransformer(**(transformer or {}), name=name)
+    raise ValueError(f"unknown interest extractor {kind!r} (din, dot, mean or transformer)")
 
 
 def newest_steps(history, lengths, steps: int | None):
