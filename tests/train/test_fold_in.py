@@ -44,6 +44,21 @@ def _weights(model):
     return [v.numpy().copy() for v in model.trainable_variables]
 
 
+def spy_parts(monkeypatch) -> tuple[list, list]:
+    """Records, in order, the validation-split part every training reader reads and every
+    ``validation_logits`` call scores."""
+    from rocket_ctr.train import assembly
+
+    read, scored = [], []
+    real_reader, real_logits = assembly.training_reader, assembly.validation_logits
+    monkeypatch.setattr(assembly, "training_reader",
+                        lambda trainer, part, seed, **kw: read.append(part) or real_reader(trainer, part, seed, **kw))
+    monkeypatch.setattr(assembly, "validation_logits",
+                        lambda model, paths, spec, holdout, *a, **k: scored.append(holdout[1]) or
+                        real_logits(model, paths, spec, holdout, *a, **k))
+    return read, scored
+
+
 def test_a_last_event_split_is_folded_in_and_the_final_model_is_what_metrics_report(finished):
     trainer, metrics, train, test = finished
     assert trainer.holdout.kind == "last-event"
@@ -94,19 +109,11 @@ def test_run_dirs_from_before_the_field_do_not_fold_in():
 
 
 def test_the_calibration_is_fitted_on_rows_the_final_model_never_trained_on(tmp_path, monkeypatch):
-    from rocket_ctr.train import assembly
-
     log = leave_last_out_log(tmp_path / "train.parquet")
     table = __import__("pyarrow.parquet", fromlist=["read_table"]).read_table(log)
     # every row its own item id: the rows each part reads are told apart by it
     log = write_log(tmp_path / "unique.parquet", {**table.to_pydict(), "item_id": list(range(table.num_rows))})
-    read, fitted = [], []
-    real_reader, real_logits = assembly.training_reader, assembly.validation_logits
-    monkeypatch.setattr(assembly, "training_reader",
-                        lambda trainer, part, seed, **kw: read.append(part) or real_reader(trainer, part, seed, **kw))
-    monkeypatch.setattr(assembly, "validation_logits",
-                        lambda model, paths, spec, holdout, *a, **k: fitted.append(holdout[1]) or
-                        real_logits(model, paths, spec, holdout, *a, **k))
+    read, fitted = spy_parts(monkeypatch)
     test = leave_last_out_log(tmp_path / "test.parquet", users=60, seed=1)
     config = RocketConfig(**TINY, fold_in_calibration="slice", calibration_share=0.4)
     trainer = Trainer(tmp_path / "run", log, test, config, verbose=0)
@@ -129,13 +136,8 @@ def test_the_calibration_is_fitted_on_rows_the_final_model_never_trained_on(tmp_
 
 
 def test_calibrating_before_the_fold_in_the_refit_fits_every_validation_row_before_the_fold_in(tmp_path, monkeypatch):
-    from rocket_ctr.train import assembly
-
     log = leave_last_out_log(tmp_path / "train.parquet")
-    fitted, real_logits = [], assembly.validation_logits
-    monkeypatch.setattr(assembly, "validation_logits",
-                        lambda model, paths, spec, holdout, *a, **k: fitted.append(holdout[1]) or
-                        real_logits(model, paths, spec, holdout, *a, **k))
+    _, fitted = spy_parts(monkeypatch)
     trainer = Trainer(tmp_path / "run", log, None, RocketConfig(**TINY, fold_in_calibration="before"), verbose=0)
     metrics = trainer.fit()
     assert fitted == ["validation"] and metrics["intercept"]["fitted_on"] == "validation rows"
@@ -144,17 +146,9 @@ def test_calibrating_before_the_fold_in_the_refit_fits_every_validation_row_befo
 
 
 def test_cross_fitting_fits_out_of_fold_logits_and_serves_the_model_folded_in_on_every_row(tmp_path, monkeypatch):
-    from rocket_ctr.train import assembly
-
     log = leave_last_out_log(tmp_path / "train.parquet")
     test = leave_last_out_log(tmp_path / "test.parquet", users=60, seed=1)
-    read, scored = [], []
-    real_reader, real_logits = assembly.training_reader, assembly.validation_logits
-    monkeypatch.setattr(assembly, "training_reader",
-                        lambda trainer, part, seed, **kw: read.append(part) or real_reader(trainer, part, seed, **kw))
-    monkeypatch.setattr(assembly, "validation_logits",
-                        lambda model, paths, spec, holdout, *a, **k: scored.append(holdout[1]) or
-                        real_logits(model, paths, spec, holdout, *a, **k))
+    read, scored = spy_parts(monkeypatch)
     crossed = Trainer(tmp_path / "crossed", log, test, RocketConfig(**TINY), verbose=0)
     metrics = crossed.fit()
     # each half is scored right after a pass over the other half only, from the same restored state
