@@ -62,6 +62,7 @@ REAL_LOGS_CHANGES = {
     "user_id feature": Recipe(spec={"user_id": True}),
     "no user_id embedding": Recipe({"user_id_embedding": "no"}),
     "calibration share 0.1": Recipe({"calibration_share": 0.1}),
+    "calibration slice": Recipe({"fold_in_calibration": "slice"}),  # users kept out of the last pass
     "recency position": Recipe({"history_recency": "position"}),
     "since last event": Recipe(spec={"since_last_event": True}),  # a derived numeric column (time-ordered logs)
     "vocabulary (no hashing)": Recipe(spec={"vocabulary": True}),
@@ -125,6 +126,7 @@ REAL_LOGS_PRESETS = {
     "base + fold-in": ["base mode", "fold-in"],
     "defaults + fold-in": ["fold-in"],
     "defaults + calibration share 0.1": ["calibration share 0.1"],
+    "defaults + calibration slice": ["calibration slice"],
     "base + since last event": ["base mode", "since last event"],
     "defaults + since last event": ["since last event"],
     "base + recency position": ["base mode", "recency position"],
