@@ -216,7 +216,7 @@ def make_callbacks(trainer) -> tuple:
 def calibrates_after_fold_in(trainer) -> str | None:
     """How the refit avoids the folded-in rows when it runs after the fold-in: ``"cross-fit"``
     (out-of-fold logits), ``"slice"`` (users kept out of the fold-in); None: it runs before."""
-    if trainer.fold_in_wanted != "yes" or not trainer.holdout.calibration_share:
+    if not trainer.holdout or not trainer.holdout.calibration_share:  # a share only where a fold-in runs
         return None
     return trainer.config.training.fold_in_calibration
 
