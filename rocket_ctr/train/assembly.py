@@ -32,6 +32,7 @@ from rocket_ctr.train.callbacks.intercept_refit import InterceptRefit
 from rocket_ctr.train.callbacks.recorder import RunRecorder
 from rocket_ctr.train.callbacks.tensorboard_logs import TensorBoardLogs
 from rocket_ctr.train.checkpoints import candidates
+from rocket_ctr.train.cross_fit import CrossFit
 from rocket_ctr.train.distributed import PARAMETER_SERVER_UNSUPPORTED, broadcast_from_chief, make_strategy
 from rocket_ctr.train.evaluation import evaluate, model_inputs, validation_logits
 from rocket_ctr.train.optimizers import make_optimizer
@@ -249,8 +250,8 @@ def _intercept_refit(trainer, fold_in: ValidationFoldIn | None) -> InterceptRefi
 
 
 def _validation_fold_in(trainer) -> ValidationFoldIn | None:
-    """The pass over the validation rows after training (None: not wanted); with cross-fitting it
-    first scores each half of the validation users by the model folded in on the other half."""
+    """The pass over the validation rows after training (None: not wanted), with cross-fitting
+    around it (:mod:`rocket_ctr.train.cross_fit`) where the calibration is fitted after it."""
     wanted = trainer.fold_in_wanted
     if wanted is None:
         return None
@@ -269,26 +270,18 @@ def _validation_fold_in(trainer) -> ValidationFoldIn | None:
                 rows, steps = rows + int(label.shape[0]), steps + 1
         return rows, steps
 
-    def out_of_fold() -> tuple:
-        """Each half's logits from the model folded in on the other half (the model is restored after each)."""
-        state = list(trainer.model.variables) + [v for o in trainer.optimizers.values() for v in o.variables]
-        saved = [v.numpy() for v in state]
-        halves = []
-        for trained, scored in (("fold", "calibration"), ("calibration", "fold")):
-            validation_pass(trained)
-            halves.append(validation_logits(trainer.model, trainer.train_paths, spec, (holdout, scored),
-                                            spec.negative_rate))
-            for variable, value in zip(state, saved):
-                variable.assign(value)
-        logits = {t: np.concatenate([h[0][t] for h in halves]) for t in halves[0][0]}
-        return logits, np.concatenate([h[1] for h in halves]), np.concatenate([h[2] for h in halves])
+    def score(part: str) -> tuple:
+        return validation_logits(trainer.model, trainer.train_paths, spec, (holdout, part), spec.negative_rate)
+
+    def state() -> list:
+        return list(trainer.model.variables) + [v for o in trainer.optimizers.values() for v in o.variables]
 
     evaluate_eval = None if after and trainer.model.intercepts else _evaluate_eval(trainer)  # else the refit does
     final_part = "fold" if after == "slice" else "validation"
     return ValidationFoldIn((lambda: validation_pass(final_part)) if wanted == "yes" else None, evaluate_eval,
                             trainer.manager, skipped=None if wanted == "yes" else wanted, verbose=trainer.verbose,
                             checkpoint_offset=2 if after else 3,
-                            out_of_fold=out_of_fold if after == "cross-fit" else None)
+                            cross_fit=CrossFit(validation_pass, score, state) if after == "cross-fit" else None)
 
 
 def _evaluate_eval(trainer):

@@ -63,7 +63,9 @@ def test_a_last_event_split_is_folded_in_and_the_final_model_is_what_metrics_rep
     trainer, metrics, train, test = finished
     assert trainer.holdout.kind == "last-event"
     held = sum(len(label) for _, label in ClickLogReader(train, trainer.spec, holdout=(trainer.holdout, "validation")))
-    assert metrics["fold_in"] == {"rows": held, "steps": math.ceil(held / TINY["batch_size"])}
+    fold_in = dict(metrics["fold_in"])
+    assert set(fold_in.pop("cross_fit_level_shift")) == {"light"}
+    assert fold_in == {"rows": held, "steps": math.ceil(held / TINY["batch_size"])}
     final = evaluate(trainer.model, test, trainer.spec)["light"]
     assert final["auc"] == pytest.approx(metrics["light"]["auc"], abs=1e-6)
     # the kept epoch's own eval (history.json) is the model before the fold-in
@@ -87,7 +89,8 @@ def test_a_kill_inside_the_after_training_steps_folds_in_again(finished):
     trainer.manager.save(checkpoint_number=int(trainer.progress.numpy()[2]) + 5)
     again = Trainer(trainer.run_dir, train, test, RocketConfig(**TINY), verbose=0)
     redone = again.fit()
-    assert redone["fold_in"] == metrics["fold_in"]
+    counts = ("rows", "steps")
+    assert {k: redone["fold_in"][k] for k in counts} == {k: metrics["fold_in"][k] for k in counts}
     assert redone["best_epoch"] == metrics["best_epoch"]
 
 
@@ -151,8 +154,12 @@ def test_cross_fitting_fits_out_of_fold_logits_and_serves_the_model_folded_in_on
     read, scored = spy_parts(monkeypatch)
     crossed = Trainer(tmp_path / "crossed", log, test, RocketConfig(**TINY), verbose=0)
     metrics = crossed.fit()
-    # each half is scored right after a pass over the other half only, from the same restored state
-    assert read == ["train", "fold", "calibration", "validation"] and scored == ["calibration", "fold"]
+    # each half is scored right after a pass over the other half only, from the same restored state; each
+    # half-model's and the served model's level is read on every validation row
+    assert read == ["train", "fold", "calibration", "validation"]
+    assert scored == ["calibration", "validation", "fold", "validation", "validation"]
+    shifts = metrics["fold_in"]["cross_fit_level_shift"]["light"]
+    assert len(shifts) == 2 and all(math.isfinite(s) and s != 0.0 for s in shifts)
     assert crossed.holdout.calibration_share == 0.5
     assert metrics["intercept"]["fitted_on"].startswith("out-of-fold")
     validation = sum(len(label) for _, label in ClickLogReader(log, crossed.spec, holdout=(crossed.holdout,

@@ -6,7 +6,8 @@ has decided, the model takes one more pass over them (same optimizer, same batch
 before it is saved as the run's final model. The calibration must not be fitted on logits of rows
 the scoring model trained on (``training.fold_in_calibration``): ``cross-fit`` first folds in each
 half of the validation users on a copy of the state and scores the other half (the out-of-fold
-logits the refit fits), then folds in every row; ``slice`` keeps a share of the users out of the
+logits the refit fits, moved to the served model's level after the pass), then folds in every
+row; ``slice`` keeps a share of the users out of the
 pass and the refit fits the served model on them; ``before`` fits every validation row before the
 pass. ``training.fold_in_validation = "auto"`` folds in the splits where the pass measured better
 on the real logs (docs/results/real_logs.md).
@@ -33,17 +34,17 @@ class ValidationFoldIn(keras.callbacks.Callback):
         verbose: print what was folded in.
         checkpoint_offset: the saved checkpoint's number is the run's global step plus this (the
             steps after training save in the order they run).
-        out_of_fold: ``() -> (logits, labels, weights)``: cross-fitting, run before the pass; its
-            result is kept as :attr:`out_of_fold` for the refit (None: no cross-fitting).
+        cross_fit: a :class:`rocket_ctr.train.cross_fit.CrossFit` run around the pass; its result
+            is kept as :attr:`out_of_fold` for the refit (None: no cross-fitting).
     """
 
     name = "fold_in"
 
     def __init__(self, train_pass: Callable | None, evaluate_eval: Callable | None,
                  checkpoints: tf.train.CheckpointManager, skipped: str | None = None, verbose: int = 0,
-                 checkpoint_offset: int = 3, out_of_fold: Callable | None = None):
+                 checkpoint_offset: int = 3, cross_fit=None):
         super().__init__()
-        self.cross_fit, self.out_of_fold = out_of_fold, None
+        self.cross_fit, self.out_of_fold = cross_fit, None
         self.train_pass, self.evaluate_eval, self.checkpoints = train_pass, evaluate_eval, checkpoints
         self.skipped, self.verbose, self.checkpoint_offset = skipped, verbose, checkpoint_offset
 
@@ -59,13 +60,20 @@ class ValidationFoldIn(keras.callbacks.Callback):
                 print(f"  validation rows not folded in: {self.skipped}")
             return
         if self.cross_fit is not None:
-            self.out_of_fold = self.cross_fit()
+            scored = self.cross_fit.score_out_of_fold()
             if self.verbose:
-                print(f"  cross-fitted: {len(self.out_of_fold[1]):,} validation rows scored by the model folded in "
-                      "on the other half of the validation users")
+                print(f"  cross-fitted: {scored:,} validation rows scored by the model folded in on the other half "
+                      "of the validation users")
         rows, steps = self.train_pass()
-        self.checkpoints.save(checkpoint_number=logs["global_step"] + self.checkpoint_offset)
         logs["fold_in"] = {"rows": rows, "steps": steps}
+        if self.cross_fit is not None:
+            shifts = self.cross_fit.match_levels()
+            self.out_of_fold = self.cross_fit.result
+            logs["fold_in"]["cross_fit_level_shift"] = shifts
+            if self.verbose:
+                print("  out-of-fold logits moved to the served model's level: "
+                      + ", ".join(f"{t} {' / '.join(f'{v:+.3f}' for v in s)}" for t, s in shifts.items()))
+        self.checkpoints.save(checkpoint_number=logs["global_step"] + self.checkpoint_offset)
         if self.verbose:
             print(f"  folded in: one pass over the {rows:,} validation rows ({steps} steps)")
         if self.evaluate_eval is not None:
