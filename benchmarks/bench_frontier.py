@@ -60,12 +60,12 @@ POINTS = (
     ("light shared", "light shared", "light"),        # the booster's DIN attention (the paper-faithful ablation)
     ("light din 32-16", "light din 32-16", "light"),
     ("light dot", "light dot", "light"),
-    # trained beside a dot-attention booster instead of the DIN one (the best of the screen on Beauty).
-    # Same served graph as "light dot": its latency measured twice shows the run's noise.
-    ("light dot, dot booster", "light dot + no warmup + booster dot + hint 0", "light"),
     ("light dot raw", "light dot raw", "light"),
     ("light mean", "light mean", "light"),
     ("booster", "light dot", "booster"),  # the booster of the default recipe (its light tower: dot)
+    # the other booster options (docs/results/boosters.md): their serving cost against the light tower's
+    ("booster, 7-layer DIN", "light dot + 7-layer DIN booster", "booster"),
+    ("booster, wide DIN + dot", "light dot + wide din+dot booster", "booster"),
 )
 DEEPCTR = DEEPCTR_DIN
 FAMILY = "real logs"  # the recipes of experiment_real_logs.py

@@ -114,6 +114,13 @@ REAL_LOGS_CHANGES = {
     # very attention, so this widens (and slows) the served light tower too: measure it booster-only as
     # "light din 32-16 + booster attention 160-80" (or light dot / light mean)
     "booster attention 160-80": Recipe({"attention_units": [160, 80]}),
+    # the booster before the wide dot + cross default: DIN attention, 7 BatchNorm layers, its cross-entropy
+    # into the shared embeddings from the first step
+    "7-layer DIN booster": Recipe({"booster_interest": "din", "booster_units": [360, 270, 180, 135, 90, 90, 90],
+                                   "booster_batch_norm": True, "booster_cross": 0, "booster_bottom": "from-start"}),
+    "wide din+dot booster": Recipe({"booster_interest": "din+dot", "booster_units": [1024, 512]}),
+    "hint 1": Recipe({"hint_weight": 1.0}),
+    "hint 0.3": Recipe({"hint_weight": 0.3}),
 }
 REAL_LOGS_PRESETS = {
     "defaults": [],
@@ -133,6 +140,12 @@ REAL_LOGS_PRESETS = {
     "defaults + recency position": ["recency position"],
     "base + no user_id embedding": ["base mode", "no user_id embedding"],
     "defaults + no fold-in": ["no fold-in"],
+    "defaults + 7-layer DIN booster": ["7-layer DIN booster"],
+    "defaults + wide din+dot booster": ["wide din+dot booster"],
+    "defaults + booster from start": ["booster from start"],
+    "defaults + hint 1": ["hint 1"],
+    "defaults + hint 0.3": ["hint 0.3"],
+    "defaults + hint 0.1": ["hint 0.1"],
     "reference-like": ["no validation", "lr 1e-3", "relu attention", "shuffle 100k", "xla", "user_id feature",
                        "vocabulary (no hashing)", "one bucket (50)", "dense Adam"],
 }
@@ -204,25 +217,33 @@ ABLATION_INVESTIGATIONS = {
 ABLATION.update(ABLATION_INVESTIGATIONS)
 
 # ----- throughput: bench_train_throughput.py -----------------------------------------------------------
-THROUGHPUT_OPTIONS = ("buckets", "stringhash", "afterlaunch")  # and the light interest extractors
+THROUGHPUT_OPTIONS = ("buckets", "stringhash", "afterlaunch", "dinbooster", "widebooster")  # and light extractors
+# the booster options beside the default (dot interest, 2 crosses, 512 x 256): the 7-layer BatchNorm DIN booster,
+# and DIN + dot attention into 2 crosses and 1024 x 512
+BOOSTER_OPTIONS = {"dinbooster": {"booster_interest": "din", "booster_units": [360, 270, 180, 135, 90, 90, 90],
+                                  "booster_batch_norm": True, "booster_cross": 0},
+                   "widebooster": {"booster_interest": "din+dot", "booster_units": [1024, 512]}}
 
 
 def _throughput(name: str) -> Recipe:
     """``rocket``, ``base`` ... plus ``+`` options: ``buckets`` (batches grouped by history length),
     ``dot`` / ``mean`` / ``din`` / ``shared`` (the light tower's interest extractor), ``afterlaunch``
     (the booster kept off the shared bottom until the warm-up launches it, λ = 1), ``stringhash``
-    (each int64 id's decimal text through farmhash), e.g. ``rocket+dot+buckets``."""
+    (each int64 id's decimal text through farmhash), ``dinbooster`` / ``widebooster``
+    (:data:`BOOSTER_OPTIONS`), e.g. ``rocket+dot+buckets``."""
     from rocket_ctr.config.schema import LIGHT_INTERESTS
 
     mode, *extras = name.split("+")
     unknown = [e for e in extras if e not in THROUGHPUT_OPTIONS and e not in LIGHT_INTERESTS]
     if unknown:
-        raise KeyError(f"unknown mode options {unknown}: buckets, stringhash, afterlaunch or one of "
+        raise KeyError(f"unknown mode options {unknown}: {', '.join(THROUGHPUT_OPTIONS)} or one of "
                        f"{LIGHT_INTERESTS}")
+    boosters = {k: v for e in extras for k, v in BOOSTER_OPTIONS.get(e, {}).items()}
     interests = [e for e in extras if e in LIGHT_INTERESTS]
     return Recipe({"mode": mode, "length_buckets": "buckets" in extras,
                    **({"light_interest": interests[-1]} if interests else {}),
-                   **({"booster_bottom": "after-launch", "hint_weight": 1.0} if "afterlaunch" in extras else {})},
+                   **({"booster_bottom": "after-launch", "hint_weight": 1.0} if "afterlaunch" in extras else {}),
+                   **boosters},
                   spec={"id_hash": "string"} if "stringhash" in extras else {})
 
 
