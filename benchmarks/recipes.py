@@ -114,7 +114,7 @@ REAL_LOGS_CHANGES = {
     # very attention, so this widens (and slows) the served light tower too: measure it booster-only as
     # "light din 32-16 + booster attention 160-80" (or light dot / light mean)
     "booster attention 160-80": Recipe({"attention_units": [160, 80]}),
-    # the booster before the wide dot + cross default: DIN attention, 7 BatchNorm layers, its cross-entropy
+    # the paper's shape of booster: DIN attention, 7 BatchNorm layers, its cross-entropy
     # into the shared embeddings from the first step
     "7-layer DIN booster": Recipe({"booster_interest": "din", "booster_units": [360, 270, 180, 135, 90, 90, 90],
                                    "booster_batch_norm": True, "booster_cross": 0, "booster_bottom": "from-start"}),
