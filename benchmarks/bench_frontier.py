@@ -64,7 +64,7 @@ POINTS = (
     ("light mean", "light mean", "light"),
     ("booster", "light dot", "booster"),  # the booster of the default recipe (its light tower: dot)
     # the other booster options (docs/results/boosters.md): their serving cost against the light tower's
-    ("booster, 7-layer DIN", "light dot + 7-layer DIN booster", "booster"),
+    ("booster, dot + crosses", "light dot + dot cross booster", "booster"),
     ("booster, wide DIN + dot", "light dot + wide din+dot booster", "booster"),
 )
 DEEPCTR = DEEPCTR_DIN

@@ -114,11 +114,12 @@ REAL_LOGS_CHANGES = {
     # very attention, so this widens (and slows) the served light tower too: measure it booster-only as
     # "light din 32-16 + booster attention 160-80" (or light dot / light mean)
     "booster attention 160-80": Recipe({"attention_units": [160, 80]}),
-    # the paper's shape of booster: DIN attention, 7 BatchNorm layers, its cross-entropy
-    # into the shared embeddings from the first step
-    "7-layer DIN booster": Recipe({"booster_interest": "din", "booster_units": [360, 270, 180, 135, 90, 90, 90],
-                                   "booster_batch_norm": True, "booster_cross": 0, "booster_bottom": "from-start"}),
-    "wide din+dot booster": Recipe({"booster_interest": "din+dot", "booster_units": [1024, 512]}),
+    # a stronger booster alone (docs/results/boosters.md): the light tower's kind of dot-product attention, 2 DCN-v2
+    # crosses, 512 x 256 without BatchNorm, its cross-entropy kept off the shared embeddings until it leads
+    "dot cross booster": Recipe({"booster_interest": "dot", "booster_units": [512, 256], "booster_batch_norm": False,
+                                 "booster_cross": 2, "booster_bottom": "after-launch"}),
+    "wide din+dot booster": Recipe({"booster_interest": "din+dot", "booster_units": [1024, 512],
+                                    "booster_batch_norm": False, "booster_cross": 2, "booster_bottom": "after-launch"}),
     "hint 1": Recipe({"hint_weight": 1.0}),
     "hint 0.3": Recipe({"hint_weight": 0.3}),
 }
@@ -140,7 +141,9 @@ REAL_LOGS_PRESETS = {
     "defaults + recency position": ["recency position"],
     "base + no user_id embedding": ["base mode", "no user_id embedding"],
     "defaults + no fold-in": ["no fold-in"],
-    "defaults + 7-layer DIN booster": ["7-layer DIN booster"],
+    "defaults + dot cross booster": ["dot cross booster"],
+    "defaults + dot cross booster + hint 0.1": ["dot cross booster", "hint 0.1"],
+    "defaults + dot cross booster + hint 1": ["dot cross booster", "hint 1"],
     "defaults + wide din+dot booster": ["wide din+dot booster"],
     "defaults + booster from start": ["booster from start"],
     "defaults + hint 1": ["hint 1"],
@@ -217,19 +220,20 @@ ABLATION_INVESTIGATIONS = {
 ABLATION.update(ABLATION_INVESTIGATIONS)
 
 # ----- throughput: bench_train_throughput.py -----------------------------------------------------------
-THROUGHPUT_OPTIONS = ("buckets", "stringhash", "afterlaunch", "dinbooster", "widebooster")  # and light extractors
-# the booster options beside the default (dot interest, 2 crosses, 512 x 256): the 7-layer BatchNorm DIN booster,
-# and DIN + dot attention into 2 crosses and 1024 x 512
-BOOSTER_OPTIONS = {"dinbooster": {"booster_interest": "din", "booster_units": [360, 270, 180, 135, 90, 90, 90],
-                                  "booster_batch_norm": True, "booster_cross": 0},
-                   "widebooster": {"booster_interest": "din+dot", "booster_units": [1024, 512]}}
+THROUGHPUT_OPTIONS = ("buckets", "stringhash", "afterlaunch", "dotbooster", "widebooster")  # and light extractors
+# the booster options beside the default 7-layer DIN one (docs/results/boosters.md): dot attention into 2 DCN-v2
+# crosses and 512 x 256, and DIN + dot attention into 2 crosses and 1024 x 512 (both without BatchNorm)
+BOOSTER_OPTIONS = {"dotbooster": {"booster_interest": "dot", "booster_units": [512, 256], "booster_batch_norm": False,
+                                  "booster_cross": 2, "booster_bottom": "after-launch"},
+                   "widebooster": {"booster_interest": "din+dot", "booster_units": [1024, 512],
+                                   "booster_batch_norm": False, "booster_cross": 2, "booster_bottom": "after-launch"}}
 
 
 def _throughput(name: str) -> Recipe:
     """``rocket``, ``base`` ... plus ``+`` options: ``buckets`` (batches grouped by history length),
     ``dot`` / ``mean`` / ``din`` / ``shared`` (the light tower's interest extractor), ``afterlaunch``
     (the booster kept off the shared bottom until the warm-up launches it, λ = 1), ``stringhash``
-    (each int64 id's decimal text through farmhash), ``dinbooster`` / ``widebooster``
+    (each int64 id's decimal text through farmhash), ``dotbooster`` / ``widebooster``
     (:data:`BOOSTER_OPTIONS`), e.g. ``rocket+dot+buckets``."""
     from rocket_ctr.config.schema import LIGHT_INTERESTS
 

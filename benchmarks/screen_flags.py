@@ -1,7 +1,9 @@
 """One-seed screens of training flags on the real logs, before a 3-seed experiment decides anything.
 
 A plan is a JSON-lines file, one run per line: ``{"name": ..., "log": ..., "seed": 0, "flags": [...]}``
-(``flags``: ``rocket-ctr train`` flags on top of the defaults of the commit that runs it). Each
+(``flags``: ``rocket-ctr train`` flags on top of the defaults of the commit that runs it; ``log``: a
+real log's name, or any name with ``"data"``: a folder holding ``train`` and ``test``, e.g. a
+generated log). Each
 finished run appends one line to the results file with its light and booster test metrics, its
 training examples/s, its kept epoch and its resolved config (the run dir's ``config.json``); a line
 already there (same name, log and seed) is not run again, so a stopped screen resumes.
@@ -30,10 +32,12 @@ from experiment_results import provenance  # noqa: E402
 def run(item: dict, data_root: Path, work: Path, cli: str) -> dict:
     """Trains one planned run; returns its results line."""
     key = f"{item['name']}|{item['log']}|{item['seed']}"
-    data = data_root / LOGS[item["log"]]
+    data = Path(item["data"]) if "data" in item else data_root / LOGS[item["log"]]
     run_dir = work / key.replace("|", "_").replace(" ", "_")
     shutil.rmtree(run_dir, ignore_errors=True)
-    command = [cli, "train", "--train", str(data / "train.parquet"), "--eval", str(data / "test.parquet"),
+    train, test = ((data / "train", data / "test") if "data" in item else
+                   (data / "train.parquet", data / "test.parquet"))
+    command = [cli, "train", "--train", str(train), "--eval", str(test),
                "--run-dir", str(run_dir), "--seed", str(item["seed"]), "--quiet", *item["flags"]]
     started = time.time()
     done = subprocess.run(command, capture_output=True, text=True)

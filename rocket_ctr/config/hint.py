@@ -22,11 +22,11 @@ class HintConfig:
     warmup: bool = option(True, help="λ stays 0 (and, with --booster-bottom after-launch, the booster off the "
                                      "shared bottom) until the booster leads the light tower on the validation "
                                      "rows (launch metric), then ramps up")
-    booster_bottom: str = option("after-launch", choices=("after-launch", "from-start"), flag="--booster-bottom",
+    booster_bottom: str = option("from-start", choices=("after-launch", "from-start"), flag="--booster-bottom",
                                  help="when the booster's cross-entropy starts training what the towers share "
-                                      "(the embeddings; it reads them from the first step): after-launch "
-                                      "(default): with the hint, when the warm-up launches it; from-start: from "
-                                      "the first step, a second task for them, while λ still waits for the launch")
+                                      "(the embeddings): from-start (default): from the first step, a second task "
+                                      "for them, while λ still waits for the launch; after-launch: with the hint, "
+                                      "when the warm-up launches it")
     launch_metric: str = option("logloss", choices=("logloss", "gauc"),
                                 help="what the booster must beat the light tower on, on the validation rows, "
                                      "for the warm-up to launch it")

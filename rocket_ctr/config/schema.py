@@ -59,9 +59,9 @@ class TowerConfig:
 
 
 def _booster_tower() -> TowerConfig:
-    # wider than the light tower's 200 x 80 and after a DCN-v2 cross stack; no BatchNorm: measured
-    # on the real logs, the 7-layer BatchNorm tower trailed the light tower it trains (docs/results/boosters.md)
-    return TowerConfig(units=(512, 256))
+    # widths taper 360 → 90: at the default 108-wide x ~6.3× the light tower's multiplications, the paper's
+    # Table 5 ratio (its 720 → 90 were for a 576-wide x); stronger boosters taught less: results/boosters.md
+    return TowerConfig(units=(360, 270, 180, 135, 90, 90, 90), batch_norm=True)
 
 
 @dataclasses.dataclass
@@ -79,7 +79,7 @@ class ModelConfig:
                                  help="L2 penalty on the whole embedding tables every step (DeepCTR's "
                                       "embeddings_regularizer; with --optimizer adam every row decays)")
     attention: AttentionConfig = section(AttentionConfig)
-    booster_interest: str = option("dot", choices=BOOSTER_INTERESTS,
+    booster_interest: str = option("din", choices=BOOSTER_INTERESTS,
                                    help="the booster's interest extractor: din: DIN attention of --attention-units; "
                                         "dot: scaled dot-product (--light-projection width); din+dot: both, "
                                         "concatenated (--light-interest shared reads it too); transformer: BST's "
@@ -104,7 +104,7 @@ class ModelConfig:
                                   help="position: add a learned embedding of each history step's position from the "
                                        "newest (0 = newest; starts at zero) to the step's embedding, before every "
                                        "tower's interest extractor (and in the light export); none: no such table")
-    booster_cross: int = option(2, minimum=0,
+    booster_cross: int = option(0, minimum=0,
                                 help="DCN-v2 cross layers x' = x0 * (W x + b) + x (full-rank W) between the "
                                      "booster's input and its MLP (stacked; 0 = none; never in the light tower)")
     booster_transformer_layers: int = option(1, minimum=1, help="--booster-interest transformer: encoder layers "

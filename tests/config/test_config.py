@@ -119,13 +119,12 @@ def test_a_saved_config_written_before_a_field_existed_keeps_what_that_run_built
     del old["hint"]["booster_bottom"]
     assert RocketConfig.from_saved(old).hint.booster_bottom == "after-launch"
     assert RocketConfig.from_saved(old).hint.weight == 1.0  # always saved: an old run keeps its λ
-    assert RocketConfig().hint.weight == 0.0
+    assert RocketConfig().hint.booster_bottom == "from-start" and RocketConfig().hint.weight == 0.0
     # the booster read DIN attention and had no cross stack before those fields existed
     old = RocketConfig().to_dict()
     del old["model"]["booster_interest"], old["model"]["booster_cross"]
     assert (RocketConfig.from_saved(old).model.booster_interest, RocketConfig.from_saved(old).model.booster_cross) \
         == ("din", 0)
-    assert (RocketConfig().model.booster_interest, RocketConfig().model.booster_cross) == ("dot", 2)
 
 
 def test_validation_fraction_auto_resolves_per_split_kind():
