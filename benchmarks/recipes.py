@@ -121,7 +121,6 @@ REAL_LOGS_CHANGES = {
     "wide din+dot booster": Recipe({"booster_interest": "din+dot", "booster_units": [1024, 512],
                                     "booster_batch_norm": False, "booster_cross": 2, "booster_bottom": "after-launch"}),
     "hint 1": Recipe({"hint_weight": 1.0}),
-    "hint 0.3": Recipe({"hint_weight": 0.3}),
 }
 REAL_LOGS_PRESETS = {
     "defaults": [],
@@ -145,10 +144,6 @@ REAL_LOGS_PRESETS = {
     "defaults + dot cross booster + hint 0.1": ["dot cross booster", "hint 0.1"],
     "defaults + dot cross booster + hint 1": ["dot cross booster", "hint 1"],
     "defaults + wide din+dot booster": ["wide din+dot booster"],
-    "defaults + booster from start": ["booster from start"],
-    "defaults + hint 1": ["hint 1"],
-    "defaults + hint 0.3": ["hint 0.3"],
-    "defaults + hint 0.1": ["hint 0.1"],
     "reference-like": ["no validation", "lr 1e-3", "relu attention", "shuffle 100k", "xla", "user_id feature",
                        "vocabulary (no hashing)", "one bucket (50)", "dense Adam"],
 }
@@ -221,12 +216,9 @@ ABLATION.update(ABLATION_INVESTIGATIONS)
 
 # ----- throughput: bench_train_throughput.py -----------------------------------------------------------
 THROUGHPUT_OPTIONS = ("buckets", "stringhash", "afterlaunch", "dotbooster", "widebooster")  # and light extractors
-# the booster options beside the default 7-layer DIN one (docs/results/boosters.md): dot attention into 2 DCN-v2
-# crosses and 512 x 256, and DIN + dot attention into 2 crosses and 1024 x 512 (both without BatchNorm)
-BOOSTER_OPTIONS = {"dotbooster": {"booster_interest": "dot", "booster_units": [512, 256], "booster_batch_norm": False,
-                                  "booster_cross": 2, "booster_bottom": "after-launch"},
-                   "widebooster": {"booster_interest": "din+dot", "booster_units": [1024, 512],
-                                   "booster_batch_norm": False, "booster_cross": 2, "booster_bottom": "after-launch"}}
+# the booster options beside the default 7-layer DIN one (docs/results/boosters.md), as the real-logs recipes set them
+BOOSTER_OPTIONS = {"dotbooster": REAL_LOGS_CHANGES["dot cross booster"].config,
+                   "widebooster": REAL_LOGS_CHANGES["wide din+dot booster"].config}
 
 
 def _throughput(name: str) -> Recipe:

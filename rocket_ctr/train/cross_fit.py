@@ -37,7 +37,7 @@ class CrossFit:
     def __init__(self, train_pass: Callable, score: Callable, state: Callable):
         self.train_pass, self.score, self.state = train_pass, score, state
         self.halves: list = []  # (logits, labels, weights, levels) per scored half
-        self.shifts: dict = {}
+        self.shifts: dict = {}  # {tower: [shift of each half]}: zeros until match_levels
 
     def score_out_of_fold(self) -> int:
         """Before the final pass: each half scored by the state folded in on the other half (the
@@ -47,16 +47,18 @@ class CrossFit:
         self.halves = []
         for trained, scored in HALVES:
             self.train_pass(trained)
-            logits, labels, weights = self.score(scored)
-            self.halves.append((logits, labels, weights, self._levels()))
+            out_of_fold = self.score(scored)
+            # the half-model's level over every validation row: its out-of-fold half and the half it trained on
+            self.halves.append((*out_of_fold, _levels(out_of_fold, self.score(trained))))
             for variable, value in zip(variables, saved):
                 variable.assign(value)
+        self.shifts = {tower: [0.0] * len(self.halves) for tower in self.halves[0][0]}
         return sum(len(half[1]) for half in self.halves)
 
     def match_levels(self) -> dict:
         """After the final pass (the served model): shifts each half's logits by the served mean
         logit minus its half-model's. Returns ``{tower: [shift of each half]}``."""
-        served = self._levels()
+        served = _levels(self.score("validation"))
         self.shifts = {tower: [served[tower] - half[3][tower] for half in self.halves] for tower in served}
         return self.shifts
 
@@ -64,16 +66,16 @@ class CrossFit:
     def result(self) -> tuple:
         """``({tower: logits}, labels, weights)`` of every validation row, for the refit."""
         logits = {tower: np.concatenate([half[0][tower] + shift for half, shift in zip(self.halves, shifts)])
-                  for tower, shifts in self._shifts_or_zero().items()}
+                  for tower, shifts in self.shifts.items()}
         return (logits, np.concatenate([half[1] for half in self.halves]),
                 np.concatenate([half[2] for half in self.halves]))
 
-    def _shifts_or_zero(self) -> dict:
-        return self.shifts or {tower: [0.0] * len(self.halves) for tower in self.halves[0][0]}
 
-    def _levels(self) -> dict:
-        """The model's weighted mean logit per tower over every validation row."""
-        logits, _, weights = self.score("validation")
-        if not len(weights) or float(np.sum(weights)) <= 0:
-            return {tower: 0.0 for tower in logits}
-        return {tower: float(np.average(values, weights=weights)) for tower, values in logits.items()}
+def _levels(*parts: tuple) -> dict:
+    """The weighted mean logit per tower over the rows of ``parts`` (each ``({tower: logits}, labels, weights)``)."""
+    weights = np.concatenate([part[2] for part in parts])
+    towers = parts[0][0]
+    if not len(weights) or float(np.sum(weights)) <= 0:
+        return {tower: 0.0 for tower in towers}
+    return {tower: float(np.average(np.concatenate([part[0][tower] for part in parts]), weights=weights))
+            for tower in towers}

@@ -33,7 +33,7 @@ def test_each_half_is_scored_after_a_pass_over_the_other_from_the_restored_state
     cross = made_up(level, scored)
     assert cross.score_out_of_fold() == 5
     assert level.numpy() == 0.0  # restored after each half's pass
-    assert scored == ["calibration", "validation", "fold", "validation"]
+    assert scored == ["calibration", "fold", "fold", "calibration"]  # each row once per half-model
     # before the levels are matched, each half carries its half-model's level
     logits, labels, weights = cross.result
     np.testing.assert_array_equal(logits["light"], np.concatenate([ROWS["calibration"] + 0.3, ROWS["fold"] - 0.7]))

@@ -155,9 +155,10 @@ def test_cross_fitting_fits_out_of_fold_logits_and_serves_the_model_folded_in_on
     crossed = Trainer(tmp_path / "crossed", log, test, RocketConfig(**TINY), verbose=0)
     metrics = crossed.fit()
     # each half is scored right after a pass over the other half only, from the same restored state; each
-    # half-model's and the served model's level is read on every validation row
+    # half-model's level is read on both halves (the half it scored and the half it trained on), the served
+    # model's on every validation row
     assert read == ["train", "fold", "calibration", "validation"]
-    assert scored == ["calibration", "validation", "fold", "validation", "validation"]
+    assert scored == ["calibration", "fold", "fold", "calibration", "validation"]
     shifts = metrics["fold_in"]["cross_fit_level_shift"]["light"]
     assert len(shifts) == 2 and all(math.isfinite(s) and s != 0.0 for s in shifts)
     assert crossed.holdout.calibration_share == 0.5

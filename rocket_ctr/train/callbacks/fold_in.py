@@ -7,10 +7,10 @@ before it is saved as the run's final model. The calibration must not be fitted 
 the scoring model trained on (``training.fold_in_calibration``): ``cross-fit`` first folds in each
 half of the validation users on a copy of the state and scores the other half (the out-of-fold
 logits the refit fits, moved to the served model's level after the pass), then folds in every
-row; ``slice`` keeps a share of the users out of the
-pass and the refit fits the served model on them; ``before`` fits every validation row before the
-pass. ``training.fold_in_validation = "auto"`` folds in the splits where the pass measured better
-on the real logs (docs/results/real_logs.md).
+row; ``slice`` keeps a share of the users out of the pass and the refit fits the served model on
+them; ``before`` fits every validation row before the pass. ``training.fold_in_validation =
+"auto"`` folds in the splits where the pass measured better on the real logs
+(docs/results/real_logs.md).
 """
 from __future__ import annotations
 
