@@ -4,8 +4,7 @@ Each part goes only where it is used: the model receives ``ModelConfig`` and ``H
 lives in the model), the trainer the whole ``RocketConfig``. Every leaf field has one CLI flag,
 generated from the fields (``rocket_ctr.config.fields.flag_table(RocketConfig)``); choices and
 minimums are declared once, in the field's metadata, and both validation and the CLI read them.
-Config files are YAML/JSON, nested (``{"hint": {"weight": 0.1}}``) or flat with the flags' names
-(``hint_weight: 0.1``). Errors name config fields (``hint.weight``); the CLI shows flags.
+Config files are YAML/JSON, nested or flat (``hint_weight: 0.1``). Errors name fields; the CLI shows flags.
 """
 from __future__ import annotations
 
@@ -20,6 +19,7 @@ import yaml
 from rocket_ctr.config.compat import with_fields_it_predates
 from rocket_ctr.config.fields import from_paths, leaves, option, overridden, plain, section, set_flat, validate
 from rocket_ctr.config.hint import HintConfig
+from rocket_ctr.config.towers import AttentionConfig, TowerConfig, booster_tower
 from rocket_ctr.config.validation import (
     DEFAULT_FRACTION,
     FOLD_IN_CALIBRATIONS,
@@ -36,32 +36,6 @@ OPTIMIZERS = ("lazy_adam", "adam")
 LIGHT_INTERESTS = ("shared", "din", "dot", "mean")  # see rocket_ctr.model.layers.interest
 BOOSTER_INTERESTS = ("din", "dot", "din+dot", "transformer", "transformer+din")  # see rocket_ctr.model.layers
 HISTORY_RECENCIES = ("none", "position")  # see rocket_ctr.model.layers.recency
-
-
-@dataclasses.dataclass
-class AttentionConfig:
-    """DIN attention of the bottom (local activation unit over [h, c, h − c, h ⊙ c])."""
-
-    units: tuple = option((80, 40), help="attention MLP widths, comma-separated", minimum=1)
-    activation: str = option("sigmoid", help="attention hidden activation (DIN: sigmoid or dice; relu, prelu)")
-    softmax: bool = option(False, help="normalise attention weights over valid steps (DIN's default: no)")
-
-
-@dataclasses.dataclass
-class TowerConfig:
-    """One tower: hidden Dense widths (→ BatchNorm → activation → Dropout), then one logit."""
-
-    units: tuple = option((200, 80), help="hidden widths, comma-separated", minimum=1)
-    activation: str = option("relu", help="hidden activation (relu, dice, prelu or any Keras name)")
-    batch_norm: bool = option(False, help="BatchNorm between each Dense and its activation")
-    dropout: float = option(0.0, help="dropout after each hidden layer", minimum=0.0, below=1.0)
-    l2: float = option(0.0, help="L2 penalty on the Dense kernels", minimum=0.0)
-
-
-def _booster_tower() -> TowerConfig:
-    # widths taper 360 → 90: at the default 108-wide x ~6.3× the light tower's multiplications, the paper's
-    # Table 5 ratio (its 720 → 90 were for a 576-wide x); stronger boosters taught less: results/boosters.md
-    return TowerConfig(units=(360, 270, 180, 135, 90, 90, 90), batch_norm=True)
 
 
 @dataclasses.dataclass
@@ -107,6 +81,10 @@ class ModelConfig:
     booster_cross: int = option(0, minimum=0,
                                 help="DCN-v2 cross layers x' = x0 * (W x + b) + x (full-rank W) between the "
                                      "booster's input and its MLP (stacked; 0 = none; never in the light tower)")
+    booster_embedding_dim: int = option(0, minimum=0, help="width of the booster's own embedding tables, one per id "
+                                         "feature, read beside the shared ones (0 = none; never in the light tower)")
+    booster_residual: bool = option(False, help="rocket: the booster's logit is its MLP's output plus the light logit "
+                                                 "(gradient-stopped): it learns what the light tower misses")
     booster_transformer_layers: int = option(1, minimum=1, help="--booster-interest transformer: encoder layers "
                                                                  "(self-attention, then a feed-forward 2x as wide)")
     booster_transformer_heads: int = option(2, minimum=1, help="--booster-interest transformer: attention heads "
@@ -114,15 +92,14 @@ class ModelConfig:
     booster_transformer_dropout: float = option(0.1, minimum=0.0, below=1.0, help="--booster-interest transformer: "
                                                 "dropout on its attention's and feed-forward's outputs")
     light: TowerConfig = section(TowerConfig)
-    booster: TowerConfig = section(_booster_tower)
+    booster: TowerConfig = section(booster_tower)
     share: bool = option(True, help="both towers read the same embedding tables (and, with --light-interest "
                                      "shared, the same attention); off: each tower has its own")
     detach_light: bool = option(False, help="the light tower does not train the shared bottom (EasyRec's variant)")
     user_id_embedding: str = option("auto", choices=("auto", "yes", "no"),
-                                    help="embed the user id as a user feature (both towers, and the light "
-                                         "tower's export, which then needs it in every request); auto: when "
-                                         "the training log holds at least 50 rows per user (a resumed or "
-                                         "warm-started run keeps its run's choice)")
+                                    help="embed the user id as a user feature (both towers and the light export, "
+                                         "which then needs it in every request); auto: when the training log holds "
+                                         "at least 50 rows per user (a resumed or warm-started run keeps its choice)")
 
     @property
     def towers(self) -> tuple:
@@ -137,6 +114,8 @@ class TrainingConfig:
     epochs: int = option(3, help="passes over the training data", minimum=1)
     batch_size: int = option(256, help="rows per step (per worker under --strategy multi-worker)", minimum=1)
     learning_rate: float = option(1e-3, help="Adam's learning rate", above=0.0)
+    booster_learning_rate: float | None = option(None, above=0.0, help="Adam's learning rate of the booster's own "
+                                                 "variables (MLP, extractor, crosses); unset: --learning-rate")
     optimizer: str = option("lazy_adam", choices=OPTIMIZERS,
                             help="lazy_adam: Adam updating only the embedding rows a batch touched; "
                                  "adam: Keras' Adam, every row every step")
@@ -196,8 +175,7 @@ class TrainingConfig:
                                       help="with the fold-in: cross-fit: the calibration is fitted on out-of-fold "
                                            "logits (each half of the validation users scored by the model folded in "
                                            "on the other half), then every row is folded in; slice: a share of the "
-                                           "users is kept out of the fold-in and fitted on; before: fitted before "
-                                           "the fold-in, on every validation row")
+                                           "users is kept out and fitted on; before: fitted before the fold-in")
     calibration_share: float = option(0.3, minimum=0.0, below=1.0,
                                       help="fold_in_calibration slice: the share of validation users kept out")
 

@@ -11,7 +11,6 @@ import tensorflow as tf
 
 from rocket_ctr.config.hint import HintConfig
 from rocket_ctr.config.schema import ModelConfig, RocketConfig
-from rocket_ctr.errors import FieldError
 from rocket_ctr.features.spec import FeatureSpec
 from rocket_ctr.model.calibration_head import CalibrationHeadMixin
 from rocket_ctr.model.hints import get_hint
@@ -20,10 +19,10 @@ from rocket_ctr.model.layers.bank import EmbeddingBank
 from rocket_ctr.model.layers.booster import ColumnEmbeddings, CrossNetwork, append_columns
 from rocket_ctr.model.layers.features import FeatureEncoders
 from rocket_ctr.model.layers.interest import make_extractor, newest_steps
-from rocket_ctr.model.layers.mlp import MLP
 from rocket_ctr.model.layers.tower_input import tower_input, tower_input_parts
 from rocket_ctr.model.layers.transformer import transformer_options
 from rocket_ctr.model.loss import LOSS_TERMS, LossMixin
+from rocket_ctr.model.parts import bank, check_modes, map_floats, mlp_of, widen
 from rocket_ctr.model.stages import StagesMixin
 
 
@@ -37,19 +36,16 @@ class RocketModel(LossMixin, CalibrationHeadMixin, StagesMixin, keras.Model):
     when not shared). Each tower pools the history with its interest extractor: the booster with
     DIN attention (``booster_interest``, over its newest ``booster_history`` steps), the light tower
     with ``light_interest`` (its own DIN, dot or mean extractor over its newest ``light_history``
-    steps) or, with ``light_interest="shared"``, the booster's attention itself. The extractor the
-    light tower shares counts as part of the bottom (:meth:`shared_variables`); an own one is the
-    tower's (:meth:`tower_variables`).
-    With several sequence groups (``FeatureSpec.sequence_groups``) each tower has one extractor
+    steps) or, with ``light_interest="shared"``, the booster's attention itself (then part of the
+    bottom, :meth:`shared_variables`; an own one is the tower's, :meth:`tower_variables`). With several sequence groups (``FeatureSpec.sequence_groups``) each tower has one extractor
     per group (:meth:`interests_of`; the first group's is ``<tower>_interest`` as without groups,
     the others ``<tower>_interest_<group>``), their pooled vectors concatenated into its x.
 
     What only the booster reads (capacity the served light tower cannot afford): more history
-    steps (``booster_history``), its own attention widths, the booster-only columns of the
-    FeatureSpec (their tables, ``booster_columns``, are not in the shared bank: the bank holds the
-    served columns only) appended to its x, and a DCN-v2 cross stack (``booster_cross`` layers)
-    between that x and its MLP (DCN-v2's stacked structure). In ``base`` mode booster-only
-    columns are ignored (nothing reads them).
+    steps (``booster_history``), its own attention widths, its own embedding tables beside the
+    shared ones (``booster_embedding_dim``), the booster-only columns of the FeatureSpec (tables
+    outside the shared bank, ``booster_columns``; ignored in ``base`` mode) and a DCN-v2 cross stack
+    (``booster_cross``) before its MLP. ``booster_residual``: its logit adds the light one.
 
     Args:
         spec: the FeatureSpec.
@@ -82,7 +78,7 @@ class RocketModel(LossMixin, CalibrationHeadMixin, StagesMixin, keras.Model):
         self.towers = cfg.towers
         self.stage = {"two-stage": "booster"}.get(cfg.mode, "joint")
 
-        _check_history(spec, cfg)
+        check_modes(spec, cfg)
         self.separate = len(self.towers) == 2 and (not cfg.share or cfg.mode == "two-stage")
         # the light tower reads the booster's very attention layer
         self.light_shares_attention = cfg.light_interest == "shared" and len(self.towers) == 2 and not self.separate
@@ -92,11 +88,11 @@ class RocketModel(LossMixin, CalibrationHeadMixin, StagesMixin, keras.Model):
         # same kind, <tower>_interest_<group>, after the first group's (<tower>_interest).
         if self.separate:
             for tower in self.towers:
-                setattr(self, f"{tower}_bottom", _bank(spec, cfg, f"{tower}_bottom"))
+                setattr(self, f"{tower}_bottom", bank(spec, cfg, f"{tower}_bottom"))
                 setattr(self, f"{tower}_interest", self._extractor(tower))
                 self._group_extractors(tower)
         else:
-            self.bottom = _bank(spec, cfg, "shared_bottom")
+            self.bottom = bank(spec, cfg, "shared_bottom")
             for tower in ("booster", "light"):
                 if tower in self.towers and not (tower == "light" and self.light_shares_attention):
                     setattr(self, f"{tower}_interest", self._extractor(tower))
@@ -106,12 +102,14 @@ class RocketModel(LossMixin, CalibrationHeadMixin, StagesMixin, keras.Model):
                 # checkpoints before per-tower extractors hold this attention as <bottom>/attention
                 self.bottom_of(tower).link_for_checkpoints("attention", self.interest_of(tower))
         if "light" in self.towers:
-            self.light = _tower(cfg.light, "light_tower")
+            self.light = mlp_of(cfg.light, "light_tower")
         if "booster" in self.towers:
-            self.booster = _tower(cfg.booster, "booster_tower")
+            self.booster = mlp_of(cfg.booster, "booster_tower")
         booster_only = spec.booster_only_features if "booster" in self.towers else ()
         self.booster_columns = ColumnEmbeddings(booster_only, cfg.embedding_dim, init_std=cfg.embedding_init_std,
                                                 l2=cfg.embedding_l2, name="booster_columns") if booster_only else None
+        self.booster_embeddings = bank(spec, cfg, "booster_embeddings", cfg.booster_embedding_dim) \
+            if cfg.booster_embedding_dim and "booster" in self.towers else None
         self.booster_cross = CrossNetwork(cfg.booster_cross, l2=cfg.booster.l2, name="booster_cross") \
             if cfg.booster_cross and "booster" in self.towers else None
         booster_extra = spec.booster_only_extra_features if "booster" in self.towers else ()
@@ -197,7 +195,8 @@ class RocketModel(LossMixin, CalibrationHeadMixin, StagesMixin, keras.Model):
             frozen = self.stage == "light"  # two-stage, stage 2: booster runs in inference mode
             sub_training = training and not frozen
             if shared is None:
-                x = self._x("booster", self.booster_bottom(rows, training=sub_training), sub_training)
+                x = self._x("booster", self._booster_embedded(self.booster_bottom(rows, training=sub_training), rows,
+                                                              sub_training), sub_training)
             elif self.light_shares_attention:
                 same = light_x is not None and self._history_of("light") == self._history_of("booster")
                 x = light_x if same else self._x("booster", shared, training)
@@ -206,10 +205,24 @@ class RocketModel(LossMixin, CalibrationHeadMixin, StagesMixin, keras.Model):
                     x = self._gate_booster_gradient(x)
             else:  # the booster's own attention trains fully; only the embeddings' gradient is scaled
                 gated = training and self._booster_bottom_gated
-                embedded = _map_floats(self._gate_booster_gradient, shared) if gated else shared
-                x = self._x("booster", embedded, training)
-            outputs["booster"] = self.booster(self._booster_x(x, rows), training=sub_training)
+                embedded = map_floats(self._gate_booster_gradient, shared) if gated else shared
+                x = self._x("booster", self._booster_embedded(embedded, rows, training), training)
+            outputs["booster"] = self._boost(self.booster(self._booster_x(x, rows), training=sub_training), outputs)
         return outputs
+
+    def _booster_embedded(self, embedded: dict, rows: dict, training=False) -> dict:
+        """What the booster reads of the embeddings: the shared lookups, widened by its own tables'."""
+        if self.booster_embeddings is None:
+            return embedded
+        return widen(embedded, self.booster_embeddings(rows, training=training))
+
+    def _boost(self, booster_logit: tf.Tensor, outputs: dict) -> tf.Tensor:
+        """The booster's logit; ``booster_residual``: plus the light logit. The light logit's gradient
+        stops here: the booster's cross-entropy fits what the light tower misses and never trains
+        the light tower toward it (only the hint, through its own term, may)."""
+        if not self.config.booster_residual:
+            return booster_logit
+        return booster_logit + tf.stop_gradient(outputs["light"])
 
     def _booster_x(self, x: tf.Tensor, rows: dict) -> tf.Tensor:
         """The booster's x with its booster-only columns appended, through its cross stack (if any).
@@ -234,7 +247,7 @@ class RocketModel(LossMixin, CalibrationHeadMixin, StagesMixin, keras.Model):
         if self.config.light_interest == "shared":  # the extractor counts as the bottom
             raw = self._x("light", embedded, training)
             return raw, tf.stop_gradient(raw) if detach else raw, tf.stop_gradient(raw) if hinted else None
-        detached = _map_floats(tf.stop_gradient, embedded)
+        detached = map_floats(tf.stop_gradient, embedded)
         x = self._x("light", detached if detach else embedded, training)
         hint_x = None
         if hinted and detach:
@@ -247,9 +260,18 @@ class RocketModel(LossMixin, CalibrationHeadMixin, StagesMixin, keras.Model):
 
     def tower_logit(self, tower: str, rows: dict) -> tf.Tensor:
         """One tower alone, inference mode: its embeddings, its extractor, its MLP (for the light
-        tower: the served path). The user profile's share of the first layer is computed once per
-        request (``MLP.call_parts``), not once per candidate; equal to ``call``'s logit."""
+        tower: the served path; a residual booster adds the light tower's logit). The user profile's
+        share of the first layer is computed once per request (``MLP.call_parts``), not once per
+        candidate; equal to ``call``'s logit."""
+        logit = self._own_logit(tower, rows)
+        if tower == "booster" and self.config.booster_residual:
+            logit = self._boost(logit, {"light": self._own_logit("light", rows)})
+        return logit
+
+    def _own_logit(self, tower: str, rows: dict) -> tf.Tensor:
         embedded = self.bottom_of(tower)(rows, training=False)
+        if tower == "booster":
+            embedded = self._booster_embedded(embedded, rows)
         interest = self._interest(tower, embedded, training=False)
         if tower == "booster" and (self.booster_columns is not None or self.booster_extras is not None
                                    or self.booster_cross is not None):  # x is more than the two parts
@@ -264,36 +286,14 @@ class RocketModel(LossMixin, CalibrationHeadMixin, StagesMixin, keras.Model):
 
     def serving_layers(self, tower: str) -> tuple:
         """The layers one tower's path reads (what an export of that tower holds)."""
+        light = self.serving_layers("light") if tower == "booster" and self.config.booster_residual else ()
         return (self.bottom_of(tower), *self.interests_of(tower), getattr(self, tower),
-                *self._booster_only_layers(tower))
+                *self._booster_only_layers(tower), *[layer for layer in light if layer is not self.bottom_of(tower)])
 
     def _booster_only_layers(self, tower: str) -> tuple:
         """The booster's booster-only columns and cross stack (none for the light tower)."""
         if tower != "booster":
             return ()
-        return tuple(layer for layer in (self.booster_columns, self.booster_extras, self.booster_cross)
-                     if layer is not None)
+        return tuple(layer for layer in (self.booster_columns, self.booster_extras, self.booster_cross,
+                                         self.booster_embeddings) if layer is not None)
 
-
-def _bank(spec: FeatureSpec, cfg: ModelConfig, name: str) -> EmbeddingBank:
-    """A bank of the served columns (booster-only ones have their own tables: ``booster_columns``)."""
-    return EmbeddingBank(spec.served(), cfg.embedding_dim, init_std=cfg.embedding_init_std, l2=cfg.embedding_l2,
-                         recency=cfg.history_recency, name=name)
-
-
-def _check_history(spec: FeatureSpec, cfg: ModelConfig) -> None:
-    for name in ("light_history", "booster_history"):
-        steps = getattr(cfg, name)
-        if steps is not None and steps > spec.max_history:
-            raise FieldError(f"{{model.{name}}} must be <= the FeatureSpec's max_history ({spec.max_history}), "
-                             f"got {steps}")
-
-
-def _map_floats(fn, embedded: dict) -> dict:
-    """``fn`` on every float tensor of a bank's lookup (the lengths stay)."""
-    return tf.nest.map_structure(lambda t: fn(t) if t.dtype.is_floating else t, embedded)
-
-
-def _tower(tower, name: str) -> MLP:
-    """The MLP of a TowerConfig."""
-    return MLP(tower.units, tower.activation, tower.batch_norm, tower.dropout, tower.l2, name=name)

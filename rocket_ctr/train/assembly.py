@@ -148,7 +148,9 @@ def build_model(trainer) -> tuple[RocketModel, dict]:
     with trainer.strategy.scope():
         model = RocketModel(trainer.spec, cfg)
         stages = ("booster", "light") if cfg.model.mode == "two-stage" else ("joint",)
-        optimizers = {stage: make_optimizer(training.optimizer, training.learning_rate) for stage in stages}
+        booster_rate = training.booster_learning_rate or training.learning_rate
+        optimizers = {stage: make_optimizer(training.optimizer, booster_rate if stage == "booster"
+                                            else training.learning_rate) for stage in stages}
         first = next(iter(trainer.reader), None)
         if first is None:
             raise FieldError(f"{trainer.train_paths}: no full batch of {training.batch_size} rows in any history "
@@ -163,6 +165,8 @@ def build_model(trainer) -> tuple[RocketModel, dict]:
             optimizers["light"].build(model.tower_variables("light"))
         else:
             optimizers["joint"].build(model.trainable_variables)
+            if "booster" in model.towers:
+                optimizers["joint"].scale_rates(model.tower_variables("booster"), booster_rate / training.learning_rate)
     return model, optimizers
 
 

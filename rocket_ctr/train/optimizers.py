@@ -13,6 +13,19 @@ import tensorflow as tf
 from rocket_ctr.errors import FieldError
 
 
+class RateScales:
+    """An optimizer mixin: some variables step at a multiple of the learning rate (a tower's own
+    rate in joint training: one optimizer, one checkpoint layout, a different step size)."""
+
+    def scale_rates(self, variables, scale: float) -> None:
+        """Steps of ``variables`` use ``scale`` × the learning rate (set before the first step)."""
+        self._rate_scales = {**getattr(self, "_rate_scales", {}), **{self._var_key(v): float(scale) for v in variables}}
+
+    def update_step(self, gradient, variable, learning_rate):
+        scale = getattr(self, "_rate_scales", {}).get(self._var_key(variable), 1.0)
+        return super().update_step(gradient, variable, learning_rate * scale if scale != 1.0 else learning_rate)
+
+
 class LazyAdam(keras.optimizers.Adam):
     """Adam whose sparse (embedding) updates touch only the rows present in the batch."""
 
@@ -55,16 +68,24 @@ def _handle(variable):
     return variable.handle if isinstance(variable, tf.Variable) else variable.value.handle
 
 
+class ScaledLazyAdam(RateScales, LazyAdam):
+    """:class:`LazyAdam` with per-variable learning-rate multiples (:class:`RateScales`)."""
+
+
+class ScaledAdam(RateScales, keras.optimizers.Adam):
+    """Keras' Adam with per-variable learning-rate multiples (:class:`RateScales`)."""
+
+
 def make_optimizer(name: str, learning_rate: float) -> keras.optimizers.Optimizer:
     """The training optimizer by its config name (``training.optimizer``).
 
     Args:
         name: ``lazy_adam`` (:class:`LazyAdam`: sparse rows only) or ``adam`` (Keras' Adam: every
             row of every table each step, as Keras and DeepCTR train).
-        learning_rate: Adam's learning rate.
+        learning_rate: Adam's learning rate (:meth:`RateScales.scale_rates` sets multiples of it).
     """
     if name == "lazy_adam":
-        return LazyAdam(learning_rate)
+        return ScaledLazyAdam(learning_rate)
     if name == "adam":
-        return keras.optimizers.Adam(learning_rate)
+        return ScaledAdam(learning_rate)
     raise FieldError(f"{{training.optimizer}} must be lazy_adam or adam, got {name!r}")

@@ -193,8 +193,9 @@ def row_mapping(old_vocabulary, new_vocabulary) -> tuple[np.ndarray, dict]:
 def _tables(model, feature: str) -> list:
     """The embedding variables of one feature (one per bottom)."""
     bottoms = {id(model.bottom_of(t)): model.bottom_of(t) for t in model.towers}
-    if model.booster_columns is not None:  # the booster-only columns' tables
-        bottoms[id(model.booster_columns)] = model.booster_columns
+    for own in (model.booster_columns, model.booster_embeddings):  # the booster-only columns', its own tables
+        if own is not None:
+            bottoms[id(own)] = own
     return [bottom.embeddings[feature].embeddings for bottom in bottoms.values() if feature in bottom.embeddings]
 
 

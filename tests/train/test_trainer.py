@@ -247,3 +247,19 @@ def test_base_mode_ignores_booster_only_columns_and_says_so(click_log, tmp_path,
     assert "mode base: the booster-only columns ['slot'] are ignored" in capsys.readouterr().out
     model, recorded, _ = restore_model(tmp_path)
     assert recorded == spec.served() and model.booster_columns is None
+
+
+@pytest.mark.parametrize("mode", ["rocket", "two-stage"])
+def test_the_booster_learning_rate_steps_the_boosters_own_variables_only(log, tmp_path, mode):
+    config = RocketConfig(**{**FAST, "mode": mode, "learning_rate": 1e-3, "booster_learning_rate": 4e-3})
+    trainer = Trainer(tmp_path, log / "train", None, config, verbose=0)
+    model, optimizers = trainer.model, trainer.optimizers
+    if mode == "two-stage":  # one optimizer per stage: the booster's runs at its own rate
+        assert float(optimizers["booster"].learning_rate) == pytest.approx(4e-3)
+        assert float(optimizers["light"].learning_rate) == pytest.approx(1e-3)
+        return
+    joint = optimizers["joint"]
+    booster = {joint._var_key(v) for v in model.tower_variables("booster") if v.trainable}
+    scales = {joint._var_key(v): joint._rate_scales.get(joint._var_key(v), 1.0) for v in model.trainable_variables}
+    assert booster and {scales[k] for k in booster} == {4.0}
+    assert {s for k, s in scales.items() if k not in booster} == {1.0}  # light tower and shared embeddings
