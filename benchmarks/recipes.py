@@ -121,6 +121,10 @@ REAL_LOGS_CHANGES = {
     "wide din+dot booster": Recipe({"booster_interest": "din+dot", "booster_units": [1024, 512],
                                     "booster_batch_norm": False, "booster_cross": 2, "booster_bottom": "after-launch"}),
     "hint 1": Recipe({"hint_weight": 1.0}),
+    # the 7-layer booster with DIN + dot attention and more of what only it reads (docs/results/boosters.md)
+    "din+dot booster, own embeddings 18": Recipe({"booster_interest": "din+dot", "booster_embedding_dim": 18}),
+    "din+dot booster, residual": Recipe({"booster_interest": "din+dot", "booster_residual": True}),
+    "hint 0.1 from the first step": Recipe({"hint_weight": 0.1, "hint_warmup": False}),
 }
 REAL_LOGS_PRESETS = {
     "defaults": [],
@@ -215,18 +219,21 @@ ABLATION_INVESTIGATIONS = {
 ABLATION.update(ABLATION_INVESTIGATIONS)
 
 # ----- throughput: bench_train_throughput.py -----------------------------------------------------------
-THROUGHPUT_OPTIONS = ("buckets", "stringhash", "afterlaunch", "dotbooster", "widebooster")  # and light extractors
 # the booster options beside the default 7-layer DIN one (docs/results/boosters.md), as the real-logs recipes set them
 BOOSTER_OPTIONS = {"dotbooster": REAL_LOGS_CHANGES["dot cross booster"].config,
-                   "widebooster": REAL_LOGS_CHANGES["wide din+dot booster"].config}
+                   "widebooster": REAL_LOGS_CHANGES["wide din+dot booster"].config,
+                   "dindotbooster": REAL_LOGS_CHANGES["booster din+dot"].config,
+                   "ownembbooster": REAL_LOGS_CHANGES["din+dot booster, own embeddings 18"].config,
+                   "residualbooster": REAL_LOGS_CHANGES["din+dot booster, residual"].config}
+THROUGHPUT_OPTIONS = ("buckets", "stringhash", "afterlaunch", *BOOSTER_OPTIONS)  # and light extractors
 
 
 def _throughput(name: str) -> Recipe:
     """``rocket``, ``base`` ... plus ``+`` options: ``buckets`` (batches grouped by history length),
     ``dot`` / ``mean`` / ``din`` / ``shared`` (the light tower's interest extractor), ``afterlaunch``
     (the booster kept off the shared bottom until the warm-up launches it, λ = 1), ``stringhash``
-    (each int64 id's decimal text through farmhash), ``dotbooster`` / ``widebooster``
-    (:data:`BOOSTER_OPTIONS`), e.g. ``rocket+dot+buckets``."""
+    (each int64 id's decimal text through farmhash), ``dotbooster``, ``widebooster``, ``dindotbooster``,
+    ``ownembbooster``, ``residualbooster`` (:data:`BOOSTER_OPTIONS`), e.g. ``rocket+dot+buckets``."""
     from rocket_ctr.config.schema import LIGHT_INTERESTS
 
     mode, *extras = name.split("+")

@@ -29,8 +29,9 @@ from experiment_real_logs import LOGS  # noqa: E402
 from experiment_results import provenance  # noqa: E402
 
 
-def run(item: dict, data_root: Path, work: Path, cli: str) -> dict:
-    """Trains one planned run; returns its results line."""
+def run(item: dict, data_root: Path, work: Path, cli: str, keep_checkpoints: bool = False) -> dict:
+    """Trains one planned run; returns its results line (the run dir stays, without its checkpoints
+    unless ``keep_checkpoints``: a screen of dozens of runs would otherwise fill the disk)."""
     key = f"{item['name']}|{item['log']}|{item['seed']}"
     data = Path(item["data"]) if "data" in item else data_root / LOGS[item["log"]]
     run_dir = work / key.replace("|", "_").replace(" ", "_")
@@ -45,6 +46,8 @@ def run(item: dict, data_root: Path, work: Path, cli: str) -> dict:
         raise SystemExit(f"{' '.join(command)} failed:\n{done.stderr[-3000:]}")
     metrics = json.loads((run_dir / "metrics.json").read_text())
     config = json.loads((run_dir / "config.json").read_text())
+    if not keep_checkpoints:
+        shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
     return {"key": key, **item, "seconds": round(time.time() - started, 1), "light": metrics.get("light"),
             "booster": metrics.get("booster"), "ex_per_s": metrics.get("train_examples_per_s"),
             "best_epoch": metrics.get("best_epoch"),
@@ -59,6 +62,7 @@ def main() -> None:
     parser.add_argument("--work-dir", type=Path, default=Path("/tmp/screen"))
     parser.add_argument("--data-root", type=Path, default=ROOT.parent / "shared" / "data")
     parser.add_argument("--cli", default=str(ROOT / ".venv" / "bin" / "rocket-ctr"))
+    parser.add_argument("--keep-checkpoints", action="store_true", help="keep each run dir's checkpoints")
     args = parser.parse_args()
     plan = [json.loads(line) for line in args.plan.read_text().splitlines() if line.strip()]
     done = ({json.loads(line)["key"] for line in args.results.read_text().splitlines() if line.strip()}
@@ -66,7 +70,7 @@ def main() -> None:
     for item in plan:
         if f"{item['name']}|{item['log']}|{item['seed']}" in done:
             continue
-        line = run(item, args.data_root, args.work_dir, args.cli)
+        line = run(item, args.data_root, args.work_dir, args.cli, args.keep_checkpoints)
         with args.results.open("a") as out:
             out.write(json.dumps(line) + "\n")
         gauc = {tower: (line[tower] or {}).get("gauc") for tower in ("light", "booster")}
