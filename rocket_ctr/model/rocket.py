@@ -37,9 +37,10 @@ class RocketModel(LossMixin, CalibrationHeadMixin, StagesMixin, keras.Model):
     DIN attention (``booster_interest``, over its newest ``booster_history`` steps), the light tower
     with ``light_interest`` (its own DIN, dot or mean extractor over its newest ``light_history``
     steps) or, with ``light_interest="shared"``, the booster's attention itself (then part of the
-    bottom, :meth:`shared_variables`; an own one is the tower's, :meth:`tower_variables`). With several sequence groups (``FeatureSpec.sequence_groups``) each tower has one extractor
-    per group (:meth:`interests_of`; the first group's is ``<tower>_interest`` as without groups,
-    the others ``<tower>_interest_<group>``), their pooled vectors concatenated into its x.
+    bottom, :meth:`shared_variables`; an own one is the tower's, :meth:`tower_variables`). With
+    several sequence groups (``FeatureSpec.sequence_groups``) each tower has one extractor per
+    group (:meth:`interests_of`; the first group's is ``<tower>_interest`` as without groups, the
+    others ``<tower>_interest_<group>``), their pooled vectors concatenated into its x.
 
     What only the booster reads (capacity the served light tower cannot afford): more history
     steps (``booster_history``), its own attention widths, its own embedding tables beside the
