@@ -26,6 +26,7 @@ from rocket_ctr.config.validation import (
     FOLD_IN_CHOICES,
     LAST_EVENT_FRACTION,
     VALIDATION_SPLITS,
+    check_booster_options,
     check_tail_events,
     validation_fractions,
 )
@@ -115,7 +116,8 @@ class TrainingConfig:
     batch_size: int = option(256, help="rows per step (per worker under --strategy multi-worker)", minimum=1)
     learning_rate: float = option(1e-3, help="Adam's learning rate", above=0.0)
     booster_learning_rate: float | None = option(None, above=0.0, help="Adam's learning rate of the booster's own "
-                                                 "variables (MLP, extractor, crosses); unset: --learning-rate")
+                                                 "variables (MLP, extractor, crosses, own tables); unset: "
+                                                 "--learning-rate (the shared embeddings keep it)")
     optimizer: str = option("lazy_adam", choices=OPTIMIZERS,
                             help="lazy_adam: Adam updating only the embedding rows a batch touched; "
                                  "adam: Keras' Adam, every row every step")
@@ -215,6 +217,7 @@ class RocketConfig:
         set_flat(self, flat)
         validate(self)
         check_tail_events(self.training.validation_split, self.training.validation_tail_events)
+        check_booster_options(self.model)
 
     # ----- what the parts imply -----------------------------------------------------------------
     @property

@@ -68,3 +68,19 @@ def calibration_share(training, split_kind: str, distributed: bool) -> float:
     if not sliced or method == "before":
         return 0.0
     return CROSS_FIT_SHARE if method == "cross-fit" else training.calibration_share
+
+
+def check_booster_options(model) -> None:
+    """Refuses booster options the model's other fields rule out (FieldError, one line): a residual
+    booster outside rocket mode (no light logit trained beside it to add to), own booster tables
+    under a shared attention (which cannot read wider embeddings).
+
+    Args:
+        model: a ``ModelConfig``.
+    """
+    if model.booster_embedding_dim and model.light_interest == "shared":
+        raise FieldError("{model.booster_embedding_dim} needs a light tower with its own extractor ({model."
+                         "light_interest} dot, din or mean): a shared attention cannot read wider embeddings")
+    if model.booster_residual and model.mode != "rocket":
+        raise FieldError(f"{{model.booster_residual}} needs {{model.mode}} rocket (the booster adds to the light "
+                         f"logit it trains beside), got {model.mode!r}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import tensorflow as tf
 
 from rocket_ctr.config.schema import ModelConfig
+from rocket_ctr.config.validation import check_booster_options
 from rocket_ctr.errors import FieldError
 from rocket_ctr.features.spec import FeatureSpec
 from rocket_ctr.model.layers.bank import EmbeddingBank
@@ -24,16 +25,11 @@ def widen(shared: dict, own: dict) -> dict:
     return tf.nest.map_structure(lambda a, b: tf.concat([a, b], -1) if a.dtype.is_floating else a, shared, own)
 
 
-def check_modes(spec: FeatureSpec, cfg: ModelConfig) -> None:
+def check_model_config(spec: FeatureSpec, cfg: ModelConfig) -> None:
     """Raises FieldError for history limits beyond the FeatureSpec's, a residual booster without a
     light tower to add to (only rocket mode trains the two together) and own booster embeddings
     under a shared attention."""
-    if cfg.booster_embedding_dim and cfg.light_interest == "shared":
-        raise FieldError("{model.booster_embedding_dim} needs a light tower with its own extractor ({model."
-                         "light_interest} dot, din or mean): a shared attention cannot read wider embeddings")
-    if cfg.booster_residual and cfg.mode != "rocket":
-        raise FieldError(f"{{model.booster_residual}} needs {{model.mode}} rocket (the booster adds to the light "
-                         f"logit it trains beside), got {cfg.mode!r}")
+    check_booster_options(cfg)  # RocketConfig checks them too; a bare ModelConfig only here
     for name in ("light_history", "booster_history"):
         steps = getattr(cfg, name)
         if steps is not None and steps > spec.max_history:

@@ -22,7 +22,7 @@ from rocket_ctr.model.layers.interest import make_extractor, newest_steps
 from rocket_ctr.model.layers.tower_input import tower_input, tower_input_parts
 from rocket_ctr.model.layers.transformer import transformer_options
 from rocket_ctr.model.loss import LOSS_TERMS, LossMixin
-from rocket_ctr.model.parts import bank, check_modes, map_floats, mlp_of, widen
+from rocket_ctr.model.parts import bank, check_model_config, map_floats, mlp_of, widen
 from rocket_ctr.model.stages import StagesMixin
 
 
@@ -79,7 +79,7 @@ class RocketModel(LossMixin, CalibrationHeadMixin, StagesMixin, keras.Model):
         self.towers = cfg.towers
         self.stage = {"two-stage": "booster"}.get(cfg.mode, "joint")
 
-        check_modes(spec, cfg)
+        check_model_config(spec, cfg)
         self.separate = len(self.towers) == 2 and (not cfg.share or cfg.mode == "two-stage")
         # the light tower reads the booster's very attention layer
         self.light_shares_attention = cfg.light_interest == "shared" and len(self.towers) == 2 and not self.separate

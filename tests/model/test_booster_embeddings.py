@@ -4,7 +4,7 @@ import pytest
 import tensorflow as tf
 from test_model import SPEC, build, is_zero, labels, rows
 
-from rocket_ctr.config.schema import RocketConfig
+from rocket_ctr.config.schema import ModelConfig, RocketConfig
 from rocket_ctr.errors import FieldError
 from rocket_ctr.model.rocket import RocketModel
 
@@ -35,4 +35,6 @@ def test_only_the_boosters_cross_entropy_trains_its_tables():
 
 def test_own_tables_need_a_light_tower_with_its_own_extractor():
     with pytest.raises(FieldError, match="booster_embedding_dim.*light_interest"):
-        RocketModel(SPEC, RocketConfig(booster_embedding_dim=6, light_interest="shared"))
+        RocketConfig(booster_embedding_dim=6, light_interest="shared")
+    with pytest.raises(FieldError, match="booster_embedding_dim.*light_interest"):
+        RocketModel(SPEC, ModelConfig(booster_embedding_dim=6, light_interest="shared"))

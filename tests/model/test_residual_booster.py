@@ -5,7 +5,7 @@ import pytest
 import tensorflow as tf
 from test_model import SPEC, build, is_zero, labels, rows
 
-from rocket_ctr.config.schema import RocketConfig
+from rocket_ctr.config.schema import ModelConfig, RocketConfig
 from rocket_ctr.errors import FieldError
 from rocket_ctr.model.rocket import RocketModel
 
@@ -48,4 +48,6 @@ def test_the_boosters_export_path_reads_the_light_tower():
 @pytest.mark.parametrize("mode", ["base", "booster", "two-stage"])
 def test_a_residual_booster_needs_rocket_mode(mode):
     with pytest.raises(FieldError, match="booster_residual.*rocket"):
-        RocketModel(SPEC, RocketConfig(mode=mode, booster_residual=True))
+        RocketConfig(mode=mode, booster_residual=True)  # the run's config, before any log is read
+    with pytest.raises(FieldError, match="booster_residual.*rocket"):
+        RocketModel(SPEC, ModelConfig(mode=mode, booster_residual=True))  # a bare ModelConfig
