@@ -351,13 +351,14 @@ def recipe_key(resolved: dict) -> str:
 
 def listed(family: str) -> list[str]:
     """The names a family lists (the real logs: presets, single changes and DeepCTR DIN; throughput:
-    each mode with each option; calibration: its runs at r = 0.1)."""
+    each mode with each option, the booster options with rocket only; calibration: its runs at r = 0.1)."""
     if family == "real logs":
         return [*REAL_LOGS_PRESETS, *REAL_LOGS_CHANGES, DEEPCTR_DIN]
     if family == "throughput":
         from rocket_ctr.config.schema import LIGHT_INTERESTS, MODES
 
-        return [*MODES, *(f"{m}+{o}" for m in ("rocket", "base") for o in (*THROUGHPUT_OPTIONS, *LIGHT_INTERESTS))]
+        return [*MODES, *(f"{m}+{o}" for m in ("rocket", "base") for o in (*THROUGHPUT_OPTIONS, *LIGHT_INTERESTS)
+                          if m == "rocket" or o not in BOOSTER_OPTIONS)]
     if family == "calibration":
         return ["oracle", "full rate", "upstream r=0.1", "reader r=0.1"]
     return list({"protection": PROTECTION, "ablation": ABLATION, "feature types": FEATURE_TYPES,

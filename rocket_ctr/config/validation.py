@@ -72,8 +72,9 @@ def calibration_share(training, split_kind: str, distributed: bool) -> float:
 
 def check_booster_options(model) -> None:
     """Refuses booster options the model's other fields rule out (FieldError, one line): a residual
-    booster outside rocket mode (no light logit trained beside it to add to), own booster tables
-    under a shared attention (which cannot read wider embeddings).
+    booster in booster or two-stage mode (no light logit trained beside it to add to; base mode
+    builds no booster and ignores it, as every booster option), own booster tables under a shared
+    attention (which cannot read wider embeddings).
 
     Args:
         model: a ``ModelConfig``.
@@ -81,6 +82,6 @@ def check_booster_options(model) -> None:
     if model.booster_embedding_dim and model.light_interest == "shared":
         raise FieldError("{model.booster_embedding_dim} needs a light tower with its own extractor ({model."
                          "light_interest} dot, din or mean): a shared attention cannot read wider embeddings")
-    if model.booster_residual and model.mode != "rocket":
+    if model.booster_residual and model.mode in ("booster", "two-stage"):
         raise FieldError(f"{{model.booster_residual}} needs {{model.mode}} rocket (the booster adds to the light "
                          f"logit it trains beside), got {model.mode!r}")

@@ -45,7 +45,12 @@ def test_the_boosters_export_path_reads_the_light_tower():
     assert model.booster not in model.serving_layers("light")
 
 
-@pytest.mark.parametrize("mode", ["base", "booster", "two-stage"])
+def test_base_mode_builds_no_booster_and_ignores_the_residual():
+    model = RocketModel(SPEC, RocketConfig(mode="base", booster_residual=True))
+    assert model.towers == ("light",) and not hasattr(model, "booster")
+
+
+@pytest.mark.parametrize("mode", ["booster", "two-stage"])
 def test_a_residual_booster_needs_rocket_mode(mode):
     with pytest.raises(FieldError, match="booster_residual.*rocket"):
         RocketConfig(mode=mode, booster_residual=True)  # the run's config, before any log is read
