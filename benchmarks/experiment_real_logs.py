@@ -135,6 +135,17 @@ def reference_spec() -> dict:
         return json.loads((Path(folder) / "spec.json").read_text())
 
 
+def train_and_read(command: list, run_dir: Path, env: dict | None = None) -> tuple[dict, dict, float]:
+    """Runs one ``rocket-ctr train`` command (exits with its stderr's tail if it fails); returns the run
+    dir's metrics.json and config.json and the seconds it took."""
+    started = time.time()
+    done = subprocess.run(command, capture_output=True, text=True, env={**os.environ, **(env or {})})
+    if done.returncode:
+        raise SystemExit(f"{' '.join(command)} failed:\n{done.stderr[-3000:]}")
+    return (json.loads((run_dir / "metrics.json").read_text()), json.loads((run_dir / "config.json").read_text()),
+            round(time.time() - started, 1))
+
+
 def run_rocket(cli: str, data: Path, run_dir: Path, variant: str, seed: int, epochs: int) -> tuple[dict, dict]:
     """Trains one variant with ``rocket-ctr train``; returns (its measures, the resolved config it trained:
     the run dir's config.json with the recipe's spec edits and environment)."""
@@ -151,12 +162,7 @@ def run_rocket(cli: str, data: Path, run_dir: Path, variant: str, seed: int, epo
                "--run-dir", str(run_dir), "--config", str(config), "--quiet"]
     if found.spec:
         command += ["--spec", str(spec_file(data, found.spec, setup / "feature_spec.json"))]
-    started = time.time()
-    done = subprocess.run(command, capture_output=True, text=True, env={**os.environ, **found.env})
-    if done.returncode:
-        raise SystemExit(f"{' '.join(command)} failed:\n{done.stderr[-3000:]}")
-    metrics = json.loads((run_dir / "metrics.json").read_text())
-    trained = json.loads((run_dir / "config.json").read_text())
+    metrics, trained, seconds = train_and_read(command, run_dir, found.env)
     light_interest = trained["model"]["light_interest"]
     resolved = json.loads(json.dumps({"system": ROCKET_CTR, "config": trained, "spec": found.spec,
                                       "env": found.env}))
@@ -164,7 +170,7 @@ def run_rocket(cli: str, data: Path, run_dir: Path, variant: str, seed: int, epo
         print(f"warning: {run_dir}/config.json is not what {variant!r} resolves to (recorded as trained)",
               flush=True)
     per_epoch = [r.get("eval", {}).get("light", {}).get("gauc") for r in metrics["history"]]
-    return {"seconds": round(time.time() - started, 1), "light": metrics.get("light"),
+    return {"seconds": seconds, "light": metrics.get("light"),
             "booster": metrics.get("booster"), "epochs_trained": metrics.get("epochs_trained"),
             "light_interest": light_interest,
             "kept_epoch": metrics.get("best_epoch", metrics.get("epoch")),

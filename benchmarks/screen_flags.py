@@ -17,14 +17,12 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from experiment_real_logs import LOGS  # noqa: E402
+from experiment_real_logs import LOGS, train_and_read  # noqa: E402
 
 from experiment_results import provenance  # noqa: E402
 
@@ -40,15 +38,10 @@ def run(item: dict, data_root: Path, work: Path, cli: str, keep_checkpoints: boo
                    (data / "train.parquet", data / "test.parquet"))
     command = [cli, "train", "--train", str(train), "--eval", str(test),
                "--run-dir", str(run_dir), "--seed", str(item["seed"]), "--quiet", *item["flags"]]
-    started = time.time()
-    done = subprocess.run(command, capture_output=True, text=True)
-    if done.returncode:
-        raise SystemExit(f"{' '.join(command)} failed:\n{done.stderr[-3000:]}")
-    metrics = json.loads((run_dir / "metrics.json").read_text())
-    config = json.loads((run_dir / "config.json").read_text())
+    metrics, config, seconds = train_and_read(command, run_dir)
     if not keep_checkpoints:
         shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
-    return {"key": key, **item, "seconds": round(time.time() - started, 1), "light": metrics.get("light"),
+    return {"key": key, **item, "seconds": seconds, "light": metrics.get("light"),
             "booster": metrics.get("booster"), "ex_per_s": metrics.get("train_examples_per_s"),
             "best_epoch": metrics.get("best_epoch"),
             **provenance("screen", item["name"], data, config={"system": "rocket_ctr", "config": config},
