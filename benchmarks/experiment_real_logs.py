@@ -211,8 +211,8 @@ def main() -> None:
     parser.add_argument("--logs", nargs="+", default=list(LOGS), choices=list(LOGS))
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--variants", nargs="*", default=["defaults"],
-                        help=f"presets {sorted(REAL_LOGS_PRESETS)} or changes joined by ' + ': "
-                             f"{sorted(REAL_LOGS_CHANGES)} (benchmarks/recipes.py)")
+                        help=(f"presets {sorted(REAL_LOGS_PRESETS)} or changes joined by ' + ': "
+                              f"{sorted(REAL_LOGS_CHANGES)} (benchmarks/recipes.py)").replace("%", "%%"))
     parser.add_argument("--din", action="store_true", help="also run DeepCTR's DIN (its own venv)")
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--data-root", default=str(ROOT.parent / "shared" / "data"))
