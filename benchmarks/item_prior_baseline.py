@@ -88,8 +88,8 @@ def main(argv=None) -> None:
         every = read(train_log.files, spec)
         trained = every if holdout is None else \
             {k: v[~held_out(train_log.files, spec, holdout)] for k, v in every.items()}
-        print(f"{name:14s} {prior_gauc(trained, test, args.smoothing):.4f} / {prior_gauc(every, test, args.smoothing):.4f}"
-              f"  ({holdout.reason if holdout else 'no validation rows'})")
+        fitted = [prior_gauc(rows, test, args.smoothing) for rows in (trained, every)]
+        print(f"{name:14s} {fitted[0]:.4f} / {fitted[1]:.4f}  ({holdout.reason if holdout else 'no validation rows'})")
 
 
 if __name__ == "__main__":

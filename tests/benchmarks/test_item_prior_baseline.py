@@ -4,6 +4,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from conftest import log_columns, write_log
 
 SPEC = importlib.util.spec_from_file_location(
