@@ -19,6 +19,9 @@ class HintConfig:
     temperature: float = option(1.0, help="T of the kd hint", flag="--temperature", above=0.0)
     gate: bool = option(False, help="apply the hint only where the booster's cross-entropy is lower than the "
                                     "light tower's")
+    confidence: bool = option(False, help="weigh each row's hint by the booster's probability of the row's label "
+                                          "(σ(z) for a click, 1 − σ(z) otherwise): a soft --hint-gate, the booster "
+                                          "teaches most where it is surest and right")
     warmup: bool = option(True, help="λ stays 0 (and, with --booster-bottom after-launch, the booster off the "
                                      "shared bottom) until the booster leads the light tower on the validation "
                                      "rows (launch metric), then ramps up")

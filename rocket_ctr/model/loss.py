@@ -56,6 +56,9 @@ class LossMixin:
                 # the booster teaches only where it models the true label better than the light tower
                 better = _ce(labels, logits["booster"]) < _ce(labels, logits["light"])
                 hint *= tf.cast(tf.stop_gradient(better), hint.dtype)
+            if self.hint_config.confidence:
+                # exp(−H(y, σ(z))): the booster's probability of the observed label, a constant of the step
+                hint *= tf.exp(-tf.stop_gradient(_ce(labels, logits["booster"])))
             terms["hint"] = self._hint_lambda() * mean(hint)
         return terms
 

@@ -287,6 +287,24 @@ def test_gated_hint_applies_only_where_the_booster_is_the_better_model():
     assert float(ungated.loss_terms(labels, logits)["hint"]) == pytest.approx(2.0 * 9.0)
 
 
+def test_confidence_weighted_hint_weighs_each_row_by_the_boosters_probability_of_its_label():
+    model = build(hint_confidence=True, hint_weight=2.0)
+    labels = tf.constant([1.0, 0.0])
+    logits = {"light": tf.constant([0.0, 0.0]), "booster": tf.constant([2.0, 2.0])}
+    # row 0: a click the booster gives σ(2); row 1: a non-click it gives 1 − σ(2); hint (0 − 2)² = 4 each
+    p = 1.0 / (1.0 + np.exp(-2.0))
+    assert float(model.loss_terms(labels, logits)["hint"]) == pytest.approx(2.0 * (p * 4 + (1 - p) * 4) / 2)
+
+
+def test_confidence_weighted_hint_never_updates_the_booster():
+    model = build(hint_confidence=True, hint_weight=1.0, hint_warmup=False)
+    booster_own = model.tower_variables("booster")
+    with tf.GradientTape() as tape:
+        hint = model.loss_terms(labels(), model(rows(), training=True))["hint"]
+    gradients = tape.gradient(hint, [v.value for v in booster_own], unconnected_gradients=tf.UnconnectedGradients.ZERO)
+    assert float(hint) > 0 and all(is_zero(g) for g in gradients)
+
+
 # ----- booster capacity the light tower does not pay for: cross stack, booster-only columns -------------------
 SPEC_SLOT = FeatureSpec(sequence_features=SPEC.sequence_features, user_features=SPEC.user_features,
                         item_features=(IdFeature("slot", buckets=6, booster_only=True),), max_history=8,
