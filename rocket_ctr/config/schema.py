@@ -86,6 +86,12 @@ class ModelConfig:
                                          "feature, read beside the shared ones (0 = none; never in the light tower)")
     booster_residual: bool = option(False, help="rocket: the booster's logit is its MLP's output plus the light logit "
                                                  "(gradient-stopped): it learns what the light tower misses")
+    booster_wide: bool = option(False, help="a wide part in the booster's logit (Wide & Deep): one learned scalar per "
+                                            "id of the candidate's and the user's id features, summed")
+    booster_wide_crosses: str = option("", help="crossed columns USER*CANDIDATE of the booster's wide part, "
+                                                "comma-separated (e.g. user_id*cate_id: one scalar per user and "
+                                                "category, the user's affinity to it, hashed into 2^20 rows); also "
+                                                "without --booster-wide")
     booster_transformer_layers: int = option(1, minimum=1, help="--booster-interest transformer: encoder layers "
                                                                  "(self-attention, then a feed-forward 2x as wide)")
     booster_transformer_heads: int = option(2, minimum=1, help="--booster-interest transformer: attention heads "
@@ -133,6 +139,10 @@ class TrainingConfig:
                                   help="train on every click and this share of the negatives (chosen by a hash "
                                        "of each row, the same every epoch); predictions, evaluation and the "
                                        "export are corrected back to the full rate: p = q / (q + (1 - q) / r)")
+    booster_wide_rate: float = option(10.0, above=0.0,
+                                      help="the learning rate of the booster's wide part (--booster-wide, "
+                                           "--booster-wide-crosses) as a multiple of the booster's (Adam moves a "
+                                           "scalar about one learning rate each time its id is seen)")
     booster_epochs: int | None = option(None, help="two-stage: epochs of stage 1 (default: --epochs)", minimum=1)
     validation_fraction: float | None = option(None, minimum=0.0, below=0.5,
                                                help="share of the training rows held out and evaluated every "

@@ -74,7 +74,7 @@ def check_booster_options(model) -> None:
     """Refuses booster options the model's other fields rule out (FieldError, one line): a residual
     booster in booster or two-stage mode (no light logit trained beside it to add to; base mode
     builds no booster and ignores it, as every booster option), own booster tables under a shared
-    attention (which cannot read wider embeddings).
+    attention (which cannot read wider embeddings), wide crosses not written USER*CANDIDATE.
 
     Args:
         model: a ``ModelConfig``.
@@ -85,3 +85,17 @@ def check_booster_options(model) -> None:
     if model.booster_residual and model.mode in ("booster", "two-stage"):
         raise FieldError(f"{{model.booster_residual}} needs {{model.mode}} rocket (the booster adds to the light "
                          f"logit it trains beside), got {model.mode!r}")
+    wide_crosses(model.booster_wide_crosses)
+
+
+def wide_crosses(text: str) -> tuple:
+    """``"user_id*cate_id, ..."`` as ``(("user_id", "cate_id"), ...)``; FieldError for a cross that is
+    not two names joined by ``*``."""
+    crosses = []
+    for cross in (c.strip() for c in text.split(",") if c.strip()):
+        names = tuple(n.strip() for n in cross.split("*"))
+        if len(names) != 2 or not all(names):
+            raise FieldError(f"{{model.booster_wide_crosses}} takes USER*CANDIDATE feature names, comma-separated "
+                             f"(e.g. user_id*cate_id), got {cross!r}")
+        crosses.append(names)
+    return tuple(crosses)

@@ -5,10 +5,12 @@ from __future__ import annotations
 import tensorflow as tf
 
 from rocket_ctr.config.schema import ModelConfig
-from rocket_ctr.config.validation import check_booster_options
+from rocket_ctr.config.validation import check_booster_options, wide_crosses
 from rocket_ctr.errors import FieldError
 from rocket_ctr.features.spec import FeatureSpec
 from rocket_ctr.model.layers.bank import EmbeddingBank
+from rocket_ctr.model.layers.booster import ColumnEmbeddings, CrossNetwork, WideTerms
+from rocket_ctr.model.layers.features import FeatureEncoders
 from rocket_ctr.model.layers.mlp import MLP
 
 
@@ -19,6 +21,28 @@ def bank(spec: FeatureSpec, cfg: ModelConfig, name: str, width: int | None = Non
                          l2=cfg.embedding_l2, recency=cfg.history_recency, name=name)
 
 
+def booster_only_layers(spec: FeatureSpec, cfg: ModelConfig, towers: tuple) -> dict:
+    """What only the booster reads, by ``RocketModel`` attribute name (None where the config asks for
+    none; all None without a booster): the booster-only columns' tables, its own embedding tables,
+    its cross stack, its wide part and the booster-only numeric/multi-hot features."""
+    has = "booster" in towers
+    columns = spec.booster_only_features if has else ()
+    extras = spec.booster_only_extra_features if has else ()
+    init = {"init_std": cfg.embedding_init_std, "l2": cfg.embedding_l2}
+    crosses = wide_crosses(cfg.booster_wide_crosses)
+    return {
+        "booster_columns": ColumnEmbeddings(columns, cfg.embedding_dim, name="booster_columns", **init)
+        if columns else None,
+        "booster_embeddings": bank(spec, cfg, "booster_embeddings", cfg.booster_embedding_dim)
+        if has and cfg.booster_embedding_dim else None,
+        "booster_cross": CrossNetwork(cfg.booster_cross, l2=cfg.booster.l2, name="booster_cross")
+        if has and cfg.booster_cross else None,
+        "booster_wide": WideTerms(spec.served(), crosses, ids=cfg.booster_wide, name="booster_wide")
+        if has and (cfg.booster_wide or crosses) else None,
+        "booster_extras": FeatureEncoders(extras, cfg.embedding_dim, name="booster_extras", **init) if extras else None,
+    }
+
+
 def widen(shared: dict, own: dict) -> dict:
     """Two banks' lookups of the same rows as one: every embedding is the shared one with the
     booster's own appended (lengths, widths and valid-step indices are the same in both)."""
@@ -27,9 +51,17 @@ def widen(shared: dict, own: dict) -> dict:
 
 def check_model_config(spec: FeatureSpec, cfg: ModelConfig) -> None:
     """Raises FieldError for history limits beyond the FeatureSpec's, a residual booster without a
-    light tower to add to (only rocket mode trains the two together) and own booster embeddings
-    under a shared attention."""
+    light tower to add to (only rocket mode trains the two together), own booster embeddings
+    under a shared attention and wide crosses of features the FeatureSpec does not serve."""
     check_booster_options(cfg)  # RocketConfig checks them too; a bare ModelConfig only here
+    served = spec.served()
+    user_side = {f.name for f in served.user_features}
+    candidate_side = {f.name for f in (*served.sequence_features, *served.item_features)}
+    for user, item in wide_crosses(cfg.booster_wide_crosses):
+        if user not in user_side or item not in candidate_side:
+            raise FieldError(f"{{model.booster_wide_crosses}} {user}*{item}: crosses a user-side id feature "
+                             f"({sorted(user_side) or 'none'}) with a candidate-side one ({sorted(candidate_side)}); "
+                             "the user id is a feature only when embedded (--user-id-embedding)")
     for name in ("light_history", "booster_history"):
         steps = getattr(cfg, name)
         if steps is not None and steps > spec.max_history:

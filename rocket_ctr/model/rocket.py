@@ -16,13 +16,12 @@ from rocket_ctr.model.calibration_head import CalibrationHeadMixin
 from rocket_ctr.model.hints import get_hint
 from rocket_ctr.model.layers.attention import ValidSteps, padded_history
 from rocket_ctr.model.layers.bank import EmbeddingBank
-from rocket_ctr.model.layers.booster import ColumnEmbeddings, CrossNetwork, append_columns
-from rocket_ctr.model.layers.features import FeatureEncoders
+from rocket_ctr.model.layers.booster import append_columns
 from rocket_ctr.model.layers.interest import make_extractor, newest_steps
 from rocket_ctr.model.layers.tower_input import tower_input, tower_input_parts
 from rocket_ctr.model.layers.transformer import transformer_options
 from rocket_ctr.model.loss import LOSS_TERMS, LossMixin
-from rocket_ctr.model.parts import bank, check_model_config, map_floats, mlp_of, widen
+from rocket_ctr.model.parts import bank, booster_only_layers, check_model_config, map_floats, mlp_of, widen
 from rocket_ctr.model.stages import StagesMixin
 
 
@@ -46,7 +45,9 @@ class RocketModel(LossMixin, CalibrationHeadMixin, StagesMixin, keras.Model):
     steps (``booster_history``), its own attention widths, its own embedding tables beside the
     shared ones (``booster_embedding_dim``), the booster-only columns of the FeatureSpec (tables
     outside the shared bank, ``booster_columns``; ignored in ``base`` mode) and a DCN-v2 cross stack
-    (``booster_cross``) before its MLP. ``booster_residual``: its logit adds the light one.
+    (``booster_cross``) before its MLP, and a wide part added to its logit (``booster_wide``: one scalar
+    per id, and per crossed pair of ``booster_wide_crosses``). ``booster_residual``: its logit adds the
+    light one.
 
     Args:
         spec: the FeatureSpec.
@@ -106,16 +107,8 @@ class RocketModel(LossMixin, CalibrationHeadMixin, StagesMixin, keras.Model):
             self.light = mlp_of(cfg.light, "light_tower")
         if "booster" in self.towers:
             self.booster = mlp_of(cfg.booster, "booster_tower")
-        booster_only = spec.booster_only_features if "booster" in self.towers else ()
-        self.booster_columns = ColumnEmbeddings(booster_only, cfg.embedding_dim, init_std=cfg.embedding_init_std,
-                                                l2=cfg.embedding_l2, name="booster_columns") if booster_only else None
-        self.booster_embeddings = bank(spec, cfg, "booster_embeddings", cfg.booster_embedding_dim) \
-            if cfg.booster_embedding_dim and "booster" in self.towers else None
-        self.booster_cross = CrossNetwork(cfg.booster_cross, l2=cfg.booster.l2, name="booster_cross") \
-            if cfg.booster_cross and "booster" in self.towers else None
-        booster_extra = spec.booster_only_extra_features if "booster" in self.towers else ()
-        self.booster_extras = FeatureEncoders(booster_extra, cfg.embedding_dim, init_std=cfg.embedding_init_std,
-                                              l2=cfg.embedding_l2, name="booster_extras") if booster_extra else None
+        for name, layer in booster_only_layers(spec, cfg, self.towers).items():  # in the checkpoints' order
+            setattr(self, name, layer)
         self.hint = get_hint(self.hint_config.loss)
         # The hint's launch scale, written by a training policy (callbacks.hint_warmup); 1 = eq. (1)
         # as is. Two roles: it multiplies λ (_hint_lambda) and, unless --booster-bottom from-start,
@@ -208,7 +201,8 @@ class RocketModel(LossMixin, CalibrationHeadMixin, StagesMixin, keras.Model):
                 gated = training and self._booster_bottom_gated
                 embedded = map_floats(self._gate_booster_gradient, shared) if gated else shared
                 x = self._x("booster", self._booster_embedded(embedded, rows, training), training)
-            outputs["booster"] = self._boost(self.booster(self._booster_x(x, rows), training=sub_training), outputs)
+            outputs["booster"] = self._boost(self.booster(self._booster_x(x, rows), training=sub_training), rows,
+                                             outputs.get("light"))
         return outputs
 
     def _booster_embedded(self, embedded: dict, rows: dict, training=False) -> dict:
@@ -217,13 +211,15 @@ class RocketModel(LossMixin, CalibrationHeadMixin, StagesMixin, keras.Model):
             return embedded
         return widen(embedded, self.booster_embeddings(rows, training=training))
 
-    def _boost(self, booster_logit: tf.Tensor, outputs: dict) -> tf.Tensor:
-        """The booster's logit; ``booster_residual``: plus the light logit. The light logit's gradient
-        stops here: the booster's cross-entropy fits what the light tower misses and never trains
-        the light tower toward it (only the hint, through its own term, may)."""
+    def _boost(self, booster_logit: tf.Tensor, rows: dict, light_logit=None) -> tf.Tensor:
+        """The booster's logit from its MLP's: plus its wide part (``booster_wide``); ``booster_residual``:
+        plus the light logit, whose gradient stops here: the booster's cross-entropy fits what the light
+        tower misses and never trains the light tower toward it (only the hint, through its own term, may)."""
+        if self.booster_wide is not None:
+            booster_logit = booster_logit + self.booster_wide(rows)
         if not self.config.booster_residual:
             return booster_logit
-        return booster_logit + tf.stop_gradient(outputs["light"])
+        return booster_logit + tf.stop_gradient(light_logit)
 
     def _booster_x(self, x: tf.Tensor, rows: dict) -> tf.Tensor:
         """The booster's x with its booster-only columns appended, through its cross stack (if any).
@@ -264,10 +260,10 @@ class RocketModel(LossMixin, CalibrationHeadMixin, StagesMixin, keras.Model):
         tower: the served path; a residual booster adds the light tower's logit). The user profile's
         share of the first layer is computed once per request (``MLP.call_parts``), not once per
         candidate; equal to ``call``'s logit."""
-        logit = self._own_logit(tower, rows)
-        if tower == "booster" and self.config.booster_residual:
-            logit = self._boost(logit, {"light": self._own_logit("light", rows)})
-        return logit
+        if tower != "booster":
+            return self._own_logit(tower, rows)
+        light = self._own_logit("light", rows) if self.config.booster_residual else None
+        return self._boost(self._own_logit(tower, rows), rows, light)
 
     def _own_logit(self, tower: str, rows: dict) -> tf.Tensor:
         embedded = self.bottom_of(tower)(rows, training=False)
@@ -296,5 +292,5 @@ class RocketModel(LossMixin, CalibrationHeadMixin, StagesMixin, keras.Model):
         if tower != "booster":
             return ()
         return tuple(layer for layer in (self.booster_columns, self.booster_extras, self.booster_cross,
-                                         self.booster_embeddings) if layer is not None)
+                                         self.booster_embeddings, self.booster_wide) if layer is not None)
 

@@ -167,6 +167,10 @@ def build_model(trainer) -> tuple[RocketModel, dict]:
             optimizers["joint"].build(model.trainable_variables)
             if "booster" in model.towers:
                 optimizers["joint"].scale_rates(model.tower_variables("booster"), booster_rate / training.learning_rate)
+        if model.booster_wide is not None:  # a multiple of the booster's rate, in the optimizer that trains it
+            two_stage, joint_scale = "booster" in optimizers, booster_rate / training.learning_rate
+            optimizers["booster" if two_stage else "joint"].scale_rates(
+                model.booster_wide.weights, training.booster_wide_rate * (1.0 if two_stage else joint_scale))
     return model, optimizers
 
 

@@ -143,6 +143,7 @@ class WarmStartSource:
                 pairs = [(s, t) for s, t in zip(source_optimizers[stage].variables, optimizer.variables)
                          if t.name != "learning_rate"]  # the new run's learning rate, always
                 _copy_all([s for s, _ in pairs], [t for _, t in pairs], slot_takes)
+        _reset_moved_crosses(model, optimizers, vocabulary)
         launched = len(model.towers) == 2 and float(model.hint_scale.numpy()) > 0
         model.hint_scale.assign(1.0)  # a fresh model's; the new run's warm-up (if on) sets it from `launched`
         state = {"source": str(self.run_dir), "checkpoint": self.checkpoint, "optimizer_state": carry_optimizer,
@@ -193,10 +194,21 @@ def row_mapping(old_vocabulary, new_vocabulary) -> tuple[np.ndarray, dict]:
 def _tables(model, feature: str) -> list:
     """The embedding variables of one feature (one per bottom)."""
     bottoms = {id(model.bottom_of(t)): model.bottom_of(t) for t in model.towers}
-    for own in (model.booster_columns, model.booster_embeddings):  # the booster-only columns', its own tables
+    # the booster-only columns', its own tables, its wide part's per-id scalars
+    for own in (model.booster_columns, model.booster_embeddings, model.booster_wide):
         if own is not None:
             bottoms[id(own)] = own
     return [bottom.embeddings[feature].embeddings for bottom in bottoms.values() if feature in bottom.embeddings]
+
+
+def _reset_moved_crosses(model, optimizers: dict, vocabulary: dict) -> None:
+    """Zeroes (with their optimizer slots) the wide part's crossed tables over a feature whose vocabulary
+    changed: a pair's row is hashed from the two features' rows, which moved, so no pair can be carried."""
+    wide = model.booster_wide
+    for (user, item), table in zip(wide.crosses, wide.cross_tables) if wide is not None else ():
+        if user in vocabulary or item in vocabulary:
+            for variable in [table.embeddings, *(s for o in optimizers.values() for s in _slots(o, table.embeddings))]:
+                variable.assign(np.zeros(variable.shape, variable.dtype))
 
 
 def _without_intercepts(model) -> list:

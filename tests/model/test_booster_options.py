@@ -30,6 +30,7 @@ OPTIONS = {
     "history": {"booster_history": 3},
     "residual": {"booster_interest": "din+dot", "booster_residual": True},
     "own-embeddings": {"booster_interest": "din+dot", "booster_embedding_dim": 6},
+    "wide": {"booster_wide": True, "booster_wide_crosses": "user_gender*cate_id"},
     BOOSTER_ONLY_COLUMN: {},
 }
 RUN = dict(epochs=1, batch_size=64, embedding_dim=4, attention_units=(8, 4), light_units=(8,), booster_units=(16, 8),

@@ -263,3 +263,21 @@ def test_the_booster_learning_rate_steps_the_boosters_own_variables_only(log, tm
     scales = {joint._var_key(v): joint._rate_scales.get(joint._var_key(v), 1.0) for v in model.trainable_variables}
     assert booster and {scales[k] for k in booster} == {4.0}
     assert {s for k, s in scales.items() if k not in booster} == {1.0}  # light tower and shared embeddings
+
+
+@pytest.mark.parametrize("mode", ["rocket", "two-stage"])
+def test_the_wide_part_steps_at_its_multiple_of_the_boosters_rate(log, tmp_path, mode):
+    config = RocketConfig(**{**FAST, "mode": mode, "learning_rate": 1e-3, "booster_learning_rate": 2e-3,
+                             "booster_wide": True, "booster_wide_crosses": "user_gender*cate_id",
+                             "booster_wide_rate": 5.0})
+    trainer = Trainer(tmp_path, log / "train", None, config, verbose=0)
+    model = trainer.model
+    optimizer = trainer.optimizers["booster" if mode == "two-stage" else "joint"]
+    wide = {optimizer._var_key(v) for v in model.booster_wide.weights}
+    assert len(wide) == len(model.booster_wide.embeddings) + 1 >= 4  # one per id feature; the gender × category pairs
+    scales = {optimizer._var_key(v): optimizer._rate_scales.get(optimizer._var_key(v), 1.0)
+              for v in model.tower_variables("booster") if v.trainable}
+    # two-stage: the booster's optimizer already runs at its rate; rocket: the joint one scales it
+    booster_scale = 1.0 if mode == "two-stage" else 2.0
+    assert {scales[k] for k in wide} == {5.0 * booster_scale}
+    assert {s for k, s in scales.items() if k not in wide} == {booster_scale}

@@ -86,6 +86,26 @@ def test_a_vocabulary_grows_old_rows_keep_their_weights_and_training_goes_on(cli
     assert trainer.fit()["epochs"] == 1
 
 
+def test_a_vocabulary_change_remaps_the_wide_parts_ids_and_restarts_its_crosses_over_that_feature(click_log, tmp_path):
+    spec = FeatureSpec().with_buckets(item_id=512, cate_id=64, user_occupation=16)
+    day1, day2 = click_log("day1.parquet", n=400, seed=1), click_log("day2.parquet", n=400, seed=2, start=400)
+    crosses = "user_gender*cate_id,user_occupation*cate_id"
+    config = RocketConfig(**SMALL, booster_wide=True, booster_wide_crosses=crosses)
+    Trainer(tmp_path / "run1", day1, None, config, with_vocabulary(spec, "user_gender", ("F", "M")), verbose=0).fit()
+    new = with_vocabulary(spec, "user_gender", ("M", "U", "F"))
+    trainer = Trainer(tmp_path / "run2", day2, None, None, new, verbose=0, warm_start=tmp_path / "run1")
+    source, _, _ = restore_model(tmp_path / "run1")
+    wide_before, wide_after = source.booster_wide, trainer.model.booster_wide
+    before = wide_before.embeddings["user_gender"].embeddings.numpy()
+    after = wide_after.embeddings["user_gender"].embeddings.numpy()
+    np.testing.assert_array_equal(after[[0, 1, 3]], before[[0, 2, 1]])  # OOV, M, F: by id, as the bottom's
+    assert after[2] == 0  # U: a fresh scalar starts at zero
+    gender_x_cate, occupation_x_cate = wide_after.cross_tables
+    assert wide_before.cross_tables[0].embeddings.numpy().any() and not gender_x_cate.embeddings.numpy().any()
+    np.testing.assert_array_equal(occupation_x_cate.embeddings.numpy(), wide_before.cross_tables[1].embeddings.numpy())
+    assert trainer.fit()["epochs"] == 1
+
+
 def test_cli_refuses_a_missing_or_incompatible_source_in_one_line(tmp_path_factory, tmp_path, capsys):
     run, log = tiny_run(tmp_path_factory)
     common = ["train", "--train", str(log / "train"), "--run-dir", str(tmp_path / "day2")]

@@ -13,6 +13,7 @@ import tensorflow as tf
 
 from rocket_ctr.errors import InputError
 from rocket_ctr.features.id_feature import IdFeature
+from rocket_ctr.features.spec import FeatureSpec
 from rocket_ctr.model.layers.attention import project
 from rocket_ctr.model.layers.embedding import RowEmbedding
 from rocket_ctr.model.layers.tracking import track_for_checkpoints
@@ -107,3 +108,62 @@ def append_columns(x: tf.Tensor, lookups: list) -> tf.Tensor:
         return x
     n = tf.shape(x)[0]
     return tf.concat([x, *(tf.broadcast_to(e, [n, e.shape[-1]]) for e in lookups)], axis=-1)
+
+
+# Rows of each crossed pair's table: pairs are hashed into it (user × category pairs number far fewer)
+CROSS_ROWS = 1 << 20
+
+
+class WideTerms(keras.layers.Layer):
+    """Wide & Deep's wide part (Cheng et al., 2016) for the booster's logit: one learned scalar per id
+    of every candidate-side and user-side id feature (``ids``), and one per hashed pair of each
+    crossed column (``user*candidate`` feature names, e.g. a user's affinity to a category), summed.
+
+    Every scalar starts at zero (the booster starts as its MLP alone). Never on the light tower's
+    path, so never in a light export.
+
+    Args:
+        spec: the served FeatureSpec.
+        crosses: ``(user_feature, candidate_feature)`` name pairs (checked by
+            :func:`rocket_ctr.model.parts.check_model_config`).
+        ids: the per-id scalars too (off: the crossed pairs' only).
+    Call args:
+        rows: the model's inputs (user-side ones may have batch 1 against N candidates).
+    Returns:
+        [N], the wide logit.
+    """
+
+    def __init__(self, spec, crosses=(), ids=True, **kwargs):
+        super().__init__(**kwargs)
+        self.spec, self.crosses, self.ids = spec, tuple(tuple(pair) for pair in crosses), ids
+        features = [*spec.sequence_features, *spec.item_features, *spec.user_features]
+        self.rows_of = {f.name: f.num_rows for f in features}
+        self.embeddings = {f.name: RowEmbedding(f.num_rows, 1, embeddings_initializer="zeros", name=f"wide_{f.name}")
+                           for f in features} if ids else {}
+        track_for_checkpoints(self, "wide", list(self.embeddings.values()))
+        self.cross_tables = [RowEmbedding(CROSS_ROWS, 1, embeddings_initializer="zeros", name=f"wide_{a}_x_{b}")
+                             for a, b in self.crosses]
+        track_for_checkpoints(self, "cross", self.cross_tables)
+
+    def build(self, rows_shape=None):
+        for table in [*self.embeddings.values(), *self.cross_tables]:
+            table.build()
+
+    def call(self, rows: dict) -> tf.Tensor:
+        candidate = [f.name for f in (*self.spec.sequence_features, *self.spec.item_features)]
+        logit = tf.zeros_like(tf.cast(rows[candidate[0]], self.compute_dtype))[:, None]  # [N, 1]
+        for name in self.embeddings:  # a user-side [B, 1], B = 1 for one request's user, broadcasts
+            logit = logit + self.embeddings[name](rows[name])
+        for (user, item), table in zip(self.crosses, self.cross_tables):
+            pair = tf.cast(rows[user], tf.int64) * self.rows_of[item] + tf.cast(rows[item], tf.int64)
+            logit = logit + table(pair % CROSS_ROWS)
+        return tf.squeeze(logit, -1)
+
+    def get_config(self):
+        return {**super().get_config(), "spec": self.spec.to_dict(), "crosses": [list(p) for p in self.crosses],
+                "ids": self.ids}
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        return cls(FeatureSpec.from_saved(config.pop("spec")), **config)
