@@ -37,7 +37,7 @@ def booster_only_layers(spec: FeatureSpec, cfg: ModelConfig, towers: tuple) -> d
         if has and cfg.booster_embedding_dim else None,
         "booster_cross": CrossNetwork(cfg.booster_cross, l2=cfg.booster.l2, name="booster_cross")
         if has and cfg.booster_cross else None,
-        "booster_wide": WideTerms(spec.served(), crosses, ids=cfg.booster_wide, name="booster_wide")
+        "booster_wide": WideTerms(spec, crosses, ids=cfg.booster_wide, name="booster_wide")
         if has and (cfg.booster_wide or crosses) else None,
         "booster_extras": FeatureEncoders(extras, cfg.embedding_dim, name="booster_extras", **init) if extras else None,
     }
@@ -54,14 +54,14 @@ def check_model_config(spec: FeatureSpec, cfg: ModelConfig) -> None:
     light tower to add to (only rocket mode trains the two together), own booster embeddings
     under a shared attention and wide crosses of features the FeatureSpec does not serve."""
     check_booster_options(cfg)  # RocketConfig checks them too; a bare ModelConfig only here
-    served = spec.served()
-    user_side = {f.name for f in served.user_features}
-    candidate_side = {f.name for f in (*served.sequence_features, *served.item_features)}
+    user_side = {f.name for f in spec.user_features}  # booster-only ones too: the wide part is the booster's
+    candidate_side = {f.name for f in (*spec.sequence_features, *spec.item_features)}
     for user, item in wide_crosses(cfg.booster_wide_crosses):
         if user not in user_side or item not in candidate_side:
             raise FieldError(f"{{model.booster_wide_crosses}} {user}*{item}: crosses a user-side id feature "
                              f"({sorted(user_side) or 'none'}) with a candidate-side one ({sorted(candidate_side)}); "
-                             "the user id is a feature only when embedded (--user-id-embedding)")
+                             "the user id is a feature only when embedded (--user-id-embedding) or declared "
+                             "booster-only in the FeatureSpec")
     for name in ("light_history", "booster_history"):
         steps = getattr(cfg, name)
         if steps is not None and steps > spec.max_history:

@@ -10,6 +10,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from rocket_ctr.config.schema import RocketConfig
+from rocket_ctr.config.validation import wide_crosses
 from rocket_ctr.features.id_feature import IdFeature
 from rocket_ctr.features.spec import FeatureSpec
 from rocket_ctr.io.log_gate import CheckedLog, find_feature_spec
@@ -83,10 +84,22 @@ def with_user_id_embedding(spec: FeatureSpec, train_log: CheckedLog, config: Roc
     rows_per_user = train_log.num_rows / users
     measured = f"{rows_per_user:.1f} training rows per user"
     if setting == "auto" and rows_per_user < ROWS_PER_USER_TO_EMBED:
+        if name in crossed_users(config):  # the booster's wide part crosses it: for the booster alone
+            feature = IdFeature(name, dtype=dtype, buckets=user_id_buckets(users), booster_only=True)
+            return _adding(spec, feature), (f"{name} booster-only ({feature.buckets} hash buckets, {users} users): "
+                                             f"{measured} (< {ROWS_PER_USER_TO_EMBED}), and "
+                                             "{model.booster_wide_crosses} cross it")
         return spec, f"{name} not embedded: {measured} (< {ROWS_PER_USER_TO_EMBED})"
     feature = IdFeature(name, dtype=dtype, buckets=user_id_buckets(users))
     why = "{model.user_id_embedding} yes" if setting == "yes" else f"{measured} (>= {ROWS_PER_USER_TO_EMBED})"
     return _adding(spec, feature), f"{name} embedded ({feature.buckets} hash buckets, {users} users): {why}"
+
+
+def crossed_users(config: RocketConfig) -> set:
+    """The user-side features the booster's wide crosses name (none in base mode: no booster)."""
+    if config.model.mode == "base":
+        return set()
+    return {user for user, _ in wide_crosses(config.model.booster_wide_crosses)}
 
 
 def _adding(spec: FeatureSpec, feature: IdFeature) -> FeatureSpec:

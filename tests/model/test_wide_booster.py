@@ -1,12 +1,15 @@
 """The booster's wide part (``booster_wide``, ``booster_wide_crosses``): scalars per id and per crossed pair
 added to its logit, in training, in one-tower scoring and for one user's request; its refusals."""
+import dataclasses
+
 import numpy as np
 import pytest
 import tensorflow as tf
-from test_model import SPEC, build, rows
+from test_model import SMALL, SPEC, build, rows
 
 from rocket_ctr.config.schema import ModelConfig, RocketConfig
 from rocket_ctr.errors import FieldError
+from rocket_ctr.features.id_feature import IdFeature
 from rocket_ctr.model.layers.booster import CROSS_ROWS
 from rocket_ctr.model.rocket import RocketModel
 
@@ -82,3 +85,15 @@ def test_crosses_alone_build_only_the_pair_scalars():
 def test_a_cross_of_features_the_spec_does_not_serve_on_that_side_is_refused(crosses):
     with pytest.raises(FieldError, match="crosses a user-side id feature"):
         RocketModel(SPEC, ModelConfig(booster_wide=True, booster_wide_crosses=crosses))
+
+
+def test_a_booster_only_user_id_can_be_crossed_and_the_light_tower_never_reads_it():
+    spec = dataclasses.replace(SPEC, user_features=(*SPEC.user_features,
+                                                    IdFeature("user_id", buckets=20, booster_only=True)))
+    model = RocketModel(spec, RocketConfig(**SMALL, booster_wide_crosses="user_id*cate_id"))
+    x = {**rows(), "user_id": tf.constant(np.arange(16) % 20)}
+    out = model(x)
+    light_only = {k: v for k, v in x.items() if k != "user_id"}
+    np.testing.assert_allclose(model.light_logit(light_only), out["light"], atol=LOGIT_TOLERANCE)
+    np.testing.assert_allclose(model.tower_logit("booster", x), out["booster"], atol=LOGIT_TOLERANCE)
+    assert model.booster_wide.crosses == (("user_id", "cate_id"),)

@@ -57,6 +57,19 @@ def test_yes_and_no_decide_regardless_of_the_log(tmp_path):
     assert decided(many, "no") == (SPEC, None)
 
 
+def test_under_auto_a_user_id_the_boosters_wide_part_crosses_is_booster_only_below_50_rows(tmp_path):
+    few, many = write_users(tmp_path / "few.parquet", 200, 3), write_users(tmp_path / "many.parquet", 20, 60)
+    crossing = RocketConfig(booster_wide_crosses="user_id*cate_id")
+    spec, note = with_user_id_embedding(SPEC, check_log(few, SPEC), crossing)
+    assert user_id_feature(spec) == IdFeature("user_id", dtype="int64", buckets=2048, booster_only=True)
+    assert spec.served() == SPEC  # the light tower and its export never read it
+    assert note.startswith("user_id booster-only (2048 hash buckets, 200 users): 3.0 training rows per user")
+    spec, _ = with_user_id_embedding(SPEC, check_log(many, SPEC), crossing)
+    assert not user_id_feature(spec).booster_only  # enough rows: embedded for both towers, as without crosses
+    in_base = RocketConfig(mode="base", booster_wide_crosses="user_id*cate_id")
+    assert with_user_id_embedding(SPEC, check_log(few, SPEC), in_base)[0] == SPEC
+
+
 def test_a_spec_that_lists_the_user_id_is_kept_as_it_is(tmp_path):
     listed = dataclasses.replace(SPEC, user_features=(*SPEC.user_features, IdFeature("user_id", buckets=77)))
     for setting in ("auto", "yes", "no"):
@@ -172,3 +185,22 @@ def test_the_export_takes_the_user_id_and_refuses_a_request_without_it(embedded_
     user = {k: v for k, v in request.items() if k not in ("user_id", "item_id", "cate_id")}
     with pytest.raises(InputError, match="user has no 'user_id'"):
         one_user_inputs(signature, user, {"item_id": [1, 2], "cate_id": [3, 4]})
+
+
+def test_a_booster_only_user_id_crossed_by_the_wide_part_trains_and_stays_out_of_the_light_export(tmp_path):
+    import tensorflow as tf
+
+    from rocket_ctr.export.writer import export_light
+    from rocket_ctr.train.trainer import Trainer
+
+    train, test = write_users(tmp_path / "train.parquet", 100, 6), write_users(tmp_path / "test.parquet", 100, 2, seed=1)
+    config = RocketConfig(**TINY, booster_wide=True, booster_wide_crosses="user_id*cate_id")
+    trainer = Trainer(tmp_path / "run", train, test, config, SPEC, verbose=0)
+    metrics = trainer.fit()
+    assert metrics["booster"]["gauc"] is not None
+    assert user_id_feature(trainer.spec).booster_only and "user_id" not in trainer.model.bottom.embeddings
+    assert trainer.model.booster_wide.crosses == (("user_id", "cate_id"),)
+    result = export_light(trainer.model, trainer.spec, tmp_path / "export", jit_compile=False, data=test,
+                          sample_size=32, warmup_candidates=8, progress=False)
+    signature = tf.saved_model.load(str(result.path)).signatures["serving_default"].structured_input_signature[1]
+    assert "user_id" not in signature and "item_id" in signature

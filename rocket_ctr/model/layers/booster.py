@@ -123,7 +123,7 @@ class WideTerms(keras.layers.Layer):
     path, so never in a light export.
 
     Args:
-        spec: the served FeatureSpec.
+        spec: the FeatureSpec (booster-only columns included: the wide part is the booster's).
         crosses: ``(user_feature, candidate_feature)`` name pairs (checked by
             :func:`rocket_ctr.model.parts.check_model_config`).
         ids: the per-id scalars too (off: the crossed pairs' only).
