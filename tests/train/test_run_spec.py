@@ -193,7 +193,8 @@ def test_a_booster_only_user_id_crossed_by_the_wide_part_trains_and_stays_out_of
     from rocket_ctr.export.writer import export_light
     from rocket_ctr.train.trainer import Trainer
 
-    train, test = write_users(tmp_path / "train.parquet", 100, 6), write_users(tmp_path / "test.parquet", 100, 2, seed=1)
+    train = write_users(tmp_path / "train.parquet", 100, 6)
+    test = write_users(tmp_path / "test.parquet", 100, 2, seed=1)
     config = RocketConfig(**TINY, booster_wide=True, booster_wide_crosses="user_id*cate_id")
     trainer = Trainer(tmp_path / "run", train, test, config, SPEC, verbose=0)
     metrics = trainer.fit()
