@@ -125,6 +125,9 @@ REAL_LOGS_CHANGES = {
     "din+dot booster, own embeddings 18": Recipe({"booster_interest": "din+dot", "booster_embedding_dim": 18}),
     "din+dot booster, residual": Recipe({"booster_interest": "din+dot", "booster_residual": True}),
     "hint 0.1 from the first step": Recipe({"hint_weight": 0.1, "hint_warmup": False}),
+    # a wide part in the booster's logit: per-id scalars and the user's affinity to each category
+    "wide part, user x category": Recipe({"booster_wide": True, "booster_wide_crosses": "user_id*cate_id",
+                                          "booster_wide_rate": 30.0}),
 }
 REAL_LOGS_PRESETS = {
     "defaults": [],
@@ -224,7 +227,8 @@ BOOSTER_OPTIONS = {"dotbooster": REAL_LOGS_CHANGES["dot cross booster"].config,
                    "widebooster": REAL_LOGS_CHANGES["wide din+dot booster"].config,
                    "dindotbooster": REAL_LOGS_CHANGES["booster din+dot"].config,
                    "ownembbooster": REAL_LOGS_CHANGES["din+dot booster, own embeddings 18"].config,
-                   "residualbooster": REAL_LOGS_CHANGES["din+dot booster, residual"].config}
+                   "residualbooster": REAL_LOGS_CHANGES["din+dot booster, residual"].config,
+                   "widepartbooster": REAL_LOGS_CHANGES["wide part, user x category"].config}
 THROUGHPUT_OPTIONS = ("buckets", "stringhash", "afterlaunch", *BOOSTER_OPTIONS)  # and light extractors
 
 
@@ -233,7 +237,8 @@ def _throughput(name: str) -> Recipe:
     ``dot`` / ``mean`` / ``din`` / ``shared`` (the light tower's interest extractor), ``afterlaunch``
     (the booster kept off the shared bottom until the warm-up launches it, λ = 1), ``stringhash``
     (each int64 id's decimal text through farmhash), ``dotbooster``, ``widebooster``, ``dindotbooster``,
-    ``ownembbooster``, ``residualbooster`` (:data:`BOOSTER_OPTIONS`), e.g. ``rocket+dot+buckets``."""
+    ``ownembbooster``, ``residualbooster``, ``widepartbooster`` (:data:`BOOSTER_OPTIONS`), e.g.
+    ``rocket+dot+buckets``."""
     from rocket_ctr.config.schema import LIGHT_INTERESTS
 
     mode, *extras = name.split("+")
