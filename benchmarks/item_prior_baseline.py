@@ -2,7 +2,9 @@
 
 The scorer ranks each user's candidates by the candidate's smoothed positive rate in the training
 rows, ``(clicks + k · p) / (rows + k)`` (``p``: the log's positive rate; an item never seen scores
-``p``). It reads no history and no user. It is fitted twice per log:
+``p``). It reads no history and no user. A second scorer adds the user's affinity to the
+candidate's category: the user's positive rate in it (clicks *and* non-clicks, shrunk to the user's
+own rate) against the user's rate, in logits. Each is fitted twice per log:
 
 * on the rows ``rocket-ctr train`` trains on before any fold-in (its default validation rows held
   out, the same split as training plans it for that eval log);
@@ -34,34 +36,56 @@ from rocket_ctr.train.assembly import check_logs, plan_validation  # noqa: E402
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def item_rates(items: np.ndarray, labels: np.ndarray, smoothing: float) -> tuple[dict, float]:
-    """Each item's smoothed positive rate and the prior it is shrunk to.
+def smoothed_rates(train_keys: np.ndarray, labels: np.ndarray, test_keys: np.ndarray, smoothing: float,
+                   prior) -> np.ndarray:
+    """Each test row's key's positive rate in the training rows, shrunk to a prior.
 
     Args:
-        items, labels: the training rows' item ids and 0/1 labels.
+        train_keys, labels: the training rows' keys (int64) and 0/1 labels.
+        test_keys: the test rows' keys.
         smoothing: k, the prior's weight in rows.
+        prior: the rate a key is shrunk to, one for all or one per test row.
     Returns:
-        ({item: rate}, prior).
+        ``(clicks + k · prior) / (rows + k)`` per test row (a key the training rows lack: its prior).
     """
-    prior = float(labels.mean())
-    ids, index = np.unique(items, return_inverse=True)
-    clicks = np.bincount(index, weights=labels, minlength=len(ids))
-    rows = np.bincount(index, minlength=len(ids))
-    return dict(zip(ids.tolist(), ((clicks + smoothing * prior) / (rows + smoothing)).tolist())), prior
+    keys, index = np.unique(train_keys, return_inverse=True)
+    clicks = np.bincount(index, weights=labels, minlength=len(keys))
+    rows = np.bincount(index, minlength=len(keys))
+    at = np.clip(np.searchsorted(keys, test_keys), 0, len(keys) - 1)
+    seen = keys[at] == test_keys
+    return (np.where(seen, clicks[at], 0.0) + smoothing * prior) / (np.where(seen, rows[at], 0.0) + smoothing)
 
 
-def prior_gauc(train: dict, test: dict, smoothing: float) -> float:
-    """Test GAUC of the item-rate scorer fitted on ``train`` (columns: item, label; test: also user)."""
-    rates, prior = item_rates(train["item"], train["label"], smoothing)
-    scores = np.array([rates.get(i, prior) for i in test["item"].tolist()])
-    return gauc(test["user"], test["label"], scores)
+def scores(train: dict, test: dict, smoothing: float, affinity: bool = False) -> np.ndarray:
+    """The item-rate scorer's test scores (columns: user, item, category, label); ``affinity``: the
+    logit of the item's rate plus the user's affinity to the candidate's category, the logit of the
+    user's rate in that category (shrunk to the user's rate) minus the logit of the user's rate."""
+    prior = float(train["label"].mean())
+    item = smoothed_rates(train["item"], train["label"], test["item"], smoothing, prior)
+    if not affinity:
+        return item
+    user = smoothed_rates(train["user"], train["label"], test["user"], smoothing, prior)
+    categories = int(max(train["category"].max(), test["category"].max())) + 1
+    pair = smoothed_rates(train["user"] * categories + train["category"], train["label"],
+                          test["user"] * categories + test["category"], smoothing, user)
+    return _logit(item) + _logit(pair) - _logit(user)
+
+
+def _logit(p: np.ndarray) -> np.ndarray:
+    return np.log(p) - np.log1p(-p)
+
+
+def prior_gauc(train: dict, test: dict, smoothing: float, affinity: bool = False) -> float:
+    """Test GAUC of :func:`scores` fitted on ``train``."""
+    return gauc(test["user"], test["label"], scores(train, test, smoothing, affinity))
 
 
 def read(files: list[str], spec: FeatureSpec) -> dict:
-    """A log's user, item (the first sequence feature: the candidate) and label columns."""
-    item = spec.sequence_features[0].name
-    table = pads.dataset(files, format="parquet").to_table(columns=[spec.user_id, item, spec.label])
+    """A log's user, item and category (the first two sequence features: the candidate's) and label columns."""
+    item, category = (f.name for f in spec.sequence_features[:2])
+    table = pads.dataset(files, format="parquet").to_table(columns=[spec.user_id, item, category, spec.label])
     return {"user": table[spec.user_id].to_numpy(), "item": table[item].to_numpy(),
+            "category": table[category].to_numpy(),
             "label": table[spec.label].to_numpy().astype(np.float64)}
 
 
@@ -79,7 +103,8 @@ def main(argv=None) -> None:
     parser.add_argument("--smoothing", type=float, default=5.0, help="k: the prior's weight in rows")
     args = parser.parse_args(argv)
     spec, config = FeatureSpec(), RocketConfig()
-    print(f"item-rate scorer, k = {args.smoothing:g}: test GAUC fitted on the rows training trains on / on every row")
+    print(f"item-rate scorer, k = {args.smoothing:g}: test GAUC fitted on the rows training trains on / on every "
+          "row; then with the user's affinity to the candidate's category, the same two")
     for name in args.logs:
         data = args.data_root / LOGS[name]
         train_log, eval_log = check_logs(str(data / "train.parquet"), str(data / "test.parquet"), spec)
@@ -88,8 +113,10 @@ def main(argv=None) -> None:
         every = read(train_log.files, spec)
         trained = every if holdout is None else \
             {k: v[~held_out(train_log.files, spec, holdout)] for k, v in every.items()}
-        fitted = [prior_gauc(rows, test, args.smoothing) for rows in (trained, every)]
-        print(f"{name:14s} {fitted[0]:.4f} / {fitted[1]:.4f}  ({holdout.reason if holdout else 'no validation rows'})")
+        fitted = [prior_gauc(rows, test, args.smoothing, affinity) for affinity in (False, True)
+                  for rows in (trained, every)]
+        print(f"{name:14s} {fitted[0]:.4f} / {fitted[1]:.4f}; {fitted[2]:.4f} / {fitted[3]:.4f}  "
+              f"({holdout.reason if holdout else 'no validation rows'})")
 
 
 if __name__ == "__main__":

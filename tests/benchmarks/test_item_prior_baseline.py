@@ -3,7 +3,6 @@ import importlib.util
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 from conftest import log_columns, write_log
 
@@ -13,16 +12,25 @@ bench = importlib.util.module_from_spec(SPEC)
 SPEC.loader.exec_module(bench)
 
 
-def test_item_rates_shrink_each_items_click_rate_to_the_logs():
-    items, labels = np.array([1, 1, 1, 2]), np.array([1.0, 1.0, 0.0, 0.0])
-    rates, prior = bench.item_rates(items, labels, smoothing=2.0)
-    assert prior == 0.5
-    assert rates[1] == pytest.approx((2 + 2 * 0.5) / (3 + 2))
-    assert rates[2] == pytest.approx((0 + 2 * 0.5) / (1 + 2))
+def test_smoothed_rates_shrink_each_keys_click_rate_to_its_prior():
+    keys, labels = np.array([1, 1, 1, 2]), np.array([1.0, 1.0, 0.0, 0.0])
+    rates = bench.smoothed_rates(keys, labels, np.array([1, 2, 3]), smoothing=2.0, prior=np.array([0.5, 0.5, 0.9]))
+    np.testing.assert_allclose(rates, [(2 + 2 * 0.5) / (3 + 2), (0 + 2 * 0.5) / (1 + 2), 0.9])  # 3: unseen
+
+
+def test_the_users_affinity_to_a_category_reorders_items_of_equal_rate():
+    # items 1 and 2 have the same rate; user 7 clicked category 0 and never category 1
+    train = {"user": np.array([7, 7, 8, 8]), "item": np.array([1, 2, 1, 2]), "category": np.array([0, 1, 0, 1]),
+             "label": np.array([1.0, 0.0, 0.0, 1.0])}
+    test = {"user": np.array([7, 7]), "item": np.array([1, 2]), "category": np.array([0, 1]),
+            "label": np.array([1.0, 0.0])}
+    plain, affine = bench.scores(train, test, 1.0), bench.scores(train, test, 1.0, affinity=True)
+    assert plain[0] == plain[1] and affine[0] > affine[1]
+    assert bench.prior_gauc(train, test, 1.0, affinity=True) == 1.0
 
 
 def test_prior_gauc_ranks_by_the_training_rate_and_scores_unseen_items_at_the_prior():
-    train = {"item": np.array([1, 1, 2, 2]), "label": np.array([1.0, 1.0, 0.0, 0.0])}
+    train = {"user": np.array([1, 2, 3, 4]), "item": np.array([1, 1, 2, 2]), "label": np.array([1.0, 1.0, 0.0, 0.0])}
     test = {"user": np.array([7, 7, 8, 8]), "item": np.array([1, 2, 2, 3]), "label": np.array([1.0, 0.0, 0.0, 1.0])}
     # user 7: the clicked item has the higher rate; user 8: the unseen item (prior 0.5) beats item 2
     assert bench.prior_gauc(train, test, smoothing=1.0) == 1.0
