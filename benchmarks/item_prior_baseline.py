@@ -111,8 +111,8 @@ def main(argv=None) -> None:
         holdout = plan_validation(train_log, eval_log, spec, config, distributed=False)
         test = read(eval_log.files, spec)
         every = read(train_log.files, spec)
-        trained = every if holdout is None else \
-            {k: v[~held_out(train_log.files, spec, holdout)] for k, v in every.items()}
+        kept = None if holdout is None else ~held_out(train_log.files, spec, holdout)
+        trained = every if kept is None else {k: v[kept] for k, v in every.items()}
         fitted = [prior_gauc(rows, test, args.smoothing, affinity) for affinity in (False, True)
                   for rows in (trained, every)]
         print(f"{name:14s} {fitted[0]:.4f} / {fitted[1]:.4f}; {fitted[2]:.4f} / {fitted[3]:.4f}  "
