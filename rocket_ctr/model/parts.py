@@ -52,7 +52,8 @@ def widen(shared: dict, own: dict) -> dict:
 def check_model_config(spec: FeatureSpec, cfg: ModelConfig) -> None:
     """Raises FieldError for history limits beyond the FeatureSpec's, a residual booster without a
     light tower to add to (only rocket mode trains the two together), own booster embeddings
-    under a shared attention and wide crosses of features the FeatureSpec does not serve."""
+    under a shared attention and wide crosses that are not a user-side and a candidate-side id
+    feature of the FeatureSpec (booster-only ones included)."""
     check_booster_options(cfg)  # RocketConfig checks them too; a bare ModelConfig only here
     user_side = {f.name for f in spec.user_features}  # booster-only ones too: the wide part is the booster's
     candidate_side = {f.name for f in (*spec.sequence_features, *spec.item_features)}
