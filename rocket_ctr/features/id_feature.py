@@ -29,6 +29,9 @@ class IdFeature:
         booster_only: a column known when training but not when serving (e.g. the slot an ad was
             shown in): only the booster reads it; the light tower, its export and every request
             to that export never see it. User or item features only (not sequence features).
+        wide_only: a booster-only column read by the booster's wide crosses alone
+            (``--booster-wide-crosses``), with no embedding table in the booster's MLP input: a
+            user id too sparse to embed, whose (user, category) pairs the crosses learn.
     """
 
     name: str
@@ -37,10 +40,15 @@ class IdFeature:
     buckets: int = 100_000
     vocabulary: tuple | None = None
     booster_only: bool = False
+    wide_only: bool = False
 
     def __post_init__(self):
-        if not isinstance(self.booster_only, bool):
-            raise ValueError(f"feature {self.name!r}: booster_only must be true or false, got {self.booster_only!r}")
+        for flag in ("booster_only", "wide_only"):
+            if not isinstance(getattr(self, flag), bool):
+                raise ValueError(f"feature {self.name!r}: {flag} must be true or false, got {getattr(self, flag)!r}")
+        if self.wide_only and not self.booster_only:
+            raise ValueError(f"feature {self.name!r}: wide_only needs booster_only true too "
+                             "(only the booster's wide part reads it)")
         if self.dtype not in ID_DTYPES:
             raise ValueError(f"feature {self.name!r}: dtype must be one of {ID_DTYPES}, got {self.dtype!r}")
         if self.vocabulary is None and self.buckets < 1:

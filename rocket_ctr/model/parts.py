@@ -26,7 +26,7 @@ def booster_only_layers(spec: FeatureSpec, cfg: ModelConfig, towers: tuple) -> d
     none; all None without a booster): the booster-only columns' tables, its own embedding tables,
     its cross stack, its wide part and the booster-only numeric/multi-hot features."""
     has = "booster" in towers
-    columns = spec.booster_only_features if has else ()
+    columns = tuple(f for f in spec.booster_only_features if not f.wide_only) if has else ()
     extras = spec.booster_only_extra_features if has else ()
     init = {"init_std": cfg.embedding_init_std, "l2": cfg.embedding_l2}
     crosses = wide_crosses(cfg.booster_wide_crosses)
@@ -53,16 +53,23 @@ def check_model_config(spec: FeatureSpec, cfg: ModelConfig) -> None:
     """Raises FieldError for history limits beyond the FeatureSpec's, a residual booster without a
     light tower to add to (only rocket mode trains the two together), own booster embeddings
     under a shared attention and wide crosses that are not a user-side and a candidate-side id
-    feature of the FeatureSpec (booster-only ones included)."""
+    feature of the FeatureSpec (booster-only ones included), and ``wide_only`` features that no
+    cross reads."""
     check_booster_options(cfg)  # RocketConfig checks them too; a bare ModelConfig only here
     user_side = {f.name for f in spec.user_features}  # booster-only ones too: the wide part is the booster's
     candidate_side = {f.name for f in (*spec.sequence_features, *spec.item_features)}
-    for user, item in wide_crosses(cfg.booster_wide_crosses):
+    crosses = wide_crosses(cfg.booster_wide_crosses)
+    for user, item in crosses:
         if user not in user_side or item not in candidate_side:
             raise FieldError(f"{{model.booster_wide_crosses}} {user}*{item}: crosses a user-side id feature "
                              f"({sorted(user_side) or 'none'}) with a candidate-side one ({sorted(candidate_side)}); "
                              "the user id is a feature only when embedded (--user-id-embedding) or declared "
                              "booster-only in the FeatureSpec")
+    unread = [f.name for f in spec.booster_only_features if f.wide_only and not any(f.name in p for p in crosses)]
+    if unread and "booster" in cfg.towers:
+        raise FieldError(f"{{model.booster_wide_crosses}} names none of the wide_only features {unread}: only "
+                         f"the booster's wide crosses read them; cross them (e.g. {unread[0]}*item_id) or drop "
+                         "wide_only from the FeatureSpec")
     for name in ("light_history", "booster_history"):
         steps = getattr(cfg, name)
         if steps is not None and steps > spec.max_history:

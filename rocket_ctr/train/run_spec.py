@@ -85,10 +85,12 @@ def with_user_id_embedding(spec: FeatureSpec, train_log: CheckedLog, config: Roc
     measured = f"{rows_per_user:.1f} training rows per user"
     if setting == "auto" and rows_per_user < ROWS_PER_USER_TO_EMBED:
         if name in crossed_users(config):  # the booster's wide part crosses it: for the booster alone
-            feature = IdFeature(name, dtype=dtype, buckets=user_id_buckets(users), booster_only=True)
-            return _adding(spec, feature), (f"{name} booster-only ({feature.buckets} hash buckets, {users} users): "
-                                             f"{measured} (< {ROWS_PER_USER_TO_EMBED}), and "
-                                             "{model.booster_wide_crosses} cross it")
+            # read by the crosses alone: as an input of the booster's MLP it overfits these few rows per user
+            feature = IdFeature(name, dtype=dtype, buckets=user_id_buckets(users), booster_only=True, wide_only=True)
+            return _adding(spec, feature), (f"{name} read by the booster's wide crosses alone ({feature.buckets} "
+                                             f"hash buckets, {users} users): {measured} "
+                                             f"(< {ROWS_PER_USER_TO_EMBED}), and {{model.booster_wide_crosses}} "
+                                             "cross it")
         return spec, f"{name} not embedded: {measured} (< {ROWS_PER_USER_TO_EMBED})"
     feature = IdFeature(name, dtype=dtype, buckets=user_id_buckets(users))
     why = "{model.user_id_embedding} yes" if setting == "yes" else f"{measured} (>= {ROWS_PER_USER_TO_EMBED})"

@@ -97,3 +97,30 @@ def test_a_booster_only_user_id_can_be_crossed_and_the_light_tower_never_reads_i
     np.testing.assert_allclose(model.light_logit(light_only), out["light"], atol=LOGIT_TOLERANCE)
     np.testing.assert_allclose(model.tower_logit("booster", x), out["booster"], atol=LOGIT_TOLERANCE)
     assert model.booster_wide.crosses == (("user_id", "cate_id"),)
+
+
+def test_a_wide_only_user_id_has_no_table_in_the_boosters_mlp_input_and_moves_its_logit_through_the_cross_only():
+    wide_only = IdFeature("user_id", buckets=20, booster_only=True, wide_only=True)
+    spec = dataclasses.replace(SPEC, user_features=(*SPEC.user_features, wide_only))
+    model = RocketModel(spec, RocketConfig(**SMALL, booster_wide_crosses="user_id*cate_id"))
+    x = {**rows(), "user_id": tf.constant(np.arange(16) % 20)}
+    start = model(x)
+    assert model.booster_columns is None  # no embedding of it appended to the booster's x
+    other_users = {**x, "user_id": tf.constant((np.arange(16) + 7) % 20)}
+    np.testing.assert_allclose(model(other_users)["booster"], start["booster"], atol=LOGIT_TOLERANCE)
+    pairs = np.zeros((CROSS_ROWS, 1), np.float32)
+    user, cate = int(x["user_id"][0]), int(x["cate_id"][0])
+    pairs[(user * model.booster_wide.rows_of["cate_id"] + cate) % CROSS_ROWS] = 0.5
+    model.booster_wide.cross_tables[0].embeddings.assign(pairs)
+    hit = np.array([0.5 * ((int(u), int(c)) == (user, cate)) for u, c in zip(x["user_id"], x["cate_id"])])
+    np.testing.assert_allclose(model(x)["booster"] - start["booster"], hit, atol=LOGIT_TOLERANCE)
+
+
+def test_a_wide_only_feature_no_cross_reads_is_refused_and_wide_only_needs_booster_only():
+    wide_only = IdFeature("user_id", buckets=20, booster_only=True, wide_only=True)
+    spec = dataclasses.replace(SPEC, user_features=(*SPEC.user_features, wide_only))
+    with pytest.raises(FieldError, match=r"names none of the wide_only features \['user_id'\]"):
+        RocketModel(spec, RocketConfig(**SMALL, booster_wide_crosses="user_gender*cate_id"))
+    RocketModel(spec, RocketConfig(**{**SMALL, "mode": "base"}))  # no booster: nothing reads it, nothing to refuse
+    with pytest.raises(ValueError, match="wide_only needs booster_only"):
+        IdFeature("user_id", wide_only=True)

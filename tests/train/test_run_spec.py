@@ -57,13 +57,15 @@ def test_yes_and_no_decide_regardless_of_the_log(tmp_path):
     assert decided(many, "no") == (SPEC, None)
 
 
-def test_under_auto_a_user_id_the_boosters_wide_part_crosses_is_booster_only_below_50_rows(tmp_path):
+def test_under_auto_a_user_id_the_boosters_wide_part_crosses_is_wide_only_below_50_rows(tmp_path):
     few, many = write_users(tmp_path / "few.parquet", 200, 3), write_users(tmp_path / "many.parquet", 20, 60)
     crossing = RocketConfig(booster_wide_crosses="user_id*cate_id")
     spec, note = with_user_id_embedding(SPEC, check_log(few, SPEC), crossing)
-    assert user_id_feature(spec) == IdFeature("user_id", dtype="int64", buckets=2048, booster_only=True)
+    assert user_id_feature(spec) == IdFeature("user_id", dtype="int64", buckets=2048, booster_only=True,
+                                              wide_only=True)
     assert spec.served() == SPEC  # the light tower and its export never read it
-    assert note.startswith("user_id booster-only (2048 hash buckets, 200 users): 3.0 training rows per user")
+    assert note.startswith("user_id read by the booster's wide crosses alone (2048 hash buckets, 200 users): "
+                           "3.0 training rows per user")
     spec, _ = with_user_id_embedding(SPEC, check_log(many, SPEC), crossing)
     assert not user_id_feature(spec).booster_only  # enough rows: embedded for both towers, as without crosses
     in_base = RocketConfig(mode="base", booster_wide_crosses="user_id*cate_id")
