@@ -123,6 +123,7 @@ REAL_LOGS_CHANGES = {
     "hint 1": Recipe({"hint_weight": 1.0}),
     # the 7-layer booster with DIN + dot attention and more of what only it reads (docs/results/boosters.md)
     "din+dot booster, own embeddings 18": Recipe({"booster_interest": "din+dot", "booster_embedding_dim": 18}),
+    "din+dot booster, own embeddings 36": Recipe({"booster_interest": "din+dot", "booster_embedding_dim": 36}),
     "din+dot booster, residual": Recipe({"booster_interest": "din+dot", "booster_residual": True}),
     "hint 0.1 from the first step": Recipe({"hint_weight": 0.1, "hint_warmup": False}),
     # a wide part in the booster's logit: per-id scalars and the user's affinity to each category
@@ -227,6 +228,7 @@ BOOSTER_OPTIONS = {"dotbooster": REAL_LOGS_CHANGES["dot cross booster"].config,
                    "widebooster": REAL_LOGS_CHANGES["wide din+dot booster"].config,
                    "dindotbooster": REAL_LOGS_CHANGES["booster din+dot"].config,
                    "ownembbooster": REAL_LOGS_CHANGES["din+dot booster, own embeddings 18"].config,
+                   "ownemb36booster": REAL_LOGS_CHANGES["din+dot booster, own embeddings 36"].config,
                    "residualbooster": REAL_LOGS_CHANGES["din+dot booster, residual"].config,
                    "widepartbooster": REAL_LOGS_CHANGES["wide part, user x category"].config}
 THROUGHPUT_OPTIONS = ("buckets", "stringhash", "afterlaunch", *BOOSTER_OPTIONS)  # and light extractors
@@ -237,7 +239,7 @@ def _throughput(name: str) -> Recipe:
     ``dot`` / ``mean`` / ``din`` / ``shared`` (the light tower's interest extractor), ``afterlaunch``
     (the booster kept off the shared bottom until the warm-up launches it, λ = 1), ``stringhash``
     (each int64 id's decimal text through farmhash), ``dotbooster``, ``widebooster``, ``dindotbooster``,
-    ``ownembbooster``, ``residualbooster``, ``widepartbooster`` (:data:`BOOSTER_OPTIONS`), e.g.
+    ``ownembbooster``, ``ownemb36booster``, ``residualbooster``, ``widepartbooster`` (:data:`BOOSTER_OPTIONS`), e.g.
     ``rocket+dot+buckets``."""
     from rocket_ctr.config.schema import LIGHT_INTERESTS
 
