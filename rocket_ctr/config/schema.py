@@ -91,7 +91,10 @@ class ModelConfig:
     booster_wide_crosses: str = option("", help="crossed columns USER*CANDIDATE of the booster's wide part, "
                                                 "comma-separated (e.g. user_id*cate_id: one scalar per user and "
                                                 "category, the user's affinity to it, hashed into 2^20 rows); also "
-                                                "without --booster-wide")
+                                                "without --booster-wide. auto: where the user id is embedded for "
+                                                "both towers, the user id crossed with every candidate-side "
+                                                "sequence feature but the candidate id, with the per-id scalars; "
+                                                "no wide part elsewhere")
     booster_transformer_layers: int = option(1, minimum=1, help="--booster-interest transformer: encoder layers "
                                                                  "(self-attention, then a feed-forward 2x as wide)")
     booster_transformer_heads: int = option(2, minimum=1, help="--booster-interest transformer: attention heads "

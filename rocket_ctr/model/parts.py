@@ -5,7 +5,7 @@ from __future__ import annotations
 import tensorflow as tf
 
 from rocket_ctr.config.schema import ModelConfig
-from rocket_ctr.config.validation import check_booster_options, wide_crosses
+from rocket_ctr.config.validation import WIDE_AUTO, check_booster_options, wide_crosses
 from rocket_ctr.errors import FieldError
 from rocket_ctr.features.spec import FeatureSpec
 from rocket_ctr.model.layers.bank import EmbeddingBank
@@ -29,7 +29,7 @@ def booster_only_layers(spec: FeatureSpec, cfg: ModelConfig, towers: tuple) -> d
     columns = tuple(f for f in spec.booster_only_features if not f.wide_only) if has else ()
     extras = spec.booster_only_extra_features if has else ()
     init = {"init_std": cfg.embedding_init_std, "l2": cfg.embedding_l2}
-    crosses = wide_crosses(cfg.booster_wide_crosses)
+    ids, crosses = wide_part(spec, cfg)
     return {
         "booster_columns": ColumnEmbeddings(columns, cfg.embedding_dim, name="booster_columns", **init)
         if columns else None,
@@ -37,10 +37,21 @@ def booster_only_layers(spec: FeatureSpec, cfg: ModelConfig, towers: tuple) -> d
         if has and cfg.booster_embedding_dim else None,
         "booster_cross": CrossNetwork(cfg.booster_cross, l2=cfg.booster.l2, name="booster_cross")
         if has and cfg.booster_cross else None,
-        "booster_wide": WideTerms(spec, crosses, ids=cfg.booster_wide, name="booster_wide")
-        if has and (cfg.booster_wide or crosses) else None,
+        "booster_wide": WideTerms(spec, crosses, ids=ids, name="booster_wide") if has and (ids or crosses) else None,
         "booster_extras": FeatureEncoders(extras, cfg.embedding_dim, name="booster_extras", **init) if extras else None,
     }
+
+
+def wide_part(spec: FeatureSpec, cfg: ModelConfig) -> tuple[bool, tuple]:
+    """``(per-id scalars?, crosses)`` of the booster's wide part. Under ``booster_wide_crosses auto``: where
+    the user id is embedded for both towers (a served user feature: enough rows per user), the user id
+    crossed with every candidate-side sequence feature but the candidate id, and the per-id scalars;
+    elsewhere none (a user id too sparse to embed is too sparse for per-user pairs)."""
+    if cfg.booster_wide_crosses.strip() != WIDE_AUTO:
+        return cfg.booster_wide, wide_crosses(cfg.booster_wide_crosses)
+    if spec.user_id not in {f.name for f in spec.served().user_features}:
+        return False, ()
+    return True, tuple((spec.user_id, f.name) for f in spec.sequence_features[1:])
 
 
 def widen(shared: dict, own: dict) -> dict:
@@ -58,7 +69,7 @@ def check_model_config(spec: FeatureSpec, cfg: ModelConfig) -> None:
     check_booster_options(cfg)  # RocketConfig checks them too; a bare ModelConfig only here
     user_side = {f.name for f in spec.user_features}  # booster-only ones too: the wide part is the booster's
     candidate_side = {f.name for f in (*spec.sequence_features, *spec.item_features)}
-    crosses = wide_crosses(cfg.booster_wide_crosses)
+    crosses = wide_part(spec, cfg)[1]
     for user, item in crosses:
         if user not in user_side or item not in candidate_side:
             raise FieldError(f"{{model.booster_wide_crosses}} {user}*{item}: crosses a user-side id feature "

@@ -124,3 +124,14 @@ def test_a_wide_only_feature_no_cross_reads_is_refused_and_wide_only_needs_boost
     RocketModel(spec, RocketConfig(**{**SMALL, "mode": "base"}))  # no booster: nothing reads it, nothing to refuse
     with pytest.raises(ValueError, match="wide_only needs booster_only"):
         IdFeature("user_id", wide_only=True)
+
+
+def test_auto_crosses_an_embedded_user_id_with_the_candidates_category_and_builds_no_wide_part_without_it():
+    embedded = dataclasses.replace(SPEC, user_features=(*SPEC.user_features, IdFeature("user_id", buckets=20)))
+    model = RocketModel(embedded, RocketConfig(**SMALL, booster_wide_crosses="auto"))
+    assert model.booster_wide.crosses == (("user_id", "cate_id"),) and model.booster_wide.ids
+    x = {**rows(), "user_id": tf.constant(np.arange(16) % 20)}
+    np.testing.assert_allclose(model.tower_logit("booster", x), model(x)["booster"], atol=LOGIT_TOLERANCE)
+    assert RocketModel(SPEC, RocketConfig(**SMALL, booster_wide_crosses="auto")).booster_wide is None
+    with pytest.raises(FieldError, match="auto decides the per-id scalars too"):
+        RocketConfig(**SMALL, booster_wide=True, booster_wide_crosses="auto")

@@ -68,6 +68,8 @@ def test_under_auto_a_user_id_the_boosters_wide_part_crosses_is_wide_only_below_
                            "3.0 training rows per user")
     spec, _ = with_user_id_embedding(SPEC, check_log(many, SPEC), crossing)
     assert not user_id_feature(spec).booster_only  # enough rows: embedded for both towers, as without crosses
+    auto = RocketConfig(booster_wide_crosses="auto")  # no wide part where the user id is too sparse to embed
+    assert with_user_id_embedding(SPEC, check_log(few, SPEC), auto)[0] == SPEC
     in_base = RocketConfig(mode="base", booster_wide_crosses="user_id*cate_id")
     assert with_user_id_embedding(SPEC, check_log(few, SPEC), in_base)[0] == SPEC
 
