@@ -129,6 +129,8 @@ REAL_LOGS_CHANGES = {
     # a wide part in the booster's logit: per-id scalars and the user's affinity to each category
     "wide part, user x category": Recipe({"booster_wide": True, "booster_wide_crosses": "user_id*cate_id",
                                           "booster_wide_rate": 30.0}),
+    # the same where the user id is embedded for both towers (many rows per user), none elsewhere
+    "wide part auto": Recipe({"booster_wide_crosses": "auto", "booster_wide_rate": 30.0}),
 }
 REAL_LOGS_PRESETS = {
     "defaults": [],
@@ -230,7 +232,8 @@ BOOSTER_OPTIONS = {"dotbooster": REAL_LOGS_CHANGES["dot cross booster"].config,
                    "ownembbooster": REAL_LOGS_CHANGES["din+dot booster, own embeddings 18"].config,
                    "ownemb36booster": REAL_LOGS_CHANGES["din+dot booster, own embeddings 36"].config,
                    "residualbooster": REAL_LOGS_CHANGES["din+dot booster, residual"].config,
-                   "widepartbooster": REAL_LOGS_CHANGES["wide part, user x category"].config}
+                   "widepartbooster": REAL_LOGS_CHANGES["wide part, user x category"].config,
+                   "wideautobooster": REAL_LOGS_CHANGES["wide part auto"].config}
 THROUGHPUT_OPTIONS = ("buckets", "stringhash", "afterlaunch", *BOOSTER_OPTIONS)  # and light extractors
 
 
@@ -239,8 +242,8 @@ def _throughput(name: str) -> Recipe:
     ``dot`` / ``mean`` / ``din`` / ``shared`` (the light tower's interest extractor), ``afterlaunch``
     (the booster kept off the shared bottom until the warm-up launches it, λ = 1), ``stringhash``
     (each int64 id's decimal text through farmhash), ``dotbooster``, ``widebooster``, ``dindotbooster``,
-    ``ownembbooster``, ``ownemb36booster``, ``residualbooster``, ``widepartbooster`` (:data:`BOOSTER_OPTIONS`), e.g.
-    ``rocket+dot+buckets``."""
+    ``ownembbooster``, ``ownemb36booster``, ``residualbooster``, ``widepartbooster``, ``wideautobooster``
+    (:data:`BOOSTER_OPTIONS`), e.g. ``rocket+dot+buckets``."""
     from rocket_ctr.config.schema import LIGHT_INTERESTS
 
     mode, *extras = name.split("+")
