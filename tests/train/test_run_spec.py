@@ -209,3 +209,7 @@ def test_a_booster_only_user_id_crossed_by_the_wide_part_trains_and_stays_out_of
                           sample_size=32, warmup_candidates=8, progress=False)
     signature = tf.saved_model.load(str(result.path)).signatures["serving_default"].structured_input_signature[1]
     assert "user_id" not in signature and "item_id" in signature
+    day2 = Trainer(tmp_path / "day2", train, test, config, SPEC, verbose=0, warm_start=tmp_path / "run")
+    assert user_id_feature(day2.spec).wide_only  # the source's spec: its crosses' rows carry over by id
+    np.testing.assert_array_equal(day2.model.booster_wide.cross_tables[0].embeddings.numpy(),
+                                  trainer.model.booster_wide.cross_tables[0].embeddings.numpy())
