@@ -86,19 +86,20 @@ def check_booster_options(model) -> None:
         raise FieldError(f"{{model.booster_residual}} needs {{model.mode}} rocket (the booster adds to the light "
                          f"logit it trains beside), got {model.mode!r}")
     wide_crosses(model.booster_wide_crosses)
-    if model.booster_wide_crosses.strip() == WIDE_AUTO and model.booster_wide:
+    if is_wide_auto(model.booster_wide_crosses) and model.booster_wide:
         raise FieldError("{model.booster_wide_crosses} auto decides the per-id scalars too (on where its crosses "
                          "are): drop {model.booster_wide}")
 
 
-# --booster-wide-crosses auto: resolved against the run's FeatureSpec (rocket_ctr.model.parts.wide_part)
-WIDE_AUTO = "auto"
+def is_wide_auto(text: str) -> bool:
+    """``--booster-wide-crosses auto``, which the run's FeatureSpec resolves (``rocket_ctr.model.parts.wide_part``)."""
+    return text.strip() == "auto"
 
 
 def wide_crosses(text: str) -> tuple:
     """``"user_id*cate_id, ..."`` as ``(("user_id", "cate_id"), ...)`` (``"auto"``: none here, the
     FeatureSpec decides them); FieldError for a cross that is not two names joined by ``*``."""
-    if text.strip() == WIDE_AUTO:
+    if is_wide_auto(text):
         return ()
     crosses = []
     for cross in (c.strip() for c in text.split(",") if c.strip()):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import tensorflow as tf
 
 from rocket_ctr.config.schema import ModelConfig
-from rocket_ctr.config.validation import WIDE_AUTO, check_booster_options, wide_crosses
+from rocket_ctr.config.validation import check_booster_options, is_wide_auto, wide_crosses
 from rocket_ctr.errors import FieldError
 from rocket_ctr.features.spec import FeatureSpec
 from rocket_ctr.model.layers.bank import EmbeddingBank
@@ -47,7 +47,7 @@ def wide_part(spec: FeatureSpec, cfg: ModelConfig) -> tuple[bool, tuple]:
     the user id is embedded for both towers (a served user feature: enough rows per user), the user id
     crossed with every candidate-side sequence feature but the candidate id, and the per-id scalars;
     elsewhere none (a user id too sparse to embed is too sparse for per-user pairs)."""
-    if cfg.booster_wide_crosses.strip() != WIDE_AUTO:
+    if not is_wide_auto(cfg.booster_wide_crosses):
         return cfg.booster_wide, wide_crosses(cfg.booster_wide_crosses)
     if spec.user_id not in {f.name for f in spec.served().user_features}:
         return False, ()
