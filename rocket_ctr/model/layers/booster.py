@@ -69,7 +69,8 @@ class ColumnEmbeddings(keras.layers.Layer):
     served columns only): the light tower's path, and so its export, holds none of these tables.
 
     Args:
-        features: the booster-only IdFeatures (``FeatureSpec.booster_only_features``).
+        features: the booster-only IdFeatures (``FeatureSpec.booster_only_features`` but the
+            ``wide_only`` ones, which have no table).
         embedding_dim, init_std, l2: as the bank's.
     """
 
