@@ -53,6 +53,12 @@ class Recipe:
 # ----- real logs: experiment_real_logs.py, bench_frontier.py -------------------------------------------
 # change -> recipe; a name is "defaults", a preset, or changes joined by " + " on top of "no validation"
 # (so the choices of the fit are measured without the validation split's own effect)
+# the 7-layer DIN booster on the shared tables alone, λ 0: the booster before own tables, wide part and hint auto
+DIN_BOOSTER = {"booster_interest": "din", "booster_embedding_dim": 0, "booster_wide_crosses": "",
+               "booster_wide_rate": 10.0, "hint_weight": 0.0}
+# --light-interest shared: the light tower reads that booster's DIN attention (a shared attention cannot read
+# the booster's own, wider tables)
+SHARED_ATTENTION = {"light_interest": "shared", **DIN_BOOSTER}
 REAL_LOGS_CHANGES = {
     "no validation": Recipe({"validation_fraction": 0.0}),
     "lr 1e-3": Recipe({"learning_rate": 1e-3}),
@@ -80,7 +86,7 @@ REAL_LOGS_CHANGES = {
     "user hold-out": Recipe({"validation_fraction": 0.05, "validation_split": "users"}),
     "patience 1": Recipe({"early_stopping_patience": 1}),
     # the light tower's own interest extractor
-    "light shared": Recipe({"light_interest": "shared"}),  # the booster's DIN attention
+    "light shared": Recipe(SHARED_ATTENTION),
     "light din 32-16": Recipe({"light_interest": "din", "light_attention": [32, 16]}),
     "light dot": Recipe({"light_interest": "dot", "light_projection": 16}),
     "light dot raw": Recipe({"light_interest": "dot", "light_projection": 0}),  # c·h / √D, no weights
@@ -126,6 +132,7 @@ REAL_LOGS_CHANGES = {
     "din+dot booster, own embeddings 36": Recipe({"booster_interest": "din+dot", "booster_embedding_dim": 36}),
     "din+dot booster, residual": Recipe({"booster_interest": "din+dot", "booster_residual": True}),
     "hint 0.1 from the first step": Recipe({"hint_weight": 0.1, "hint_warmup": False}),
+    "7-layer din booster": Recipe(DIN_BOOSTER),
     # a wide part in the booster's logit: per-id scalars and the user's affinity to each category
     "wide part, user x category": Recipe({"booster_wide": True, "booster_wide_crosses": "user_id*cate_id",
                                           "booster_wide_rate": 30.0}),
@@ -225,12 +232,13 @@ ABLATION_INVESTIGATIONS = {
 ABLATION.update(ABLATION_INVESTIGATIONS)
 
 # ----- throughput: bench_train_throughput.py -----------------------------------------------------------
-# the booster options beside the default 7-layer DIN one (docs/results/boosters.md), as the real-logs recipes set them
+# the booster options beside the default one (docs/results/boosters.md), as the real-logs recipes set them
 BOOSTER_OPTIONS = {"dotbooster": REAL_LOGS_CHANGES["dot cross booster"].config,
                    "widebooster": REAL_LOGS_CHANGES["wide din+dot booster"].config,
                    "dindotbooster": REAL_LOGS_CHANGES["booster din+dot"].config,
                    "ownembbooster": REAL_LOGS_CHANGES["din+dot booster, own embeddings 18"].config,
                    "ownemb36booster": REAL_LOGS_CHANGES["din+dot booster, own embeddings 36"].config,
+                   "dinbooster": REAL_LOGS_CHANGES["7-layer din booster"].config,
                    "residualbooster": REAL_LOGS_CHANGES["din+dot booster, residual"].config,
                    "widepartbooster": REAL_LOGS_CHANGES["wide part, user x category"].config,
                    "wideautobooster": REAL_LOGS_CHANGES["wide part auto"].config}
@@ -242,7 +250,8 @@ def _throughput(name: str) -> Recipe:
     ``dot`` / ``mean`` / ``din`` / ``shared`` (the light tower's interest extractor), ``afterlaunch``
     (the booster kept off the shared bottom until the warm-up launches it, λ = 1), ``stringhash``
     (each int64 id's decimal text through farmhash), ``dotbooster``, ``widebooster``, ``dindotbooster``,
-    ``ownembbooster``, ``ownemb36booster``, ``residualbooster``, ``widepartbooster``, ``wideautobooster``
+    ``ownembbooster``, ``ownemb36booster``, ``dinbooster``, ``residualbooster``, ``widepartbooster``,
+    ``wideautobooster``
     (:data:`BOOSTER_OPTIONS`), e.g. ``rocket+dot+buckets``."""
     from rocket_ctr.config.schema import LIGHT_INTERESTS
 
@@ -253,6 +262,7 @@ def _throughput(name: str) -> Recipe:
                        f"{LIGHT_INTERESTS}")
     boosters = {k: v for e in extras for k, v in BOOSTER_OPTIONS.get(e, {}).items()}
     interests = [e for e in extras if e in LIGHT_INTERESTS]
+    boosters = {**(SHARED_ATTENTION if interests[-1:] == ["shared"] else {}), **boosters}
     return Recipe({"mode": mode, "length_buckets": "buckets" in extras,
                    **({"light_interest": interests[-1]} if interests else {}),
                    **({"booster_bottom": "after-launch", "hint_weight": 1.0} if "afterlaunch" in extras else {}),

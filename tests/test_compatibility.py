@@ -12,8 +12,9 @@ FIXTURES = Path(__file__).resolve().parent / "fixtures" / "v0_1"
 # the config the fixtures were trained with (write_fixtures.TINY)
 TINY = dict(epochs=2, batch_size=64, learning_rate=5e-3, embedding_dim=4, light_units=(8, 4),
             booster_units=(16, 8), jit_compile=False, checkpoint_every=10_000,
-            # the booster of that release's defaults
-            booster_interest="din", booster_cross=0, booster_batch_norm=True, booster_bottom="from-start")
+            # the booster and the hint of that release's defaults
+            booster_interest="din", booster_cross=0, booster_batch_norm=True, booster_bottom="from-start",
+            booster_embedding_dim=0, booster_wide_crosses="", booster_wide_rate=10.0, hint_weight=0.0)
 LOG = FIXTURES / "log"
 
 

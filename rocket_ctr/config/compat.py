@@ -14,7 +14,8 @@ BEFORE_FIELD_EXISTED = {"model.light_interest": "shared", "training.calibrate_in
                         "training.fold_in_validation": "no", "training.fold_in_calibration": "before",
                         "hint.booster_bottom": "after-launch",
                         "model.user_id_embedding": "no", "model.booster_interest": "din",
-                        "model.booster_cross": 0}
+                        "model.booster_cross": 0, "model.booster_embedding_dim": 0,
+                        "model.booster_wide_crosses": "", "training.booster_wide_rate": 10.0}
 
 
 def with_fields_it_predates(values: dict, root) -> dict:

@@ -12,10 +12,12 @@ class HintConfig:
 
     loss: str = option("mimic", choices=("mimic", "mse", "kd"), flag="--hint",
                        help="mimic: logit MSE (the paper); mse: probability MSE; kd: distillation with T")
-    weight: float = option(0.0, minimum=0.0,
-                           help="λ of eq. (1), how strongly the light tower follows the booster's logit; 0 "
-                                "(default): no hint, the booster helps the light tower only through the shared "
-                                "embeddings (--booster-bottom); the paper: 1")
+    weight: float | None = option(None, minimum=0.0,
+                                  help="λ of eq. (1), how strongly the light tower follows the booster's logit; "
+                                       "auto (default): 0.5 where the user id is embedded for both towers "
+                                       "(--user-id-embedding: enough rows per user), 0 elsewhere; 0: no hint, the "
+                                       "booster helps the light tower only through the shared embeddings "
+                                       "(--booster-bottom); the paper: 1")
     temperature: float = option(1.0, help="T of the kd hint", flag="--temperature", above=0.0)
     gate: bool = option(False, help="apply the hint only where the booster's cross-entropy is lower than the "
                                     "light tower's")

@@ -54,7 +54,7 @@ class ModelConfig:
                                  help="L2 penalty on the whole embedding tables every step (DeepCTR's "
                                       "embeddings_regularizer; with --optimizer adam every row decays)")
     attention: AttentionConfig = section(AttentionConfig)
-    booster_interest: str = option("din", choices=BOOSTER_INTERESTS,
+    booster_interest: str = option("din+dot", choices=BOOSTER_INTERESTS,
                                    help="the booster's interest extractor: din: DIN attention of --attention-units; "
                                         "dot: scaled dot-product (--light-projection width); din+dot: both, "
                                         "concatenated (--light-interest shared reads it too); transformer: BST's "
@@ -82,19 +82,19 @@ class ModelConfig:
     booster_cross: int = option(0, minimum=0,
                                 help="DCN-v2 cross layers x' = x0 * (W x + b) + x (full-rank W) between the "
                                      "booster's input and its MLP (stacked; 0 = none; never in the light tower)")
-    booster_embedding_dim: int = option(0, minimum=0, help="width of the booster's own embedding tables, one per id "
+    booster_embedding_dim: int = option(36, minimum=0, help="width of the booster's own embedding tables, one per id "
                                          "feature, read beside the shared ones (0 = none; never in the light tower)")
     booster_residual: bool = option(False, help="rocket: the booster's logit is its MLP's output plus the light logit "
                                                  "(gradient-stopped): it learns what the light tower misses")
     booster_wide: bool = option(False, help="a wide part in the booster's logit (Wide & Deep): one learned scalar per "
                                             "id of the candidate's and the user's id features, summed")
-    booster_wide_crosses: str = option("", help="crossed columns USER*CANDIDATE of the booster's wide part, "
+    booster_wide_crosses: str = option("auto", help="crossed columns USER*CANDIDATE of the booster's wide part, "
                                                 "comma-separated (e.g. user_id*cate_id: one scalar per user and "
                                                 "category, the user's affinity to it, hashed into 2^20 rows); also "
                                                 "without --booster-wide. auto: where the user id is embedded for "
                                                 "both towers, the user id crossed with every candidate-side "
                                                 "sequence feature but the candidate id, with the per-id scalars; "
-                                                "no wide part elsewhere")
+                                                "elsewhere none (the per-id scalars only with --booster-wide)")
     booster_transformer_layers: int = option(1, minimum=1, help="--booster-interest transformer: encoder layers "
                                                                  "(self-attention, then a feed-forward 2x as wide)")
     booster_transformer_heads: int = option(2, minimum=1, help="--booster-interest transformer: attention heads "
@@ -142,7 +142,7 @@ class TrainingConfig:
                                   help="train on every click and this share of the negatives (chosen by a hash "
                                        "of each row, the same every epoch); predictions, evaluation and the "
                                        "export are corrected back to the full rate: p = q / (q + (1 - q) / r)")
-    booster_wide_rate: float = option(10.0, above=0.0,
+    booster_wide_rate: float = option(30.0, above=0.0,
                                       help="the learning rate of the booster's wide part (--booster-wide, "
                                            "--booster-wide-crosses) as a multiple of the booster's (Adam moves a "
                                            "scalar about one learning rate each time its id is seen)")

@@ -74,21 +74,20 @@ def check_booster_options(model) -> None:
     """Refuses booster options the model's other fields rule out (FieldError, one line): a residual
     booster in booster or two-stage mode (no light logit trained beside it to add to; base mode
     builds no booster and ignores it, as every booster option), own booster tables under a shared
-    attention (which cannot read wider embeddings), wide crosses not written USER*CANDIDATE.
+    attention (which cannot read wider embeddings) where a booster is built, wide crosses not written
+    USER*CANDIDATE.
 
     Args:
         model: a ``ModelConfig``.
     """
-    if model.booster_embedding_dim and model.light_interest == "shared":
+    if model.booster_embedding_dim and model.light_interest == "shared" and "booster" in model.towers:
         raise FieldError("{model.booster_embedding_dim} needs a light tower with its own extractor ({model."
-                         "light_interest} dot, din or mean): a shared attention cannot read wider embeddings")
+                         "light_interest} dot, din or mean): a shared attention cannot read wider embeddings; "
+                         "with {model.light_interest} shared set {model.booster_embedding_dim} 0")
     if model.booster_residual and model.mode in ("booster", "two-stage"):
         raise FieldError(f"{{model.booster_residual}} needs {{model.mode}} rocket (the booster adds to the light "
                          f"logit it trains beside), got {model.mode!r}")
     wide_crosses(model.booster_wide_crosses)
-    if is_wide_auto(model.booster_wide_crosses) and model.booster_wide:
-        raise FieldError("{model.booster_wide_crosses} auto decides the per-id scalars too (on where its crosses "
-                         "are): drop {model.booster_wide}")
 
 
 def is_wide_auto(text: str) -> bool:

@@ -17,7 +17,7 @@ LOSS_TERMS = ("loss", "light_ce", "booster_ce", "hint")
 class LossMixin:
     """Eq. (1), its trackers and ``train_step`` for :class:`rocket_ctr.model.rocket.RocketModel`.
 
-    Reads the model's ``towers``, ``stage``, ``hint`` (the hint loss), ``hint_config``,
+    Reads the model's ``towers``, ``stage``, ``hint`` (the hint loss), ``hint_config``, ``hint_weight``,
     ``hint_scale`` and ``trackers`` (one ``Mean`` per name of :data:`LOSS_TERMS`).
     """
 
@@ -63,9 +63,9 @@ class LossMixin:
         return terms
 
     def _hint_lambda(self):
-        """λ of eq. (1) as trained now: ``hint.weight`` times ``hint_scale`` (0 until the hint's
-        launch under a warm-up, 1 otherwise)."""
-        return self.hint_config.weight * self.hint_scale
+        """λ of eq. (1) as trained now: the model's ``hint_weight`` (``hint.weight``, auto resolved)
+        times ``hint_scale`` (0 until the hint's launch under a warm-up, 1 otherwise)."""
+        return self.hint_weight * self.hint_scale
 
     def _gate_booster_gradient(self, x):
         """``x`` in value, but only ``hint_scale`` of the booster's gradient flows back through it:

@@ -1,9 +1,10 @@
 """Building blocks of ``RocketModel`` that need no model: its banks and MLPs from the config, the
-config checks that need the FeatureSpec, and a map over a bank's lookup."""
+config checks and resolutions that need the FeatureSpec, and a map over a bank's lookup."""
 from __future__ import annotations
 
 import tensorflow as tf
 
+from rocket_ctr.config.hint import HintConfig
 from rocket_ctr.config.schema import ModelConfig
 from rocket_ctr.config.validation import check_booster_options, is_wide_auto, wide_crosses
 from rocket_ctr.errors import FieldError
@@ -42,15 +43,35 @@ def booster_only_layers(spec: FeatureSpec, cfg: ModelConfig, towers: tuple) -> d
     }
 
 
+# hint weight auto: λ where the light tower embeds the user id. After the warm-up, λ 0.5 lifted the light
+# tower on both MovieLens logs (many rows per user) and cost the leave-one-out review logs, where the light
+# tower has no user id to learn the booster's per-user lead with (docs/results/boosters.md).
+AUTO_HINT_WEIGHT = 0.5
+
+
+def embeds_user_id(spec: FeatureSpec) -> bool:
+    """Whether the user id is embedded for both towers (a served user feature: enough rows per user)."""
+    return spec.user_id in {f.name for f in spec.served().user_features}
+
+
+def hint_weight(spec: FeatureSpec, hint: HintConfig) -> float:
+    """λ of eq. (1): ``hint.weight``; under auto (None) :data:`AUTO_HINT_WEIGHT` where the user id is
+    embedded for both towers, else 0."""
+    if hint.weight is not None:
+        return float(hint.weight)
+    return AUTO_HINT_WEIGHT if embeds_user_id(spec) else 0.0
+
+
 def wide_part(spec: FeatureSpec, cfg: ModelConfig) -> tuple[bool, tuple]:
     """``(per-id scalars?, crosses)`` of the booster's wide part. Under ``booster_wide_crosses auto``: where
     the user id is embedded for both towers (a served user feature: enough rows per user), the user id
     crossed with every candidate-side sequence feature but the candidate id, and the per-id scalars;
-    elsewhere none (a user id too sparse to embed is too sparse for per-user pairs)."""
+    elsewhere none (a user id too sparse to embed is too sparse for per-user pairs), the per-id scalars
+    only if ``booster_wide`` asks for them."""
     if not is_wide_auto(cfg.booster_wide_crosses):
         return cfg.booster_wide, wide_crosses(cfg.booster_wide_crosses)
-    if spec.user_id not in {f.name for f in spec.served().user_features}:
-        return False, ()
+    if not embeds_user_id(spec):
+        return cfg.booster_wide, ()
     return True, tuple((spec.user_id, f.name) for f in spec.sequence_features[1:])
 
 

@@ -21,7 +21,7 @@ from rocket_ctr.model.layers.interest import make_extractor, newest_steps
 from rocket_ctr.model.layers.tower_input import tower_input, tower_input_parts
 from rocket_ctr.model.layers.transformer import transformer_options
 from rocket_ctr.model.loss import LOSS_TERMS, LossMixin
-from rocket_ctr.model.parts import bank, booster_only_layers, check_model_config, map_floats, mlp_of, widen
+from rocket_ctr.model.parts import bank, booster_only_layers, check_model_config, hint_weight, map_floats, mlp_of, widen
 from rocket_ctr.model.stages import StagesMixin
 
 
@@ -81,6 +81,7 @@ class RocketModel(LossMixin, CalibrationHeadMixin, StagesMixin, keras.Model):
         self.stage = {"two-stage": "booster"}.get(cfg.mode, "joint")
 
         check_model_config(spec, cfg)
+        self.hint_weight = hint_weight(spec, self.hint_config)  # λ of eq. (1), auto resolved on this spec
         self.separate = len(self.towers) == 2 and (not cfg.share or cfg.mode == "two-stage")
         # the light tower reads the booster's very attention layer
         self.light_shares_attention = cfg.light_interest == "shared" and len(self.towers) == 2 and not self.separate
@@ -238,7 +239,7 @@ class RocketModel(LossMixin, CalibrationHeadMixin, StagesMixin, keras.Model):
         detach = self.config.detach_light  # EasyRec's variant: only the booster trains the bottom
         # (λ = 0, the default: no hint term to detach, no second light pass)
         hinted = training and not self.hint_config.trains_bottom and "booster" in self.towers \
-            and self.hint_config.weight > 0
+            and self.hint_weight > 0
         # The hint's light logit is the light logit itself, but its gradient stops at the light
         # tower and its own extractor: a mismatched teacher cannot drag the shared embeddings along.
         if self.config.light_interest == "shared":  # the extractor counts as the bottom

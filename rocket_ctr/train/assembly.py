@@ -217,7 +217,7 @@ def make_callbacks(trainer) -> tuple:
     recorder = RunRecorder(trainer.run_dir, cfg, trainer.history, trainer.total_epochs, trainer.task.num_workers,
                            write=trainer.is_chief, verbose=trainer.verbose, warmup=warmup,
                            early_stopping=early_stopping, field_names=trainer.field_names,
-                           validation_split=holdout and holdout.record())
+                           validation_split=holdout and holdout.record(), hint_weight=trainer.model.hint_weight)
     after_training = (fold_in, refit) if calibrates_after_fold_in(trainer) else (refit, fold_in)
     return (warmup, tensorboard, early_stopping, *after_training, recorder)
 

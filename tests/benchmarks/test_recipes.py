@@ -96,7 +96,9 @@ def trained_under_other_defaults(name, **change):
 def test_a_line_joins_its_recipe_only_with_the_config_it_resolves_to_today():
     today = line("defaults", seed=0, gauc=0.71)
     stale = line("defaults", seed=1, gauc=0.60, config=trained_under_other_defaults(
-        "defaults", **{"model.light_interest": "shared"}))
+        "defaults", **{"model.light_interest": "shared", "model.booster_interest": "din",
+                       "model.booster_embedding_dim": 0, "model.booster_wide_crosses": "",
+                       "training.booster_wide_rate": 10.0, "hint.weight": 0.0}))
     unstored = {k: v for k, v in line("defaults", seed=2, gauc=0.50).items()
                 if k not in ("config", "family", "recipe", "settings")}
     records = [today, stale, unstored]

@@ -52,7 +52,9 @@ def test_cli_reports_a_bad_config_file_in_one_line(tmp_path, capsys):
     assert "epochs must be an integer" in err and "Traceback" not in err
 
 
-STR_VALUES = {"model.booster_wide_crosses": "user_id*cate_id"}  # fields whose strings have a form of their own
+# fields whose strings have a form of their own, or whose first other choice the defaults rule out (a shared
+# attention cannot read the booster's own, wider tables)
+STR_VALUES = {"model.booster_wide_crosses": "user_id*cate_id", "model.light_interest": "din"}
 
 
 def test_every_field_has_a_generated_flag_that_reaches_it():
@@ -67,7 +69,7 @@ def test_every_field_has_a_generated_flag_that_reaches_it():
         if field.type == "bool":
             argv, expected = [f"--no-{flag[2:]}" if default else flag], not default
         elif field.metadata.get("choices"):
-            expected = next(c for c in field.metadata["choices"] if c != default)
+            expected = STR_VALUES.get(path) or next(c for c in field.metadata["choices"] if c != default)
             argv = [flag, expected]
         elif field.type == "tuple":
             argv, expected = [flag, "7,5"], (7, 5)
@@ -114,7 +116,7 @@ def test_errors_name_fields_for_python_and_flags_for_the_cli(tmp_path, capsys):
 def test_a_saved_config_written_before_a_field_existed_keeps_what_that_run_built():
     saved = RocketConfig(light_interest="din").to_dict()
     assert RocketConfig.from_saved(saved).model.light_interest == "din"
-    del saved["model"]["light_interest"]                                   # a run dir from before the field
+    del saved["model"]["light_interest"], saved["model"]["booster_embedding_dim"]  # a run dir from before both
     assert RocketConfig.from_saved(saved).model.light_interest == "shared"
     assert RocketConfig.from_saved({"light_interest": "mean"}).model.light_interest == "mean"  # flat names
     assert RocketConfig.from_saved({"epochs": 2}).model.light_interest == "shared"
@@ -123,12 +125,18 @@ def test_a_saved_config_written_before_a_field_existed_keeps_what_that_run_built
     del old["hint"]["booster_bottom"]
     assert RocketConfig.from_saved(old).hint.booster_bottom == "after-launch"
     assert RocketConfig.from_saved(old).hint.weight == 1.0  # always saved: an old run keeps its λ
-    assert RocketConfig().hint.booster_bottom == "from-start" and RocketConfig().hint.weight == 0.0
+    assert RocketConfig().hint.booster_bottom == "from-start" and RocketConfig().hint.weight is None  # auto
     # the booster read DIN attention and had no cross stack before those fields existed
     old = RocketConfig().to_dict()
     del old["model"]["booster_interest"], old["model"]["booster_cross"]
     assert (RocketConfig.from_saved(old).model.booster_interest, RocketConfig.from_saved(old).model.booster_cross) \
         == ("din", 0)
+    # nor tables of its own, a wide part or the wide part's rate of today
+    del old["model"]["booster_embedding_dim"], old["model"]["booster_wide_crosses"]
+    del old["training"]["booster_wide_rate"]
+    before = RocketConfig.from_saved(old)
+    assert (before.model.booster_embedding_dim, before.model.booster_wide_crosses, before.training.booster_wide_rate) \
+        == (0, "", 10.0)
 
 
 def test_validation_fraction_auto_resolves_per_split_kind():

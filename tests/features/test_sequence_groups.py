@@ -126,9 +126,14 @@ def test_a_side_column_of_another_length_than_its_group_is_refused_naming_it(tmp
 
 
 # ----- model -------------------------------------------------------------------------------------
+def own_tables(light_interest: str) -> dict:
+    """A shared attention is the booster's DIN one, over the shared tables (it cannot read wider ones)."""
+    return {"booster_embedding_dim": 0, "booster_interest": "din"} if light_interest == "shared" else {}
+
+
 @pytest.mark.parametrize("light_interest", ["dot", "din", "mean", "shared"])
 def test_two_groups_give_two_extractors_per_tower_and_a_wider_x(light_interest):
-    config = RocketConfig(light_interest=light_interest, **CONFIG)
+    config = RocketConfig(light_interest=light_interest, **CONFIG, **own_tables(light_interest))
     model = RocketModel(SPEC, config)
     model(example_rows(SPEC), training=True)
     for tower in ("light", "booster"):
@@ -176,7 +181,7 @@ def _model_rows(n: int, items: int, cates: int, seed: int = 0) -> dict:
 def test_served_form_equals_the_training_form(light_interest, float64):
     """One user's batch-1 histories against N candidates = the same rows with the user side tiled
     (in float64: the two forms sum in another order)."""
-    model = RocketModel(SPEC, RocketConfig(light_interest=light_interest, **CONFIG))
+    model = RocketModel(SPEC, RocketConfig(light_interest=light_interest, **CONFIG, **own_tables(light_interest)))
     rows = _model_rows(9, items=6, cates=3)
     model(rows, training=True)
     assert model.light.logit.kernel.dtype == "float64"

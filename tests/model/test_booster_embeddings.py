@@ -17,7 +17,7 @@ def gradients(model, term):
 
 
 def test_the_booster_reads_its_own_tables_beside_the_shared_ones():
-    wide, plain = build(booster_embedding_dim=6), build()
+    wide, plain = build(booster_embedding_dim=6), build(booster_embedding_dim=0)
     first_dense = [v for v in wide.booster.weights if v.path.endswith("kernel")][0]
     plain_dense = [v for v in plain.booster.weights if v.path.endswith("kernel")][0]
     # every embedding the booster's x holds (candidate, profile, pooled history) is 6 wider per id feature

@@ -20,7 +20,7 @@ SPEC = FeatureSpec(
     max_history=8, history_buckets=(4, 8))
 SMALL = dict(light_interest="shared", embedding_dim=4, attention_units=(8, 4), light_units=(8,), booster_units=(16, 8),
              light_attention=(4,), light_projection=3, hint_warmup=False, hint_weight=1.0,
-             booster_bottom="after-launch", booster_interest="din", booster_cross=0,
+             booster_bottom="after-launch", booster_interest="din", booster_cross=0, booster_embedding_dim=0,
              booster_batch_norm=True)  # the DIN booster whose attention --light-interest shared reads
 USER = ("user_gender", "hist_item_id", "hist_cate_id", "hist_len")
 

@@ -97,7 +97,9 @@ def test_before_launch_the_booster_does_not_train_the_shared_bottom():
 
 @pytest.mark.parametrize("light_interest", ["shared", "dot"])
 def test_booster_bottom_from_start_trains_the_shared_bottom_while_the_hint_waits(light_interest):
-    model = build(hint_warmup=True, validation_fraction=0.1, booster_bottom="from-start", light_interest=light_interest)
+    own_tables = 0 if light_interest == "shared" else 36  # a shared attention cannot read wider tables
+    model = build(hint_warmup=True, validation_fraction=0.1, booster_bottom="from-start", light_interest=light_interest,
+                  booster_embedding_dim=own_tables)
     model.hint_scale.assign(0.0)  # not launched
     x, y = rows(), labels()
     with tf.GradientTape() as tape:
@@ -108,7 +110,7 @@ def test_booster_bottom_from_start_trains_the_shared_bottom_while_the_hint_waits
     assert any(not is_zero(g) for g in booster_grads)  # the booster's cross-entropy reaches the bottom
     assert float(terms["hint"]) == 0.0  # while λ·hint_scale is still 0
     gated = build(hint_warmup=True, validation_fraction=0.1, light_interest=light_interest,
-                  booster_bottom="after-launch")
+                  booster_bottom="after-launch", booster_embedding_dim=own_tables)
     gated.hint_scale.assign(0.0)
     with tf.GradientTape() as tape:
         booster_ce = gated.loss_terms(y, gated(x, training=True))["booster_ce"]

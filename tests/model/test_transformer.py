@@ -22,7 +22,7 @@ SPEC = FeatureSpec(
     user_features=(IdFeature("user_gender", dtype="string", buckets=4),),
     max_history=8, history_buckets=(4, 8))
 SMALL = dict(embedding_dim=4, attention_units=(8, 4), light_units=(8,), booster_units=(16, 8), hint_warmup=False,
-             hint_weight=1.0, booster_transformer_layers=2)
+             hint_weight=1.0, booster_transformer_layers=2, booster_embedding_dim=0)
 
 
 def inputs(seed=0, lengths=LENGTHS, width=L):
@@ -129,7 +129,7 @@ def test_the_booster_trains_every_transformer_variable_and_the_shared_embeddings
         model.light_logit(rows())
     assert not {id(v) for v in tape.watched_variables()} & booster_ids
     # the booster's x is as wide as with DIN: the pooled vector is projected back to D
-    din = build()
+    din = build(booster_interest="din")
     width = model.booster.hidden[0].kernel.shape[0]
     assert width == din.booster.hidden[0].kernel.shape[0] + (SMALL["embedding_dim"] * 2 if "+" in kind else 0)
 

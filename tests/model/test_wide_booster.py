@@ -133,5 +133,5 @@ def test_auto_crosses_an_embedded_user_id_with_the_candidates_category_and_build
     x = {**rows(), "user_id": tf.constant(np.arange(16) % 20)}
     np.testing.assert_allclose(model.tower_logit("booster", x), model(x)["booster"], atol=LOGIT_TOLERANCE)
     assert RocketModel(SPEC, RocketConfig(**SMALL, booster_wide_crosses="auto")).booster_wide is None
-    with pytest.raises(FieldError, match="auto decides the per-id scalars too"):
-        RocketConfig(**SMALL, booster_wide=True, booster_wide_crosses="auto")
+    scalars = RocketModel(SPEC, RocketConfig(**SMALL, booster_wide=True, booster_wide_crosses="auto")).booster_wide
+    assert scalars.ids and scalars.crosses == ()  # --booster-wide asks for the per-id scalars everywhere

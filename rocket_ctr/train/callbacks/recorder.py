@@ -54,6 +54,8 @@ class RunRecorder(keras.callbacks.Callback):
         validation_split: what the validation rows are (``Holdout.record()``: kind, reason, the eval
             log's test protocol, k, the calibration slice's share), for metrics.json.
         field_names: what the warning calls config fields (the CLI: its flags).
+        hint_weight: λ of eq. (1) as the model resolved it (``RocketModel.hint_weight``; default:
+            ``config.hint.weight``), for metrics.json and the warning.
     """
 
     name = "recorder"
@@ -61,8 +63,9 @@ class RunRecorder(keras.callbacks.Callback):
     def __init__(self, run_dir, config: RocketConfig, history: list, total_epochs: int, num_workers: int = 1,
                  write: bool = True, verbose: int = 0, warmup: HintWarmup | None = None,
                  early_stopping: EarlyStopping | None = None, validation_split: dict | None = None,
-                 field_names: Mapping[str, str] | None = None):
+                 field_names: Mapping[str, str] | None = None, hint_weight: float | None = None):
         super().__init__()
+        self.hint_weight = config.hint.weight if hint_weight is None else hint_weight
         self.run_dir, self.config, self.history = Path(run_dir), config, history
         self.total_epochs, self.num_workers, self.write, self.verbose = total_epochs, num_workers, write, verbose
         self.warmup, self.early_stopping = warmup, early_stopping
@@ -127,6 +130,8 @@ class RunRecorder(keras.callbacks.Callback):
         if "validation" in last:
             metrics["validation"] = {t: {k: v[k] for k in SUMMARY if k in v} for t, v in last["validation"].items()}
             metrics["best_epoch" if restored else "epoch"] = last["epoch"]
+        if len(cfg.model.towers) == 2:
+            metrics["hint_weight"] = self.hint_weight
         if {"light", "booster"} <= set(last.get("validation", {})):
             light, booster = (last["validation"][t]["gauc"] for t in ("light", "booster"))
             metrics["booster_beat_light_on_validation"] = bool(booster > light)
@@ -148,7 +153,7 @@ class RunRecorder(keras.callbacks.Callback):
         text = (f"warning: the booster did not beat the light tower on the validation rows (GAUC {booster:.4f} "
                 f"vs {light:.4f}). Rocket launching helps only while the booster knows more than the light tower. ")
         from_start = self.config.hint.booster_bottom == "from-start"
-        if from_start and (launched is None or self.config.hint.weight == 0):
+        if from_start and (launched is None or not self.hint_weight):
             text += ("Its cross-entropy still trained the shared embeddings from the first step "
                      "({hint.booster_bottom} from-start), a second task for them; the hint stayed off. Compare with "
                      "{model.mode} base on your data before serving this light tower.")
