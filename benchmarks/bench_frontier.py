@@ -64,6 +64,9 @@ POINTS = (
     ("light mean", "light mean", "light"),
     ("booster", "light dot", "booster"),  # the booster of the default recipe (its light tower: dot)
     # the other booster options (docs/results/boosters.md): their serving cost against the light tower's
+    # the light tower of a model with the 7-layer DIN booster: the same served graph as "light dot"
+    ("light dot, 7-layer DIN booster's", "light dot + 7-layer din booster", "light"),
+    ("booster, 7-layer DIN", "light dot + 7-layer din booster", "booster"),
     ("booster, dot + crosses", "light dot + dot cross booster", "booster"),
     ("booster, wide DIN + dot", "light dot + wide din+dot booster", "booster"),
 )
