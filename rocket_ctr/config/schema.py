@@ -63,8 +63,9 @@ class ModelConfig:
     light_interest: str = option("dot", choices=LIGHT_INTERESTS,
                                  help="the light tower's interest extractor: dot: scaled dot-product target "
                                       "attention (--light-projection; about as accurate as DIN attention at a "
-                                      "fraction of its cost); shared: the booster's DIN attention (the paper's "
-                                      "sharing); din: its own DIN of --light-attention widths; mean: masked mean")
+                                      "fraction of its cost); shared: the booster's attention (the paper's "
+                                      "sharing: --booster-interest din, with --booster-embedding-dim 0); din: its "
+                                      "own DIN of --light-attention widths; mean: masked mean")
     light_attention: tuple = option((32, 16), help="attention MLP widths of --light-interest din (activation and "
                                                      "softmax: the --attention-* ones)", minimum=1)
     light_projection: int = option(16, minimum=0,
