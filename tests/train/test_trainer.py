@@ -15,6 +15,7 @@ from rocket_ctr.config.schema import RocketConfig
 from rocket_ctr.datagen.synthetic import generate
 from rocket_ctr.errors import InputError
 from rocket_ctr.metrics.ranking import auc
+from rocket_ctr.model.parts import embeds_user_id
 from rocket_ctr.pipelines.cli import main
 from rocket_ctr.train.callbacks.hint_warmup import HintWarmup
 from rocket_ctr.train.evaluation import evaluate
@@ -174,6 +175,7 @@ def test_without_validation_users_training_says_the_protections_are_off(log, tmp
     metrics = Trainer(tmp_path, log / "train", None, config, verbose=1).fit()
     assert "hint warm-up and early stopping are off" in capsys.readouterr().out
     assert "hint_launched_after_epoch" not in metrics and metrics["history"][0]["train"]["hint"] > 0
+    assert metrics["hint_weight"] == 1.0  # metrics.json records λ as trained
 
 
 def test_validation_users_never_reach_training(log):
@@ -202,6 +204,8 @@ def test_hint_warmup_keeps_the_hint_off_until_the_booster_leads_on_validation(lo
     assert first["hint_scale"] == 0.0 and first["train"]["hint"] == 0.0  # nothing known before epoch 1 ends
     assert isinstance(metrics["booster_beat_light_on_validation"], bool)
     assert metrics["hint_launched_after_epoch"] in (None, 1)
+    # hint weight auto, resolved on the run's FeatureSpec: 0.5 where the user id is embedded for both towers
+    assert metrics["hint_weight"] == trainer.model.hint_weight == (0.5 if embeds_user_id(trainer.model.spec) else 0.0)
     never = trainer.recorder.weak_booster_warning(0.70, 0.65, None)
     assert "0.6500 vs 0.7000" in never and "never launched" in never and "--mode base" in never
     assert "after epoch 2" in trainer.recorder.weak_booster_warning(0.70, 0.65, 2)
