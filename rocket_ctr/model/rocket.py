@@ -237,7 +237,7 @@ class RocketModel(LossMixin, CalibrationHeadMixin, StagesMixin, keras.Model):
     def _light_inputs(self, embedded: dict, training) -> tuple:
         """(x before any detaching, x the light tower reads, x of the hint's light logit or None)."""
         detach = self.config.detach_light  # EasyRec's variant: only the booster trains the bottom
-        # (λ = 0, the default: no hint term to detach, no second light pass)
+        # (λ = 0: no hint term to detach, no second light pass)
         hinted = training and not self.hint_config.trains_bottom and "booster" in self.towers \
             and self.hint_weight > 0
         # The hint's light logit is the light logit itself, but its gradient stops at the light
