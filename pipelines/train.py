@@ -27,12 +27,14 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("config fields (see rocket_ctr.config.schema)")
     for path, flag, field, default in fields_with_metadata(RocketConfig):
         meta, dest = field.metadata, path.replace(".", "__")
-        text = f"{meta['help']} ({path}, default: {list(default) if isinstance(default, tuple) else default})"
+        shown = list(default) if isinstance(default, tuple) else "auto" if default is None else default
+        text = f"{meta['help']} ({path}, default: {shown})"  # None is what the word auto sets
         if field.type == "bool":
             group.add_argument(flag, dest=dest, action=argparse.BooleanOptionalAction, default=None, help=text)
         else:
+            type_word = field.type.split(" ")[0].upper() + ("|auto" if field.type.endswith("| None") else "")
             group.add_argument(flag, dest=dest, default=None, choices=meta.get("choices"), help=text,
-                               metavar=None if meta.get("choices") else field.type.split(" ")[0].upper())
+                               metavar=None if meta.get("choices") else type_word)
 
 
 def config_from_args(args, base: RocketConfig | None = None) -> RocketConfig:
