@@ -137,6 +137,12 @@ def tiny_run(tmp_path_factory):
     return run, log
 
 
+def own_tables_for(light_interest: str) -> dict:
+    """Config fields a light extractor needs beside the defaults: none, but a shared attention cannot read
+    the booster's own, wider tables (``booster_embedding_dim`` 0)."""
+    return {"booster_embedding_dim": 0} if light_interest == "shared" else {}
+
+
 def model_rows(batch: int, steps: int, seed: int = 0) -> dict:
     """Random model inputs (row indices) of the tests' small spec: item/cate/gender ids [batch],
     item/cate histories [batch, steps] and ``hist_len`` in [0, steps]."""

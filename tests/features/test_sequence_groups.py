@@ -16,6 +16,7 @@ from conftest import (
     LOGIT_CLOSE,
     assert_predict_from_export_equals_predict_from_run,
     log_columns,
+    own_tables_for,
     refused_in_one_line,
     served_probabilities,
     write_log,
@@ -127,8 +128,8 @@ def test_a_side_column_of_another_length_than_its_group_is_refused_naming_it(tmp
 
 # ----- model -------------------------------------------------------------------------------------
 def own_tables(light_interest: str) -> dict:
-    """A shared attention is the booster's DIN one, over the shared tables (it cannot read wider ones)."""
-    return {"booster_embedding_dim": 0, "booster_interest": "din"} if light_interest == "shared" else {}
+    """A shared attention is the booster's DIN one (this test counts its width), over the shared tables."""
+    return {**own_tables_for(light_interest), **({"booster_interest": "din"} if light_interest == "shared" else {})}
 
 
 @pytest.mark.parametrize("light_interest", ["dot", "din", "mean", "shared"])

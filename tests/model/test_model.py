@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import LOGIT_CLOSE, model_rows
+from conftest import LOGIT_CLOSE, model_rows, own_tables_for
 from rocket_ctr.config.schema import RocketConfig
 from rocket_ctr.features.id_feature import IdFeature
 from rocket_ctr.features.spec import FeatureSpec
@@ -97,9 +97,8 @@ def test_before_launch_the_booster_does_not_train_the_shared_bottom():
 
 @pytest.mark.parametrize("light_interest", ["shared", "dot"])
 def test_booster_bottom_from_start_trains_the_shared_bottom_while_the_hint_waits(light_interest):
-    own_tables = 0 if light_interest == "shared" else 36  # a shared attention cannot read wider tables
     model = build(hint_warmup=True, validation_fraction=0.1, booster_bottom="from-start", light_interest=light_interest,
-                  booster_embedding_dim=own_tables)
+                  **own_tables_for(light_interest))
     model.hint_scale.assign(0.0)  # not launched
     x, y = rows(), labels()
     with tf.GradientTape() as tape:
@@ -110,7 +109,7 @@ def test_booster_bottom_from_start_trains_the_shared_bottom_while_the_hint_waits
     assert any(not is_zero(g) for g in booster_grads)  # the booster's cross-entropy reaches the bottom
     assert float(terms["hint"]) == 0.0  # while λ·hint_scale is still 0
     gated = build(hint_warmup=True, validation_fraction=0.1, light_interest=light_interest,
-                  booster_bottom="after-launch", booster_embedding_dim=own_tables)
+                  booster_bottom="after-launch", **own_tables_for(light_interest))
     gated.hint_scale.assign(0.0)
     with tf.GradientTape() as tape:
         booster_ce = gated.loss_terms(y, gated(x, training=True))["booster_ce"]

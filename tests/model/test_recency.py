@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import FLOAT32_PROBABILITY_ATOL, FLOAT64_CLOSE, LOGIT_CLOSE, model_rows
+from conftest import FLOAT32_PROBABILITY_ATOL, FLOAT64_CLOSE, LOGIT_CLOSE, model_rows, own_tables_for
 from rocket_ctr.config.fields import flag_table
 from rocket_ctr.config.schema import RocketConfig
 from rocket_ctr.errors import FieldError
@@ -115,7 +115,7 @@ def test_the_padded_width_changes_nothing(xla, float64):
 
 @pytest.mark.parametrize("light", ["dot", "din", "mean", "shared"])
 def test_the_served_form_equals_the_training_form(light, float64):
-    model = build(light_interest=light, booster_embedding_dim=0 if light == "shared" else 36)
+    model = build(light_interest=light, **own_tables_for(light))
     x = rows()
     x["hist_len"] = tf.fill([8], 5)
     single = {k: (v[:1] if k in USER else v) for k, v in x.items()}
