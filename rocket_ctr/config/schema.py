@@ -85,6 +85,9 @@ class ModelConfig:
                                      "booster's input and its MLP (stacked; 0 = none; never in the light tower)")
     booster_embedding_dim: int = option(36, minimum=0, help="width of the booster's own embedding tables, one per id "
                                          "feature, read beside the shared ones (0 = none; never in the light tower)")
+    booster_embedding_l2: float = option(0.0, minimum=0.0, help="DIN's mini-batch aware L2 on the booster's own "
+                                         "tables: this x the squared norm of each row a batch reads, once per batch "
+                                         "(0 = none)")
     booster_residual: bool = option(False, help="rocket: the booster's logit is its MLP's output plus the light logit "
                                                  "(gradient-stopped): it learns what the light tower misses")
     booster_wide: bool = option(False, help="a wide part in the booster's logit (Wide & Deep): one learned scalar per "

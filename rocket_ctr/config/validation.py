@@ -74,7 +74,8 @@ def check_booster_options(model) -> None:
     """Refuses booster options the model's other fields rule out (FieldError, one line): a residual
     booster in booster or two-stage mode (no light logit trained beside it to add to; base mode
     builds no booster and ignores it, as every booster option), own booster tables under a shared
-    attention (which cannot read wider embeddings) where a booster is built, wide crosses not written
+    attention (which cannot read wider embeddings) or their L2 without them where a booster is built,
+    wide crosses not written
     USER*CANDIDATE.
 
     Args:
@@ -84,6 +85,9 @@ def check_booster_options(model) -> None:
         raise FieldError("{model.booster_embedding_dim} needs a light tower with its own extractor ({model."
                          "light_interest} dot, din or mean): a shared attention cannot read wider embeddings; "
                          "with {model.light_interest} shared set {model.booster_embedding_dim} 0")
+    if model.booster_embedding_l2 and not model.booster_embedding_dim and "booster" in model.towers:
+        raise FieldError("{model.booster_embedding_l2} regularises the booster's own tables: set "
+                         "{model.booster_embedding_dim} above 0 (or the L2 to 0)")
     if model.booster_residual and model.mode in ("booster", "two-stage"):
         raise FieldError(f"{{model.booster_residual}} needs {{model.mode}} rocket (the booster adds to the light "
                          f"logit it trains beside), got {model.mode!r}")

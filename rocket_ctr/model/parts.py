@@ -15,11 +15,12 @@ from rocket_ctr.model.layers.features import FeatureEncoders
 from rocket_ctr.model.layers.mlp import MLP
 
 
-def bank(spec: FeatureSpec, cfg: ModelConfig, name: str, width: int | None = None) -> EmbeddingBank:
+def bank(spec: FeatureSpec, cfg: ModelConfig, name: str, width: int | None = None,
+         batch_l2: float = 0.0) -> EmbeddingBank:
     """A bank of the served columns (booster-only ones have their own tables: ``booster_columns``),
-    ``width`` wide (default: ``embedding_dim``)."""
+    ``width`` wide (default: ``embedding_dim``), with mini-batch aware L2 ``batch_l2``."""
     return EmbeddingBank(spec.served(), width or cfg.embedding_dim, init_std=cfg.embedding_init_std,
-                         l2=cfg.embedding_l2, recency=cfg.history_recency, name=name)
+                         l2=cfg.embedding_l2, recency=cfg.history_recency, batch_l2=batch_l2, name=name)
 
 
 def booster_only_layers(spec: FeatureSpec, cfg: ModelConfig, towers: tuple) -> dict:
@@ -34,8 +35,8 @@ def booster_only_layers(spec: FeatureSpec, cfg: ModelConfig, towers: tuple) -> d
     return {
         "booster_columns": ColumnEmbeddings(columns, cfg.embedding_dim, name="booster_columns", **init)
         if columns else None,
-        "booster_embeddings": bank(spec, cfg, "booster_embeddings", cfg.booster_embedding_dim)
-        if has and cfg.booster_embedding_dim else None,
+        "booster_embeddings": bank(spec, cfg, "booster_embeddings", cfg.booster_embedding_dim,
+                                   batch_l2=cfg.booster_embedding_l2) if has and cfg.booster_embedding_dim else None,
         "booster_cross": CrossNetwork(cfg.booster_cross, l2=cfg.booster.l2, name="booster_cross")
         if has and cfg.booster_cross else None,
         "booster_wide": WideTerms(spec, crosses, ids=ids, name="booster_wide") if has and (ids or crosses) else None,

@@ -6,6 +6,7 @@ import tensorflow as tf
 
 from rocket_ctr.features.spec import FeatureSpec
 from rocket_ctr.model.layers.attention import ValidSteps
+from rocket_ctr.model.layers.batch_l2 import looked_up_ids, mini_batch_l2
 from rocket_ctr.model.layers.embedding import RowEmbedding
 from rocket_ctr.model.layers.features import FeatureEncoders
 from rocket_ctr.model.layers.recency import add_recency
@@ -41,14 +42,17 @@ class EmbeddingBank(keras.layers.Layer):
         recency: ``"position"``: one more table per sequence group, ``recency_<i>`` [max_history, W],
             zeros at first, whose row p is added to every history step p steps before the newest
             (:func:`rocket_ctr.model.layers.recency.add_recency`); ``"none"``: no such table.
+        batch_l2: mini-batch aware L2 on the id tables in training: this × the squared norm of each
+            row a batch reads (:func:`rocket_ctr.model.layers.batch_l2.mini_batch_l2`; 0: none).
     """
 
     skip_padding = True  # per-row histories: only valid steps looked up; off under XLA (use_padded_attention)
 
-    def __init__(self, spec: FeatureSpec, embedding_dim=18, init_std=0.0, l2=0.0, recency="none", **kwargs):
+    def __init__(self, spec: FeatureSpec, embedding_dim=18, init_std=0.0, l2=0.0, recency="none", batch_l2=0.0,
+                 **kwargs):
         super().__init__(**kwargs)
         self.spec, self.embedding_dim, self.init_std, self.l2 = spec, embedding_dim, init_std, l2
-        self.recency = recency
+        self.recency, self.batch_l2 = recency, float(batch_l2)
         initializer = keras.initializers.RandomNormal(stddev=init_std) if init_std else "uniform"
         regularizer = keras.regularizers.L2(l2) if l2 else None
         self.embeddings = {
@@ -107,6 +111,8 @@ class EmbeddingBank(keras.layers.Layer):
             "user": [emb[f.name](rows[f.name]) for f in spec.user_features],
             "items": [emb[f.name](rows[f.name]) for f in spec.item_features],
         }
+        if training and self.batch_l2:
+            self.add_loss(mini_batch_l2({**emb, **self.side_embeddings}, looked_up_ids(spec, rows), self.batch_l2))
         if self.extras is not None:
             extra = self.extras(rows)
             embedded["user"] += extra["user"]
@@ -153,7 +159,8 @@ class EmbeddingBank(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "spec": self.spec.to_dict(), "embedding_dim": self.embedding_dim,
-                "init_std": self.init_std, "l2": self.l2, "recency": self.recency}
+                "init_std": self.init_std, "l2": self.l2, "recency": self.recency,
+                "batch_l2": self.batch_l2}
 
     @classmethod
     def from_config(cls, config):
