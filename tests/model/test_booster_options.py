@@ -30,6 +30,7 @@ OPTIONS = {
     "history": {"booster_history": 3},
     "residual": {"booster_interest": "din+dot", "booster_residual": True},
     "own-embeddings": {"booster_interest": "din+dot", "booster_embedding_dim": 6},
+    "own-embeddings-l2": {"booster_embedding_dim": 6, "booster_embedding_l2": 1e-3},
     "wide": {"booster_wide": True, "booster_wide_crosses": "user_gender*cate_id"},
     BOOSTER_ONLY_COLUMN: {},
 }
