@@ -241,7 +241,9 @@ BOOSTER_OPTIONS = {"dotbooster": REAL_LOGS_CHANGES["dot cross booster"].config,
                    "dinbooster": REAL_LOGS_CHANGES["7-layer din booster"].config,
                    "residualbooster": REAL_LOGS_CHANGES["din+dot booster, residual"].config,
                    "widepartbooster": REAL_LOGS_CHANGES["wide part, user x category"].config,
-                   "wideautobooster": REAL_LOGS_CHANGES["wide part auto"].config}
+                   "wideautobooster": REAL_LOGS_CHANGES["wide part auto"].config,
+                   "dicebooster": {"booster_activation": "dice"},
+                   "batchl2booster": {"booster_embedding_l2": 0.1}}
 THROUGHPUT_OPTIONS = ("buckets", "stringhash", "afterlaunch", *BOOSTER_OPTIONS)  # and light extractors
 
 
@@ -251,7 +253,7 @@ def _throughput(name: str) -> Recipe:
     (the booster kept off the shared bottom until the warm-up launches it, λ = 1), ``stringhash``
     (each int64 id's decimal text through farmhash), ``dotbooster``, ``widebooster``, ``dindotbooster``,
     ``ownembbooster``, ``ownemb36booster``, ``dinbooster``, ``residualbooster``, ``widepartbooster``,
-    ``wideautobooster``
+    ``wideautobooster``, ``dicebooster``, ``batchl2booster``
     (:data:`BOOSTER_OPTIONS`), e.g. ``rocket+dot+buckets``."""
     from rocket_ctr.config.schema import LIGHT_INTERESTS
 

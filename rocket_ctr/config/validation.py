@@ -75,8 +75,7 @@ def check_booster_options(model) -> None:
     booster in booster or two-stage mode (no light logit trained beside it to add to; base mode
     builds no booster and ignores it, as every booster option), own booster tables under a shared
     attention (which cannot read wider embeddings) or their L2 without them where a booster is built,
-    wide crosses not written
-    USER*CANDIDATE.
+    wide crosses not written USER*CANDIDATE.
 
     Args:
         model: a ``ModelConfig``.
