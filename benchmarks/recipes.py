@@ -243,7 +243,10 @@ BOOSTER_OPTIONS = {"dotbooster": REAL_LOGS_CHANGES["dot cross booster"].config,
                    "widepartbooster": REAL_LOGS_CHANGES["wide part, user x category"].config,
                    "wideautobooster": REAL_LOGS_CHANGES["wide part auto"].config,
                    "dicebooster": {"booster_activation": "dice"},
-                   "batchl2booster": {"booster_embedding_l2": 0.1}}
+                   "batchl2booster": {"booster_embedding_l2": 0.1},
+                   # the defaults less one part each: what each part of the booster costs in training
+                   "noownbooster": {"booster_embedding_dim": 0},
+                   "nobnbooster": {"booster_batch_norm": False}}
 THROUGHPUT_OPTIONS = ("buckets", "stringhash", "afterlaunch", *BOOSTER_OPTIONS)  # and light extractors
 
 
@@ -253,7 +256,7 @@ def _throughput(name: str) -> Recipe:
     (the booster kept off the shared bottom until the warm-up launches it, λ = 1), ``stringhash``
     (each int64 id's decimal text through farmhash), ``dotbooster``, ``widebooster``, ``dindotbooster``,
     ``ownembbooster``, ``ownemb36booster``, ``dinbooster``, ``residualbooster``, ``widepartbooster``,
-    ``wideautobooster``, ``dicebooster``, ``batchl2booster``
+    ``wideautobooster``, ``dicebooster``, ``batchl2booster``, ``noownbooster``, ``nobnbooster``
     (:data:`BOOSTER_OPTIONS`), e.g. ``rocket+dot+buckets``."""
     from rocket_ctr.config.schema import LIGHT_INTERESTS
 
