@@ -21,8 +21,8 @@ def looked_up_ids(spec: FeatureSpec, rows: dict) -> dict:
     for group, length in zip(spec.groups, spec.length_columns):
         columns = [(f.name, rows[f.history]) for f in spec.group_features(group)]
         columns += [(f.name, rows[f.name]) for f in group.side_features]
+        valid = tf.sequence_mask(rows[length], tf.shape(columns[0][1])[1])  # a group's columns share one width
         for name, history in columns:
-            valid = tf.sequence_mask(rows[length], tf.shape(history)[1])
             ids.setdefault(name, []).append(tf.boolean_mask(history, valid))
     return ids
 
@@ -32,8 +32,8 @@ def mini_batch_l2(tables: dict, ids: dict, weight: float) -> tf.Tensor:
 
     Args:
         tables: ``{column name: RowEmbedding}``.
-        ids: ``{column name: [id tensors]}`` (:func:`looked_up_ids`); negative ids count from the
-            table's end, as the lookup does.
+        ids: ``{column name: [id tensors]}`` (:func:`looked_up_ids`); rows as the lookup reads them
+            (``RowEmbedding.row_indices``: a negative id counts from the table's end).
         weight: the penalty's weight.
 
     Returns:
@@ -42,8 +42,7 @@ def mini_batch_l2(tables: dict, ids: dict, weight: float) -> tf.Tensor:
     total = []
     for name, parts in ids.items():
         table = tables[name]
-        flat = tf.concat([tf.reshape(tf.cast(p, tf.int64), [-1]) for p in parts], 0)
-        flat = tf.where(flat < 0, flat + table.input_dim, flat)
+        flat = tf.concat([tf.reshape(tf.cast(table.row_indices(p), tf.int64), [-1]) for p in parts], 0)
         distinct, _ = tf.unique(flat)
         total.append(tf.reduce_sum(tf.square(tf.gather(table.embeddings.value, distinct))))
     return weight * tf.add_n(total)

@@ -19,11 +19,14 @@ class RowEmbedding(keras.layers.Embedding):
     Negative indices count from the end, as in Keras' ``ops.take``.
     """
 
-    def call(self, inputs):
+    def row_indices(self, inputs) -> tf.Tensor:
+        """The table rows ``inputs`` name: integer indices, a negative one counted from the end."""
         if inputs.dtype not in (tf.int32, tf.int64):
             inputs = tf.cast(inputs, tf.int32)
-        rows = tf.where(inputs < 0, inputs + tf.cast(self.input_dim, inputs.dtype), inputs)
-        outputs = tf.gather(self.embeddings.value, rows)  # ResourceGather: no copy of the table
+        return tf.where(inputs < 0, inputs + tf.cast(self.input_dim, inputs.dtype), inputs)
+
+    def call(self, inputs):
+        outputs = tf.gather(self.embeddings.value, self.row_indices(inputs))  # ResourceGather: no copy of the table
         if outputs.dtype != self.compute_dtype:
             outputs = tf.cast(outputs, self.compute_dtype)
         return outputs
